@@ -1,0 +1,67 @@
+// Package engine is a node's one durable store: the Paxos state of every
+// group replica the node hosts, and the user data those groups replicate,
+// in ONE Pebble DB.
+//
+// The engine knows no Paxos rules. It stores opaque byte records per group
+// (hard state, accepted entries by slot, applied point, metadata) and user
+// key/value pairs, and it offers the two things a multi-group node needs
+// from its disk: atomic batches that span many groups and user data (one
+// fsync for all of them: group commit), and snapshots of a group's span.
+//
+// # Key layout
+//
+// Every key starts with a one-byte prefix that separates the groups' local
+// state from the user data. Integers are 8-byte big-endian, so byte order
+// is numeric order: a group's records are contiguous, groups never
+// interleave, and a group's entries sort by slot.
+//
+//	+--------+--------------+------+-------------+-------------------------+
+//	| prefix | group id     | kind | suffix      | value                   |
+//	+--------+--------------+------+-------------+-------------------------+
+//	| 0x01   | 8 bytes BE   | 0x01 |             | hard state (opaque)     |
+//	| 0x01   | 8 bytes BE   | 0x02 |             | applied point, 8 B BE   |
+//	| 0x01   | 8 bytes BE   | 0x03 |             | group meta (opaque)     |
+//	| 0x01   | 8 bytes BE   | 0x04 | slot 8 B BE | accepted entry (opaque) |
+//	+--------+--------------+------+-------------+-------------------------+
+//	| 0x02   | user key (any bytes, to the end of the key)  | user value    |
+//	+--------+----------------------------------------------+---------------+
+//
+// The user data of all groups shares the 0x02 space: a range is a span of
+// it, not a prefix, so splitting a range into two groups moves no bytes.
+// The group's meta is where the caller keeps the range bounds. Removing a
+// group's state (DeleteGroup) and truncating its log (DeleteEntries) are one
+// range tombstone each.
+//
+// # Durability and failure
+//
+// A Batch commit is atomic. A synced commit is durable when it returns, and
+// so is every commit before it (the WAL is sequential); an unsynced commit
+// may be lost in a crash until a later synced commit returns. Put the user
+// data of applied entries and the new applied point in one batch: after a
+// crash both or neither are visible.
+//
+// The first storage error of a commit fails the Engine for good: every
+// later commit and read returns the same error wrapping ErrFailed. After a
+// failed fsync the kernel may have dropped the dirty pages, so a retry that
+// "succeeds" could acknowledge data that is gone; and Pebble has already
+// put the failed batch in its memtable, so reads could show it. The node
+// must stop and recover from what is on disk.
+//
+// # Group commit
+//
+// A Batch carries records of any number of groups, so a node's scheduler
+// can persist every ready group of a cycle with one synced Commit. When
+// several goroutines produce batches, a Committer merges whatever is queued
+// into one Pebble batch and one fsync, and wakes all their callers with the
+// shared result.
+//
+// # Snapshots
+//
+// ExportSnapshot streams a group's span of user data and its metadata from
+// a consistent Pebble snapshot as bounded SnapshotChunks (the header with
+// the metadata first, a trailer with count and checksum last).
+// SnapshotWriter ingests such a stream: it stages the data in sstables and
+// adds them to Pebble with one atomic Ingest, so after a crash the group
+// has either its old state or the whole snapshot, never a mix. See
+// SnapshotWriter for the argument.
+package engine

@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// tmpDirName is the directory, inside the engine's Dir, where snapshot
+// ingestion stages its sstables. Open removes it: whatever is there belongs
+// to an ingest that never reached Pebble.
+const tmpDirName = "engine-snapshot-tmp"
+
+func (e *Engine) tmpDir() string { return e.opts.FS.PathJoin(e.opts.Dir, tmpDirName) }
+
+// IngestOptions tunes a SnapshotWriter.
+type IngestOptions struct {
+	// ReplaceHardState makes the ingest write the snapshot's hard state
+	// over the local one (or delete the local one if the snapshot has
+	// none). By default the local hard state is kept: it records this
+	// replica's own promises, which it must never forget (Paxos Made
+	// Simple, section 2.2, P1a), and the engine cannot compare opaque
+	// records. The caller, who can, opts in. The default value is false.
+	ReplaceHardState bool
+}
+
+// SnapshotWriter ingests a snapshot stream of one group, replacing the
+// group's state on this node. When Finish returns nil, atomically:
+//
+//   - the user data in the header's span [Start, End) is exactly the
+//     stream's pairs (everything else in the span is deleted),
+//   - every log entry of the group is deleted,
+//   - the group's applied point and meta are the header's (deleted if the
+//     header has none), and its hard state too with ReplaceHardState.
+//
+// Crash safety: Add streams the pairs into an sstable in a staging
+// directory, holding O(1) memory however large the snapshot. Finish writes
+// a second sstable with the group's records and the range tombstones, syncs
+// both, and hands both to Pebble's Ingest, which adds them to the LSM in
+// ONE atomic, durable version edit (as if one batch held all of it). A
+// crash before that edit is durable leaves the old state untouched and only
+// garbage in the staging directory, which Open removes; a crash after it
+// leaves the new state. No reader ever sees the snapshot's applied point
+// with part of its data.
+//
+// A SnapshotWriter is not safe for concurrent use. Writers of different
+// groups with disjoint spans may run concurrently. The caller must not
+// write the group's records or span while its ingest runs.
+type SnapshotWriter struct {
+	e    *Engine
+	g    GroupID
+	opts IngestOptions
+
+	hdr     *SnapshotHeader
+	nextSeq uint64
+	lastKey []byte // last pair's key, to check order
+	digest  pairDigest
+	done    bool // trailer seen
+
+	dataPath  string
+	localPath string
+	data      *sstable.Writer
+	dataKeys  bool // the data sstable holds at least one key or tombstone
+	scratch   []byte
+
+	err      error // sticky: after an error only Abort is useful
+	finished bool
+}
+
+// NewSnapshotWriter starts an ingest for group g.
+func (e *Engine) NewSnapshotWriter(g GroupID, opts IngestOptions) *SnapshotWriter {
+	return &SnapshotWriter{e: e, g: g, opts: opts}
+}
+
+func (w *SnapshotWriter) failf(format string, args ...any) error {
+	w.err = fmt.Errorf("engine: snapshot ingest of group %d: %s", w.g, fmt.Sprintf(format, args...))
+	return w.err
+}
+
+// Add consumes the next chunk. It checks the stream's shape: chunks in
+// order, header first, trailer last, keys sorted and inside the span.
+func (w *SnapshotWriter) Add(c SnapshotChunk) error {
+	if w.err != nil {
+		return w.err
+	}
+	switch {
+	case w.finished:
+		return w.failf("Add after Finish")
+	case c.Group != w.g:
+		return w.failf("chunk of group %d", c.Group)
+	case c.Seq != w.nextSeq:
+		return w.failf("chunk %d, want %d", c.Seq, w.nextSeq)
+	case w.done:
+		return w.failf("chunk %d after the trailer", c.Seq)
+	case (c.Seq == 0) != (c.Header != nil):
+		return w.failf("chunk %d: header must come in chunk 0 only", c.Seq)
+	}
+	w.nextSeq++
+	if c.Header != nil {
+		if err := w.start(c.Header); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.Pairs {
+		if err := w.addPair(p); err != nil {
+			return err
+		}
+	}
+	if t := c.Trailer; t != nil {
+		w.done = true
+		if t.Count != w.digest.count || t.Checksum != w.digest.crc {
+			return w.failf("trailer says %d pairs crc %08x, stream had %d pairs crc %08x",
+				t.Count, t.Checksum, w.digest.count, w.digest.crc)
+		}
+	}
+	return nil
+}
+
+// start opens the data sstable and writes the span's range tombstone. Its
+// sequence number at ingest is the same as the pairs', and a tombstone
+// deletes only older keys, so it clears the old span but not the new data.
+func (w *SnapshotWriter) start(h *SnapshotHeader) error {
+	if h.End != nil && bytes.Compare(h.Start, h.End) > 0 {
+		return w.failf("span start %q after end %q", h.Start, h.End)
+	}
+	w.hdr = h
+	fs := w.e.opts.FS
+	if err := fs.MkdirAll(w.e.tmpDir(), 0o755); err != nil {
+		w.err = err
+		return err
+	}
+	seq := w.e.tmpSeq.Add(1)
+	w.dataPath = fs.PathJoin(w.e.tmpDir(), fmt.Sprintf("%d-g%d-data.sst", seq, w.g))
+	w.localPath = fs.PathJoin(w.e.tmpDir(), fmt.Sprintf("%d-g%d-local.sst", seq, w.g))
+	sw, err := w.e.newSSTWriter(w.dataPath)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.data = sw
+	if h.End == nil || bytes.Compare(h.Start, h.End) < 0 {
+		lo, hi := dataSpan(h.Start, h.End)
+		if err := w.data.DeleteRange(lo, hi); err != nil {
+			w.err = err
+			return err
+		}
+		w.dataKeys = true
+	}
+	return nil
+}
+
+func (w *SnapshotWriter) addPair(p KV) error {
+	h := w.hdr
+	switch {
+	case bytes.Compare(p.Key, h.Start) < 0 || (h.End != nil && bytes.Compare(p.Key, h.End) >= 0):
+		return w.failf("key %q outside span [%q, %q)", p.Key, h.Start, h.End)
+	case w.digest.count > 0 && bytes.Compare(p.Key, w.lastKey) <= 0:
+		return w.failf("key %q not after %q", p.Key, w.lastKey)
+	}
+	w.lastKey = append(w.lastKey[:0], p.Key...)
+	w.digest.add(p.Key, p.Value)
+	w.scratch = appendDataKey(w.scratch[:0], p.Key)
+	if err := w.data.Set(w.scratch, p.Value); err != nil {
+		w.err = err
+		return err
+	}
+	w.dataKeys = true
+	return nil
+}
+
+// Finish ingests the snapshot atomically (see SnapshotWriter). On error the
+// staging files are removed; if the error came from Pebble's ingest itself
+// the Engine has failed, because a half-done ingest may have hit the disk.
+func (w *SnapshotWriter) Finish() error {
+	if w.err != nil {
+		w.Abort()
+		return w.err
+	}
+	if !w.done {
+		w.Abort()
+		return w.failf("Finish before the trailer (after %d chunks)", w.nextSeq)
+	}
+	w.finished = true
+	err := w.data.Close() // flushes, syncs and closes the file
+	w.data = nil
+	if err == nil {
+		err = w.writeLocal()
+	}
+	if err == nil {
+		err = w.ingest()
+	}
+	if err != nil {
+		w.err = err
+	}
+	w.removeFiles()
+	return err
+}
+
+// writeLocal writes the sstable of the group's own records, in key order:
+// hard state, applied, meta (point keys), then the entries' tombstone.
+func (w *SnapshotWriter) writeLocal() error {
+	sw, err := w.e.newSSTWriter(w.localPath)
+	if err != nil {
+		return err
+	}
+	h := w.hdr
+	put := func(k keyKind, present bool, v []byte) error {
+		if present {
+			return sw.Set(localKey(w.g, k), v)
+		}
+		return sw.Delete(localKey(w.g, k))
+	}
+	err = nil
+	if w.opts.ReplaceHardState {
+		err = put(kindHardState, h.HardState != nil, h.HardState)
+	}
+	if err == nil {
+		err = put(kindApplied, h.HasApplied, encodeApplied(h.Applied))
+	}
+	if err == nil {
+		err = put(kindMeta, h.Meta != nil, h.Meta)
+	}
+	if err == nil {
+		err = sw.DeleteRange(entryKey(w.g, 0), entrySpanEnd(w.g, math.MaxUint64))
+	}
+	return errors.Join(err, sw.Close())
+}
+
+func (w *SnapshotWriter) ingest() error {
+	paths := []string{w.localPath}
+	if w.dataKeys {
+		paths = append(paths, w.dataPath)
+	}
+	if err := w.e.acquire(); err != nil {
+		return err
+	}
+	defer w.e.mu.RUnlock()
+	if err := w.e.db.Ingest(context.Background(), paths); err != nil {
+		w.e.fail(err)
+	}
+	return w.e.Err()
+}
+
+// Abort drops the ingest and its staging files. It is safe to call at any
+// time, also after Finish.
+func (w *SnapshotWriter) Abort() {
+	if w.data != nil {
+		_ = w.data.Close()
+		w.data = nil
+	}
+	if w.err == nil {
+		w.err = errors.New("engine: snapshot ingest aborted")
+	}
+	w.finished = true
+	w.removeFiles()
+}
+
+func (w *SnapshotWriter) removeFiles() {
+	for _, p := range []string{w.dataPath, w.localPath} {
+		if p != "" {
+			if err := w.e.opts.FS.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				w.e.opts.Logger.Errorf("engine: remove %s: %v", p, err)
+			}
+		}
+	}
+}
+
+// newSSTWriter creates an sstable for ingestion, in the newest table format
+// the DB accepts.
+func (e *Engine) newSSTWriter(path string) (*sstable.Writer, error) {
+	f, err := e.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.acquire(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	format := e.db.FormatMajorVersion().MaxTableFormat()
+	e.mu.RUnlock()
+	wo := e.popts.MakeWriterOptions(0, format)
+	return sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo), nil
+}

@@ -1,0 +1,32 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+)
+
+// NotLeaderError is returned for a request that only the leader may serve.
+// Leader is the replica this one believes leads, or zero if it knows none.
+type NotLeaderError struct {
+	Leader uint64
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == 0 {
+		return "group: not the leader; leader unknown"
+	}
+	return fmt.Sprintf("group: not the leader; try replica %d", e.Leader)
+}
+
+var (
+	// ErrProposalDropped means the leader cannot take a proposal now: its
+	// pipeline window is full, a configuration change or a leader transfer
+	// is in progress. The caller may retry.
+	ErrProposalDropped = errors.New("group: proposal dropped")
+	// ErrInvalidConfChange means a configuration change does not apply to the
+	// current configuration (for example promoting a replica that is not a
+	// learner).
+	ErrInvalidConfChange = errors.New("group: invalid configuration change")
+	// ErrLearnerBehind means a learner is too far behind to be promoted.
+	ErrLearnerBehind = errors.New("group: learner not caught up")
+)

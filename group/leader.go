@@ -1,0 +1,399 @@
+package group
+
+import (
+	"cmp"
+	"slices"
+
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// maxRounds bounds the heartbeat rounds a leader remembers for its lease.
+const maxRounds = 16
+
+// progress is what a leader knows of one other member.
+type progress struct {
+	id uint64
+	// next is the next slot to send in an accept.
+	next uint64
+	// chosen is the member's reported chosen point.
+	chosen uint64
+	// snapshotWait counts down the ticks before another snapshot may be
+	// sent, so a slow transfer isn't restarted every heartbeat.
+	snapshotWait int
+}
+
+// hbRound is one lease round: a heartbeat (or the Phase 1 that won the
+// election) sent at sentAt and the replicas that acknowledged it.
+type hbRound struct {
+	seq    uint64
+	sentAt int64
+	ackers []uint64
+}
+
+type pendingRead struct {
+	ctx   []byte
+	index uint64
+	seq   uint64
+}
+
+// leadership is the state of a replica that won Phase 1.
+type leadership struct {
+	// startSlot is the slot of the no-op appended on election. Reads wait
+	// until it is chosen: before that, values chosen by earlier leaders
+	// may be unknown here.
+	startSlot uint64
+	// acks[i] lists the replicas that accepted slot ackBase+i at our
+	// ballot. Slots at or below the chosen point are dropped.
+	ackBase  uint64
+	acks [][]uint64
+	// progress is sorted by id so that output is deterministic.
+	progress []*progress
+
+	seq         uint64
+	rounds      []hbRound
+	leaseExpiry int64
+	noLease     int // consecutive ticks without a valid lease
+	reads       []pendingRead
+
+	// pendingConf is the lowest unchosen slot holding a configuration
+	// change. Nothing above it is sent until it is chosen, so every slot
+	// in flight is decided by the configuration in force at the chosen
+	// point.
+	pendingConf     uint64
+	transferee      uint64
+	transferElapsed int
+}
+
+func newLeadership(base uint64) *leadership {
+	return &leadership{ackBase: base}
+}
+
+// member returns the progress of replica id, or nil.
+func (l *leadership) member(id uint64) *progress {
+	for _, p := range l.progress {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+func (l *leadership) ack(s, id uint64) {
+	if s < l.ackBase {
+		return
+	}
+	i := int(s - l.ackBase)
+	for i >= len(l.acks) {
+		l.acks = append(l.acks, nil)
+	}
+	if !slices.Contains(l.acks[i], id) {
+		l.acks[i] = append(l.acks[i], id)
+	}
+}
+
+func (l *leadership) acked(s, id uint64) bool {
+	if s < l.ackBase || s-l.ackBase >= uint64(len(l.acks)) {
+		return false
+	}
+	return slices.Contains(l.acks[s-l.ackBase], id)
+}
+
+// dropAcks forgets the acks of slots at or below s.
+func (l *leadership) dropAcks(s uint64) {
+	if s < l.ackBase {
+		return
+	}
+	n := min(int(s-l.ackBase+1), len(l.acks))
+	l.acks = l.acks[n:]
+	l.ackBase = s + 1
+}
+
+// syncProgress tracks exactly the other members of the configuration.
+func (r *Replica) syncProgress() {
+	l := r.lead
+	l.progress = slices.DeleteFunc(l.progress, func(p *progress) bool { return !isMember(r.conf, p.id) })
+	for _, id := range members(r.conf) {
+		if id != r.id && l.member(id) == nil {
+			l.progress = append(l.progress, &progress{id: id, next: r.chosen + 1})
+		}
+	}
+	slices.SortFunc(l.progress, func(a, b *progress) int { return cmp.Compare(a.id, b.id) })
+}
+
+// sendLimit is the highest slot the leader may have in flight: bounded by
+// the pipeline window and by a pending configuration change.
+func (r *Replica) sendLimit() uint64 {
+	lim := min(r.log.last(), r.chosen+uint64(r.cfg.MaxInflight))
+	if pc := r.lead.pendingConf; pc != 0 {
+		lim = min(lim, pc)
+	}
+	return lim
+}
+
+func (l *leadership) hasSends(r *Replica) bool {
+	lim := r.sendLimit()
+	for _, p := range l.progress {
+		if p.next <= lim {
+			return true
+		}
+	}
+	return false
+}
+
+// flush sends every member the accepts it hasn't been sent, batched: many
+// proposals between two Readys go out as one message per member.
+func (l *leadership) flush(r *Replica) {
+	lim := r.sendLimit()
+	for _, p := range l.progress {
+		for p.next <= lim {
+			hi := min(lim, p.next+uint64(r.cfg.MaxEntriesPerMsg)-1)
+			r.send(pb.Message{Type: pb.MsgAccept, To: p.id, Ballot: r.ballot, Index: p.next, LastIndex: hi,
+				Chosen: r.chosen, Entries: r.log.slice(p.next, hi)})
+			p.next = hi + 1
+		}
+	}
+}
+
+func stepLeader(r *Replica, m pb.Message) {
+	if m.Ballot != r.ballot {
+		return
+	}
+	if m.Reject != pb.RejectNone {
+		if m.Reject == pb.RejectBallot && r.ballot.Less(m.Hint) {
+			r.becomeFollower(0)
+		}
+		return
+	}
+	l := r.lead
+	p := l.member(m.From)
+	switch m.Type {
+	case pb.MsgAccepted:
+		for s := max(m.Index, r.chosen+1); s <= m.LastIndex; s++ {
+			l.ack(s, m.From)
+		}
+		r.maybeCommit()
+	case pb.MsgHeartbeatResp:
+		if m.Seq != 0 {
+			l.ackRound(r, m.Seq, m.From)
+		}
+		// The member could not advance to the chosen point we told it: it
+		// lacks values at our ballot, so teach it the chosen ones.
+		if p != nil && m.Chosen < r.chosen && (m.Seq == 0 || m.Chosen < m.Index) {
+			p.chosen = max(p.chosen, m.Chosen)
+			r.sendCatchUp(m.From, p)
+		}
+	default:
+		return
+	}
+	if r.role == Leader && p != nil {
+		p.chosen = max(p.chosen, m.Chosen)
+		r.maybeTransfer()
+	}
+}
+
+// sendCatchUp sends chosen entries above the member's chosen point, or a
+// snapshot if they were truncated.
+func (r *Replica) sendCatchUp(to uint64, p *progress) {
+	lo := p.chosen + 1
+	if lo <= r.meta.Index {
+		if p.snapshotWait == 0 {
+			p.snapshotWait = r.cfg.ElectionTicks
+			r.sendSnapshot(to)
+		}
+		return
+	}
+	hi := min(r.chosen, lo+uint64(r.cfg.MaxEntriesPerMsg)-1)
+	r.send(pb.Message{Type: pb.MsgCommit, To: to, Ballot: r.ballot, Index: lo, LastIndex: hi, Entries: r.log.slice(lo, hi)})
+}
+
+// maybeCommit advances the chosen point over slots accepted by a majority
+// of the voters in force.
+func (r *Replica) maybeCommit() {
+	l := r.lead
+	for s := r.chosen + 1; s <= r.log.last(); s++ {
+		if !hasMajority(r.conf.Voters, func(id uint64) bool { return l.acked(s, id) }) {
+			break
+		}
+		r.setChosen(s)
+		l.dropAcks(s)
+		if s == l.pendingConf {
+			r.onConfChosen()
+			if r.role != Leader {
+				return
+			}
+		}
+	}
+}
+
+// onConfChosen adopts a newly chosen configuration. A leader that is no
+// longer a voter steps down.
+func (r *Replica) onConfChosen() {
+	l := r.lead
+	l.pendingConf = r.nextConfSlot()
+	if !isVoter(r.conf, r.id) {
+		r.becomeFollower(0)
+		return
+	}
+	r.syncProgress()
+	l.recomputeLease(r)
+}
+
+func (r *Replica) tickLeader() {
+	l := r.lead
+	for _, p := range l.progress {
+		if p.snapshotWait > 0 {
+			p.snapshotWait--
+		}
+	}
+	if l.transferee != 0 {
+		l.transferElapsed++
+		if l.transferElapsed >= r.cfg.ElectionTicks {
+			l.transferee = 0 // the target didn't catch up in time: give up
+		}
+	}
+	// A leader cut off from a majority steps down, so that clients look
+	// for the leader the majority elects instead.
+	if l.leaseValid(r) {
+		l.noLease = 0
+	} else if l.noLease++; l.noLease >= 2*r.cfg.ElectionTicks {
+		r.becomeFollower(0)
+		return
+	}
+	r.heartbeatElapsed++
+	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
+		r.heartbeatElapsed = 0
+		r.bcastHeartbeat()
+		r.retransmit()
+	}
+}
+
+// retransmit rewinds each member to its lowest unacknowledged slot, so that
+// accepts lost in the network are sent again by the next flush.
+func (r *Replica) retransmit() {
+	l := r.lead
+	for _, p := range l.progress {
+		for s := r.chosen + 1; s < p.next; s++ {
+			if !l.acked(s, p.id) {
+				p.next = s
+				break
+			}
+		}
+	}
+}
+
+// bcastHeartbeat starts a lease round. The leader's own acceptor renews the
+// lease it grants itself, so that it refuses other candidates too.
+func (r *Replica) bcastHeartbeat() {
+	l := r.lead
+	l.seq++
+	r.grantLease(r.ballot)
+	for _, p := range l.progress {
+		r.send(pb.Message{Type: pb.MsgHeartbeat, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
+	}
+	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
+}
+
+func (l *leadership) addRound(r *Replica, rd hbRound) {
+	if len(l.rounds) == maxRounds {
+		l.rounds = append(l.rounds[:0], l.rounds[1:]...)
+	}
+	l.rounds = append(l.rounds, rd)
+	l.onRoundAcked(r, &l.rounds[len(l.rounds)-1])
+}
+
+func (l *leadership) ackRound(r *Replica, seq, from uint64) {
+	for i := range l.rounds {
+		rd := &l.rounds[i]
+		if rd.seq == seq {
+			if !slices.Contains(rd.ackers, from) {
+				rd.ackers = append(rd.ackers, from)
+				l.onRoundAcked(r, rd)
+			}
+			return
+		}
+	}
+}
+
+// quorumOf reports whether ackers hold a majority of the voters in force
+// and, while a change is pending, of the voters after it.
+func (r *Replica) quorumOf(ackers []uint64) bool {
+	has := func(id uint64) bool { return slices.Contains(ackers, id) }
+	if !hasMajority(r.conf.Voters, has) {
+		return false
+	}
+	if pc := r.lead.pendingConf; pc != 0 {
+		if e := r.log.get(pc); e != nil {
+			return hasMajority(applyEntry(r.conf, e).Voters, has)
+		}
+	}
+	return true
+}
+
+// onRoundAcked extends the lease once a round is acknowledged by a quorum.
+// It counts from when the round was sent, not when it was acknowledged:
+// every acceptor's promise started later than that.
+func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
+	if !r.quorumOf(rd.ackers) {
+		return
+	}
+	l.leaseExpiry = max(l.leaseExpiry, rd.sentAt+r.cfg.LeaseDuration-r.cfg.MaxClockDrift)
+	if rd.seq != 0 {
+		n := 0
+		for _, pr := range l.reads {
+			if pr.seq <= rd.seq {
+				r.readStates = append(r.readStates, ReadState{Ctx: pr.ctx, Index: pr.index})
+			} else {
+				l.reads[n] = pr
+				n++
+			}
+		}
+		l.reads = l.reads[:n]
+	}
+}
+
+// recomputeLease re-derives the lease under a new configuration: rounds
+// acknowledged by a quorum of the old voters may not be one of the new.
+func (l *leadership) recomputeLease(r *Replica) {
+	l.leaseExpiry = 0
+	for i := range l.rounds {
+		if r.quorumOf(l.rounds[i].ackers) {
+			l.leaseExpiry = max(l.leaseExpiry, l.rounds[i].sentAt+r.cfg.LeaseDuration-r.cfg.MaxClockDrift)
+		}
+	}
+}
+
+func (l *leadership) leaseValid(r *Replica) bool { return r.now() < l.leaseExpiry }
+
+// readIndex serves a read at the current chosen point (or our election
+// no-op, whichever is later). Under a lease no other leader can have chosen
+// anything, so the answer is immediate; otherwise a heartbeat round sent
+// after the read arrived must reach a quorum first.
+func (r *Replica) readIndex(ctx []byte) error {
+	l := r.lead
+	idx := max(r.chosen, l.startSlot)
+	if l.leaseValid(r) {
+		r.readStates = append(r.readStates, ReadState{Ctx: ctx, Index: idx})
+		return nil
+	}
+	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})
+	r.bcastHeartbeat()
+	return nil
+}
+
+// maybeTransfer completes a leader transfer once the target knows every
+// value: the leader gives up its lease and tells the target to campaign.
+// Acceptors let the target past the old lease because the prepare names it.
+func (r *Replica) maybeTransfer() {
+	l := r.lead
+	t := l.transferee
+	if t == 0 {
+		return
+	}
+	p := l.member(t)
+	if p == nil || r.chosen != r.log.last() || p.chosen < r.chosen {
+		return
+	}
+	b := r.ballot
+	r.becomeFollower(t)
+	r.send(pb.Message{Type: pb.MsgTimeoutNow, To: t, Ballot: b})
+}

@@ -1,0 +1,92 @@
+package group
+
+import pb "github.com/shardd/shardd/paxospb"
+
+// Role is what a replica currently does in its group.
+type Role uint8
+
+const (
+	// Follower accepts values from a leader and learns chosen ones.
+	Follower Role = iota
+	// Candidate is running Phase 1 to become leader.
+	Candidate
+	// Leader has completed Phase 1 and runs Phase 2 for new slots.
+	Leader
+)
+
+func (r Role) String() string {
+	switch r {
+	case Follower:
+		return "follower"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return "unknown"
+}
+
+// SoftState is volatile state worth telling the caller about when it
+// changes: who leads and what this replica is.
+type SoftState struct {
+	Role   Role
+	Leader uint64
+}
+
+// ReadState releases a linearizable read: once the caller has applied every
+// entry up to Index it may serve the read identified by Ctx.
+type ReadState struct {
+	Ctx   []byte
+	Index uint64
+}
+
+// Ready is the work a replica hands to its caller. The caller must, in this
+// order:
+//
+//  1. persist HardState, Entries and Meta (deleting log entries at or
+//     below Meta.Index), and install Snapshot with its applied point, all
+//     durably (one synced batch may carry many groups' Readys);
+//  2. send Messages, attaching the state machine's data to any
+//     MsgSnapshot (its state as of Meta.Index, before step 3);
+//  3. apply Committed in order, then serve ReadStates whose Index has been
+//     applied;
+//  4. call Advance.
+//
+// Persisting before sending is what makes a promise or an acceptance
+// survive a crash: no other replica may learn of one that could be lost.
+type Ready struct {
+	// SoftState is non-nil when the role or the known leader changed.
+	SoftState *SoftState
+	// HardState is non-nil when it must be persisted.
+	HardState *pb.HardState
+	// Entries are accepted or learned entries to persist, each replacing
+	// whatever the log held at its slot.
+	Entries []pb.Entry
+	// Meta is non-nil when the log was truncated or replaced by a snapshot:
+	// persist it and delete every entry at or below Meta.Index.
+	Meta *pb.Meta
+	// Snapshot is a received snapshot to install into the state machine.
+	// Its Meta.Index becomes the applied point.
+	Snapshot *pb.Snapshot
+	// Messages are to be sent after the above is durable.
+	Messages []pb.Message
+	// Committed are chosen entries to apply, in slot order.
+	Committed []pb.Entry
+	// ReadStates release linearizable reads.
+	ReadStates []ReadState
+}
+
+// Status is a replica's state for inspection and tests.
+type Status struct {
+	ID         uint64
+	Role       Role
+	Leader     uint64
+	Ballot     pb.Ballot // this replica's own ballot as candidate or leader
+	Promised   pb.Ballot
+	Chosen     uint64
+	Applied    uint64
+	LastIndex  uint64
+	FirstIndex uint64
+	Config     pb.Config
+	LeaseValid bool
+}

@@ -1,0 +1,579 @@
+package group
+
+import (
+	"slices"
+
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// State is a replica's durable state as its caller persisted it from
+// earlier Readys, used to rebuild the replica after a restart.
+type State struct {
+	HardState pb.HardState
+	Meta      pb.Meta
+	// Entries are the persisted entries above Meta.Index, in slot order.
+	Entries []pb.Entry
+	// Applied is the caller's applied point, persisted atomically with the
+	// state machine it describes. It is at least Meta.Index.
+	Applied uint64
+}
+
+// BootstrapState is the durable state of a replica of a new group whose
+// voters are known up front.
+func BootstrapState(voters ...uint64) State {
+	return State{Meta: pb.Meta{Config: pb.Config{Voters: slices.Sorted(slices.Values(voters))}}}
+}
+
+type stepFunc func(r *Replica, m pb.Message)
+
+// Replica is one Multi-Paxos replica of one group: acceptor, learner and,
+// when elected, proposer. It is a pure state machine: all input arrives
+// through Tick, Step, Propose and friends, all output leaves through
+// Ready, and it never blocks, sleeps or performs I/O.
+type Replica struct {
+	cfg Config
+	id  uint64
+
+	role Role
+	step stepFunc
+	// leader is the replica believed to lead, for hints; zero if unknown.
+	leader uint64
+
+	// Acceptor state. promised is durable; see pb.HardState.
+	promised pb.Ballot
+	log      entryLog
+	chosen   uint64
+	applied  uint64
+	meta     pb.Meta
+	// conf is the configuration after every chosen entry: the one that
+	// decides quorums for slot chosen+1.
+	conf pb.Config
+
+	// Acceptor lease: until leaseUntil on this replica's clock it promises
+	// nobody but leaseBallot's owner. A zero leaseBallot with a future
+	// leaseUntil (after a restart) refuses everybody.
+	leaseBallot pb.Ballot
+	leaseUntil  int64
+
+	// ballot is this replica's own ballot as candidate or leader.
+	ballot pb.Ballot
+	// maxRound is the highest round seen anywhere, so that a new ballot
+	// beats every ballot this replica knows of.
+	maxRound uint64
+
+	electionElapsed  int
+	electionTimeout  int
+	heartbeatElapsed int
+
+	cand *candidate
+	lead *leadership
+
+	// Output not yet handed out by Ready.
+	msgs          []pb.Message
+	unstable      []uint64 // slots to persist; may repeat
+	prevHard      pb.HardState
+	prevSoft      SoftState
+	metaDirty     bool
+	snapshot      *pb.Snapshot
+	readStates    []ReadState
+	pendingCommit []pb.Entry // committed entries handed out, awaiting Advance
+}
+
+// New builds a replica from its durable state. A replica whose state holds
+// no configuration can't campaign; it waits for a leader to teach it one.
+func New(cfg Config, st State) (*Replica, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		cfg:      cfg,
+		id:       cfg.ID,
+		promised: st.HardState.Promised,
+		meta:     pb.Meta{Index: st.Meta.Index, Config: cloneConfig(st.Meta.Config)},
+		log:      newEntryLog(st.Meta.Index),
+	}
+	for _, e := range st.Entries {
+		if e.Slot > st.Meta.Index && e.Type != pb.EntryEmpty {
+			r.log.set(e)
+		}
+	}
+	if cfg.Knobs != nil && cfg.Knobs.ForgetPromiseOnRestart {
+		r.promised = pb.Ballot{}
+		for _, e := range r.log.ents {
+			if r.promised.Less(e.Ballot) {
+				r.promised = e.Ballot
+			}
+		}
+	}
+	r.applied = max(st.Applied, st.Meta.Index)
+	r.chosen = max(st.HardState.Chosen, r.applied)
+	// Entries at or below the chosen point were persisted before the chosen
+	// point that covers them, so they are all present.
+	r.conf = r.configAt(r.chosen)
+	r.maxRound = r.promised.Round
+	for _, e := range r.log.ents {
+		r.maxRound = max(r.maxRound, e.Ballot.Round)
+	}
+	// A promise not to help other proposers is not persisted, so after a
+	// restart this replica assumes it made one a moment ago to somebody it
+	// can't remember, and refuses every Phase 1 for a full lease.
+	r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration
+	r.prevHard = r.hardState()
+	r.becomeFollower(0)
+	r.prevSoft = r.softState()
+	return r, nil
+}
+
+func (r *Replica) hardState() pb.HardState {
+	return pb.HardState{Promised: r.promised, Chosen: r.chosen}
+}
+
+func (r *Replica) softState() SoftState { return SoftState{Role: r.role, Leader: r.leader} }
+
+// configAt returns the configuration in force after slot s, replaying the
+// chosen entries between the truncation point and s.
+func (r *Replica) configAt(s uint64) pb.Config {
+	c := r.meta.Config
+	for i := r.meta.Index + 1; i <= s; i++ {
+		if e := r.log.get(i); e != nil {
+			c = applyEntry(c, e)
+		}
+	}
+	return c
+}
+
+func (r *Replica) now() int64 { return r.cfg.Clock.Now() }
+
+func (r *Replica) resetElectionTimer() {
+	r.electionElapsed = 0
+	r.electionTimeout = r.cfg.ElectionTicks + r.cfg.Rand.IntN(r.cfg.ElectionTicks)
+}
+
+func (r *Replica) send(m pb.Message) {
+	m.From = r.id
+	r.msgs = append(r.msgs, m)
+}
+
+// accept stores e as accepted (or learned) and marks it for persistence.
+func (r *Replica) accept(e pb.Entry) {
+	r.log.set(e)
+	r.unstable = append(r.unstable, e.Slot)
+}
+
+func (r *Replica) observe(b pb.Ballot) {
+	r.maxRound = max(r.maxRound, b.Round)
+}
+
+// grantLease promises, until LeaseDuration from now on this replica's
+// clock, that no ballot other than b's owner gets a promise from us.
+func (r *Replica) grantLease(b pb.Ballot) {
+	r.leaseBallot = b
+	r.leaseUntil = r.now() + r.cfg.LeaseDuration
+}
+
+// leaseBlocks reports whether the acceptor's lease forbids promising m.
+func (r *Replica) leaseBlocks(m pb.Message) bool {
+	if r.now() >= r.leaseUntil {
+		return false
+	}
+	if r.leaseBallot.IsZero() {
+		return true // restarted: the holder is unknown
+	}
+	if r.leaseBallot.Node == m.Ballot.Node {
+		return false // the holder itself, preparing a higher ballot
+	}
+	return m.Transfer.IsZero() || m.Transfer != r.leaseBallot
+}
+
+// becomeFollower makes the replica a follower of leader (zero if unknown).
+func (r *Replica) becomeFollower(leader uint64) {
+	r.role = Follower
+	r.step = stepFollower
+	r.leader = leader
+	r.cand = nil
+	r.lead = nil
+	r.resetElectionTimer()
+}
+
+// Tick advances logical time by one tick.
+func (r *Replica) Tick() {
+	switch r.role {
+	case Leader:
+		r.tickLeader()
+	default:
+		r.electionElapsed++
+		if r.electionElapsed >= r.electionTimeout && r.canCampaign() {
+			r.campaign(pb.Ballot{})
+		}
+	}
+}
+
+// canCampaign: only voters campaign, and not while this replica's own
+// acceptor is bound by another leader's lease (it would refuse itself).
+func (r *Replica) canCampaign() bool {
+	return isVoter(r.conf, r.id) && !r.leaseBlocks(pb.Message{Ballot: pb.Ballot{Node: r.id}})
+}
+
+// Step feeds a message from another replica of the group. Messages from
+// the past or for another role are answered or ignored as the protocol
+// says; Step never fails on a message it doesn't expect.
+func (r *Replica) Step(m pb.Message) {
+	if m.From == r.id || m.From == 0 {
+		return
+	}
+	r.observe(m.Ballot)
+	r.observe(m.Hint)
+	switch m.Type {
+	case pb.MsgPrepare:
+		r.handlePrepare(m)
+	case pb.MsgAccept:
+		r.handleAccept(m)
+	case pb.MsgHeartbeat:
+		r.handleHeartbeat(m)
+	case pb.MsgCommit:
+		r.handleCommit(m)
+	case pb.MsgSnapshot:
+		r.handleSnapshot(m)
+	case pb.MsgTimeoutNow:
+		if r.role == Follower && m.Ballot == r.promised && isVoter(r.conf, r.id) {
+			r.campaign(m.Ballot)
+		}
+	default:
+		r.step(r, m)
+	}
+}
+
+// stepFollower handles responses addressed to a role this replica no
+// longer has; they are stale and dropped.
+func stepFollower(*Replica, pb.Message) {}
+
+// handlePrepare is the acceptor's Phase 1b ("Paxos Made Simple", 2.2: an
+// acceptor promises never to accept a proposal numbered less than n, and
+// answers with the highest-numbered proposal it has accepted).
+func (r *Replica) handlePrepare(m pb.Message) {
+	reject := func(why pb.RejectReason) {
+		r.send(pb.Message{Type: pb.MsgPromise, To: m.From, Ballot: m.Ballot, Reject: why, Hint: r.promised, Chosen: r.chosen})
+	}
+	switch {
+	case m.Ballot.Less(r.promised):
+		reject(pb.RejectBallot)
+		return
+	case len(r.conf.Voters) > 0 && !isVoter(r.conf, m.From):
+		reject(pb.RejectNotMember)
+		return
+	case r.leaseBlocks(m):
+		reject(pb.RejectLease)
+		return
+	case m.Chosen < r.meta.Index:
+		// We no longer hold the slots the candidate needs to learn; teach
+		// it our applied state instead.
+		reject(pb.RejectBehind)
+		r.sendSnapshot(m.From)
+		return
+	}
+	if r.role != Follower && r.ballot.Less(m.Ballot) {
+		r.becomeFollower(0)
+	}
+	r.promised = m.Ballot
+	r.grantLease(m.Ballot)
+	r.resetElectionTimer()
+	r.send(pb.Message{
+		Type: pb.MsgPromise, To: m.From, Ballot: m.Ballot, Chosen: r.chosen,
+		Entries: r.log.slice(m.Chosen+1, r.log.last()),
+	})
+}
+
+// acceptFromLeader is the common part of every message from a leader:
+// refuse a stale ballot, otherwise follow it and renew its lease. It
+// reports whether the message may be acted on.
+func (r *Replica) acceptFromLeader(m pb.Message, respType pb.MessageType) bool {
+	if m.Ballot.Less(r.promised) {
+		r.send(pb.Message{Type: respType, To: m.From, Ballot: m.Ballot, Reject: pb.RejectBallot, Hint: r.promised,
+			Index: m.Index, LastIndex: m.LastIndex, Seq: m.Seq, Chosen: r.chosen})
+		return false
+	}
+	if r.role != Follower && r.ballot != m.Ballot {
+		r.becomeFollower(m.From)
+	}
+	r.promised = m.Ballot
+	r.leader = m.From
+	r.grantLease(m.Ballot)
+	r.electionElapsed = 0
+	return true
+}
+
+// handleAccept is the acceptor's Phase 2b.
+func (r *Replica) handleAccept(m pb.Message) {
+	if !r.acceptFromLeader(m, pb.MsgAccepted) {
+		return
+	}
+	for _, e := range m.Entries {
+		// A chosen slot keeps its value; any later ballot proposes the same
+		// one anyway (P2c), and keeping it makes that visible in tests.
+		if e.Slot > r.chosen && e.Slot > r.meta.Index {
+			e.Ballot = m.Ballot
+			r.accept(e)
+		}
+	}
+	r.learnChosen(m.Chosen, m.Ballot)
+	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex, Chosen: r.chosen})
+}
+
+func (r *Replica) handleHeartbeat(m pb.Message) {
+	if !r.acceptFromLeader(m, pb.MsgHeartbeatResp) {
+		return
+	}
+	r.learnChosen(m.Chosen, m.Ballot)
+	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen})
+}
+
+// learnChosen advances the chosen point up to leaderChosen over slots whose
+// value this replica accepted at ballot b. The leader of b proposes one
+// value per slot, so such a value is the chosen one. A slot accepted at
+// another ballot may hold a different value and waits for MsgCommit.
+func (r *Replica) learnChosen(leaderChosen uint64, b pb.Ballot) {
+	s := r.chosen
+	for s < leaderChosen {
+		e := r.log.get(s + 1)
+		if e == nil || e.Ballot != b {
+			break
+		}
+		s++
+	}
+	r.setChosen(s)
+}
+
+// setChosen moves the chosen point to s, applying configuration changes.
+func (r *Replica) setChosen(s uint64) {
+	for r.chosen < s {
+		r.chosen++
+		if e := r.log.get(r.chosen); e != nil {
+			r.conf = applyEntry(r.conf, e)
+		}
+	}
+}
+
+// handleCommit learns chosen entries from a replica that knows them. A
+// chosen value is a fact, whoever reports it, so no ballot check applies.
+func (r *Replica) handleCommit(m pb.Message) {
+	if !m.Ballot.Less(r.promised) && m.Ballot.Node == m.From {
+		r.leader = m.From
+		r.electionElapsed = 0
+	}
+	for _, e := range m.Entries {
+		if e.Slot != r.chosen+1 {
+			continue
+		}
+		r.accept(e)
+		r.setChosen(e.Slot)
+	}
+	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
+}
+
+// handleSnapshot replaces everything up to the snapshot's index. Accepted
+// entries above it are acceptor state and are kept.
+func (r *Replica) handleSnapshot(m pb.Message) {
+	s := m.Snapshot
+	if s != nil && s.Meta.Index > r.chosen {
+		r.meta = pb.Meta{Index: s.Meta.Index, Config: cloneConfig(s.Meta.Config)}
+		r.log.truncate(s.Meta.Index)
+		r.chosen = s.Meta.Index
+		r.conf = r.meta.Config
+		r.metaDirty = true
+		r.snapshot = &pb.Snapshot{Meta: r.meta, Data: s.Data}
+		if r.role == Leader {
+			r.becomeFollower(0)
+		}
+	}
+	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
+}
+
+// sendSnapshot asks the caller to send our applied state to a replica that
+// needs slots we truncated. The caller attaches the data.
+func (r *Replica) sendSnapshot(to uint64) {
+	r.send(pb.Message{Type: pb.MsgSnapshot, To: to, Ballot: r.promised,
+		Snapshot: &pb.Snapshot{Meta: pb.Meta{Index: r.applied, Config: r.configAt(r.applied)}}})
+}
+
+// Propose asks the leader to choose data in a new slot. It returns a
+// *NotLeaderError on a non-leader and ErrProposalDropped when the leader
+// can't take it now. The caller must not modify data afterwards.
+func (r *Replica) Propose(data []byte) error {
+	return r.propose(pb.EntryNormal, data)
+}
+
+// ProposeConfChange proposes a membership change. Only one may be in
+// flight; a learner is promoted only once it has caught up.
+func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.leader}
+	}
+	if r.lead.pendingConf != 0 {
+		return ErrProposalDropped
+	}
+	if err := checkConfChange(r.conf, cc); err != nil {
+		return err
+	}
+	if cc.Type == pb.ConfPromote {
+		p := r.lead.member(cc.Replica)
+		if p == nil || p.chosen+uint64(r.cfg.MaxInflight) < r.chosen {
+			return ErrLearnerBehind
+		}
+	}
+	return r.propose(pb.EntryConfChange, EncodeConfChange(cc))
+}
+
+func (r *Replica) propose(t pb.EntryType, data []byte) error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.leader}
+	}
+	l := r.lead
+	if l.transferee != 0 || l.pendingConf != 0 || r.log.last()-r.chosen >= uint64(r.cfg.MaxInflight) {
+		return ErrProposalDropped
+	}
+	r.appendOwn(t, data)
+	return nil
+}
+
+// appendOwn appends a value at the leader's ballot in the next slot; the
+// leader's own acceptor accepts it at once.
+func (r *Replica) appendOwn(t pb.EntryType, data []byte) {
+	s := r.log.last() + 1
+	r.accept(pb.Entry{Slot: s, Ballot: r.ballot, Type: t, Data: data})
+	r.lead.ack(s, r.id)
+	if t == pb.EntryConfChange {
+		r.lead.pendingConf = s
+	}
+	r.maybeCommit()
+}
+
+// ReadIndex requests a linearizable read identified by ctx. The leader
+// answers at once while it holds a lease; otherwise it confirms with a
+// quorum first. The answer arrives as a ReadState.
+func (r *Replica) ReadIndex(ctx []byte) error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.leader}
+	}
+	return r.readIndex(ctx)
+}
+
+// TransferLeader hands leadership to a voter once it has caught up. The
+// leader gives up its lease before the target campaigns, so no two replicas
+// ever both hold one.
+func (r *Replica) TransferLeader(to uint64) error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.leader}
+	}
+	if to == r.id {
+		return nil
+	}
+	if !isVoter(r.conf, to) {
+		return ErrInvalidConfChange
+	}
+	r.lead.transferee = to
+	r.lead.transferElapsed = 0
+	r.maybeTransfer()
+	return nil
+}
+
+// HasReady reports whether Ready would return anything.
+func (r *Replica) HasReady() bool {
+	if r.role == Leader && r.lead.hasSends(r) {
+		return true
+	}
+	return len(r.msgs) > 0 || len(r.unstable) > 0 || r.metaDirty || r.snapshot != nil ||
+		len(r.readStates) > 0 || r.chosen > r.applied || r.hardState() != r.prevHard || r.softState() != r.prevSoft
+}
+
+// Ready returns what the caller must persist, send and apply; see Ready.
+// Each Ready must be followed by Advance before the next.
+func (r *Replica) Ready() Ready {
+	if r.role == Leader {
+		r.lead.flush(r)
+	}
+	var rd Ready
+	if ss := r.softState(); ss != r.prevSoft {
+		rd.SoftState = &ss
+		r.prevSoft = ss
+	}
+	if hs := r.hardState(); hs != r.prevHard {
+		rd.HardState = &hs
+		r.prevHard = hs
+	}
+	if len(r.unstable) > 0 {
+		slices.Sort(r.unstable)
+		r.unstable = slices.Compact(r.unstable)
+		rd.Entries = make([]pb.Entry, 0, len(r.unstable))
+		for _, s := range r.unstable {
+			if e := r.log.get(s); e != nil {
+				rd.Entries = append(rd.Entries, *e)
+			}
+		}
+		r.unstable = r.unstable[:0]
+	}
+	if r.metaDirty {
+		m := pb.Meta{Index: r.meta.Index, Config: cloneConfig(r.meta.Config)}
+		rd.Meta = &m
+		r.metaDirty = false
+	}
+	rd.Snapshot, r.snapshot = r.snapshot, nil
+	rd.Messages, r.msgs = r.msgs, nil
+	from := r.applied
+	if rd.Snapshot != nil {
+		from = rd.Snapshot.Meta.Index
+	}
+	if r.chosen > from {
+		hi := min(r.chosen, from+uint64(r.cfg.MaxCommittedPerReady))
+		rd.Committed = r.log.slice(from+1, hi)
+	}
+	r.pendingCommit = rd.Committed
+	rd.ReadStates, r.readStates = r.readStates, nil
+	return rd
+}
+
+// Advance tells the replica that rd has been persisted, sent and applied.
+func (r *Replica) Advance(rd Ready) {
+	if rd.Snapshot != nil {
+		r.applied = max(r.applied, rd.Snapshot.Meta.Index)
+	}
+	if n := len(r.pendingCommit); n > 0 {
+		r.applied = max(r.applied, r.pendingCommit[n-1].Slot)
+		r.pendingCommit = nil
+	}
+	r.maybeTruncate()
+}
+
+// maybeTruncate drops applied entries beyond LogRetention once twice that
+// many accumulate, so truncation work is amortized.
+func (r *Replica) maybeTruncate() {
+	keep := r.cfg.LogRetention
+	if r.applied < r.meta.Index+2*keep {
+		return
+	}
+	idx := r.applied - keep
+	r.meta = pb.Meta{Index: idx, Config: r.configAt(idx)}
+	r.log.truncate(idx)
+	r.metaDirty = true
+}
+
+// LeaseValid reports whether this replica is a leader holding a valid lease
+// right now, on its own clock.
+func (r *Replica) LeaseValid() bool {
+	return r.role == Leader && r.lead.leaseValid(r)
+}
+
+// Status returns a snapshot of the replica's state.
+func (r *Replica) Status() Status {
+	return Status{
+		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
+		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
+		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(),
+	}
+}
+
+// Leader returns the replica believed to lead, or zero.
+func (r *Replica) Leader() uint64 { return r.leader }
+
+// ID returns the replica's id.
+func (r *Replica) ID() uint64 { return r.id }
