@@ -100,11 +100,6 @@ func New(cfg Config, st State) (*Replica, error) {
 	}
 	if cfg.Knobs != nil && cfg.Knobs.ForgetPromiseOnRestart {
 		r.promised = pb.Ballot{}
-		for _, e := range r.log.ents {
-			if r.promised.Less(e.Ballot) {
-				r.promised = e.Ballot
-			}
-		}
 	}
 	r.applied = max(st.Applied, st.Meta.Index)
 	r.chosen = max(st.HardState.Chosen, r.applied)
@@ -382,6 +377,9 @@ func (r *Replica) handleSnapshot(m pb.Message) {
 		r.conf = r.meta.Config
 		r.metaDirty = true
 		r.snapshot = &pb.Snapshot{Meta: r.meta, Data: s.Data}
+		// Snapshots we were about to send describe the state machine as it
+		// was before this one replaces it; the caller could not fill them.
+		r.msgs = slices.DeleteFunc(r.msgs, func(m pb.Message) bool { return m.Type == pb.MsgSnapshot })
 		if r.role == Leader {
 			r.becomeFollower(0)
 		}
@@ -392,6 +390,9 @@ func (r *Replica) handleSnapshot(m pb.Message) {
 // sendSnapshot asks the caller to send our applied state to a replica that
 // needs slots we truncated. The caller attaches the data.
 func (r *Replica) sendSnapshot(to uint64) {
+	if r.snapshot != nil || r.applied == 0 {
+		return // our own state machine is not at r.applied yet, or is empty
+	}
 	r.send(pb.Message{Type: pb.MsgSnapshot, To: to, Ballot: r.promised,
 		Snapshot: &pb.Snapshot{Meta: pb.Meta{Index: r.applied, Config: r.configAt(r.applied)}}})
 }
