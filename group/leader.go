@@ -44,8 +44,8 @@ type leadership struct {
 	startSlot uint64
 	// acks[i] lists the replicas that accepted slot ackBase+i at our
 	// ballot. Slots at or below the chosen point are dropped.
-	ackBase  uint64
-	acks [][]uint64
+	ackBase uint64
+	acks    [][]uint64
 	// progress is sorted by id so that output is deterministic.
 	progress []*progress
 
