@@ -69,46 +69,11 @@ func applyEntry(c pb.Config, e *pb.Entry) pb.Config {
 	if e.Type != pb.EntryConfChange {
 		return c
 	}
-	cc, err := DecodeConfChange(e.Data)
-	if err != nil {
+	var cc pb.ConfChange
+	if err := cc.Unmarshal(e.Data); err != nil {
 		return c
 	}
 	return applyConfChange(c, cc)
-}
-
-// EncodeConfChange encodes cc as an entry's Data.
-func EncodeConfChange(cc pb.ConfChange) []byte {
-	b := make([]byte, 0, 11)
-	b = append(b, byte(cc.Type))
-	for v := cc.Replica; ; v >>= 7 {
-		if v < 0x80 {
-			return append(b, byte(v))
-		}
-		b = append(b, byte(v)|0x80)
-	}
-}
-
-// DecodeConfChange decodes an entry's Data written by EncodeConfChange.
-func DecodeConfChange(b []byte) (pb.ConfChange, error) {
-	if len(b) < 2 {
-		return pb.ConfChange{}, ErrInvalidConfChange
-	}
-	cc := pb.ConfChange{Type: pb.ConfChangeType(b[0])}
-	var shift uint
-	for i, c := range b[1:] {
-		if shift > 63 {
-			break
-		}
-		cc.Replica |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			if i != len(b)-2 {
-				break
-			}
-			return cc, nil
-		}
-		shift += 7
-	}
-	return pb.ConfChange{}, ErrInvalidConfChange
 }
 
 // hasMajority reports whether the replicas for which ok is true form a

@@ -422,7 +422,7 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 			return ErrLearnerBehind
 		}
 	}
-	return r.propose(pb.EntryConfChange, EncodeConfChange(cc))
+	return r.propose(pb.EntryConfChange, cc.Marshal())
 }
 
 func (r *Replica) propose(t pb.EntryType, data []byte) error {

@@ -114,10 +114,13 @@ type decodeError struct {
 	version bool
 }
 
+// Error returns the message, naming the field, its offset and the problem.
 func (e *decodeError) Error() string {
 	return "paxospb: corrupt " + e.path + " at byte " + strconv.Itoa(e.offset) + ": " + e.reason
 }
 
+// Unwrap makes errors.Is match ErrCorrupt, and ErrUnknownVersion for an
+// unknown version.
 func (e *decodeError) Unwrap() []error {
 	if e.version {
 		return []error{ErrCorrupt, ErrUnknownVersion}
@@ -137,8 +140,10 @@ func (e *decodeError) within(field string) {
 // uvarintLen returns the encoded length of v.
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
+// bytesLen returns the encoded length of the byte string b.
 func bytesLen(b []byte) int { return uvarintLen(uint64(len(b))) + len(b) }
 
+// appendBytes appends the byte string v to b.
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
@@ -146,10 +151,12 @@ func appendBytes(b, v []byte) []byte {
 
 // Entry.
 
+// bodySize returns the length of x's encoding without the version byte.
 func (x *Entry) bodySize() int {
 	return uvarintLen(x.Slot) + uvarintLen(x.Ballot.Round) + uvarintLen(x.Ballot.Node) + 1 + bytesLen(x.Data)
 }
 
+// appendBody appends x's encoding without the version byte.
 func (x *Entry) appendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, x.Slot)
 	b = binary.AppendUvarint(b, x.Ballot.Round)
@@ -214,6 +221,7 @@ func (x *ConfChange) Unmarshal(data []byte) error {
 
 // Config.
 
+// idsSize returns the encoded length of a list of replica ids.
 func idsSize(ids []uint64) int {
 	n := uvarintLen(uint64(len(ids)))
 	for _, id := range ids {
@@ -222,6 +230,7 @@ func idsSize(ids []uint64) int {
 	return n
 }
 
+// appendIDs appends a list of replica ids: its length, then each id.
 func appendIDs(b []byte, ids []uint64) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ids)))
 	for _, id := range ids {
@@ -290,8 +299,10 @@ func (x *HardState) Unmarshal(data []byte) error {
 
 // Meta.
 
+// bodySize returns the length of x's encoding without the version byte.
 func (x *Meta) bodySize() int { return uvarintLen(x.Index) + x.Config.Size() }
 
+// appendBody appends x's encoding without the version byte.
 func (x *Meta) appendBody(b []byte) []byte {
 	return x.Config.Append(binary.AppendUvarint(b, x.Index))
 }
@@ -382,6 +393,7 @@ func optLen(v uint64) int {
 	return uvarintLen(v)
 }
 
+// appendOpt appends an optional uint64 field, which is absent if zero.
 func appendOpt(b []byte, v uint64) []byte {
 	if v == 0 {
 		return b
@@ -450,7 +462,7 @@ func (x *Message) Append(b []byte) []byte {
 	return b
 }
 
-// Marshal returns x's encoding in a new slice.
+// Marshal returns x's encoding in a new slice of exactly Size bytes.
 func (x *Message) Marshal() []byte { return x.Append(make([]byte, 0, x.Size())) }
 
 // Unmarshal sets x to the Message encoded in data. On error x is unchanged.
@@ -519,8 +531,12 @@ func DecodeMessages(data []byte) ([]Message, error) {
 		md := decoder{data: data[:end], off: d.off}
 		md.version()
 		md.message(&msgs[i])
-		if err := md.finish("Messages[" + strconv.Itoa(i) + "]"); err != nil {
-			return nil, err
+		if md.err == nil && md.off != end {
+			md.failAt(md.off, "", strconv.Itoa(end-md.off)+" trailing bytes")
+		}
+		if md.err != nil {
+			md.err.within("Messages[" + strconv.Itoa(i) + "]")
+			return nil, md.err
 		}
 		d.off = end
 	}
@@ -531,8 +547,9 @@ func DecodeMessages(data []byte) ([]Message, error) {
 }
 
 // decoder reads an encoding. Its error is sticky: after the first failure
-// every read returns zero and leaves the error as it is, so callers check
-// d.err only before allocating and where they add context to the error.
+// the decoder is at the end of its input, every read returns zero and the
+// first error stays, so callers check d.err only before allocating and where
+// they add context to the error.
 type decoder struct {
 	data []byte
 	off  int
@@ -541,10 +558,13 @@ type decoder struct {
 	arena []byte
 }
 
+// failAt records the first failure and moves to the end of the input, so
+// that every later read fails too and returns zero.
 func (d *decoder) failAt(off int, field, reason string) {
 	if d.err == nil {
 		d.err = &decodeError{path: field, offset: off, reason: reason}
 	}
+	d.off = len(d.data)
 }
 
 func (d *decoder) failVersion(off int, v byte) {
@@ -566,9 +586,6 @@ func (d *decoder) finish(root string) error {
 }
 
 func (d *decoder) byte(field string) byte {
-	if d.err != nil {
-		return 0
-	}
 	if d.off >= len(d.data) {
 		d.failAt(d.off, field, "truncated")
 		return 0
@@ -595,9 +612,6 @@ func (d *decoder) enum(field string, max uint8, what string) uint8 {
 }
 
 func (d *decoder) uvarint(field string) uint64 {
-	if d.err != nil {
-		return 0
-	}
 	if d.off < len(d.data) && d.data[d.off] < 0x80 {
 		v := d.data[d.off]
 		d.off++

@@ -586,7 +586,8 @@ func value(e pb.Entry) string {
 	case pb.EntryNoop:
 		return "noop"
 	case pb.EntryConfChange:
-		cc, _ := group.DecodeConfChange(e.Data)
+		var cc pb.ConfChange
+		_ = cc.Unmarshal(e.Data)
 		return fmt.Sprintf("conf:%v:%d", cc.Type, cc.Replica)
 	}
 	return string(e.Data)
