@@ -410,9 +410,6 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
 	}
-	if r.lead.pendingConf != 0 {
-		return ErrProposalDropped
-	}
 	if err := checkConfChange(r.conf, cc); err != nil {
 		return err
 	}
