@@ -28,7 +28,7 @@ func (r *Replica) campaign(transfer pb.Ballot) {
 	r.lead = nil
 	r.ballot = pb.Ballot{Round: r.maxRound + 1, Node: r.id}
 	r.maxRound = r.ballot.Round
-	r.promised = r.ballot
+	r.setPromised(r.ballot)
 	r.grantLease(r.ballot)
 	r.resetElectionTimer()
 	r.cand = &candidate{

@@ -18,6 +18,19 @@ type Rand interface {
 	IntN(n int) int
 }
 
+// Liveness is node-level support shared by every group on a node pair
+// (package liveness implements it). Replica ids are node ids. A replica
+// with no Liveness never quiesces.
+type Liveness interface {
+	// SupportFor reports the epoch at which this node supports node id and
+	// until when on this node's Clock; support lapsed is never renewed at
+	// the same epoch.
+	SupportFor(id uint64) (epoch uint64, until int64)
+	// SupportFrom reports the epoch at which node id supports this node
+	// and until when, measured conservatively on this node's Clock.
+	SupportFrom(id uint64) (epoch uint64, until int64)
+}
+
 // Config configures one replica. Times are in ticks of the caller's logical
 // clock (Replica.Tick) except the lease, which is in nanoseconds of Clock.
 type Config struct {
@@ -56,6 +69,10 @@ type Config struct {
 	// Clock and Rand are required.
 	Clock Clock
 	Rand  Rand
+	// Liveness, if set, lets an idle group quiesce: stop ticking and
+	// sending, while its leader keeps a lease backed by node support.
+	// Its support must not outlast LeaseDuration (see package liveness).
+	Liveness Liveness
 	// Knobs plant faults for tests that prove the simulation's checkers can
 	// fail. Nil in production.
 	Knobs *TestingKnobs

@@ -62,6 +62,17 @@ type leadership struct {
 	pendingConf     uint64
 	transferee      uint64
 	transferElapsed int
+
+	// quiesceSeq is the heartbeat round sent as MsgQuiesce, and bound the
+	// followers that acknowledged one, with the support epoch of ours they
+	// bound themselves at.
+	quiesceSeq uint64
+	bound      []boundAck
+}
+
+type boundAck struct {
+	id    uint64
+	epoch uint64
 }
 
 func newLeadership(base uint64) *leadership {
@@ -176,6 +187,9 @@ func stepLeader(r *Replica, m pb.Message) {
 		if m.Seq != 0 {
 			l.ackRound(r, m.Seq, m.From)
 		}
+		if m.Seq == l.quiesceSeq && m.Epoch != 0 {
+			l.bind(r, m.From, m.Epoch)
+		}
 		// The member could not advance to the chosen point we told it: it
 		// lacks values at our ballot, so teach it the chosen ones.
 		if p != nil && m.Chosen < r.chosen && (m.Seq == 0 || m.Chosen < m.Index) {
@@ -265,9 +279,64 @@ func (r *Replica) tickLeader() {
 	r.heartbeatElapsed++
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 		r.heartbeatElapsed = 0
-		r.bcastHeartbeat()
+		r.bcastHeartbeat(r.canQuiesce())
 		r.retransmit()
 	}
+}
+
+// canQuiesce reports whether the group is idle: nothing in flight or
+// pending, and every follower whose node supports ours caught up. A
+// follower whose node is down doesn't hold the group awake.
+func (r *Replica) canQuiesce() bool {
+	l := r.lead
+	if r.cfg.Liveness == nil || len(l.reads) > 0 || l.transferee != 0 || l.pendingConf != 0 ||
+		r.chosen != r.log.last() || r.applied != r.chosen || !l.leaseValid(r) {
+		return false
+	}
+	now := r.now()
+	for _, p := range l.progress {
+		if _, until := r.cfg.Liveness.SupportFrom(p.id); now < until && p.chosen != r.chosen {
+			return false
+		}
+	}
+	return true
+}
+
+// bind records that a follower bound itself to us at a support epoch. Once
+// every supported follower did, and they are a quorum, the leader quiesces
+// too: its lease now rests on node support (boundLeaseValid).
+func (l *leadership) bind(r *Replica, id, epoch uint64) {
+	l.bound = slices.DeleteFunc(l.bound, func(b boundAck) bool { return b.id == id })
+	l.bound = append(l.bound, boundAck{id: id, epoch: epoch})
+	if !r.canQuiesce() {
+		return
+	}
+	now := r.now()
+	for _, p := range l.progress {
+		_, until := r.cfg.Liveness.SupportFrom(p.id)
+		if now < until && !slices.ContainsFunc(l.bound, func(b boundAck) bool { return b.id == p.id }) {
+			return
+		}
+	}
+	if l.boundLeaseValid(r) {
+		r.quiesced = true
+	}
+}
+
+// boundLeaseValid reports whether the followers bound to us, whose nodes
+// still support ours at the epoch they bound at, form a quorum with us.
+func (l *leadership) boundLeaseValid(r *Replica) bool {
+	if r.cfg.Liveness == nil || len(l.bound) == 0 {
+		return false
+	}
+	now := r.now()
+	ackers := []uint64{r.id}
+	for _, b := range l.bound {
+		if e, until := r.cfg.Liveness.SupportFrom(b.id); e == b.epoch && now < until {
+			ackers = append(ackers, b.id)
+		}
+	}
+	return r.quorumOf(ackers)
 }
 
 // retransmit rewinds each member to its lowest unacknowledged slot, so that
@@ -284,14 +353,20 @@ func (r *Replica) retransmit() {
 	}
 }
 
-// bcastHeartbeat starts a lease round. The leader's own acceptor renews the
-// lease it grants itself, so that it refuses other candidates too.
-func (r *Replica) bcastHeartbeat() {
+// bcastHeartbeat starts a lease round, as MsgQuiesce if the group is idle.
+// The leader's own acceptor renews the lease it grants itself, so that it
+// refuses other candidates too.
+func (r *Replica) bcastHeartbeat(quiesce bool) {
 	l := r.lead
 	l.seq++
 	r.grantLease(r.ballot)
+	t := pb.MsgHeartbeat
+	if quiesce {
+		t = pb.MsgQuiesce
+		l.quiesceSeq = l.seq
+	}
 	for _, p := range l.progress {
-		r.send(pb.Message{Type: pb.MsgHeartbeat, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
+		r.send(pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
 	}
 	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
 }
@@ -365,7 +440,9 @@ func (l *leadership) recomputeLease(r *Replica) {
 	}
 }
 
-func (l *leadership) leaseValid(r *Replica) bool { return r.now() < l.leaseExpiry }
+func (l *leadership) leaseValid(r *Replica) bool {
+	return r.now() < l.leaseExpiry || l.boundLeaseValid(r)
+}
 
 // readIndex serves a read at the current chosen point (or our election
 // no-op, whichever is later). Under a lease no other leader can have chosen
@@ -378,8 +455,9 @@ func (r *Replica) readIndex(ctx []byte) error {
 		r.readStates = append(r.readStates, ReadState{Ctx: ctx, Index: idx})
 		return nil
 	}
+	r.Unquiesce()
 	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})
-	r.bcastHeartbeat()
+	r.bcastHeartbeat(false)
 	return nil
 }
 

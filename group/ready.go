@@ -89,4 +89,8 @@ type Status struct {
 	FirstIndex uint64
 	Config     pb.Config
 	LeaseValid bool
+	Quiesced   bool
+	// Bound is the leader ballot this acceptor is bound to by a lease or a
+	// quiesce binding right now, if any.
+	Bound pb.Ballot
 }

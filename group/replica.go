@@ -54,6 +54,23 @@ type Replica struct {
 	// leaseUntil (after a restart) refuses everybody.
 	leaseBallot pb.Ballot
 	leaseUntil  int64
+	// bound is the leader ballot this acceptor acknowledged a MsgQuiesce
+	// from, at support epoch boundEpoch of the leader's node. Until that
+	// support lapses it promises nobody else, as under a lease. It holds
+	// only while promised is still bound.
+	bound      pb.Ballot
+	boundEpoch uint64
+	// quiesced: the group is idle and the caller need not tick it.
+	quiesced bool
+	// released is the ballot this replica stopped leading at, and
+	// releasing the followers that may be bound to it and have not yet
+	// acknowledged a MsgRelease. Without it they would stay bound to a
+	// leader that no longer leads, for as long as its node lives.
+	released  pb.Ballot
+	releasing []boundAck
+	// releasedFrom is the highest ballot whose leader released us: a
+	// MsgQuiesce from it that the network delayed must not bind us again.
+	releasedFrom pb.Ballot
 
 	// ballot is this replica's own ballot as candidate or leader.
 	ballot pb.Ballot
@@ -167,22 +184,64 @@ func (r *Replica) grantLease(b pb.Ballot) {
 	r.leaseUntil = r.now() + r.cfg.LeaseDuration
 }
 
+// setPromised records a promise; a promise to another ballot ends the
+// quiesce binding.
+func (r *Replica) setPromised(b pb.Ballot) {
+	r.promised = b
+	if b != r.bound {
+		r.bound, r.boundEpoch = pb.Ballot{}, 0
+	}
+}
+
+// leaseHolder returns the ballot this acceptor is bound to right now,
+// by a lease or by a quiesce binding, and whether it is bound at all. A
+// zero ballot that is bound means "somebody": it just restarted.
+func (r *Replica) leaseHolder() (pb.Ballot, bool) {
+	now := r.now()
+	if now < r.leaseUntil {
+		return r.leaseBallot, true
+	}
+	if !r.bound.IsZero() && r.cfg.Liveness != nil {
+		e, until := r.cfg.Liveness.SupportFor(r.bound.Node)
+		if e == r.boundEpoch && now < until {
+			return r.bound, true
+		}
+	}
+	return pb.Ballot{}, false
+}
+
+func (r *Replica) boundNow() pb.Ballot {
+	b, _ := r.leaseHolder()
+	return b
+}
+
 // leaseBlocks reports whether the acceptor's lease forbids promising m.
 func (r *Replica) leaseBlocks(m pb.Message) bool {
-	if r.now() >= r.leaseUntil {
+	holder, bound := r.leaseHolder()
+	switch {
+	case !bound:
 		return false
-	}
-	if r.leaseBallot.IsZero() {
+	case holder.IsZero():
 		return true // restarted: the holder is unknown
-	}
-	if r.leaseBallot.Node == m.Ballot.Node {
+	case holder.Node == m.Ballot.Node:
 		return false // the holder itself, preparing a higher ballot
 	}
-	return m.Transfer.IsZero() || m.Transfer != r.leaseBallot
+	return m.Transfer.IsZero() || m.Transfer != holder
 }
 
 // becomeFollower makes the replica a follower of leader (zero if unknown).
 func (r *Replica) becomeFollower(leader uint64) {
+	if r.role == Leader && r.lead.quiesceSeq != 0 {
+		// Any member may have bound itself to us: its acknowledgement may
+		// have been lost.
+		r.released, r.releasing = r.ballot, nil
+		for _, p := range r.lead.progress {
+			e, _ := r.cfg.Liveness.SupportFrom(p.id)
+			r.releasing = append(r.releasing, boundAck{id: p.id, epoch: e})
+		}
+		defer r.sendReleases()
+	}
+	r.quiesced = false
 	r.role = Follower
 	r.step = stepFollower
 	r.leader = leader
@@ -198,9 +257,77 @@ func (r *Replica) Tick() {
 		r.tickLeader()
 	default:
 		r.electionElapsed++
-		if r.electionElapsed >= r.electionTimeout && r.canCampaign() {
-			r.campaign(pb.Ballot{})
+		if r.heartbeatElapsed++; r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
+			r.heartbeatElapsed = 0
+			r.sendReleases()
 		}
+		if r.electionElapsed >= r.electionTimeout {
+			if r.canCampaign() {
+				r.campaign(pb.Ballot{})
+			} else if r.role == Follower && !r.bound.IsZero() {
+				// Woken while still bound to a live leader that is idle:
+				// nothing to do, so go back to sleep.
+				if _, ok := r.leaseHolder(); ok {
+					r.quiesced = true
+					r.resetElectionTimer()
+				}
+			}
+		}
+	}
+}
+
+// sendReleases tells the followers that may still be bound to the ballot we
+// stopped leading at that they are free, until each acknowledged it, its
+// node supports ours at a new epoch (it restarted and forgot the binding,
+// or withdrew support, which ended it), or we promised a newer ballot
+// (whose leader will override the binding). A lapse seen only from our
+// side proves nothing: our view of support is the conservative one.
+func (r *Replica) sendReleases() {
+	if len(r.releasing) == 0 {
+		return
+	}
+	if r.promised != r.released {
+		r.releasing = nil
+		return
+	}
+	r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool {
+		e, _ := r.cfg.Liveness.SupportFrom(b.id)
+		return e != b.epoch
+	})
+	for _, b := range r.releasing {
+		r.send(pb.Message{Type: pb.MsgRelease, To: b.id, Ballot: r.released, Chosen: r.chosen})
+	}
+}
+
+// handleRelease frees this acceptor from a leader that gave up: its quiesce
+// binding and its lease. The leader no longer believes in either.
+func (r *Replica) handleRelease(m pb.Message) {
+	if r.bound == m.Ballot {
+		r.bound, r.boundEpoch = pb.Ballot{}, 0
+	}
+	if r.releasedFrom.Less(m.Ballot) {
+		r.releasedFrom = m.Ballot
+	}
+	if r.leaseBallot == m.Ballot {
+		r.leaseUntil = 0
+	}
+	if r.promised == m.Ballot {
+		r.learnChosen(m.Chosen, m.Ballot)
+	}
+	r.send(pb.Message{Type: pb.MsgReleaseResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
+}
+
+// Quiesced reports whether the group is idle: the caller may stop ticking
+// it until it is woken by a message, a request or Unquiesce.
+func (r *Replica) Quiesced() bool { return r.quiesced }
+
+// Unquiesce wakes the group, for example because node liveness reports
+// that the leader's node, or a follower's, lost support.
+func (r *Replica) Unquiesce() {
+	if r.quiesced {
+		r.quiesced = false
+		r.resetElectionTimer()
+		r.heartbeatElapsed = 0
 	}
 }
 
@@ -219,17 +346,26 @@ func (r *Replica) Step(m pb.Message) {
 	}
 	r.observe(m.Ballot)
 	r.observe(m.Hint)
+	if m.Type != pb.MsgQuiesce && m.Type != pb.MsgHeartbeatResp && m.Type != pb.MsgReleaseResp {
+		r.Unquiesce()
+	}
 	switch m.Type {
 	case pb.MsgPrepare:
 		r.handlePrepare(m)
 	case pb.MsgAccept:
 		r.handleAccept(m)
-	case pb.MsgHeartbeat:
+	case pb.MsgHeartbeat, pb.MsgQuiesce:
 		r.handleHeartbeat(m)
 	case pb.MsgCommit:
 		r.handleCommit(m)
 	case pb.MsgSnapshot:
 		r.handleSnapshot(m)
+	case pb.MsgRelease:
+		r.handleRelease(m)
+	case pb.MsgReleaseResp:
+		if m.Ballot == r.released {
+			r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool { return b.id == m.From })
+		}
 	case pb.MsgTimeoutNow:
 		if r.role == Follower && m.Ballot == r.promised && isVoter(r.conf, r.id) {
 			r.campaign(m.Ballot)
@@ -270,7 +406,7 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	if r.role != Follower && r.ballot.Less(m.Ballot) {
 		r.becomeFollower(0)
 	}
-	r.promised = m.Ballot
+	r.setPromised(m.Ballot)
 	r.grantLease(m.Ballot)
 	r.resetElectionTimer()
 	r.send(pb.Message{
@@ -291,7 +427,7 @@ func (r *Replica) acceptFromLeader(m pb.Message, respType pb.MessageType) bool {
 	if r.role != Follower && r.ballot != m.Ballot {
 		r.becomeFollower(m.From)
 	}
-	r.promised = m.Ballot
+	r.setPromised(m.Ballot)
 	r.leader = m.From
 	r.grantLease(m.Ballot)
 	r.electionElapsed = 0
@@ -320,7 +456,17 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 		return
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
-	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen})
+	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen}
+	if m.Type == pb.MsgQuiesce && r.chosen == m.Chosen && r.cfg.Liveness != nil && r.releasedFrom.Less(m.Ballot) {
+		// Bind to the leader for as long as our node supports its node at
+		// the current epoch, and tell it which epoch that is.
+		if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {
+			r.quiesced = true
+			r.bound, r.boundEpoch = m.Ballot, e
+			resp.Epoch = e
+		}
+	}
+	r.send(resp)
 }
 
 // learnChosen advances the chosen point up to leaderChosen over slots whose
@@ -426,6 +572,7 @@ func (r *Replica) propose(t pb.EntryType, data []byte) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
 	}
+	r.Unquiesce()
 	l := r.lead
 	if l.transferee != 0 || l.pendingConf != 0 || r.log.last()-r.chosen >= uint64(r.cfg.MaxInflight) {
 		return ErrProposalDropped
@@ -469,6 +616,7 @@ func (r *Replica) TransferLeader(to uint64) error {
 	if !isVoter(r.conf, to) {
 		return ErrInvalidConfChange
 	}
+	r.Unquiesce()
 	r.lead.transferee = to
 	r.lead.transferElapsed = 0
 	r.maybeTransfer()
@@ -566,7 +714,8 @@ func (r *Replica) Status() Status {
 	return Status{
 		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
 		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
-		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(),
+		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.quiesced,
+		Bound: r.boundNow(),
 	}
 }
 

@@ -72,8 +72,9 @@ const (
 	msgTransferRound
 	msgTransferNode
 	msgSnapshot
+	msgEpoch
 
-	msgAllFields = msgSnapshot<<1 - 1
+	msgAllFields = msgEpoch<<1 - 1
 )
 
 // The largest enum values Unmarshal accepts. They must follow the constants
@@ -382,6 +383,7 @@ func (x *Message) present() uint64 {
 	set(msgTransferRound, x.Transfer.Round != 0)
 	set(msgTransferNode, x.Transfer.Node != 0)
 	set(msgSnapshot, x.Snapshot != nil)
+	set(msgEpoch, x.Epoch != 0)
 	return p
 }
 
@@ -424,6 +426,7 @@ func (x *Message) Size() int {
 	if x.Snapshot != nil {
 		n += x.Snapshot.Size()
 	}
+	n += optLen(x.Epoch)
 	return n
 }
 
@@ -459,7 +462,7 @@ func (x *Message) Append(b []byte) []byte {
 	if x.Snapshot != nil {
 		b = x.Snapshot.Append(b)
 	}
-	return b
+	return appendOpt(b, x.Epoch)
 }
 
 // Marshal returns x's encoding in a new slice of exactly Size bytes.
@@ -798,4 +801,5 @@ func (d *decoder) message(m *Message) {
 			d.err.within("Snapshot")
 		}
 	}
+	m.Epoch = opt(msgEpoch, "Epoch")
 }

@@ -394,7 +394,7 @@ func randMessage(r *rand.Rand) Message {
 		Type: MessageType(r.IntN(int(maxMessageType) + 1)), Group: randU64(r), From: randU64(r), To: randU64(r),
 		Ballot: randBallot(r), Index: randU64(r), LastIndex: randU64(r), Chosen: randU64(r), Seq: randU64(r),
 		Reject: RejectReason(r.IntN(int(maxRejectReason) + 1)), Hint: randBallot(r), Transfer: randBallot(r),
-		Trace: randBytes(r),
+		Trace: randBytes(r), Epoch: randU64(r),
 	}
 	switch r.IntN(4) {
 	case 0:
@@ -580,7 +580,7 @@ func TestMalformed(t *testing.T) {
 		{"Message", cat(v, byte(MsgAccept)), "Message.present at byte 2: truncated"},
 		{"Message", cat(v, byte(200), 0), "Message.Type at byte 1: unknown message type 200"},
 		{"Message", cat(v, byte(msgTypeCount), 0), "unknown message type"},
-		{"Message", cat(v, byte(1), 1<<17), "Message.present at byte 2: unknown field bits 100000000000000000"},
+		{"Message", cat(v, byte(1), 1<<18), "Message.present at byte 2: unknown field bits 1000000000000000000"},
 		{"Message", cat(v, byte(1), msgGroup, 0), "Message.Group at byte 3: zero value marked present"},
 		{"Message", cat(v, byte(1), msgGroup, []byte{0x81, 0x00}), "Message.Group at byte 3: varint not minimally encoded"},
 		{"Message", cat(v, byte(1), msgGroup, bytes.Repeat([]byte{0xff}, 10), byte(1)), "Message.Group at byte 3: varint overflows 64 bits"},

@@ -174,6 +174,22 @@ const (
 	// MsgTimeoutNow tells the target of a leader transfer to campaign now;
 	// the sender has given up its lease.
 	MsgTimeoutNow
+	// MsgQuiesce is a heartbeat after which an idle group stops ticking.
+	// A follower that acknowledges it binds its acceptor to the leader's
+	// ballot for as long as its node supports the leader's node at the
+	// Epoch it reports back in a MsgHeartbeatResp.
+	MsgQuiesce
+	// MsgSupportRequest and MsgSupportResponse are node-to-node liveness
+	// heartbeats (Group is zero): one per node pair, whatever the number
+	// of groups. Seq carries the sender's clock reading, Epoch the epoch
+	// of support granted.
+	MsgSupportRequest
+	MsgSupportResponse
+	// MsgRelease is sent by a replica that stopped leading at Ballot to the
+	// followers bound to it by MsgQuiesce: they are free to promise others.
+	// They acknowledge with a MsgReleaseResp.
+	MsgRelease
+	MsgReleaseResp
 	msgTypeCount
 )
 
@@ -181,6 +197,8 @@ var msgNames = [...]string{
 	MsgNone: "none", MsgPrepare: "prepare", MsgPromise: "promise", MsgAccept: "accept",
 	MsgAccepted: "accepted", MsgHeartbeat: "heartbeat", MsgHeartbeatResp: "heartbeat-resp",
 	MsgCommit: "commit", MsgSnapshot: "snapshot", MsgTimeoutNow: "timeout-now",
+	MsgQuiesce: "quiesce", MsgSupportRequest: "support-request", MsgSupportResponse: "support-response",
+	MsgRelease: "release", MsgReleaseResp: "release-resp",
 }
 
 func (t MessageType) String() string {
@@ -237,4 +255,6 @@ type Message struct {
 	Snapshot *Snapshot
 	// Trace carries a W3C traceparent for the commit this message serves.
 	Trace []byte
+	// Epoch is a node liveness support epoch; see MsgQuiesce.
+	Epoch uint64
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/shardd/shardd/group"
+	"github.com/shardd/shardd/liveness"
 	pb "github.com/shardd/shardd/paxospb"
 )
 
@@ -56,6 +57,8 @@ type faults struct {
 	crashMidReady          float64
 	propose, transfer, cfg float64
 	read                   float64
+	// liveness turns on node-level support, and with it quiescence.
+	liveness bool
 }
 
 // Violation is a broken invariant, with what is needed to replay it.
@@ -90,9 +93,13 @@ type disk struct {
 type node struct {
 	id    uint64
 	r     *group.Replica
+	lv    *liveness.Liveness
 	up    bool
 	disk  disk
 	clock *clock
+	// incarnation counts restarts, so that support epochs granted after a
+	// restart exceed those granted before.
+	incarnation uint64
 }
 
 // clock runs at a fixed rate error from a random offset.
@@ -141,6 +148,9 @@ type World struct {
 // Stats summarize a run, so tests can show the simulation did real work.
 type Stats struct {
 	Chosen, Proposed, Delivered, Dropped, Crashes, Elections, Transfers, ConfChanges, Snapshots, Reads int
+	// Quiesced counts steps that ended with a quiesced leader holding a
+	// valid lease.
+	Quiesced int
 }
 
 // Run executes one run and returns its first violation, if any.
@@ -186,10 +196,14 @@ func newWorld(opt Options) *World {
 		crash:         r.Float64() * 0.005,
 		restart:       0.01 + r.Float64()*0.05,
 		crashMidReady: r.Float64() * 0.01,
-		propose:       0.1 + r.Float64()*0.5,
+		propose:       r.Float64() * 0.6,
 		transfer:      r.Float64() * 0.01,
 		cfg:           r.Float64() * 0.01,
 		read:          r.Float64() * 0.1,
+		liveness:      r.IntN(4) != 0,
+	}
+	if r.IntN(3) == 0 {
+		w.f.propose *= 0.02 // mostly idle, so groups quiesce
 	}
 	if r.IntN(4) == 0 || opt.Hostile {
 		w.f.partition *= 5
@@ -217,7 +231,12 @@ func (w *World) addNode(id uint64, meta pb.Meta) *node {
 }
 
 func (w *World) config(n *node) group.Config {
+	var lv group.Liveness
+	if n.lv != nil {
+		lv = n.lv
+	}
 	c := group.Config{
+		Liveness:       lv,
 		ID:             n.id,
 		ElectionTicks:  10,
 		HeartbeatTicks: 2,
@@ -238,8 +257,31 @@ func (w *World) config(n *node) group.Config {
 	return c
 }
 
-// start rebuilds n's replica from its disk.
+// start rebuilds n's replica from its disk, with a new liveness whose
+// epochs exceed those of its earlier incarnations.
 func (w *World) start(n *node) {
+	if w.f.liveness {
+		n.incarnation++
+		n.lv = liveness.New(liveness.Config{
+			NodeID: n.id, Incarnation: n.incarnation, Clock: n.clock,
+			SupportDuration: 10 * tick, Interval: 2 * tick,
+			MaxClockDrift: int64(float64(10*tick) * 2.2 * w.opt.Drift),
+		})
+		if w.opt.MaxClockDrift != nil {
+			n.lv = liveness.New(liveness.Config{
+				NodeID: n.id, Incarnation: n.incarnation, Clock: n.clock,
+				SupportDuration: 10 * tick, Interval: 2 * tick, MaxClockDrift: *w.opt.MaxClockDrift,
+			})
+		}
+		for _, o := range w.nodes {
+			if o != n {
+				n.lv.AddPeer(o.id)
+				if o.lv != nil {
+					o.lv.AddPeer(n.id)
+				}
+			}
+		}
+	}
 	st := group.State{HardState: n.disk.hard, Meta: n.disk.meta, Applied: n.disk.applied}
 	for _, e := range n.disk.entries {
 		st.Entries = append(st.Entries, e)
@@ -286,14 +328,37 @@ func (w *World) advance() {
 	w.now += 500_000 + w.rng.Int64N(2*ms)
 	w.deliver()
 	for _, n := range w.live() {
-		// Each replica ticks on its own clock, so a fast clock ticks more.
+		w.tickLiveness(n)
+		// Each replica ticks on its own clock, so a fast clock ticks more;
+		// a quiesced one isn't ticked at all, as in the node runtime.
 		before := (n.clock.offset + int64(float64(prev)*n.clock.rate)) / tick
-		for t := n.clock.Now()/tick - before; t > 0; t-- {
+		for t := n.clock.Now()/tick - before; t > 0 && !n.r.Quiesced(); t-- {
 			n.r.Tick()
 		}
 	}
 	w.processReadys()
 	w.check()
+}
+
+// tickLiveness sends n's support requests and wakes its group when support
+// it depends on lapsed, as the node runtime does.
+func (w *World) tickLiveness(n *node) {
+	if n.lv == nil {
+		return
+	}
+	msgs, lapses := n.lv.Tick()
+	for _, m := range msgs {
+		w.send(m)
+	}
+	st := n.r.Status()
+	for _, id := range lapses.NotSupporting {
+		if st.Leader == id {
+			n.r.Unquiesce()
+		}
+	}
+	if len(lapses.NotSupported) > 0 && st.Role == group.Leader {
+		n.r.Unquiesce()
+	}
 }
 
 func (w *World) live() []*node {
@@ -423,9 +488,12 @@ func (w *World) isolate(n *node) {
 	w.tracef("isolate %d", n.id)
 }
 
+// crash loses n's volatile state, and the messages on their way to it: in
+// a real network they ride a connection that dies with the process.
 func (w *World) crash(n *node) {
 	w.tracef("crash %d", n.id)
 	n.up, n.r = false, nil
+	w.net = slices.DeleteFunc(w.net, func(e envelope) bool { return e.m.To == n.id })
 	w.stats.Crashes++
 }
 
@@ -506,6 +574,17 @@ func (w *World) deliver() {
 			continue
 		}
 		w.stats.Delivered++
+		if m.Type == pb.MsgSupportRequest || m.Type == pb.MsgSupportResponse {
+			if n.lv != nil {
+				if resp, ok := n.lv.Handle(m); ok {
+					w.send(resp)
+				}
+			}
+			continue
+		}
+		if m.Type == pb.MsgQuiesce || m.Type == pb.MsgRelease {
+			w.tracef("%d -> %d: %v %v chosen %d", m.From, m.To, m.Type, m.Ballot, m.Chosen)
+		}
 		n.r.Step(m)
 	}
 	w.net = append(w.net[:0], w.net[i:]...)
@@ -656,6 +735,9 @@ func (w *World) check() {
 	for _, n := range w.live() {
 		if n.r.LeaseValid() {
 			holders = append(holders, n.id)
+			if n.r.Quiesced() {
+				w.stats.Quiesced++
+			}
 		}
 		st := n.r.Status()
 		if st.Applied > st.Chosen {

@@ -48,7 +48,7 @@ func TestSimulation(t *testing.T) {
 			}
 			t.Logf("%d seeds: %+v", len(seeds()), total)
 			// The world must have exercised what it claims to.
-			if total.Chosen == 0 || total.Crashes == 0 || total.Elections == 0 || total.Dropped == 0 {
+			if total.Chosen == 0 || total.Crashes == 0 || total.Elections == 0 || total.Dropped == 0 || total.Quiesced == 0 {
 				t.Fatalf("the simulation did not exercise the protocol: %+v", total)
 			}
 		})
@@ -66,6 +66,7 @@ func (s *Stats) add(o Stats) {
 	s.ConfChanges += o.ConfChanges
 	s.Snapshots += o.Snapshots
 	s.Reads += o.Reads
+	s.Quiesced += o.Quiesced
 }
 
 var _ = group.Leader
