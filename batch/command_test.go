@@ -1,0 +1,108 @@
+package batch
+
+import (
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+func randBytes(r *rand.Rand) []byte {
+	if r.IntN(4) == 0 {
+		return nil
+	}
+	b := make([]byte, 1+r.IntN(20))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func randCommand(r *rand.Rand, nested bool) Command {
+	c := Command{Node: r.Uint64N(10), Seq: r.Uint64(), Op: Op(1 + r.IntN(int(opMax))),
+		Key: randBytes(r), Value: randBytes(r), Expected: randBytes(r),
+		ExpectAbsent: r.IntN(2) == 0, Delete: r.IntN(2) == 0}
+	if c.Op == OpBatch && !nested {
+		for range r.IntN(4) {
+			c.Ops = append(c.Ops, randCommand(r, true))
+		}
+	}
+	if nested {
+		c.Op = OpPut
+	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		var cmds []Command
+		for range r.IntN(5) {
+			cmds = append(cmds, randCommand(r, false))
+		}
+		got, err := Decode(Encode(nil, cmds))
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if len(cmds) == 0 {
+			cmds = []Command{}
+		}
+		if !reflect.DeepEqual(got, cmds) {
+			t.Fatalf("case %d: got %+v, want %+v", i, got, cmds)
+		}
+	}
+}
+
+func TestDecodeRejectsTruncationsAndGarbage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	enc := Encode(nil, []Command{randCommand(r, false), randCommand(r, false)})
+	for i := range len(enc) {
+		if _, err := Decode(enc[:i]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("prefix of %d bytes: %v", i, err)
+		}
+	}
+	if _, err := Decode(append(enc, 0)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("trailing byte accepted: %v", err)
+	}
+	nested := Encode(nil, []Command{{Op: OpBatch, Ops: []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut}}}}}})
+	if _, err := Decode(nested); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("nested batch accepted: %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	r := rand.New(rand.NewPCG(5, 6))
+	f.Add(Encode(nil, []Command{randCommand(r, false)}))
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmds, err := Decode(data)
+		if err != nil {
+			return
+		}
+		again, err := Decode(Encode(nil, cmds))
+		if err != nil || len(again) != len(cmds) {
+			t.Fatalf("re-encoding a decoded value failed: %v", err)
+		}
+	})
+}
+
+func TestProposalsTakeBoundsBytes(t *testing.T) {
+	var p Proposals
+	for i := range 100 {
+		p.Add(Command{Seq: uint64(i), Op: OpPut, Key: []byte("k"), Value: make([]byte, 100)})
+	}
+	cmds, val := p.Take(1000)
+	if len(cmds) == 0 || len(cmds) >= 100 || p.Len() != 100-len(cmds) {
+		t.Fatalf("took %d commands, %d left", len(cmds), p.Len())
+	}
+	dec, err := Decode(val)
+	if err != nil || len(dec) != len(cmds) || dec[0].Seq != 0 {
+		t.Fatalf("value decodes to %d commands: %v", len(dec), err)
+	}
+	// A single command larger than the bound still goes, alone.
+	var q Proposals
+	q.Add(Command{Op: OpPut, Key: []byte("k"), Value: make([]byte, 5000)})
+	if cmds, _ := q.Take(1000); len(cmds) != 1 {
+		t.Fatalf("an oversized command was not taken: %d", len(cmds))
+	}
+}
