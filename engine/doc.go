@@ -47,6 +47,14 @@
 // put the failed batch in its memtable, so reads could show it. The node
 // must stop and recover from what is on disk.
 //
+// Pebble reports a failed WAL write or fsync only through Logger.Fatalf
+// (DB.Apply then returns nil), so the engine intercepts Fatalf. Other fatal
+// errors (a failed MANIFEST write) must not return into Pebble; the engine
+// panics there, recovers the panic in the calls it made itself (Open,
+// commits, snapshot ingest) and reports the failure. A fatal error in
+// Pebble's background work, and a failure to create or close a WAL while
+// rotating it (Pebble v2.1.7 panics in rotateWAL), stop the process.
+//
 // # Group commit
 //
 // A Batch carries records of any number of groups, so a node's scheduler

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,25 +59,53 @@ type Engine struct {
 	popts *pebble.Options
 	db    *pebble.DB
 
-	// mu is held shared by every operation that touches db and exclusively
-	// by Close, because Pebble panics on use after close.
-	mu     sync.RWMutex
-	closed bool
+	// mu guards closed and inflight. Every operation that touches db is
+	// counted in inflight, and Close waits for the count to drain, because
+	// Pebble panics on use after close. A count, unlike a read lock, lets
+	// an operation nest another (an ExportSnapshot callback that reads)
+	// without deadlocking against a pending Close: the nested call just
+	// gets ErrClosed.
+	mu       sync.Mutex
+	drained  sync.Cond
+	closed   bool
+	inflight int
 
 	failure atomic.Pointer[failedError]
-	stats   statsRecorder
+	// fatal is set when Pebble stopped in the middle of an operation (see
+	// failLogger); Close then leaves Pebble alone, since the interrupted
+	// operation may hold its locks.
+	fatal atomic.Bool
+	stats statsRecorder
 	// tmpSeq names the temporary files of snapshot ingestion.
 	tmpSeq atomic.Uint64
 }
 
-// failLogger forwards to the user's Logger and turns Fatalf into a failed
-// Engine first. Pebble reports a failed WAL write or fsync ONLY through
-// Fatalf (DB.Apply returns nil when Fatalf returns), so this interception is
-// what makes commit errors visible at all.
+// commitFatalFormat is the format of the one Fatalf call of Pebble's commit
+// pipeline: a failed WAL write or sync. DB.Apply returns nil after it, so
+// this call is the only way a commit error becomes visible at all.
+// TestErrorInjection fails if a Pebble upgrade changes it.
+const commitFatalFormat = "pebble: fatal commit error: %v"
+
+// failLogger forwards to the user's Logger and turns every Fatalf into a
+// failed Engine first.
+//
+// A commit error (commitFatalFormat) returns into Pebble: nothing after that
+// call touches the disk, and the engine reports the error from the commit
+// and from every later call instead. Any other Fatalf (a failed MANIFEST
+// write, an invariant violation) must never return: Pebble's code after it
+// assumes the process is gone, and would for example delete the sstables
+// of a failed ingest that a half-written MANIFEST may still reference. So
+// after the user's Fatalf, failLogger panics. The engine recovers that
+// panic where it called Pebble itself (Open, commits, ingest) and reports
+// the failure; in Pebble's background goroutines (flushes, compactions) the
+// panic stops the process, as Pebble's own default logger would.
 type failLogger struct {
 	e     *Engine
 	inner Logger
 }
+
+// fatalPanic is what failLogger panics with.
+type fatalPanic struct{ err *fatalError }
 
 func (l failLogger) Infof(format string, args ...any)  { l.inner.Infof(format, args...) }
 func (l failLogger) Errorf(format string, args ...any) { l.inner.Errorf(format, args...) }
@@ -90,7 +119,37 @@ func (l failLogger) Fatalf(format string, args ...any) {
 		}
 	}
 	l.e.fail(fe)
+	if format == commitFatalFormat {
+		l.inner.Errorf(format, args...)
+		return
+	}
+	l.e.fatal.Store(true)
 	l.inner.Fatalf(format, args...)
+	panic(&fatalPanic{err: fe})
+}
+
+// guard runs f, a call into Pebble from the engine's caller's goroutine,
+// and turns a panic raised in it into the engine's sticky error. Pebble
+// panics on its own for some I/O errors (a failed marker move during Open,
+// for one), and failLogger panics on fatal errors. Either way Pebble was
+// interrupted mid-operation, so the engine marks itself fatal and never
+// calls into Pebble again.
+func (e *Engine) guard(f func() error) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if fp, ok := r.(*fatalPanic); ok {
+			e.fail(fp.err)
+		} else {
+			e.fail(fmt.Errorf("pebble panicked: %v", r))
+			e.opts.Logger.Errorf("engine: pebble panicked: %v\n%s", r, debug.Stack())
+		}
+		e.fatal.Store(true)
+		err = e.Err()
+	}()
+	return f()
 }
 
 // Open opens (creating if needed) the engine in opts.Dir on opts.FS.
@@ -100,6 +159,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{opts: opts}
+	e.drained.L = &e.mu
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
 	po := &pebble.Options{
@@ -129,7 +189,11 @@ func Open(opts Options) (*Engine, error) {
 	if err := opts.FS.RemoveAll(e.tmpDir()); err != nil {
 		return nil, fmt.Errorf("engine: clean %s: %w", e.tmpDir(), err)
 	}
-	db, err := openPebble(opts.Dir, po)
+	var db *pebble.DB
+	err := e.guard(func() (err error) {
+		db, err = pebble.Open(opts.Dir, po)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("engine: open %s: %w", opts.Dir, err)
 	}
@@ -141,29 +205,25 @@ func Open(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// openPebble opens Pebble and turns a panic during open (Pebble panics on
-// some corrupt states) into an error, so a bad disk never crashes a caller
-// that can report it.
-func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("pebble panicked during open: %v", r)
-		}
-	}()
-	return pebble.Open(dir, po)
-}
-
 // Close closes the engine. It waits for in-flight operations. Calls after
-// Close return ErrClosed. Close of a failed engine still releases Pebble's
-// resources and returns the sticky error.
+// Close return ErrClosed. Close of a failed engine returns the sticky error;
+// it releases Pebble's resources unless Pebble stopped in the middle of an
+// operation (see failLogger), in which case the process should exit.
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return ErrClosed
 	}
 	e.closed = true
-	err := e.db.Close()
+	for e.inflight > 0 {
+		e.drained.Wait()
+	}
+	e.mu.Unlock()
+	if e.fatal.Load() {
+		return e.Err()
+	}
+	err := e.guard(e.db.Close)
 	if f := e.failure.Load(); f != nil {
 		return f
 	}
@@ -186,18 +246,29 @@ func (e *Engine) fail(cause error) {
 	e.failure.CompareAndSwap(nil, &failedError{cause: cause})
 }
 
-// acquire takes the shared lock and checks that the engine is usable. The
-// caller must call e.mu.RUnlock when err is nil.
+// acquire checks that the engine is usable and counts an operation in
+// flight. The caller must call e.release when err is nil.
 func (e *Engine) acquire() error {
 	if f := e.failure.Load(); f != nil {
 		return f
 	}
-	e.mu.RLock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closed {
-		e.mu.RUnlock()
 		return ErrClosed
 	}
+	e.inflight++
 	return nil
+}
+
+// release ends an operation started by acquire.
+func (e *Engine) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.inflight--
+	if e.inflight == 0 && e.closed {
+		e.drained.Broadcast()
+	}
 }
 
 // apply commits pb to Pebble and accounts for it. records is the number of
@@ -206,12 +277,12 @@ func (e *Engine) apply(pb *pebble.Batch, sync bool, records int) error {
 	if err := e.acquire(); err != nil {
 		return err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	if pb.Empty() {
 		return nil
 	}
 	start := time.Now()
-	err := e.db.Apply(pb, &pebble.WriteOptions{Sync: sync})
+	err := e.guard(func() error { return e.db.Apply(pb, &pebble.WriteOptions{Sync: sync}) })
 	d := time.Since(start)
 	if err != nil {
 		e.fail(err)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -351,4 +352,48 @@ func TestHistBucket(t *testing.T) {
 	}
 }
 
-
+// TestCloseDuringExport closes the engine while an export's callback is
+// still reading from it. Close waits for the export; the callback's nested
+// read gets ErrClosed instead of deadlocking against the pending Close.
+func TestCloseDuringExport(t *testing.T) {
+	e := mustOpen(t, testOptions(vfs.NewMem()))
+	commit(t, e, true, func(b *Batch) {
+		for i := range 100 {
+			b.Put(fmt.Appendf(nil, "k%03d", i), []byte("v"))
+		}
+	})
+	closed := make(chan error, 1)
+	var nestedErr error
+	err := e.ExportSnapshot(1, nil, nil, 64, func(c SnapshotChunk) error {
+		if c.Seq != 0 {
+			return nil
+		}
+		go func() { closed <- e.Close() }()
+		// Wait until Close has marked the engine closed and waits for us.
+		for {
+			e.mu.Lock()
+			isClosed := e.closed
+			e.mu.Unlock()
+			if isClosed {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_, _, nestedErr = e.Get([]byte("k001"))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	if !errors.Is(nestedErr, ErrClosed) {
+		t.Fatalf("nested read during Close = %v, want ErrClosed", nestedErr)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return after the export finished")
+	}
+}

@@ -9,14 +9,17 @@ import (
 
 // Logger receives the storage layer's log messages. Its method set is the
 // same as pebble.Logger, so any Pebble logger can be passed in.
+// Implementations must be safe for concurrent use, because Pebble logs from
+// its background goroutines.
 //
-// Fatalf is special. Pebble calls it when it cannot go on safely, most
-// importantly when a WAL write or fsync fails. The engine intercepts every
-// Fatalf call and enters its failed state BEFORE it forwards the call, so
-// a Fatalf that returns (as the default one does) is safe: the failure is
-// reported by every later call into the Engine instead. A Fatalf that exits
-// the process is also fine. Implementations must be safe for concurrent
-// use, because Pebble logs from its background goroutines.
+// Fatalf is special. The engine intercepts every Pebble Fatalf and enters
+// its failed state first. A failed WAL write or fsync is then reported as
+// an error (logged with Errorf, not Fatalf). Any other fatal error (a
+// failed MANIFEST write, say) is passed to Fatalf, and if Fatalf returns,
+// the engine panics, because Pebble's code after a fatal error assumes the
+// process is gone. The engine recovers that panic in calls it made itself
+// and reports the failure; in Pebble's background goroutines it stops the
+// process. See failLogger in engine.go.
 type Logger interface {
 	Infof(format string, args ...any)
 	Errorf(format string, args ...any)
@@ -51,8 +54,8 @@ type Options struct {
 	MaxConcurrentCompactions int
 
 	// Logger receives Pebble's log messages. The default value logs through
-	// log/slog's default logger and, on Fatalf, logs at error level and
-	// returns (the Engine then stays failed; see Logger).
+	// log/slog's default logger; its Fatalf logs at error level and returns
+	// (see Logger for what happens next).
 	Logger Logger
 
 	// DisableAutomaticCompactions turns Pebble's background compactions off.
@@ -121,8 +124,8 @@ func (o *Options) Validate() error {
 }
 
 // slogLogger is the default Logger. Its Fatalf does not exit: the Engine has
-// already entered its failed state when Fatalf is called, and the node that
-// embeds the engine decides how to stop.
+// already entered its failed state when Fatalf is called, and it decides
+// what happens next (see Logger).
 type slogLogger struct{}
 
 func (slogLogger) Infof(format string, args ...any) {

@@ -45,7 +45,7 @@ func (e *Engine) Get(key []byte) ([]byte, bool, error) {
 	if err := e.acquire(); err != nil {
 		return nil, false, err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	v, closer, err := e.db.Get(dataKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -68,7 +68,7 @@ func (e *Engine) Scan(start, end []byte, limit int, fn func(k, v []byte) bool) e
 	if err := e.acquire(); err != nil {
 		return err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	lo, hi := dataSpan(start, end)
 	return scanRaw(e.db, lo, hi, func(k, v []byte) bool {
 		if !fn(k[1:], v) {
@@ -104,7 +104,7 @@ func (e *Engine) LoadGroup(g GroupID) (GroupState, error) {
 	if err := e.acquire(); err != nil {
 		return GroupState{}, err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	return loadGroup(e.db, g, true)
 }
 
@@ -151,7 +151,7 @@ func (e *Engine) Entries(g GroupID, from, to uint64) ([]Entry, error) {
 	if err := e.acquire(); err != nil {
 		return nil, err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	var out []Entry
 	var derr error
 	err := scanRaw(e.db, entryKey(g, from), entrySpanEnd(g, to), func(k, v []byte) bool {
@@ -172,7 +172,7 @@ func (e *Engine) Groups() (out []GroupID, err error) {
 	if err := e.acquire(); err != nil {
 		return nil, err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	it, err := e.db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{localPrefix},
 		UpperBound: []byte{dataPrefix},

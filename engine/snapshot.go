@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"hash/crc32"
 )
@@ -97,7 +96,7 @@ func (e *Engine) ExportSnapshot(g GroupID, start, end []byte, chunkBytes int, fn
 	if err := e.acquire(); err != nil {
 		return err
 	}
-	defer e.mu.RUnlock()
+	defer e.release()
 	snap := e.db.NewSnapshot()
 	defer func() { _ = snap.Close() }()
 
@@ -133,7 +132,10 @@ func (e *Engine) ExportSnapshot(g GroupID, start, end []byte, chunkBytes int, fn
 		b.add(k, v)
 		return true
 	})
-	if err = errors.Join(err, ferr); err != nil {
+	if ferr != nil {
+		return ferr // unwrapped, so the caller can compare it
+	}
+	if err != nil {
 		return err
 	}
 	b.c.Trailer = &SnapshotTrailer{Count: digest.count, Checksum: digest.crc}

@@ -36,7 +36,10 @@ type IngestOptions struct {
 //
 //   - the user data in the header's span [Start, End) is exactly the
 //     stream's pairs (everything else in the span is deleted),
-//   - every log entry of the group is deleted,
+//   - every log entry of the group at or below the header's applied point
+//     is deleted: the snapshot covers those slots. Entries above it are
+//     acceptor state (values this replica accepted but that may not be
+//     chosen yet) and a replica must never forget them, so they stay,
 //   - the group's applied point and meta are the header's (deleted if the
 //     header has none), and its hard state too with ReplaceHardState.
 //
@@ -48,7 +51,9 @@ type IngestOptions struct {
 // crash before that edit is durable leaves the old state untouched and only
 // garbage in the staging directory, which Open removes; a crash after it
 // leaves the new state. No reader ever sees the snapshot's applied point
-// with part of its data.
+// with part of its data. Finish also syncs the WAL before the ingest, so
+// every commit that returned before Finish was called is durable whenever
+// the snapshot is (the ingest alone would not sync the WAL).
 //
 // A SnapshotWriter is not safe for concurrent use. Writers of different
 // groups with disjoint spans may run concurrently. The caller must not
@@ -228,12 +233,28 @@ func (w *SnapshotWriter) writeLocal() error {
 		err = put(kindMeta, h.Meta != nil, h.Meta)
 	}
 	if err == nil {
-		err = sw.DeleteRange(entryKey(w.g, 0), entrySpanEnd(w.g, math.MaxUint64))
+		end := entrySpanEnd(w.g, math.MaxUint64)
+		if h.Applied < math.MaxUint64 {
+			end = entrySpanEnd(w.g, h.Applied+1)
+		}
+		err = sw.DeleteRange(entryKey(w.g, 0), end)
 	}
 	return errors.Join(err, sw.Close())
 }
 
 func (w *SnapshotWriter) ingest() error {
+	// Sync the WAL first. An ingest that does not overlap the memtable is
+	// durable through the MANIFEST alone, without syncing the WAL, so a
+	// crash could otherwise keep the snapshot but lose unsynced commits
+	// made before it: a state that no prefix of the commits explains. The
+	// barrier keeps "everything before a durable write is durable" true.
+	barrier := w.e.db.NewBatch()
+	must(barrier.LogData([]byte("engine: snapshot ingest barrier"), nil))
+	err := w.e.apply(barrier, true, 0)
+	_ = barrier.Close()
+	if err != nil {
+		return err
+	}
 	paths := []string{w.localPath}
 	if w.dataKeys {
 		paths = append(paths, w.dataPath)
@@ -241,8 +262,8 @@ func (w *SnapshotWriter) ingest() error {
 	if err := w.e.acquire(); err != nil {
 		return err
 	}
-	defer w.e.mu.RUnlock()
-	if err := w.e.db.Ingest(context.Background(), paths); err != nil {
+	defer w.e.release()
+	if err := w.e.guard(func() error { return w.e.db.Ingest(context.Background(), paths) }); err != nil {
 		w.e.fail(err)
 	}
 	return w.e.Err()
@@ -284,7 +305,7 @@ func (e *Engine) newSSTWriter(path string) (*sstable.Writer, error) {
 		return nil, err
 	}
 	format := e.db.FormatMajorVersion().MaxTableFormat()
-	e.mu.RUnlock()
+	e.release()
 	wo := e.popts.MakeWriterOptions(0, format)
 	return sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo), nil
 }

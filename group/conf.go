@@ -64,6 +64,11 @@ func applyConfChange(c pb.Config, cc pb.ConfChange) pb.Config {
 	return n
 }
 
+// ApplyConfChange returns c with cc applied, by the rule every replica
+// uses: a change that does not apply to c leaves it as it is. The node
+// runtime uses it to track the configuration at its applied point.
+func ApplyConfChange(c pb.Config, cc pb.ConfChange) pb.Config { return applyConfChange(c, cc) }
+
 // applyEntry returns c after e if e is a configuration change.
 func applyEntry(c pb.Config, e *pb.Entry) pb.Config {
 	if e.Type != pb.EntryConfChange {

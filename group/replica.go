@@ -719,6 +719,12 @@ func (r *Replica) Status() Status {
 	}
 }
 
+// Applied returns the applied point as of the last Advance.
+func (r *Replica) Applied() uint64 { return r.applied }
+
+// Chosen returns the chosen point.
+func (r *Replica) Chosen() uint64 { return r.chosen }
+
 // Leader returns the replica believed to lead, or zero.
 func (r *Replica) Leader() uint64 { return r.leader }
 
