@@ -6,9 +6,6 @@ import (
 
 // candidate is the state of a replica running Phase 1.
 type candidate struct {
-	// sentAt is when the prepares went out; a won election's lease counts
-	// from here, since each promise also grants a lease.
-	sentAt int64
 	// promises holds, per promiser, the values it accepted above our
 	// chosen point when it promised.
 	promises map[uint64][]pb.Entry
@@ -29,10 +26,8 @@ func (r *Replica) campaign(transfer pb.Ballot) {
 	r.ballot = pb.Ballot{Round: r.maxRound + 1, Node: r.id}
 	r.maxRound = r.ballot.Round
 	r.setPromised(r.ballot)
-	r.grantLease(r.ballot)
 	r.resetElectionTimer()
 	r.cand = &candidate{
-		sentAt:   r.now(),
 		promises: map[uint64][]pb.Entry{r.id: r.log.slice(r.chosen+1, r.log.last())},
 		asked:    map[uint64]bool{r.id: true},
 		transfer: transfer,
@@ -118,7 +113,6 @@ func (r *Replica) maybeWin() {
 // slot up to top and a no-op where there is none, then appends a no-op of
 // its own: once that is chosen, everything before it is known.
 func (r *Replica) becomeLeader(vals map[uint64]pb.Entry, top uint64) {
-	c := r.cand
 	r.role = Leader
 	r.step = stepLeader
 	r.leader = r.id
@@ -136,14 +130,11 @@ func (r *Replica) becomeLeader(vals map[uint64]pb.Entry, top uint64) {
 		l.ack(s, r.id)
 	}
 	l.pendingConf = r.nextConfSlot()
-	promisers := make([]uint64, 0, len(c.promises))
-	for id := range c.promises {
-		promisers = append(promisers, id)
-	}
-	l.addRound(r, hbRound{sentAt: c.sentAt, ackers: promisers})
 	r.syncProgress()
 	r.appendOwn(pb.EntryNoop, nil)
 	l.startSlot = r.log.last()
+	// Start the lease at once rather than a heartbeat interval from now.
+	r.bcastHeartbeat(false)
 }
 
 // nextConfSlot returns the lowest unchosen slot holding a configuration

@@ -22,8 +22,8 @@ type progress struct {
 	snapshotWait int
 }
 
-// hbRound is one lease round: a heartbeat (or the Phase 1 that won the
-// election) sent at sentAt and the replicas that acknowledged it.
+// hbRound is one lease round: a heartbeat sent at sentAt and the replicas
+// that acknowledged it.
 type hbRound struct {
 	seq    uint64
 	sentAt int64
@@ -415,18 +415,16 @@ func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
 		return
 	}
 	l.leaseExpiry = max(l.leaseExpiry, rd.sentAt+r.cfg.LeaseDuration-r.cfg.MaxClockDrift)
-	if rd.seq != 0 {
-		n := 0
-		for _, pr := range l.reads {
-			if pr.seq <= rd.seq {
-				r.readStates = append(r.readStates, ReadState{Ctx: pr.ctx, Index: pr.index})
-			} else {
-				l.reads[n] = pr
-				n++
-			}
+	n := 0
+	for _, pr := range l.reads {
+		if pr.seq <= rd.seq {
+			r.readStates = append(r.readStates, ReadState{Ctx: pr.ctx, Index: pr.index})
+		} else {
+			l.reads[n] = pr
+			n++
 		}
-		l.reads = l.reads[:n]
 	}
+	l.reads = l.reads[:n]
 }
 
 // recomputeLease re-derives the lease under a new configuration: rounds

@@ -480,6 +480,10 @@ func TestLeaderLeaseExpires(t *testing.T) {
 // whom it promised a lease, so it refuses every prepare for a full lease.
 func TestRestartedAcceptorRefusesPrepares(t *testing.T) {
 	n := newNetwork(t, voters(1, 2, 3), nil)
+	// A replica that never promised anything has nothing to honor after a
+	// restart; one that did must refuse Phase 1 for a lease.
+	n.elect(1)
+	n.stabilize()
 	n.crashAndRestart(2)
 	for _, tc := range []struct {
 		after  int64

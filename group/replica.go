@@ -129,8 +129,11 @@ func New(cfg Config, st State) (*Replica, error) {
 	}
 	// A promise not to help other proposers is not persisted, so after a
 	// restart this replica assumes it made one a moment ago to somebody it
-	// can't remember, and refuses every Phase 1 for a full lease.
-	r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration
+	// can't remember, and refuses every Phase 1 for a full lease. A replica
+	// that never promised anything (a new group) has nothing to honor.
+	if !st.HardState.Promised.IsZero() || len(st.Entries) > 0 || st.Applied > 0 {
+		r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration
+	}
 	r.prevHard = r.hardState()
 	r.becomeFollower(0)
 	r.prevSoft = r.softState()
@@ -317,6 +320,17 @@ func (r *Replica) handleRelease(m pb.Message) {
 	r.send(pb.Message{Type: pb.MsgReleaseResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
 }
 
+// Campaign starts Phase 1 now, as an election timeout would. The node
+// runtime uses it to elect a chosen replica of a new group at once, and to
+// move leadership where placement wants it. It does nothing on a replica
+// that may not campaign (not a voter, or bound by another's lease).
+func (r *Replica) Campaign() {
+	if r.role != Leader && r.canCampaign() {
+		r.Unquiesce()
+		r.campaign(pb.Ballot{})
+	}
+}
+
 // Quiesced reports whether the group is idle: the caller may stop ticking
 // it until it is woken by a message, a request or Unquiesce.
 func (r *Replica) Quiesced() bool { return r.quiesced }
@@ -406,8 +420,11 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	if r.role != Follower && r.ballot.Less(m.Ballot) {
 		r.becomeFollower(0)
 	}
+	// A promise grants no lease: a candidate that loses would keep its
+	// promisers from anyone else, and candidates that split the voters
+	// would block each other for good. The winner's first heartbeat round
+	// starts its lease.
 	r.setPromised(m.Ballot)
-	r.grantLease(m.Ballot)
 	r.resetElectionTimer()
 	r.send(pb.Message{
 		Type: pb.MsgPromise, To: m.From, Ballot: m.Ballot, Chosen: r.chosen,
