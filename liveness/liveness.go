@@ -59,6 +59,9 @@ type peer struct {
 	// reported is set once a lapse (either way) was reported by Tick, so
 	// it is reported once.
 	forLapsed, fromLapsed bool
+	// regained is set when support from the peer resumed after a lapse,
+	// until Tick reports it.
+	regained bool
 	// restarted: the peer restarted while we supported it; the next Tick
 	// reports the old epoch's support as lapsed.
 	restarted bool
@@ -111,6 +114,9 @@ type Lapses struct {
 	// NotSupported: these peers stopped supporting us, so leases of groups
 	// we lead that counted on them are gone.
 	NotSupported []uint64
+	// Regained: these peers support us again after a lapse; they may have
+	// missed what their groups chose meanwhile.
+	Regained []uint64
 }
 
 // Tick returns the support requests due now (one per peer per Interval)
@@ -135,6 +141,10 @@ func (l *Liveness) Tick() ([]pb.Message, Lapses) {
 		if !p.fromLapsed && now >= p.fromUntil {
 			p.fromLapsed = true
 			lapses.NotSupported = append(lapses.NotSupported, id)
+		}
+		if p.regained {
+			p.regained = false
+			lapses.Regained = append(lapses.Regained, id)
 		}
 	}
 	if l.sent && now-l.lastSent < l.cfg.Interval {
@@ -180,8 +190,9 @@ func (l *Liveness) Handle(m pb.Message) (pb.Message, bool) {
 		default:
 			return pb.Message{}, false // a response from before a newer epoch
 		}
-		if now < p.fromUntil {
+		if now < p.fromUntil && p.fromLapsed {
 			p.fromLapsed = false
+			p.regained = true
 		}
 	}
 	return pb.Message{}, false

@@ -1,0 +1,119 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/shardd/shardd/kvpb"
+)
+
+// Config configures a node. Durations are wall-clock.
+type Config struct {
+	// NodeID is this node's id, unique in the cluster and never zero. It
+	// is also the replica id of every replica the node hosts.
+	NodeID uint64
+	// Dir holds the node's Pebble store. FS is the filesystem (tests use
+	// an in-memory one); the default value is vfs.Default.
+	Dir string
+	FS  vfs.FS
+	// ListenAddr is the gRPC address for clients and peers. The default
+	// value is "127.0.0.1:7100"; port 0 picks a free port.
+	ListenAddr string
+	// Peers maps node ids to gRPC addresses known up front. Membership
+	// adds the ones it learns.
+	Peers map[uint64]string
+	// GossipAddr, if set, starts memberlist on that host:port, joining
+	// Seeds. Empty disables gossip (tests with static Peers).
+	GossipAddr string
+	Seeds      []string
+	// TickInterval is the node's one logical tick. The default value is
+	// 50ms.
+	TickInterval time.Duration
+	// ElectionTicks and HeartbeatTicks are the groups' timeouts in ticks.
+	// The default values are 10 and 2.
+	ElectionTicks, HeartbeatTicks int
+	// LeaseDuration is a leader's lease; it also bounds node support. The
+	// default value is ElectionTicks ticks.
+	LeaseDuration time.Duration
+	// MaxClockDrift is subtracted from every lease. The default value is
+	// LeaseDuration/10.
+	MaxClockDrift time.Duration
+	// SupportInterval is how often the node asks each peer for liveness
+	// support. The default value is 2 ticks.
+	SupportInterval time.Duration
+	// Workers is the size of the scheduler's worker pool. The default
+	// value is GOMAXPROCS*2.
+	Workers int
+	// MaxGroupsPerCycle bounds the groups one worker persists in one
+	// synced batch. The default value is 256.
+	MaxGroupsPerCycle int
+	// MaxValueBytes bounds the commands coalesced into one Paxos value.
+	// The default value is 1 MiB.
+	MaxValueBytes int
+	// Limits bounds client requests. The zero value means the defaults.
+	Limits kvpb.Limits
+	// Logger is where the node logs. The default value is slog.Default().
+	Logger *slog.Logger
+	// OnFatal is called once if the node stops because of a disk error.
+	// The default value logs; cmd/shardd exits.
+	OnFatal func(error)
+}
+
+// EnsureDefaults fills every zero field that has a default.
+func (c *Config) EnsureDefaults() {
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:7100"
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 50 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 2
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = time.Duration(c.ElectionTicks) * c.TickInterval
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = c.LeaseDuration / 10
+	}
+	if c.SupportInterval == 0 {
+		c.SupportInterval = 2 * c.TickInterval
+	}
+	if c.Workers == 0 {
+		c.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.MaxGroupsPerCycle == 0 {
+		c.MaxGroupsPerCycle = 256
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first field that is missing or in conflict.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("node: NodeID must not be zero")
+	case c.Dir == "":
+		return errors.New("node: Dir is required")
+	case c.SupportInterval*2 > c.LeaseDuration:
+		return fmt.Errorf("node: SupportInterval (%v) must fit twice in LeaseDuration (%v)", c.SupportInterval, c.LeaseDuration)
+	case c.MaxClockDrift >= c.LeaseDuration:
+		return fmt.Errorf("node: MaxClockDrift (%v) must be below LeaseDuration (%v)", c.MaxClockDrift, c.LeaseDuration)
+	}
+	return nil
+}

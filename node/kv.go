@@ -1,0 +1,423 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shardd/shardd/batch"
+	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	errAmbiguous = status.Error(codes.Unavailable, "leadership changed while the write was in flight: it may or may not have been applied")
+	errBusy      = status.Error(codes.Unavailable, "the range has too many writes in flight; retry")
+)
+
+// notLeader is the error for a request that reached a replica without the
+// lease: FailedPrecondition with the leader hint as a detail.
+func (n *Node) notLeader(r *replica) error {
+	lead := r.leader.Load()
+	d := &kvpb.NotLeader{RangeId: r.id, LeaderNodeId: lead}
+	if lead != 0 {
+		d.LeaderAddr, _ = n.addrOf(lead)
+	}
+	st, _ := status.New(codes.FailedPrecondition, fmt.Sprintf("node %d does not lead range %d; leader hint: node %d", n.cfg.NodeID, r.id, lead)).WithDetails(d)
+	return st.Err()
+}
+
+// rangeMismatch is the error for a request routed with a stale descriptor
+// or a key the range doesn't hold; it carries our descriptor, if any.
+func rangeMismatch(msg string, r *replica) error {
+	d := &kvpb.RangeMismatch{}
+	if r != nil {
+		d.Descriptor_ = r.desc.Load()
+	}
+	st, _ := status.New(codes.FailedPrecondition, msg).WithDetails(d)
+	return st.Err()
+}
+
+// route finds the replica a request is for and checks the descriptor the
+// client routed with and the keys against the range's bounds.
+func (n *Node) route(h *kvpb.RequestHeader, start, end []byte) (*replica, error) {
+	var r *replica
+	if id := h.GetRangeId(); id != 0 {
+		if r = n.replica(id); r == nil {
+			return nil, rangeMismatch(fmt.Sprintf("node %d has no replica of range %d", n.cfg.NodeID, id), nil)
+		}
+	} else if r = n.replicaFor(start); r == nil {
+		return nil, rangeMismatch(fmt.Sprintf("node %d holds no range containing key %q", n.cfg.NodeID, start), nil)
+	}
+	d := r.desc.Load()
+	if g := h.GetGeneration(); g != 0 && g != d.Generation {
+		return nil, rangeMismatch(fmt.Sprintf("range %d is at generation %d, not %d", r.id, d.Generation, g), r)
+	}
+	if !contains(d, start) || (end != nil && len(d.EndKey) > 0 && bytes.Compare(end, d.EndKey) > 0) {
+		return nil, rangeMismatch(fmt.Sprintf("range %d [%q, %q) does not hold the request's keys", r.id, d.StartKey, d.EndKey), r)
+	}
+	return r, nil
+}
+
+func contains(d *kvpb.RangeDescriptor, k []byte) bool {
+	return len(d.GetReplicas()) > 0 && bytes.Compare(k, d.StartKey) >= 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
+}
+
+// replicaFor finds the hosted range that contains key.
+func (n *Node) replicaFor(key []byte) *replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	for _, r := range n.replicas {
+		if contains(r.desc.Load(), key) {
+			return r
+		}
+	}
+	return nil
+}
+
+// submitWrite queues a command for the range's next Paxos value; cb gets
+// its result once applied here, or the error.
+func (n *Node) submitWrite(r *replica, c batch.Command, cb writeCallback) {
+	c.Node, c.Seq = n.cfg.NodeID, n.seq.Add(1)
+	r.mu.Lock()
+	r.props.Add(c)
+	r.callers[c.Seq] = cb
+	r.mu.Unlock()
+	n.sched.enqueue(r)
+}
+
+// submitRead serves a read: a stale one at once from what this replica
+// applied, a linearizable one once the leader confirmed its index (at once
+// under the lease) and applied up to it.
+func (n *Node) submitRead(r *replica, consistency kvpb.ReadConsistency, serve func(error)) {
+	if consistency == kvpb.ReadConsistency_STALE {
+		serve(nil)
+		return
+	}
+	r.mu.Lock()
+	r.reads = append(r.reads, &readRequest{serve: serve})
+	r.mu.Unlock()
+	n.sched.enqueue(r)
+}
+
+// await blocks a unary call on a callback-style operation.
+func await[T any](ctx context.Context, n *Node, start func(done func(T, error))) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	start(func(v T, err error) { ch <- result{v, err} })
+	select {
+	case res := <-ch:
+		return res.v, res.err
+	case <-ctx.Done():
+		var zero T
+		return zero, status.FromContextError(ctx.Err()).Err()
+	case <-n.stopped:
+		var zero T
+		return zero, status.Error(codes.Unavailable, "node stopped")
+	}
+}
+
+// The operations, in callback style so that the streaming RPC can run many
+// at once without a goroutine each.
+
+func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) {
+	if err := n.cfg.Limits.ValidateGet(req); err != nil {
+		done(nil, err)
+		return
+	}
+	r, err := n.route(req.Header, req.Key, nil)
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	n.submitRead(r, req.GetHeader().GetConsistency(), func(err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		v, ok, err := n.eng.Get(req.Key)
+		if err != nil {
+			done(nil, status.Error(codes.Internal, err.Error()))
+			return
+		}
+		done(&kvpb.GetResponse{Found: ok, Value: v}, nil)
+	})
+}
+
+func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error)) {
+	if err := n.cfg.Limits.ValidateScan(req); err != nil {
+		done(nil, err)
+		return
+	}
+	r, err := n.route(req.Header, req.StartKey, nil)
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	limit := int(n.cfg.Limits.ScanLimit(req))
+	n.submitRead(r, req.GetHeader().GetConsistency(), func(err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		d := r.desc.Load()
+		end := req.EndKey
+		if len(d.EndKey) > 0 && (len(end) == 0 || bytes.Compare(end, d.EndKey) > 0) {
+			end = d.EndKey // stop at the range's end; the client continues
+		}
+		resp := &kvpb.ScanResponse{}
+		var last []byte
+		err = n.eng.Scan(req.StartKey, nilIfEmpty(end), limit+1, func(k, v []byte) bool {
+			if len(resp.Kvs) == limit {
+				last = k
+				return false
+			}
+			resp.Kvs = append(resp.Kvs, &kvpb.KeyValue{Key: bytes.Clone(k), Value: bytes.Clone(v)})
+			return true
+		})
+		if err != nil {
+			done(nil, status.Error(codes.Internal, err.Error()))
+			return
+		}
+		switch {
+		case last != nil:
+			resp.ResumeKey = bytes.Clone(last)
+		case len(end) > 0 && !bytes.Equal(end, req.EndKey):
+			resp.ResumeKey = bytes.Clone(end) // the range ended first
+		}
+		done(resp, nil)
+	})
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func (n *Node) write(h *kvpb.RequestHeader, c batch.Command, start, end []byte, done func(batch.Result, error)) {
+	r, err := n.route(h, start, end)
+	if err != nil {
+		done(batch.Result{}, err)
+		return
+	}
+	n.submitWrite(r, c, done)
+}
+
+func (n *Node) doPut(req *kvpb.PutRequest, done func(*kvpb.PutResponse, error)) {
+	if err := n.cfg.Limits.ValidatePut(req); err != nil {
+		done(nil, err)
+		return
+	}
+	n.write(req.Header, batch.Command{Op: batch.OpPut, Key: req.Key, Value: req.Value}, req.Key, nil,
+		func(_ batch.Result, err error) { done(&kvpb.PutResponse{}, err) })
+}
+
+func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse, error)) {
+	if err := n.cfg.Limits.ValidateDelete(req); err != nil {
+		done(nil, err)
+		return
+	}
+	n.write(req.Header, batch.Command{Op: batch.OpDelete, Key: req.Key}, req.Key, nil,
+		func(res batch.Result, err error) { done(&kvpb.DeleteResponse{Found: res.Found}, err) })
+}
+
+func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAndSwapResponse, error)) {
+	if err := n.cfg.Limits.ValidateCompareAndSwap(req); err != nil {
+		done(nil, err)
+		return
+	}
+	c := batch.Command{Op: batch.OpCAS, Key: req.Key, Value: req.NewValue, Expected: req.ExpectedValue,
+		ExpectAbsent: req.ExpectAbsent, Delete: req.Delete}
+	n.write(req.Header, c, req.Key, nil, func(res batch.Result, err error) {
+		done(&kvpb.CompareAndSwapResponse{Succeeded: res.Succeeded, Found: res.Found, Value: res.Value}, err)
+	})
+}
+
+func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, error)) {
+	if err := n.cfg.Limits.ValidateBatch(req); err != nil {
+		done(nil, err)
+		return
+	}
+	c := batch.Command{Op: batch.OpBatch}
+	var lo, hi []byte
+	for _, op := range req.Ops {
+		var sub batch.Command
+		switch o := op.Op.(type) {
+		case *kvpb.BatchOp_Put:
+			sub = batch.Command{Op: batch.OpPut, Key: o.Put.Key, Value: o.Put.Value}
+		case *kvpb.BatchOp_Delete:
+			sub = batch.Command{Op: batch.OpDelete, Key: o.Delete.Key}
+		}
+		if lo == nil || bytes.Compare(sub.Key, lo) < 0 {
+			lo = sub.Key
+		}
+		if hi == nil || bytes.Compare(sub.Key, hi) > 0 {
+			hi = sub.Key
+		}
+		c.Ops = append(c.Ops, sub)
+	}
+	// Every key must lie in one range: check the lowest and the highest.
+	r, err := n.route(req.Header, lo, nil)
+	if err == nil && !contains(r.desc.Load(), hi) {
+		err = rangeMismatch(fmt.Sprintf("batch keys %q..%q span more than range %d", lo, hi, r.id), r)
+	}
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	n.submitWrite(r, c, func(_ batch.Result, err error) { done(&kvpb.BatchResponse{}, err) })
+}
+
+// kvServer implements the KV gRPC service.
+type kvServer struct {
+	kvpb.UnimplementedKVServer
+	n *Node
+}
+
+func (s *kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.GetResponse, error)) { s.n.doGet(req, done) })
+}
+
+func (s *kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.PutResponse, error)) { s.n.doPut(req, done) })
+}
+
+func (s *kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.DeleteResponse, error)) { s.n.doDelete(req, done) })
+}
+
+func (s *kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.ScanResponse, error)) { s.n.doScan(req, done) })
+}
+
+func (s *kvServer) CompareAndSwap(ctx context.Context, req *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.CompareAndSwapResponse, error)) { s.n.doCAS(req, done) })
+}
+
+func (s *kvServer) Batch(ctx context.Context, req *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	return await(ctx, s.n, func(done func(*kvpb.BatchResponse, error)) { s.n.doBatch(req, done) })
+}
+
+// Stream serves many requests per frame. Each request runs in callback
+// style; responses are gathered and flushed by one sender goroutine per
+// stream, many per frame, in whatever order they complete.
+func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
+	out := make(chan *kvpb.Response, 4096)
+	sendErr := make(chan error, 1)
+	ctx := stream.Context()
+	go func() {
+		for {
+			var frame kvpb.ResponseFrame
+			select {
+			case resp := <-out:
+				frame.Responses = append(frame.Responses, resp)
+			case <-ctx.Done():
+				sendErr <- ctx.Err()
+				return
+			}
+		drain:
+			for len(frame.Responses) < 1024 {
+				select {
+				case resp := <-out:
+					frame.Responses = append(frame.Responses, resp)
+				default:
+					break drain
+				}
+			}
+			if err := stream.Send(&frame); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	for {
+		frame, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		}
+		for _, req := range frame.Requests {
+			s.n.dispatch(req, func(resp *kvpb.Response) {
+				select {
+				case out <- resp:
+				case <-ctx.Done():
+				}
+			})
+		}
+		select {
+		case err := <-sendErr:
+			return err
+		default:
+		}
+	}
+}
+
+// dispatch runs one streamed request and reports its response.
+func (n *Node) dispatch(req *kvpb.Request, reply func(*kvpb.Response)) {
+	id := req.Id
+	fail := func(err error) { reply(&kvpb.Response{Id: id, Error: toError(err)}) }
+	if err := n.cfg.Limits.ValidateRequest(req); err != nil {
+		fail(err)
+		return
+	}
+	switch op := req.Op.(type) {
+	case *kvpb.Request_Get:
+		n.doGet(op.Get, func(r *kvpb.GetResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Get{Get: r}})
+		})
+	case *kvpb.Request_Put:
+		n.doPut(op.Put, func(r *kvpb.PutResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Put{Put: r}})
+		})
+	case *kvpb.Request_Delete:
+		n.doDelete(op.Delete, func(r *kvpb.DeleteResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Delete{Delete: r}})
+		})
+	case *kvpb.Request_Scan:
+		n.doScan(op.Scan, func(r *kvpb.ScanResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Scan{Scan: r}})
+		})
+	case *kvpb.Request_Cas:
+		n.doCAS(op.Cas, func(r *kvpb.CompareAndSwapResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Cas{Cas: r}})
+		})
+	case *kvpb.Request_Batch:
+		n.doBatch(op.Batch, func(r *kvpb.BatchResponse, err error) {
+			respond(reply, id, err, &kvpb.Response{Result: &kvpb.Response_Batch{Batch: r}})
+		})
+	}
+}
+
+func respond(reply func(*kvpb.Response), id uint64, err error, ok *kvpb.Response) {
+	if err != nil {
+		reply(&kvpb.Response{Id: id, Error: toError(err)})
+		return
+	}
+	ok.Id = id
+	reply(ok)
+}
+
+// toError turns a gRPC status into a stream response's Error, keeping the
+// typed details.
+func toError(err error) *kvpb.Error {
+	st := status.Convert(err)
+	e := &kvpb.Error{Code: uint32(st.Code()), Message: st.Message()}
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *kvpb.NotLeader:
+			e.NotLeader = d
+		case *kvpb.RangeMismatch:
+			e.RangeMismatch = d
+		}
+	}
+	return e
+}

@@ -1,0 +1,556 @@
+// Package node is the runtime of a shardd process: it hosts thousands of
+// Paxos group replicas over one engine, one transport and one scheduler,
+// serves the KV API, and keeps node liveness. Nothing in it costs a
+// goroutine, a timer, a connection or an fsync per group: the ticker, the
+// liveness loop and the scheduler's workers are per node, the streams are
+// per peer node, and an fsync covers a whole scheduling cycle.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardd/shardd/batch"
+	"github.com/shardd/shardd/engine"
+	"github.com/shardd/shardd/group"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/liveness"
+	"github.com/shardd/shardd/membership"
+	pb "github.com/shardd/shardd/paxospb"
+	"github.com/shardd/shardd/transport"
+	"google.golang.org/grpc"
+)
+
+// Node is one running shardd process.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	start     time.Time
+	eng       *engine.Engine
+	committer *engine.Committer
+	trans     *transport.Transport
+	live      *liveness.Liveness
+	members   *membership.Membership
+	server    *grpc.Server
+	lis       net.Listener
+	sched     *scheduler
+	stats     batch.Stats
+	seq       atomic.Uint64 // command sequence numbers
+
+	mu       sync.RWMutex
+	replicas map[uint64]*replica
+	peers    map[uint64]string
+
+	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	bg       sync.WaitGroup
+	fatalErr atomic.Pointer[error]
+}
+
+// Now is the node's monotonic clock in nanoseconds: leases and liveness
+// are measured on it.
+func (n *Node) Now() int64 { return int64(time.Since(n.start)) }
+
+// Start opens the node's store, reloads every group it hosts, and starts
+// serving.
+func Start(cfg Config) (*Node, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:           cfg,
+		log:           cfg.Logger.With("node", cfg.NodeID),
+		start:         time.Now(),
+		replicas:      make(map[uint64]*replica),
+		peers:         make(map[uint64]string),
+		sched:         newScheduler(),
+		snapshotSlots: make(chan struct{}, 4),
+		stopped:       make(chan struct{}),
+	}
+	for id, addr := range cfg.Peers {
+		n.peers[id] = addr
+	}
+	eopts := engine.DefaultOptions()
+	eopts.FS, eopts.Dir = cfg.FS, cfg.Dir
+	eopts.Logger = pebbleLogger{n.log.With("component", "pebble")}
+	eng, err := engine.Open(eopts)
+	if err != nil {
+		return nil, fmt.Errorf("node: open store: %w", err)
+	}
+	n.eng = eng
+	n.committer = engine.NewCommitter(eng)
+	incarnation, err := n.bumpIncarnation()
+	if err != nil {
+		n.closeStore()
+		return nil, err
+	}
+	n.live = liveness.New(liveness.Config{
+		NodeID: cfg.NodeID, Incarnation: incarnation, Clock: n,
+		SupportDuration: int64(cfg.LeaseDuration), Interval: int64(cfg.SupportInterval),
+		MaxClockDrift: int64(cfg.MaxClockDrift),
+	})
+	for id := range n.peers {
+		if id != cfg.NodeID {
+			n.live.AddPeer(id)
+		}
+	}
+	tcfg := transport.DefaultConfig()
+	tcfg.NodeID = cfg.NodeID
+	tcfg.Logger = n.log
+	if n.trans, err = transport.New(tcfg, resolver{n}, n); err != nil {
+		n.closeStore()
+		return nil, err
+	}
+	if err := n.loadGroups(); err != nil {
+		n.closeStore()
+		return nil, err
+	}
+	if n.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		n.closeStore()
+		return nil, fmt.Errorf("node: listen on %s: %w", cfg.ListenAddr, err)
+	}
+	n.peers[cfg.NodeID] = n.lis.Addr().String()
+	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	n.trans.Register(n.server)
+	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		_ = n.server.Serve(n.lis)
+	}()
+	if cfg.GossipAddr != "" {
+		if err := n.startGossip(); err != nil {
+			n.Stop()
+			return nil, err
+		}
+	}
+	n.sched.start(cfg.Workers, cfg.MaxGroupsPerCycle, n.process)
+	n.bg.Add(2)
+	go n.tickLoop()
+	go n.livenessLoop()
+	n.log.Info("node started", "addr", n.Addr(), "groups", len(n.replicas))
+	return n, nil
+}
+
+// Addr returns the node's gRPC address.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// ID returns the node's id.
+func (n *Node) ID() uint64 { return n.cfg.NodeID }
+
+// Done is closed once the node has stopped, by Stop or a disk error.
+func (n *Node) Done() <-chan struct{} { return n.stopped }
+
+// Err returns the disk error that stopped the node, if any.
+func (n *Node) Err() error {
+	if p := n.fatalErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Stop stops serving and closes the store. It is idempotent.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopped)
+		if n.members != nil {
+			_ = n.members.Leave(time.Second)
+			_ = n.members.Shutdown()
+		}
+		if n.server != nil {
+			n.server.Stop()
+		}
+		n.sched.stop()
+		n.trans.Close()
+		n.bg.Wait()
+		n.closeStore()
+		n.log.Info("node stopped")
+	})
+}
+
+func (n *Node) closeStore() {
+	n.committer.Close()
+	_ = n.eng.Close()
+}
+
+// fatal stops the node after a disk error: after a failed fsync nothing
+// the node believes about its own durable state can be trusted, so it must
+// not acknowledge anything more (see package engine).
+func (n *Node) fatal(err error) {
+	if n.fatalErr.CompareAndSwap(nil, &err) {
+		n.log.Error("disk error: stopping the node", "err", err)
+		go n.Stop()
+		if n.cfg.OnFatal != nil {
+			n.cfg.OnFatal(err)
+		}
+	}
+}
+
+// incarnationGroup is no group: range ids start at 1. Its applied record
+// holds the node's incarnation.
+const incarnationGroup = engine.GroupID(0)
+
+// bumpIncarnation persists and returns this process's incarnation, so that
+// liveness epochs granted now exceed every epoch granted before a restart.
+func (n *Node) bumpIncarnation() (uint64, error) {
+	st, err := n.eng.LoadGroup(incarnationGroup)
+	if err != nil {
+		return 0, err
+	}
+	inc := st.Applied + 1
+	b := n.eng.NewBatch()
+	defer b.Close()
+	b.SetApplied(incarnationGroup, inc)
+	if err := b.Commit(true); err != nil {
+		return 0, err
+	}
+	return inc, nil
+}
+
+// groupConfig is the template every hosted group uses.
+func (n *Node) groupConfig() group.Config {
+	c := group.DefaultConfig()
+	c.ID = n.cfg.NodeID
+	c.ElectionTicks = n.cfg.ElectionTicks
+	c.HeartbeatTicks = n.cfg.HeartbeatTicks
+	c.LeaseDuration = int64(n.cfg.LeaseDuration)
+	c.MaxClockDrift = int64(n.cfg.MaxClockDrift)
+	c.Clock = n
+	c.Liveness = n.live
+	return c
+}
+
+// loadGroups rebuilds every group from the store.
+func (n *Node) loadGroups() error {
+	ids, err := n.eng.Groups()
+	if err != nil {
+		return err
+	}
+	for _, g := range ids {
+		if g == incarnationGroup {
+			continue
+		}
+		st, err := n.eng.LoadGroup(g)
+		if err != nil {
+			return err
+		}
+		if st.Meta == nil {
+			continue // never initialized; a snapshot will bring it
+		}
+		if _, err := n.openReplica(uint64(g), st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openReplica builds a replica from its durable state: the applied point
+// is the truncation point (entries at or below it are not needed), the
+// configuration at the applied point is in the group meta.
+func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
+	meta, err := unmarshalMeta(st.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: %w", id, err)
+	}
+	gs := group.State{Applied: st.Applied, Meta: pb.Meta{Index: st.Applied, Config: meta.Config}}
+	if st.HardState != nil {
+		if err := gs.HardState.Unmarshal(st.HardState); err != nil {
+			return nil, fmt.Errorf("group %d hard state: %w", id, err)
+		}
+	}
+	for _, e := range st.Entries {
+		if e.Slot <= st.Applied {
+			continue
+		}
+		var pe pb.Entry
+		if err := pe.Unmarshal(e.Data); err != nil {
+			return nil, fmt.Errorf("group %d entry %d: %w", id, e.Slot, err)
+		}
+		gs.Entries = append(gs.Entries, pe)
+	}
+	return n.addReplica(id, gs, meta)
+}
+
+func (n *Node) addReplica(id uint64, gs group.State, meta groupMeta) (*replica, error) {
+	cfg := n.groupConfig()
+	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+	rn, err := group.New(cfg, gs)
+	if err != nil {
+		return nil, err
+	}
+	r := newReplica(id, rn, meta.Desc, meta.Config)
+	n.mu.Lock()
+	n.replicas[id] = r
+	n.mu.Unlock()
+	return r, nil
+}
+
+// CreateGroups bootstraps this node's replicas of new ranges whose voters
+// are the descriptors', with one synced batch for all of them. Ranges the
+// node already hosts are skipped. The replica on a descriptor's
+// LeaderNodeId campaigns at once, so a new cluster has leaders where its
+// creator wants them without waiting for election timeouts.
+func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
+	b := n.eng.NewBatch()
+	defer b.Close()
+	var metas []groupMeta
+	for _, desc := range descs {
+		if n.replica(desc.RangeId) != nil {
+			continue
+		}
+		meta := groupMeta{Desc: desc, Config: votersOf(desc)}
+		if !slices.Contains(meta.Config.Voters, n.cfg.NodeID) {
+			return fmt.Errorf("node: range %d does not list node %d as a voter", desc.RangeId, n.cfg.NodeID)
+		}
+		b.SetGroupMeta(engine.GroupID(desc.RangeId), meta.marshal())
+		metas = append(metas, meta)
+	}
+	if len(metas) == 0 {
+		return nil
+	}
+	if err := n.committer.Commit(b, true); err != nil {
+		n.fatal(err)
+		return err
+	}
+	for _, meta := range metas {
+		r, err := n.addReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta)
+		if err != nil {
+			return err
+		}
+		if meta.Desc.LeaderNodeId == n.cfg.NodeID {
+			r.mu.Lock()
+			r.campaign = true
+			r.mu.Unlock()
+		}
+		n.sched.enqueue(r)
+	}
+	return nil
+}
+
+// CreateGroup bootstraps one range; see CreateGroups.
+func (n *Node) CreateGroup(desc *kvpb.RangeDescriptor) error {
+	return n.CreateGroups([]*kvpb.RangeDescriptor{desc})
+}
+
+func (n *Node) replica(id uint64) *replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.replicas[id]
+}
+
+// resolver is the transport's view of the node's address book.
+type resolver struct{ n *Node }
+
+func (r resolver) Addr(id uint64) (string, bool) { return r.n.addrOf(id) }
+
+// addrOf returns a node's gRPC address: static peers first, then gossip.
+func (n *Node) addrOf(id uint64) (string, bool) {
+	n.mu.RLock()
+	a, ok := n.peers[id]
+	n.mu.RUnlock()
+	if ok {
+		return a, true
+	}
+	if n.members != nil {
+		return n.members.Addr(id)
+	}
+	return "", false
+}
+
+// SetPeer records a peer's address (from a bootstrap file or membership).
+func (n *Node) SetPeer(id uint64, addr string) {
+	n.mu.Lock()
+	n.peers[id] = addr
+	n.mu.Unlock()
+	if id != n.cfg.NodeID {
+		n.live.AddPeer(id)
+	}
+}
+
+// tickLoop is the node's one ticker. It ticks only groups that are not
+// quiesced, so an idle node does O(active groups) work per tick.
+func (n *Node) tickLoop() {
+	defer n.bg.Done()
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	var active []*replica
+	for {
+		select {
+		case <-n.stopped:
+			return
+		case <-t.C:
+		}
+		active = active[:0]
+		n.mu.RLock()
+		for _, r := range n.replicas {
+			if r.active.Load() {
+				active = append(active, r)
+			}
+		}
+		n.mu.RUnlock()
+		for _, r := range active {
+			r.mu.Lock()
+			// Cap the ticks a slow group accumulates, as CockroachDB does,
+			// so that a stall is not followed by a burst of elections.
+			r.ticks = min(r.ticks+1, 3)
+			r.mu.Unlock()
+			n.sched.enqueue(r)
+		}
+	}
+}
+
+// livenessLoop sends the node's support requests and wakes the quiesced
+// groups whose leases or leaders depended on support that lapsed.
+func (n *Node) livenessLoop() {
+	defer n.bg.Done()
+	t := time.NewTicker(min(n.cfg.SupportInterval, n.cfg.TickInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopped:
+			return
+		case <-t.C:
+		}
+		msgs, lapses := n.live.Tick()
+		n.trans.SendBatch(msgs)
+		if len(lapses.NotSupporting)+len(lapses.NotSupported)+len(lapses.Regained) > 0 {
+			n.wakeFor(lapses)
+		}
+	}
+}
+
+// wakeFor wakes the groups led by a node we stopped supporting (so they can
+// elect a new leader), and the groups we lead with a replica on a node
+// that stopped supporting us (so they renew their lease the ordinary way)
+// or supports us again (it is back, perhaps behind: catch it up).
+func (n *Node) wakeFor(l liveness.Lapses) {
+	n.mu.RLock()
+	var wake []*replica
+	for _, r := range n.replicas {
+		if r.active.Load() {
+			continue
+		}
+		lead := r.leader.Load()
+		if slices.Contains(l.NotSupporting, lead) {
+			wake = append(wake, r)
+			continue
+		}
+		if lead == n.cfg.NodeID {
+			for _, rd := range r.desc.Load().GetReplicas() {
+				if slices.Contains(l.NotSupported, rd.NodeId) || slices.Contains(l.Regained, rd.NodeId) {
+					wake = append(wake, r)
+					break
+				}
+			}
+		}
+	}
+	n.mu.RUnlock()
+	for _, r := range wake {
+		r.mu.Lock()
+		r.wake = true
+		r.mu.Unlock()
+		n.sched.enqueue(r)
+	}
+}
+
+// HandleMessages implements transport.Handler: it queues each message for
+// its group and schedules the group. Liveness messages are answered here.
+func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
+	var replies []pb.Message
+	for _, m := range msgs {
+		if m.Group == 0 {
+			if resp, ok := n.live.Handle(m); ok {
+				replies = append(replies, resp)
+			}
+			continue
+		}
+		r := n.replica(m.Group)
+		if r == nil {
+			// A message for a group we don't host yet: we are being added
+			// to it. The replica starts empty and learns from a snapshot.
+			var err error
+			if r, err = n.createEmpty(m.Group); err != nil {
+				continue
+			}
+		}
+		r.mu.Lock()
+		r.inbox = append(r.inbox, m)
+		r.mu.Unlock()
+		n.sched.enqueue(r)
+	}
+	if len(replies) > 0 {
+		n.trans.SendBatch(replies)
+	}
+}
+
+// createEmpty creates an uninitialized replica for a group this node is
+// joining. It has no configuration, so it never campaigns, and no range,
+// so it serves nothing until its first snapshot arrives.
+func (n *Node) createEmpty(id uint64) (*replica, error) {
+	n.mu.Lock()
+	if r := n.replicas[id]; r != nil {
+		n.mu.Unlock()
+		return r, nil
+	}
+	n.mu.Unlock()
+	meta := groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
+	// Persist the meta so that the replica, and whatever it promises or
+	// accepts before its first snapshot, survives a restart.
+	b := n.eng.NewBatch()
+	defer b.Close()
+	b.SetGroupMeta(engine.GroupID(id), meta.marshal())
+	if err := n.committer.Commit(b, true); err != nil {
+		n.fatal(err)
+		return nil, err
+	}
+	return n.addReplica(id, group.State{}, meta)
+}
+
+// Stats are the node's batching and transport figures.
+type Stats struct {
+	CommandsPerValue float64
+	RecordsPerSync   float64
+	Syncs            int64
+	Transport        transport.Stats
+	Groups, Active   int
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		CommandsPerValue: n.stats.CommandsPerValue(),
+		RecordsPerSync:   n.stats.RecordsPerSync(),
+		Syncs:            n.stats.Syncs.Load(),
+		Transport:        n.trans.Stats(),
+	}
+	n.mu.RLock()
+	s.Groups = len(n.replicas)
+	for _, r := range n.replicas {
+		if r.active.Load() {
+			s.Active++
+		}
+	}
+	n.mu.RUnlock()
+	return s
+}
+
+var errStopped = errors.New("node: stopped")
+
+// pebbleLogger routes Pebble's log lines through slog at debug level;
+// errors stay errors. The engine itself fails and stops on a Fatalf after
+// logging it here.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }

@@ -1,0 +1,410 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/shardd/shardd/batch"
+	"github.com/shardd/shardd/engine"
+	"github.com/shardd/shardd/group"
+	"github.com/shardd/shardd/kvpb"
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// cycleItem is one group's share of a scheduling cycle.
+type cycleItem struct {
+	r       *replica
+	rd      group.Ready
+	ready   bool
+	results []seqResult
+	applied uint64
+}
+
+type seqResult struct {
+	seq uint64
+	res batch.Result
+}
+
+// process runs one scheduling cycle over a batch of groups. Every group's
+// Ready goes into ONE engine batch (its persistent records and the data of
+// the entries it applies), committed with one fsync shared with whatever
+// the other workers commit at the same time. Only then are messages sent,
+// clients answered and the groups advanced: the Ready contract's "persist
+// before send", paid once per cycle instead of once per group.
+func (n *Node) process(reps []*replica) {
+	b := n.eng.NewBatch()
+	defer b.Close()
+	ov := overlay{n: n, b: b, m: make(map[string]ovValue)}
+	items := make([]cycleItem, 0, len(reps))
+	durable := false
+	for _, r := range reps {
+		n.feed(r)
+		it := cycleItem{r: r}
+		if r.rn.HasReady() {
+			it.rd, it.ready = r.rn.Ready(), true
+			durable = n.persist(&it, &ov) || durable
+		}
+		items = append(items, it)
+	}
+	if ov.err != nil {
+		n.fatal(ov.err)
+		return
+	}
+	if !b.Empty() {
+		records := b.Count()
+		if err := n.committer.Commit(b, durable); err != nil {
+			n.fatal(err)
+			return
+		}
+		if durable {
+			n.stats.Syncs.Add(1)
+			n.stats.Records.Add(int64(records))
+		}
+	}
+	var out []pb.Message
+	for i := range items {
+		out = n.finish(&items[i], out)
+	}
+	if len(out) > 0 {
+		n.trans.SendBatch(out)
+	}
+}
+
+// feed hands a group everything that arrived for it since its last cycle.
+func (n *Node) feed(r *replica) {
+	r.mu.Lock()
+	inbox, ticks, wake, campaign := r.inbox, r.ticks, r.wake, r.campaign
+	r.inbox, r.ticks, r.wake, r.campaign = nil, 0, false, false
+	reads, installs := r.reads, r.installs
+	r.reads, r.installs = nil, nil
+	leading := r.rn.Leader() == n.cfg.NodeID
+	var cmds []batch.Command
+	var value []byte
+	var rejected []writeCallback
+	if r.props.Len() > 0 {
+		if leading {
+			cmds, value = r.props.Take(n.cfg.MaxValueBytes)
+		} else {
+			taken, _ := r.props.Take(1 << 62)
+			for _, c := range taken {
+				rejected = append(rejected, r.callers[c.Seq])
+				delete(r.callers, c.Seq)
+			}
+		}
+	}
+	r.mu.Unlock()
+
+	if wake {
+		r.rn.Unquiesce()
+	}
+	for _, m := range inbox {
+		r.rn.Step(m)
+	}
+	for range ticks {
+		r.rn.Tick()
+	}
+	if campaign {
+		r.rn.Campaign()
+	}
+	for _, in := range installs {
+		n.install(r, in)
+	}
+	for _, cb := range rejected {
+		cb(batch.Result{}, n.notLeader(r))
+	}
+	if value != nil {
+		err := r.rn.Propose(value)
+		if err == nil {
+			n.stats.Values.Add(1)
+			n.stats.Commands.Add(int64(len(cmds)))
+			for _, c := range cmds {
+				r.proposed[c.Seq] = struct{}{}
+			}
+		} else {
+			n.failCommands(r, cmds, n.proposeError(r, err))
+		}
+	}
+	if len(reads) > 0 {
+		r.nextReadCtx++
+		ctx := binary.BigEndian.AppendUint64(nil, r.nextReadCtx)
+		if err := r.rn.ReadIndex(ctx); err != nil {
+			for _, rr := range reads {
+				rr.serve(n.notLeader(r))
+			}
+		} else {
+			r.readsAwaitingIndex[r.nextReadCtx] = reads
+		}
+	}
+}
+
+func (n *Node) failCommands(r *replica, cmds []batch.Command, err error) {
+	r.mu.Lock()
+	cbs := make([]writeCallback, 0, len(cmds))
+	for _, c := range cmds {
+		if cb := r.callers[c.Seq]; cb != nil {
+			cbs = append(cbs, cb)
+			delete(r.callers, c.Seq)
+		}
+	}
+	r.mu.Unlock()
+	for _, cb := range cbs {
+		cb(batch.Result{}, err)
+	}
+}
+
+// persist writes a Ready's records and applies its chosen entries into the
+// cycle's batch. It reports whether the batch must be synced: promises and
+// accepted entries must be durable before any message mentions them;
+// applied data need not be, since the log replays it.
+func (n *Node) persist(it *cycleItem, ov *overlay) bool {
+	r, rd, b := it.r, &it.rd, ov.b
+	g := engine.GroupID(r.id)
+	durable := false
+	if rd.HardState != nil {
+		b.SetHardState(g, rd.HardState.Marshal())
+		durable = true
+	}
+	for i := range rd.Entries {
+		b.PutEntry(g, rd.Entries[i].Slot, rd.Entries[i].Marshal())
+		durable = true
+	}
+	if rd.Meta != nil {
+		// The log was truncated (or replaced by a snapshot): entries at or
+		// below the point are no longer needed.
+		b.DeleteEntries(g, 0, rd.Meta.Index+1)
+	}
+	if rd.Snapshot != nil {
+		it.applied = rd.Snapshot.Meta.Index // its data was ingested already
+	}
+	for i := range rd.Committed {
+		e := &rd.Committed[i]
+		switch e.Type {
+		case pb.EntryNormal:
+			cmds, err := batch.Decode(e.Data)
+			if err != nil {
+				// Every replica decodes the same bytes the same way, so a
+				// value nobody can decode is skipped everywhere alike.
+				n.log.Error("skipping undecodable value", "group", r.id, "slot", e.Slot, "err", err)
+				break
+			}
+			for j := range cmds {
+				res := ov.apply(&cmds[j])
+				if cmds[j].Node == n.cfg.NodeID {
+					it.results = append(it.results, seqResult{seq: cmds[j].Seq, res: res})
+				}
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := cc.Unmarshal(e.Data); err == nil {
+				n.applyConfChange(r, cc, b)
+			}
+		}
+		it.applied = e.Slot
+	}
+	if len(rd.Committed) > 0 {
+		b.SetApplied(g, it.applied)
+	}
+	return durable
+}
+
+// applyConfChange records the membership at the applied point, and the
+// range descriptor's replicas with it, atomically with the applied point.
+func (n *Node) applyConfChange(r *replica, cc pb.ConfChange, b *engine.Batch) {
+	r.appliedConfig = group.ApplyConfChange(r.appliedConfig, cc)
+	old := r.desc.Load()
+	desc := &kvpb.RangeDescriptor{
+		RangeId: old.RangeId, StartKey: old.StartKey, EndKey: old.EndKey,
+		Generation: old.Generation + 1, LeaderNodeId: old.LeaderNodeId,
+	}
+	for _, id := range r.appliedConfig.Voters {
+		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
+	}
+	for _, id := range r.appliedConfig.Learners {
+		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_LEARNER})
+	}
+	r.desc.Store(desc)
+	m := groupMeta{Desc: desc, Config: r.appliedConfig}
+	b.SetGroupMeta(engine.GroupID(r.id), m.marshal())
+}
+
+// finish sends a group's messages (appending them to out), answers its
+// clients and advances it, once its Ready is durable.
+func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
+	r := it.r
+	if it.ready {
+		for _, m := range it.rd.Messages {
+			m.Group = r.id
+			if m.Type == pb.MsgSnapshot {
+				n.sendSnapshot(r, m)
+				continue
+			}
+			out = append(out, m)
+		}
+		if len(it.results) > 0 {
+			n.answer(r, it.results)
+		}
+		for _, rs := range it.rd.ReadStates {
+			ctx := binary.BigEndian.Uint64(rs.Ctx)
+			if reqs := r.readsAwaitingIndex[ctx]; reqs != nil {
+				delete(r.readsAwaitingIndex, ctx)
+				r.readsAwaitingApply = append(r.readsAwaitingApply, indexedReads{index: rs.Index, reqs: reqs})
+			}
+		}
+		r.rn.Advance(it.rd)
+	}
+	n.serveReads(r)
+	leading := r.rn.Leader() == n.cfg.NodeID
+	if r.wasLeader && !leading {
+		n.lostLeadership(r)
+	}
+	r.wasLeader = leading
+	r.leader.Store(r.rn.Leader())
+	r.active.Store(!r.rn.Quiesced())
+	r.applied.Store(r.rn.Applied())
+	if r.rn.HasReady() {
+		n.sched.enqueue(r)
+	}
+	return out
+}
+
+// answer hands applied results to the clients waiting on this node.
+func (n *Node) answer(r *replica, results []seqResult) {
+	cbs := make([]writeCallback, len(results))
+	r.mu.Lock()
+	for i, sr := range results {
+		cbs[i] = r.callers[sr.seq]
+		delete(r.callers, sr.seq)
+	}
+	r.mu.Unlock()
+	for i, cb := range cbs {
+		delete(r.proposed, results[i].seq)
+		if cb != nil {
+			cb(results[i].res, nil)
+		}
+	}
+}
+
+// serveReads serves the confirmed reads whose index is applied.
+func (n *Node) serveReads(r *replica) {
+	if len(r.readsAwaitingApply) == 0 {
+		return
+	}
+	applied := r.rn.Applied()
+	keep := r.readsAwaitingApply[:0]
+	for _, ir := range r.readsAwaitingApply {
+		if ir.index > applied {
+			keep = append(keep, ir)
+			continue
+		}
+		for _, rr := range ir.reqs {
+			rr.serve(nil)
+		}
+	}
+	r.readsAwaitingApply = keep
+}
+
+// lostLeadership fails what depended on this replica leading: writes it
+// proposed may or may not be chosen by the next leader, and reads can't
+// be confirmed.
+func (n *Node) lostLeadership(r *replica) {
+	var cbs []writeCallback
+	r.mu.Lock()
+	for seq := range r.proposed {
+		if cb := r.callers[seq]; cb != nil {
+			cbs = append(cbs, cb)
+			delete(r.callers, seq)
+		}
+	}
+	r.mu.Unlock()
+	clear(r.proposed)
+	for _, cb := range cbs {
+		cb(batch.Result{}, errAmbiguous)
+	}
+	err := n.notLeader(r)
+	for ctx, reqs := range r.readsAwaitingIndex {
+		for _, rr := range reqs {
+			rr.serve(err)
+		}
+		delete(r.readsAwaitingIndex, ctx)
+	}
+	for _, ir := range r.readsAwaitingApply {
+		for _, rr := range ir.reqs {
+			rr.serve(err)
+		}
+	}
+	r.readsAwaitingApply = nil
+}
+
+// proposeError turns a refused proposal into the client's error.
+func (n *Node) proposeError(r *replica, err error) error {
+	var nl *group.NotLeaderError
+	if errors.As(err, &nl) {
+		return n.notLeader(r)
+	}
+	return errBusy
+}
+
+// overlay gives the applies of one cycle read-your-writes over the engine:
+// a CAS must see a put applied earlier in the same batch.
+type overlay struct {
+	n   *Node
+	b   *engine.Batch
+	m   map[string]ovValue
+	err error
+}
+
+type ovValue struct {
+	v       []byte
+	deleted bool
+}
+
+func (o *overlay) get(k []byte) ([]byte, bool) {
+	if x, ok := o.m[string(k)]; ok {
+		return x.v, !x.deleted
+	}
+	v, ok, err := o.n.eng.Get(k)
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return v, ok
+}
+
+func (o *overlay) put(k, v []byte) {
+	o.b.Put(k, v)
+	o.m[string(k)] = ovValue{v: v}
+}
+
+func (o *overlay) del(k []byte) {
+	o.b.Delete(k)
+	o.m[string(k)] = ovValue{deleted: true}
+}
+
+// apply executes one command, identically on every replica.
+func (o *overlay) apply(c *batch.Command) batch.Result {
+	switch c.Op {
+	case batch.OpPut:
+		o.put(c.Key, c.Value)
+		return batch.Result{Succeeded: true}
+	case batch.OpDelete:
+		_, found := o.get(c.Key)
+		o.del(c.Key)
+		return batch.Result{Found: found, Succeeded: true}
+	case batch.OpCAS:
+		cur, found := o.get(c.Key)
+		ok := (c.ExpectAbsent && !found) || (!c.ExpectAbsent && found && string(cur) == string(c.Expected))
+		if ok {
+			if c.Delete {
+				o.del(c.Key)
+			} else {
+				o.put(c.Key, c.Value)
+			}
+		}
+		return batch.Result{Found: found, Value: cur, Succeeded: ok}
+	case batch.OpBatch:
+		for i := range c.Ops {
+			o.apply(&c.Ops[i])
+		}
+		return batch.Result{Succeeded: true}
+	}
+	return batch.Result{}
+}

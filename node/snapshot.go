@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/shardd/shardd/engine"
+	pb "github.com/shardd/shardd/paxospb"
+	"github.com/shardd/shardd/transport"
+)
+
+var errStaleSnapshot = errors.New("node: snapshot is not ahead of the replica")
+
+// sendSnapshot streams a group's applied state to a replica that needs
+// slots its leader truncated. The data and the applied point and
+// membership that describe it come from one consistent engine view, so the
+// snapshot's index is whatever was applied when the export began; the
+// receiver reads it from the stream's header. At most a few snapshots are
+// in flight per node; when all slots are busy the group asks again later.
+func (n *Node) sendSnapshot(r *replica, m pb.Message) {
+	select {
+	case n.snapshotSlots <- struct{}{}:
+	default:
+		return
+	}
+	desc := r.desc.Load()
+	start, end := desc.GetStartKey(), desc.GetEndKey()
+	if len(end) == 0 {
+		end = nil
+	}
+	m.Snapshot = nil
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer func() { <-n.snapshotSlots }()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stopped:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		src := transport.SnapshotSource(func(emit func([]byte) error) error {
+			var buf []byte
+			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, 1<<20, func(c engine.SnapshotChunk) error {
+				buf = c.AppendEncode(buf[:0])
+				return emit(buf)
+			})
+		})
+		if err := n.trans.SendSnapshot(ctx, m.To, m, src); err != nil {
+			n.log.Debug("snapshot not delivered", "group", r.id, "to", m.To, "err", err)
+		}
+	}()
+}
+
+// HandleSnapshot implements transport.Handler: it stages the snapshot's
+// data on disk as it arrives, then asks the group's worker to ingest it,
+// which happens only if it is ahead of the group.
+func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byte, error)) error {
+	r := n.replica(header.Group)
+	if r == nil {
+		var err error
+		if r, err = n.createEmpty(header.Group); err != nil {
+			return err
+		}
+	}
+	w := n.eng.NewSnapshotWriter(engine.GroupID(header.Group), engine.IngestOptions{})
+	var hdr *engine.SnapshotHeader
+	for {
+		data, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		c, err := engine.DecodeSnapshotChunk(data)
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		if c.Header != nil {
+			hdr = c.Header
+		}
+		if err := w.Add(c); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if hdr == nil || hdr.Meta == nil {
+		w.Abort()
+		return errors.New("node: snapshot without a header or group meta")
+	}
+	meta, err := unmarshalMeta(hdr.Meta)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	header.Snapshot = &pb.Snapshot{Meta: pb.Meta{Index: hdr.Applied, Config: meta.Config}}
+	in := &snapshotInstall{w: w, header: header, meta: meta, done: make(chan error, 1)}
+	r.mu.Lock()
+	r.installs = append(r.installs, in)
+	r.mu.Unlock()
+	n.sched.enqueue(r)
+	select {
+	case err := <-in.done:
+		return err
+	case <-n.stopped:
+		return errStopped
+	}
+}
+
+// install runs on the group's worker: it ingests a received snapshot if it
+// is ahead of what the group has chosen, atomically with the applied point
+// and membership it describes, and then lets the group adopt it.
+func (n *Node) install(r *replica, in *snapshotInstall) {
+	idx := in.header.Snapshot.Meta.Index
+	if idx <= r.rn.Chosen() {
+		in.w.Abort()
+		in.done <- errStaleSnapshot
+		return
+	}
+	if err := in.w.Finish(); err != nil {
+		if errors.Is(err, engine.ErrFailed) {
+			n.fatal(err)
+		}
+		in.done <- err
+		return
+	}
+	r.appliedConfig = in.meta.Config
+	r.desc.Store(in.meta.Desc)
+	r.rn.Step(in.header)
+	in.done <- nil
+}
