@@ -1922,6 +1922,241 @@ func (*SnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{27}
 }
 
+type RangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangesRequest) Reset() {
+	*x = RangesRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangesRequest) ProtoMessage() {}
+
+func (x *RangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
+func (*RangesRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{28}
+}
+
+type RangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ranges are the node's replicas' descriptors, sorted by start key, with
+	// leader_node_id set to the leader the node knows of.
+	Ranges []*RangeDescriptor `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// node_addrs maps node ids to gRPC addresses, as far as the node knows.
+	NodeAddrs     map[uint64]string `protobuf:"bytes,2,rep,name=node_addrs,json=nodeAddrs,proto3" json:"node_addrs,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangesResponse) Reset() {
+	*x = RangesResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangesResponse) ProtoMessage() {}
+
+func (x *RangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
+func (*RangesResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RangesResponse) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangesResponse) GetNodeAddrs() map[uint64]string {
+	if x != nil {
+		return x.NodeAddrs
+	}
+	return nil
+}
+
+type NodeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusRequest) Reset() {
+	*x = NodeStatusRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusRequest) ProtoMessage() {}
+
+func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
+func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+}
+
+type NodeStatusResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	NodeId           uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr             string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Groups           uint32                 `protobuf:"varint,3,opt,name=groups,proto3" json:"groups,omitempty"`
+	ActiveGroups     uint32                 `protobuf:"varint,4,opt,name=active_groups,json=activeGroups,proto3" json:"active_groups,omitempty"`
+	Leaders          uint32                 `protobuf:"varint,5,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	CommandsPerValue float64                `protobuf:"fixed64,6,opt,name=commands_per_value,json=commandsPerValue,proto3" json:"commands_per_value,omitempty"`
+	RecordsPerSync   float64                `protobuf:"fixed64,7,opt,name=records_per_sync,json=recordsPerSync,proto3" json:"records_per_sync,omitempty"`
+	MessagesPerFrame float64                `protobuf:"fixed64,8,opt,name=messages_per_frame,json=messagesPerFrame,proto3" json:"messages_per_frame,omitempty"`
+	Syncs            uint64                 `protobuf:"varint,9,opt,name=syncs,proto3" json:"syncs,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *NodeStatusResponse) Reset() {
+	*x = NodeStatusResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusResponse) ProtoMessage() {}
+
+func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
+func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *NodeStatusResponse) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetGroups() uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetActiveGroups() uint32 {
+	if x != nil {
+		return x.ActiveGroups
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetCommandsPerValue() float64 {
+	if x != nil {
+		return x.CommandsPerValue
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetRecordsPerSync() float64 {
+	if x != nil {
+		return x.RecordsPerSync
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetMessagesPerFrame() float64 {
+	if x != nil {
+		return x.MessagesPerFrame
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetSyncs() uint64 {
+	if x != nil {
+		return x.Syncs
+	}
+	return 0
+}
+
 var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
@@ -2044,7 +2279,26 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\bgroup_id\x18\x03 \x01(\x04R\agroupId\x12\x16\n" +
 	"\x06header\x18\x04 \x01(\fR\x06header\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\"\x12\n" +
-	"\x10SnapshotResponse*%\n" +
+	"\x10SnapshotResponse\"\x0f\n" +
+	"\rRangesRequest\"\xd1\x01\n" +
+	"\x0eRangesResponse\x125\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\x12J\n" +
+	"\n" +
+	"node_addrs\x18\x02 \x03(\v2+.shardd.kv.v1.RangesResponse.NodeAddrsEntryR\tnodeAddrs\x1a<\n" +
+	"\x0eNodeAddrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
+	"\x11NodeStatusRequest\"\xb4\x02\n" +
+	"\x12NodeStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06groups\x18\x03 \x01(\rR\x06groups\x12#\n" +
+	"\ractive_groups\x18\x04 \x01(\rR\factiveGroups\x12\x18\n" +
+	"\aleaders\x18\x05 \x01(\rR\aleaders\x12,\n" +
+	"\x12commands_per_value\x18\x06 \x01(\x01R\x10commandsPerValue\x12(\n" +
+	"\x10records_per_sync\x18\a \x01(\x01R\x0erecordsPerSync\x12,\n" +
+	"\x12messages_per_frame\x18\b \x01(\x01R\x10messagesPerFrame\x12\x14\n" +
+	"\x05syncs\x18\t \x01(\x04R\x05syncs*%\n" +
 	"\vReplicaRole\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x01*.\n" +
@@ -2061,7 +2315,11 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x01B\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\x9d\x01\n" +
+	"\x05Admin\x12C\n" +
+	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
+	"\n" +
+	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2076,7 +2334,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -2108,6 +2366,11 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*MessageFrameAck)(nil),        // 27: shardd.kv.v1.MessageFrameAck
 	(*SnapshotChunk)(nil),          // 28: shardd.kv.v1.SnapshotChunk
 	(*SnapshotResponse)(nil),       // 29: shardd.kv.v1.SnapshotResponse
+	(*RangesRequest)(nil),          // 30: shardd.kv.v1.RangesRequest
+	(*RangesResponse)(nil),         // 31: shardd.kv.v1.RangesResponse
+	(*NodeStatusRequest)(nil),      // 32: shardd.kv.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 33: shardd.kv.v1.NodeStatusResponse
+	nil,                            // 34: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -2141,29 +2404,35 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	18, // 28: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
 	22, // 29: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
 	23, // 30: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
-	6,  // 31: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	8,  // 32: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	10, // 33: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	12, // 34: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	14, // 35: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	17, // 36: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	24, // 37: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	26, // 38: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	28, // 39: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	7,  // 40: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 41: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 42: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 43: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 44: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	18, // 45: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	25, // 46: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	27, // 47: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	29, // 48: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	3,  // 31: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	34, // 32: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	6,  // 33: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	8,  // 34: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	10, // 35: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	12, // 36: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	14, // 37: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	17, // 38: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	24, // 39: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	26, // 40: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	28, // 41: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	30, // 42: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	32, // 43: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	7,  // 44: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	9,  // 45: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	11, // 46: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	13, // 47: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	15, // 48: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	18, // 49: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	25, // 50: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	27, // 51: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	29, // 52: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	31, // 53: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	33, // 54: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	44, // [44:55] is the sub-list for method output_type
+	33, // [33:44] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2197,9 +2466,9 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   33,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_kvpb_kv_proto_goTypes,
 		DependencyIndexes: file_kvpb_kv_proto_depIdxs,

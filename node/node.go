@@ -123,6 +123,7 @@ func Start(cfg Config) (*Node, error) {
 	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
+	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
