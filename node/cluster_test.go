@@ -17,7 +17,7 @@ import (
 
 // testCluster is a few nodes in one process, talking over loopback gRPC.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	nodes   map[uint64]*Node
 	dirs    map[uint64]string
 	clients map[uint64]kvpb.KVClient
@@ -53,7 +53,7 @@ func splitRanges(n, replicas int) []*kvpb.RangeDescriptor {
 	return out
 }
 
-func newTestCluster(t *testing.T, size int, ranges []*kvpb.RangeDescriptor, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, size int, ranges []*kvpb.RangeDescriptor, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, nodes: map[uint64]*Node{}, dirs: map[uint64]string{}, clients: map[uint64]kvpb.KVClient{},
 		ranges: ranges, cfg: tweak}

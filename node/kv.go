@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/shardd/shardd/batch"
 	"github.com/shardd/shardd/kvpb"
@@ -65,16 +66,38 @@ func contains(d *kvpb.RangeDescriptor, k []byte) bool {
 	return len(d.GetReplicas()) > 0 && bytes.Compare(k, d.StartKey) >= 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
 }
 
-// replicaFor finds the hosted range that contains key.
+// replicaFor finds the hosted range that contains key: a binary search of
+// the index of initialized replicas by start key.
 func (n *Node) replicaFor(key []byte) *replica {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	for _, r := range n.replicas {
-		if contains(r.desc.Load(), key) {
-			return r
+	idx := n.byStart.Load()
+	if idx == nil {
+		return nil
+	}
+	i, _ := slices.BinarySearchFunc(*idx, key, func(r *replica, k []byte) int {
+		return bytes.Compare(r.desc.Load().StartKey, k)
+	})
+	// i is the first range starting after key, or at it.
+	for _, j := range []int{i, i - 1} {
+		if j >= 0 && j < len(*idx) && contains((*idx)[j].desc.Load(), key) {
+			return (*idx)[j]
 		}
 	}
 	return nil
+}
+
+// reindex rebuilds the start-key index after a range was added or its
+// bounds changed.
+func (n *Node) reindex() {
+	n.mu.RLock()
+	idx := make([]*replica, 0, len(n.replicas))
+	for _, r := range n.replicas {
+		if len(r.desc.Load().GetReplicas()) > 0 {
+			idx = append(idx, r)
+		}
+	}
+	n.mu.RUnlock()
+	slices.SortFunc(idx, func(a, b *replica) int { return bytes.Compare(a.desc.Load().StartKey, b.desc.Load().StartKey) })
+	n.byStart.Store(&idx)
 }
 
 // submitWrite queues a command for the range's next Paxos value; cb gets

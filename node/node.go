@@ -47,6 +47,8 @@ type Node struct {
 	mu       sync.RWMutex
 	replicas map[uint64]*replica
 	peers    map[uint64]string
+	// byStart indexes the initialized replicas by start key; see reindex.
+	byStart atomic.Pointer[[]*replica]
 
 	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
 
@@ -252,6 +254,7 @@ func (n *Node) loadGroups() error {
 			return err
 		}
 	}
+	n.reindex()
 	return nil
 }
 
@@ -323,6 +326,7 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 		n.fatal(err)
 		return err
 	}
+	defer n.reindex()
 	for _, meta := range metas {
 		r, err := n.addReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta)
 		if err != nil {

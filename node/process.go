@@ -160,9 +160,15 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 	r, rd, b := it.r, &it.rd, ov.b
 	g := engine.GroupID(r.id)
 	durable := false
-	if rd.HardState != nil {
+	// Only a new promise must be written, and synced before we send. The
+	// chosen point beside it is a hint: after a restart the replica starts
+	// from its applied point (persisted with the data) and learns the rest
+	// again, so a cycle that only learns what was chosen writes nothing
+	// for it and needs no fsync.
+	if rd.HardState != nil && rd.HardState.Promised != r.syncedPromise {
 		b.SetHardState(g, rd.HardState.Marshal())
 		durable = true
+		r.syncedPromise = rd.HardState.Promised
 	}
 	for i := range rd.Entries {
 		b.PutEntry(g, rd.Entries[i].Slot, rd.Entries[i].Marshal())

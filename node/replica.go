@@ -61,6 +61,7 @@ type replica struct {
 	// Owned by the processing worker.
 	rn            *group.Replica
 	appliedConfig pb.Config
+	syncedPromise pb.Ballot // the promise in the last hard state written
 	wasLeader     bool
 	nextReadCtx   uint64
 	// readsAwaitingIndex are reads sent to ReadIndex, by context; then

@@ -133,6 +133,7 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 	}
 	r.appliedConfig = in.meta.Config
 	r.desc.Store(in.meta.Desc)
+	n.reindex()
 	r.rn.Step(in.header)
 	in.done <- nil
 }

@@ -1,0 +1,156 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/kvpb"
+)
+
+// streamClient multiplexes many callers over one KV.Stream, as the router
+// does: one sender batching whatever is queued into a frame, one receiver
+// matching responses by id.
+type streamClient struct {
+	st      kvpb.KV_StreamClient
+	queue   chan *kvpb.Request
+	mu      sync.Mutex
+	waiting map[uint64]chan *kvpb.Response
+	nextID  atomic.Uint64
+}
+
+func newStreamClient(t testing.TB, kv kvpb.KVClient) *streamClient {
+	st, err := kv.Stream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &streamClient{st: st, queue: make(chan *kvpb.Request, 4096), waiting: map[uint64]chan *kvpb.Response{}}
+	go func() {
+		for req := range c.queue {
+			frame := &kvpb.RequestFrame{Requests: []*kvpb.Request{req}}
+		drain:
+			for len(frame.Requests) < 1024 {
+				select {
+				case r, ok := <-c.queue:
+					if !ok {
+						break drain
+					}
+					frame.Requests = append(frame.Requests, r)
+				default:
+					break drain
+				}
+			}
+			if st.Send(frame) != nil {
+				return
+			}
+		}
+		st.CloseSend()
+	}()
+	go func() {
+		for {
+			frame, err := st.Recv()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			for _, r := range frame.Responses {
+				if ch := c.waiting[r.Id]; ch != nil {
+					delete(c.waiting, r.Id)
+					ch <- r
+				}
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *streamClient) do(req *kvpb.Request) *kvpb.Response {
+	req.Id = c.nextID.Add(1)
+	ch := make(chan *kvpb.Response, 1)
+	c.mu.Lock()
+	c.waiting[req.Id] = ch
+	c.mu.Unlock()
+	c.queue <- req
+	return <-ch
+}
+
+// BenchmarkClusterWrites measures 16-byte writes with sync on through three
+// nodes in this process (so the nodes and the load share the machine's
+// cores), 256 concurrent writers, keys spread over 1, 100 or 1,000 groups.
+func BenchmarkClusterWrites(b *testing.B) {
+	for _, groups := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			benchmarkWrites(b, groups, 256)
+		})
+	}
+}
+
+func benchmarkWrites(b *testing.B, groups, writers int) {
+	ranges := splitRanges(groups, 3)
+	for i, d := range ranges {
+		d.LeaderNodeId = uint64(i%3 + 1)
+	}
+	c := newTestCluster(b, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
+	for _, n := range c.nodes {
+		if err := n.CreateGroups(ranges); err != nil {
+			b.Fatal(err)
+		}
+	}
+	leaders := make([]uint64, groups)
+	for i := range ranges {
+		leaders[i] = c.leaderFor(uint64(i + 1))
+	}
+	clients := map[uint64]*streamClient{}
+	for id, kv := range c.clients {
+		clients[id] = newStreamClient(b, kv)
+	}
+	value := make([]byte, 16)
+	var lat []time.Duration
+	var latMu sync.Mutex
+	var next atomic.Int64
+	start := c.nodes[1].Stats()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			var mine []time.Duration
+			for next.Add(1) <= int64(b.N) {
+				g := rng.IntN(groups)
+				key := fmt.Appendf(nil, "k%04d-%d", g*10000/groups, rng.Uint32())
+				t0 := time.Now()
+				resp := clients[leaders[g]].do(&kvpb.Request{Op: &kvpb.Request_Put{Put: &kvpb.PutRequest{Key: key, Value: value}}})
+				mine = append(mine, time.Since(t0))
+				if resp.Error != nil {
+					b.Errorf("put: %v", resp.Error)
+					return
+				}
+			}
+			latMu.Lock()
+			lat = append(lat, mine...)
+			latMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	end := c.nodes[1].Stats()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(float64(end.Syncs-start.Syncs)/b.Elapsed().Seconds(), "syncs/s(node1)")
+	b.ReportMetric(end.CommandsPerValue, "cmds/value")
+	if f := end.Transport.FramesSent; f > 0 {
+		b.ReportMetric(float64(end.Transport.MessagesSent)/float64(f), "msgs/frame")
+	}
+}
