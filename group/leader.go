@@ -49,11 +49,14 @@ type leadership struct {
 	// progress is sorted by id so that output is deterministic.
 	progress []*progress
 
-	seq         uint64
-	rounds      []hbRound
-	leaseExpiry int64
-	noLease     int // consecutive ticks without a valid lease
-	reads       []pendingRead
+	seq    uint64
+	rounds []hbRound
+	// roundElapsed counts ticks since the last lease round began. Accepts
+	// carry rounds too, so a busy leader needs no separate heartbeats.
+	roundElapsed int
+	leaseExpiry  int64
+	noLease      int // consecutive ticks without a valid lease
+	reads        []pendingRead
 
 	// pendingConf is the lowest unchosen slot holding a configuration
 	// change. Nothing above it is sent until it is chosen, so every slot
@@ -152,17 +155,32 @@ func (l *leadership) hasSends(r *Replica) bool {
 }
 
 // flush sends every member the accepts it hasn't been sent, batched: many
-// proposals between two Readys go out as one message per member.
+// proposals between two Readys go out as one message per member. The
+// accepts also carry a lease round (at most one new round per tick): an
+// acceptor that accepts at our ballot renews our lease as a heartbeat
+// would.
 func (l *leadership) flush(r *Replica) {
 	lim := r.sendLimit()
 	for _, p := range l.progress {
 		for p.next <= lim {
+			if l.roundElapsed > 0 {
+				l.newRound(r)
+			}
 			hi := min(lim, p.next+uint64(r.cfg.MaxEntriesPerMsg)-1)
 			r.send(pb.Message{Type: pb.MsgAccept, To: p.id, Ballot: r.ballot, Index: p.next, LastIndex: hi,
-				Chosen: r.chosen, Entries: r.log.slice(p.next, hi)})
+				Chosen: r.chosen, Seq: l.seq, Entries: r.log.slice(p.next, hi)})
 			p.next = hi + 1
 		}
 	}
+}
+
+// newRound starts a lease round. The leader's own acceptor renews the
+// lease it grants itself, so that it refuses other candidates too.
+func (l *leadership) newRound(r *Replica) {
+	l.seq++
+	l.roundElapsed = 0
+	r.grantLease(r.ballot)
+	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
 }
 
 func stepLeader(r *Replica, m pb.Message) {
@@ -181,6 +199,9 @@ func stepLeader(r *Replica, m pb.Message) {
 	case pb.MsgAccepted:
 		for s := max(m.Index, r.chosen+1); s <= m.LastIndex; s++ {
 			l.ack(s, m.From)
+		}
+		if m.Seq != 0 {
+			l.ackRound(r, m.Seq, m.From)
 		}
 		r.maybeCommit()
 	case pb.MsgHeartbeatResp:
@@ -276,10 +297,14 @@ func (r *Replica) tickLeader() {
 		r.becomeFollower(0)
 		return
 	}
+	l.roundElapsed++
 	r.heartbeatElapsed++
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 		r.heartbeatElapsed = 0
-		r.bcastHeartbeat(r.canQuiesce())
+		// Accepts sent since the last heartbeat renewed the lease already.
+		if l.roundElapsed >= r.cfg.HeartbeatTicks {
+			r.bcastHeartbeat(r.canQuiesce())
+		}
 		r.retransmit()
 	}
 }
@@ -354,12 +379,9 @@ func (r *Replica) retransmit() {
 }
 
 // bcastHeartbeat starts a lease round, as MsgQuiesce if the group is idle.
-// The leader's own acceptor renews the lease it grants itself, so that it
-// refuses other candidates too.
 func (r *Replica) bcastHeartbeat(quiesce bool) {
 	l := r.lead
-	l.seq++
-	r.grantLease(r.ballot)
+	l.newRound(r)
 	t := pb.MsgHeartbeat
 	if quiesce {
 		t = pb.MsgQuiesce
@@ -368,7 +390,6 @@ func (r *Replica) bcastHeartbeat(quiesce bool) {
 	for _, p := range l.progress {
 		r.send(pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
 	}
-	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
 }
 
 func (l *leadership) addRound(r *Replica, rd hbRound) {

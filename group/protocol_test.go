@@ -295,7 +295,8 @@ func TestStaleLeaderStepsDown(t *testing.T) {
 		t.Fatalf("want the stale leader's accept to 2 at 1.1, got %v", describeMsgs(acc))
 	}
 	resp := only(t, n.handle(toTwo))
-	want := answer{Type: pb.MsgAccepted, From: 2, To: 1, Ballot: bal(1, 1), Reject: pb.RejectBallot, Hint: b2}
+	// The refusal echoes the lease round the accept carried.
+	want := answer{Type: pb.MsgAccepted, From: 2, To: 1, Ballot: bal(1, 1), Reject: pb.RejectBallot, Hint: b2, Seq: toTwo.Seq}
 	if reply(resp) != want {
 		t.Fatalf("got %s, want %v", describeMsg(resp), want)
 	}

@@ -465,7 +465,8 @@ func (r *Replica) handleAccept(m pb.Message) {
 		}
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
-	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex, Chosen: r.chosen})
+	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex,
+		Chosen: r.chosen, Seq: m.Seq})
 }
 
 func (r *Replica) handleHeartbeat(m pb.Message) {
