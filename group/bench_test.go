@@ -57,6 +57,7 @@ func (g *benchGroup) stabilize() (applied int) {
 			}
 			busy = true
 			rd := r.Ready()
+			g.queue = append(g.queue, rd.SendFirst...)
 			g.queue = append(g.queue, rd.Messages...)
 			if id == 1 {
 				applied += len(rd.Committed)

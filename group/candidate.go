@@ -127,7 +127,6 @@ func (r *Replica) becomeLeader(vals map[uint64]pb.Entry, top uint64) {
 		}
 		e.Slot, e.Ballot = s, r.ballot
 		r.accept(e)
-		l.ack(s, r.id)
 	}
 	l.pendingConf = r.nextConfSlot()
 	r.syncProgress()

@@ -323,8 +323,8 @@ func (n *network) processReady(id uint64) bool {
 		d.applied = s.Meta.Index
 		tr.installed = append(tr.installed, cloneMeta(s.Meta))
 	}
-	// 2. Send.
-	for _, m := range rd.Messages {
+	// 2. Send (SendFirst could have gone before step 1).
+	for _, m := range append(rd.SendFirst, rd.Messages...) {
 		if m.From != id {
 			n.t.Errorf("replica %d sends a message from %d: %s", id, m.From, describeMsg(m))
 		}

@@ -43,6 +43,9 @@ type ReadState struct {
 // Ready is the work a replica hands to its caller. The caller must, in this
 // order:
 //
+//  0. send SendFirst, at any time before Advance (before persisting is
+//     best: the leader's accepts then travel while it persists its own
+//     copy);
 //  1. persist HardState, Entries and Meta (deleting log entries at or
 //     below Meta.Index), and install Snapshot with its applied point, all
 //     durably (one synced batch may carry many groups' Readys);
@@ -52,8 +55,9 @@ type ReadState struct {
 //     applied;
 //  4. call Advance.
 //
-// Persisting before sending is what makes a promise or an acceptance
-// survive a crash: no other replica may learn of one that could be lost.
+// Persisting before sending Messages is what makes a promise or an
+// acceptance survive a crash: no other replica may learn of one that could
+// be lost. SendFirst holds only messages that claim no such thing.
 type Ready struct {
 	// SoftState is non-nil when the role or the known leader changed.
 	SoftState *SoftState
@@ -68,7 +72,9 @@ type Ready struct {
 	// Snapshot is a received snapshot to install into the state machine.
 	// Its Meta.Index becomes the applied point.
 	Snapshot *pb.Snapshot
-	// Messages are to be sent after the above is durable.
+	// SendFirst may be sent before the records are durable; see sendFirst.
+	SendFirst []pb.Message
+	// Messages are to be sent after the records are durable.
 	Messages []pb.Message
 	// Committed are chosen entries to apply, in slot order.
 	Committed []pb.Entry

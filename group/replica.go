@@ -86,6 +86,7 @@ type Replica struct {
 	lead *leadership
 
 	// Output not yet handed out by Ready.
+	early         []pb.Message // see sendFirst
 	msgs          []pb.Message
 	unstable      []uint64 // slots to persist; may repeat
 	prevHard      pb.HardState
@@ -167,7 +168,25 @@ func (r *Replica) resetElectionTimer() {
 
 func (r *Replica) send(m pb.Message) {
 	m.From = r.id
+	if sendFirst(m.Type) {
+		r.early = append(r.early, m)
+		return
+	}
 	r.msgs = append(r.msgs, m)
+}
+
+// sendFirst reports whether a message type claims nothing about its
+// sender's durable state, so that it may leave before the Ready that made
+// it is persisted. A leader's accepts are the point: it asks others to
+// accept while it persists its own copy (Raft thesis 10.2.1), and counts
+// its own acceptance only once that is durable (Advance). Promises and
+// acceptances are claims and wait.
+func sendFirst(t pb.MessageType) bool {
+	switch t {
+	case pb.MsgAccept, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:
+		return true
+	}
+	return false
 }
 
 // accept stores e as accepted (or learned) and marks it for persistence.
@@ -599,16 +618,15 @@ func (r *Replica) propose(t pb.EntryType, data []byte) error {
 	return nil
 }
 
-// appendOwn appends a value at the leader's ballot in the next slot; the
-// leader's own acceptor accepts it at once.
+// appendOwn appends a value at the leader's ballot in the next slot. The
+// leader's own acceptor accepts it, but counts towards a quorum only once
+// it is persisted (Advance).
 func (r *Replica) appendOwn(t pb.EntryType, data []byte) {
 	s := r.log.last() + 1
 	r.accept(pb.Entry{Slot: s, Ballot: r.ballot, Type: t, Data: data})
-	r.lead.ack(s, r.id)
 	if t == pb.EntryConfChange {
 		r.lead.pendingConf = s
 	}
-	r.maybeCommit()
 }
 
 // ReadIndex requests a linearizable read identified by ctx. The leader
@@ -646,7 +664,7 @@ func (r *Replica) HasReady() bool {
 	if r.role == Leader && r.lead.hasSends(r) {
 		return true
 	}
-	return len(r.msgs) > 0 || len(r.unstable) > 0 || r.metaDirty || r.snapshot != nil ||
+	return len(r.msgs) > 0 || len(r.early) > 0 || len(r.unstable) > 0 || r.metaDirty || r.snapshot != nil ||
 		len(r.readStates) > 0 || r.chosen > r.applied || r.hardState() != r.prevHard || r.softState() != r.prevSoft
 }
 
@@ -683,6 +701,7 @@ func (r *Replica) Ready() Ready {
 	}
 	rd.Snapshot, r.snapshot = r.snapshot, nil
 	rd.Messages, r.msgs = r.msgs, nil
+	rd.SendFirst, r.early = r.early, nil
 	from := r.applied
 	if rd.Snapshot != nil {
 		from = rd.Snapshot.Meta.Index
@@ -698,6 +717,15 @@ func (r *Replica) Ready() Ready {
 
 // Advance tells the replica that rd has been persisted, sent and applied.
 func (r *Replica) Advance(rd Ready) {
+	if r.role == Leader {
+		// Our own acceptances are durable now: count them.
+		for i := range rd.Entries {
+			if rd.Entries[i].Ballot == r.ballot {
+				r.lead.ack(rd.Entries[i].Slot, r.id)
+			}
+		}
+		r.maybeCommit()
+	}
 	if rd.Snapshot != nil {
 		r.applied = max(r.applied, rd.Snapshot.Meta.Index)
 	}

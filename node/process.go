@@ -37,14 +37,23 @@ func (n *Node) process(reps []*replica) {
 	ov := overlay{n: n, b: b, m: make(map[string]ovValue)}
 	items := make([]cycleItem, 0, len(reps))
 	durable := false
+	var early []pb.Message
 	for _, r := range reps {
 		n.feed(r)
 		it := cycleItem{r: r}
 		if r.rn.HasReady() {
 			it.rd, it.ready = r.rn.Ready(), true
 			durable = n.persist(&it, &ov) || durable
+			for _, m := range it.rd.SendFirst {
+				m.Group = r.id
+				early = append(early, m)
+			}
 		}
 		items = append(items, it)
+	}
+	// Leaders' accepts leave now and travel while we fsync our own copies.
+	if len(early) > 0 {
+		n.trans.SendBatch(early)
 	}
 	if ov.err != nil {
 		n.fatal(ov.err)

@@ -614,6 +614,13 @@ func (w *World) handleReady(n *node) {
 		st := n.r.Status()
 		w.tracef("%d leads with %v, chosen %d, config %v", n.id, st.Ballot, st.Chosen, st.Config)
 	}
+	for _, m := range rd.SendFirst {
+		w.send(m)
+	}
+	if w.chance(w.f.crashMidReady) {
+		w.crash(n) // the leader's accepts are out, its own copy is not
+		return
+	}
 	d := &n.disk
 	if rd.HardState != nil {
 		d.hard = *rd.HardState
