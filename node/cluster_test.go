@@ -78,7 +78,7 @@ func newTestCluster(t testing.TB, size int, ranges []*kvpb.RangeDescriptor, twea
 }
 
 func (c *testCluster) start(id uint64, addr string) {
-	cfg := Config{NodeID: id, Dir: c.dirs[id], ListenAddr: addr, TickInterval: 10 * time.Millisecond, Logger: testLogger()}
+	cfg := Config{NodeID: id, Dir: c.dirs[id], ListenAddr: addr, TickInterval: 20 * time.Millisecond, Logger: testLogger()}
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}

@@ -11,11 +11,14 @@ import (
 	"github.com/shardd/shardd/kvpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 var (
 	errAmbiguous = status.Error(codes.Unavailable, "leadership changed while the write was in flight: it may or may not have been applied")
-	errBusy      = status.Error(codes.Unavailable, "the range has too many writes in flight; retry")
+	// errBusy is ResourceExhausted, not Unavailable: the write was never
+	// proposed, so a client may retry even a compare-and-swap.
+	errBusy = status.Error(codes.ResourceExhausted, "the range has too many writes in flight; retry")
 )
 
 // notLeader is the error for a request that reached a replica without the
@@ -345,11 +348,13 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 				sendErr <- ctx.Err()
 				return
 			}
+			size := proto.Size(frame.Responses[0])
 		drain:
-			for len(frame.Responses) < 1024 {
+			for len(frame.Responses) < 1024 && size < 4<<20 {
 				select {
 				case resp := <-out:
 					frame.Responses = append(frame.Responses, resp)
+					size += proto.Size(resp)
 				default:
 					break drain
 				}

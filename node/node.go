@@ -26,6 +26,7 @@ import (
 	pb "github.com/shardd/shardd/paxospb"
 	"github.com/shardd/shardd/transport"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Node is one running shardd process.
@@ -122,7 +123,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.ListenAddr, err)
 	}
 	n.peers[cfg.NodeID] = n.lis.Addr().String()
-	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20),
+		// Let routers probe idle connections, so a hung node is noticed.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
 	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})

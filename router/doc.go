@@ -1,0 +1,88 @@
+// Package router is the client library of shardd: it sends each request
+// to the node leading the range that holds its key, and hides redirects,
+// stale range maps, leader changes and reconnects behind retries.
+//
+//	c, err := router.New(ctx, router.Config{Seeds: []string{"10.0.0.1:7100"}})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	if err := c.Put(ctx, []byte("user/42"), []byte("Ada")); err != nil {
+//		return err
+//	}
+//	v, found, err := c.Get(ctx, []byte("user/42"))
+//	kvs, resume, err := c.Scan(ctx, []byte("user/"), []byte("user0"), 100)
+//	res, err := c.CompareAndSwap(ctx, router.CAS{Key: k, Expected: old, NewValue: updated})
+//
+// A Client is safe for concurrent use and meant to be shared by a whole
+// process: its goroutines share one connection and one stream per node.
+//
+// # Routing
+//
+// The Client caches range descriptors ([start, end), range id,
+// generation, replicas) sorted by start key, and a leader per range. A
+// request for a key goes to the cached range's leader, or, with no leader
+// known, to a replica, and carries the range id and generation it was
+// routed with. The node's refusal says what to do next:
+//
+//   - NotLeader names the leader: the Client remembers it and resends at
+//     once (after a backoff if the hint is nothing new).
+//   - RangeMismatch carries the node's newer descriptor, which replaces
+//     the cached one and every cached range it overlaps; if the node has
+//     nothing newer, the Client drops its entry and asks its Source.
+//   - Unavailable, a broken stream or an unreachable node: back off
+//     (exponentially, with jitter) and retry, avoiding that node for a
+//     while.
+//
+// The Source is where range descriptors come from on a cache miss: by
+// default a NodeSource, which asks the seed nodes' Admin.Ranges; the
+// placement service can provide another. The cache holds no authority:
+// nodes check every request's generation.
+//
+// Attempts are bounded (Config.MaxAttempts) and the context's deadline is
+// respected; the error of a request that gives up is a gRPC status error,
+// never a bare string: Unavailable (with the last error's message and
+// details), or DeadlineExceeded/Canceled when the context ends. Bad input
+// is InvalidArgument and never retried.
+//
+// # Writes whose fate is unknown
+//
+// A write in flight when its range's leader changes, or when the stream
+// carrying it breaks, may or may not have been applied. Put, Delete and
+// Batch are retried then: writing the same thing again is harmless to the
+// caller (though a retry may overwrite a write another client made in
+// between, and Delete's found then describes the last attempt).
+// CompareAndSwap is not retried once it may have been applied, because a
+// retry could see its own write and wrongly report a failed comparison:
+// it returns Unavailable (or the context's error), and the caller must
+// read the key to learn the outcome.
+//
+// # Transport
+//
+// Every request of every goroutine to one node travels over one
+// long-lived KV.Stream, batched into frames:
+//
+//	callers (any goroutine)
+//	  │ encode the request, queue it, wait on its channel
+//	  ▼
+//	┌──────────────────┐
+//	│ queue for node 2 │   one per node address
+//	└────────┬─────────┘
+//	         │ signal (chan, cap 1)
+//	         ▼
+//	  sender goroutine: take up to MaxFrameRequests / MaxFrameBytes,
+//	  send one RequestFrame; (re)open the stream when needed
+//	         │
+//	         ▼ KV.Stream ═════► node ═════► ResponseFrames
+//	                                          │
+//	  receiver goroutine (per stream): match responses to callers by id
+//
+// The more callers queue while a frame is on the wire, the more the next
+// frame carries, so batching grows with load without a timer; on waking,
+// the sender yields once (runtime.Gosched) so that callers just woken by
+// a response frame can queue their next requests first. Stats reports
+// the requests per frame achieved. Requests are encoded by their
+// callers, so the sender only concatenates them. When a stream breaks,
+// its requests in flight fail with Unavailable and go back to the retry
+// loop, and the next frame opens a new stream.
+package router
