@@ -56,6 +56,11 @@ type Config struct {
 	MaxValueBytes int
 	// Limits bounds client requests. The zero value means the defaults.
 	Limits kvpb.Limits
+	// Bootstrap lists the ranges of a new cluster. On a node whose store
+	// holds no range yet, Start creates its replicas of those listing it,
+	// before it serves: a peer's message can then never find the range
+	// missing and create an empty replica in its place.
+	Bootstrap []*kvpb.RangeDescriptor
 	// Logger is where the node logs. The default value is slog.Default().
 	Logger *slog.Logger
 	// OnFatal is called once if the node stops because of a disk error.

@@ -19,7 +19,7 @@ func idleMessageRate(t *testing.T, groups int) float64 {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		active := 0
 		for _, n := range c.nodes {
@@ -29,6 +29,13 @@ func idleMessageRate(t *testing.T, groups int) float64 {
 			break
 		}
 		if time.Now().After(deadline) {
+			for _, n := range c.nodes {
+				n.activeMu.Lock()
+				for r := range n.active {
+					t.Logf("node %d group %d: %+v", n.cfg.NodeID, r.id, r.rn.Status())
+				}
+				n.activeMu.Unlock()
+			}
 			t.Fatalf("%d groups: %d replicas still active after the deadline", groups, active)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -50,6 +50,10 @@ type Node struct {
 	peers    map[uint64]string
 	// byStart indexes the initialized replicas by start key; see reindex.
 	byStart atomic.Pointer[[]*replica]
+	// active are the replicas that are not quiesced: the ticker's work, so
+	// that an idle node ticks nothing, however many groups it hosts.
+	activeMu sync.Mutex
+	active   map[*replica]struct{}
 
 	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
 
@@ -75,6 +79,7 @@ func Start(cfg Config) (*Node, error) {
 		log:           cfg.Logger.With("node", cfg.NodeID),
 		start:         time.Now(),
 		replicas:      make(map[uint64]*replica),
+		active:        make(map[*replica]struct{}),
 		peers:         make(map[uint64]string),
 		sched:         newScheduler(),
 		snapshotSlots: make(chan struct{}, 4),
@@ -109,12 +114,16 @@ func Start(cfg Config) (*Node, error) {
 	}
 	tcfg := transport.DefaultConfig()
 	tcfg.NodeID = cfg.NodeID
-	tcfg.Logger = n.log
+	tcfg.Logger = cfg.Logger // the transport names the node itself
 	if n.trans, err = transport.New(tcfg, resolver{n}, n); err != nil {
 		n.closeStore()
 		return nil, err
 	}
 	if err := n.loadGroups(); err != nil {
+		n.closeStore()
+		return nil, err
+	}
+	if err := n.bootstrap(); err != nil {
 		n.closeStore()
 		return nil, err
 	}
@@ -269,7 +278,18 @@ func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", id, err)
 	}
-	gs := group.State{Applied: st.Applied, Meta: pb.Meta{Index: st.Applied, Config: meta.Config}}
+	rn, err := n.newGroup(id, st, meta.Config)
+	if err != nil {
+		return nil, err
+	}
+	r, _ := n.addReplica(id, rn, meta)
+	return r, nil
+}
+
+// newGroup builds a group replica from its durable state and the
+// configuration at its applied point.
+func (n *Node) newGroup(id uint64, st engine.GroupState, conf pb.Config) (*group.Replica, error) {
+	gs := group.State{Applied: st.Applied, Meta: pb.Meta{Index: st.Applied, Config: conf}}
 	if st.HardState != nil {
 		if err := gs.HardState.Unmarshal(st.HardState); err != nil {
 			return nil, fmt.Errorf("group %d hard state: %w", id, err)
@@ -285,21 +305,66 @@ func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
 		}
 		gs.Entries = append(gs.Entries, pe)
 	}
-	return n.addReplica(id, gs, meta)
-}
-
-func (n *Node) addReplica(id uint64, gs group.State, meta groupMeta) (*replica, error) {
 	cfg := n.groupConfig()
 	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
-	rn, err := group.New(cfg, gs)
-	if err != nil {
-		return nil, err
-	}
+	return group.New(cfg, gs)
+}
+
+// addReplica hosts a group replica, unless one is hosted already (two
+// messages for a new group may race to create it): then it returns that
+// one, and false.
+func (n *Node) addReplica(id uint64, rn *group.Replica, meta groupMeta) (*replica, bool) {
 	r := newReplica(id, rn, meta.Desc, meta.Config)
 	n.mu.Lock()
+	if old := n.replicas[id]; old != nil {
+		n.mu.Unlock()
+		return old, false
+	}
 	n.replicas[id] = r
 	n.mu.Unlock()
-	return r, nil
+	n.activeMu.Lock()
+	n.active[r] = struct{}{}
+	n.activeMu.Unlock()
+	return r, true
+}
+
+// setActive records whether a replica needs ticks; only a change costs a
+// lock.
+func (n *Node) setActive(r *replica, active bool) {
+	if r.active.Load() == active {
+		return
+	}
+	r.active.Store(active)
+	n.activeMu.Lock()
+	if active {
+		n.active[r] = struct{}{}
+	} else {
+		delete(n.active, r)
+	}
+	n.activeMu.Unlock()
+}
+
+// bootstrap creates the node's replicas of Config.Bootstrap if the store
+// holds no range yet.
+func (n *Node) bootstrap() error {
+	if len(n.cfg.Bootstrap) == 0 {
+		return nil
+	}
+	if idx := n.byStart.Load(); idx != nil && len(*idx) > 0 {
+		n.log.Info("store already holds ranges: ignoring the bootstrap ranges", "ranges", len(*idx))
+		return nil
+	}
+	var mine []*kvpb.RangeDescriptor
+	for _, d := range n.cfg.Bootstrap {
+		if slices.Contains(votersOf(d).Voters, n.cfg.NodeID) {
+			mine = append(mine, d)
+		}
+	}
+	if err := n.CreateGroups(mine); err != nil {
+		return err
+	}
+	n.log.Info("bootstrapped ranges", "ranges", len(mine))
+	return nil
 }
 
 // CreateGroups bootstraps this node's replicas of new ranges whose voters
@@ -312,12 +377,20 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 	defer b.Close()
 	var metas []groupMeta
 	for _, desc := range descs {
-		if n.replica(desc.RangeId) != nil {
-			continue
-		}
 		meta := groupMeta{Desc: desc, Config: votersOf(desc)}
 		if !slices.Contains(meta.Config.Voters, n.cfg.NodeID) {
 			return fmt.Errorf("node: range %d does not list node %d as a voter", desc.RangeId, n.cfg.NodeID)
+		}
+		if r := n.replica(desc.RangeId); r != nil {
+			// A peer's message may have created an empty replica first;
+			// its worker initializes it (see initialize).
+			if len(r.desc.Load().GetReplicas()) == 0 {
+				r.mu.Lock()
+				r.initWith = &meta
+				r.mu.Unlock()
+				n.sched.enqueue(r)
+			}
+			continue
 		}
 		b.SetGroupMeta(engine.GroupID(desc.RangeId), meta.marshal())
 		metas = append(metas, meta)
@@ -331,15 +404,20 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 	}
 	defer n.reindex()
 	for _, meta := range metas {
-		r, err := n.addReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta)
+		cfg := n.groupConfig()
+		cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, meta.Desc.RangeId))
+		rn, err := group.New(cfg, group.BootstrapState(meta.Config.Voters...))
 		if err != nil {
 			return err
 		}
-		if meta.Desc.LeaderNodeId == n.cfg.NodeID {
-			r.mu.Lock()
+		r, created := n.addReplica(meta.Desc.RangeId, rn, meta)
+		r.mu.Lock()
+		if !created {
+			r.initWith = &meta // a message created an empty one meanwhile
+		} else if meta.Desc.LeaderNodeId == n.cfg.NodeID {
 			r.campaign = true
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 		n.sched.enqueue(r)
 	}
 	return nil
@@ -399,13 +477,11 @@ func (n *Node) tickLoop() {
 		case <-t.C:
 		}
 		active = active[:0]
-		n.mu.RLock()
-		for _, r := range n.replicas {
-			if r.active.Load() {
-				active = append(active, r)
-			}
+		n.activeMu.Lock()
+		for r := range n.active {
+			active = append(active, r)
 		}
-		n.mu.RUnlock()
+		n.activeMu.Unlock()
 		for _, r := range active {
 			r.mu.Lock()
 			// Cap the ticks a slow group accumulates, as CockroachDB does,
@@ -518,6 +594,16 @@ func (n *Node) createEmpty(id uint64) (*replica, error) {
 	}
 	n.mu.Unlock()
 	meta := groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
+	cfg := n.groupConfig()
+	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+	rn, err := group.New(cfg, group.State{})
+	if err != nil {
+		return nil, err
+	}
+	r, created := n.addReplica(id, rn, meta)
+	if !created {
+		return r, nil // somebody created it first
+	}
 	// Persist the meta so that the replica, and whatever it promises or
 	// accepts before its first snapshot, survives a restart.
 	b := n.eng.NewBatch()
@@ -527,7 +613,41 @@ func (n *Node) createEmpty(id uint64) (*replica, error) {
 		n.fatal(err)
 		return nil, err
 	}
-	return n.addReplica(id, group.State{}, meta)
+	return r, nil
+}
+
+// initialize turns an empty replica, created by a peer's message before
+// the node bootstrapped the range, into the bootstrapped one. It runs on
+// the replica's worker, between cycles, so the group's durable state is
+// all there is: the same acceptor, now knowing its initial configuration.
+func (n *Node) initialize(r *replica, meta *groupMeta) error {
+	if len(r.desc.Load().GetReplicas()) > 0 {
+		return nil // a snapshot initialized it meanwhile
+	}
+	g := engine.GroupID(r.id)
+	b := n.eng.NewBatch()
+	defer b.Close()
+	b.SetGroupMeta(g, meta.marshal())
+	if err := n.committer.Commit(b, true); err != nil {
+		n.fatal(err)
+		return err
+	}
+	st, err := n.eng.LoadGroup(g)
+	if err != nil {
+		n.fatal(err)
+		return err
+	}
+	rn, err := n.newGroup(r.id, st, meta.Config)
+	if err != nil {
+		return err
+	}
+	r.rn, r.appliedConfig = rn, meta.Config
+	r.desc.Store(meta.Desc)
+	n.reindex()
+	if meta.Desc.LeaderNodeId == n.cfg.NodeID {
+		rn.Campaign()
+	}
+	return nil
 }
 
 // Stats are the node's batching and transport figures.
@@ -549,12 +669,10 @@ func (n *Node) Stats() Stats {
 	}
 	n.mu.RLock()
 	s.Groups = len(n.replicas)
-	for _, r := range n.replicas {
-		if r.active.Load() {
-			s.Active++
-		}
-	}
 	n.mu.RUnlock()
+	n.activeMu.Lock()
+	s.Active = len(n.active)
+	n.activeMu.Unlock()
 	return s
 }
 

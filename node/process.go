@@ -89,8 +89,8 @@ func (n *Node) process(reps []*replica) {
 // feed hands a group everything that arrived for it since its last cycle.
 func (n *Node) feed(r *replica) {
 	r.mu.Lock()
-	inbox, ticks, wake, campaign := r.inbox, r.ticks, r.wake, r.campaign
-	r.inbox, r.ticks, r.wake, r.campaign = nil, 0, false, false
+	inbox, ticks, wake, campaign, initWith := r.inbox, r.ticks, r.wake, r.campaign, r.initWith
+	r.inbox, r.ticks, r.wake, r.campaign, r.initWith = nil, 0, false, false, nil
 	reads, installs := r.reads, r.installs
 	r.reads, r.installs = nil, nil
 	leading := r.rn.Leader() == n.cfg.NodeID
@@ -110,6 +110,11 @@ func (n *Node) feed(r *replica) {
 	}
 	r.mu.Unlock()
 
+	if initWith != nil {
+		if err := n.initialize(r, initWith); err != nil {
+			n.log.Error("cannot initialize replica", "group", r.id, "err", err)
+		}
+	}
 	if wake {
 		r.rn.Unquiesce()
 	}
@@ -281,7 +286,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	}
 	r.wasLeader = leading
 	r.leader.Store(r.rn.Leader())
-	r.active.Store(!r.rn.Quiesced())
+	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
 	if r.rn.HasReady() {
 		n.sched.enqueue(r)

@@ -50,6 +50,7 @@ type replica struct {
 	ticks    int
 	wake     bool
 	campaign bool
+	initWith *groupMeta // see Node.initialize
 
 	desc atomic.Pointer[kvpb.RangeDescriptor]
 	// Hints for request handlers, refreshed after every cycle.

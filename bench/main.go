@@ -1,0 +1,224 @@
+// Command bench measures a three-node shardd cluster of real processes on
+// this machine: write throughput and latency through the router, the cost
+// of idle groups, and restart time. It builds cmd/shardd first, so run it
+// from the repository root:
+//
+//	go run ./bench write --groups 1000 --clients 256 --duration 10s
+//	go run ./bench idle --groups 10000
+//
+// The load generator shares the machine with the three nodes; report the
+// machine with the figures.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardd/shardd/router"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "write":
+		err = writeCmd(os.Args[2:])
+	case "idle":
+		err = idleCmd(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage: go run ./bench <command> [flags]
+
+commands:
+  write   write throughput and latency through the router (3 nodes, sync on)
+  idle    idle CPU and memory per node with many groups, and restart time
+
+Run "go run ./bench <command> -h" for a command's flags.`)
+	os.Exit(2)
+}
+
+func setup(groups int) (*cluster, func(), error) {
+	dir, err := os.MkdirTemp("", "shardd-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	bin, err := buildShardd(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
+	}
+	c, err := startCluster(bin, dir, groups)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return c, func() { c.stop(); os.RemoveAll(dir) }, nil
+}
+
+func writeCmd(args []string) error {
+	fs := flag.NewFlagSet("write", flag.ExitOnError)
+	groups := fs.Int("groups", 1000, "ranges (Paxos groups), split evenly over the key space")
+	clients := fs.Int("clients", 256, "concurrent writers in this process")
+	duration := fs.Duration("duration", 10*time.Second, "how long to write")
+	size := fs.Int("value-size", 16, "value size in bytes")
+	fs.Parse(args)
+
+	c, cleanup, err := setup(*groups)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := c.waitLeaders(2 * time.Minute); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	cl, err := router.New(ctx, router.Config{Seeds: []string{c.nodes[0].addr, c.nodes[1].addr, c.nodes[2].addr}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	before := c.totalSyncs()
+	value := make([]byte, *size)
+	var (
+		ops    atomic.Int64
+		errs   atomic.Int64
+		mu     sync.Mutex
+		lat    []time.Duration
+		wg     sync.WaitGroup
+		stopAt = time.Now().Add(*duration)
+	)
+	start := time.Now()
+	for w := range *clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			var mine []time.Duration
+			for time.Now().Before(stopAt) {
+				key := fmt.Appendf(nil, "k%04d-%08x", rng.IntN(10000), rng.Uint32())
+				t0 := time.Now()
+				if err := cl.Put(ctx, key, value); err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+				ops.Add(1)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	after := c.totalSyncs()
+	slices.Sort(lat)
+	var cpv, mpf float64
+	for _, p := range c.nodes {
+		if st, err := p.status(ctx); err == nil {
+			cpv += st.CommandsPerValue / 3
+			mpf += st.MessagesPerFrame / 3
+		}
+	}
+	stats := cl.Stats()
+	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, %v, %d CPUs\n",
+		*groups, *clients, *size, elapsed.Round(time.Millisecond), runtime.NumCPU())
+	fmt.Printf("  %.0f writes/s, p50 %v, p99 %v, %d errors\n", float64(ops.Load())/elapsed.Seconds(),
+		pct(lat, 50), pct(lat, 99), errs.Load())
+	fmt.Printf("  %.0f syncs/s across the nodes, %.2f commands per Paxos value, %.1f messages per frame, %.1f requests per client frame\n",
+		float64(after-before)/elapsed.Seconds(), cpv, mpf, stats.RequestsPerFrame())
+	if errs.Load() > 0 {
+		return errors.New("some writes failed")
+	}
+	return nil
+}
+
+func pct(lat []time.Duration, p int) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[min(len(lat)-1, len(lat)*p/100)].Round(10 * time.Microsecond)
+}
+
+func (c *cluster) totalSyncs() (n uint64) {
+	for _, p := range c.nodes {
+		if st, err := p.status(context.Background()); err == nil {
+			n += st.Syncs
+		}
+	}
+	return n
+}
+
+func idleCmd(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	groups := fs.Int("groups", 10000, "ranges (Paxos groups), each replicated on all three nodes")
+	window := fs.Duration("window", 10*time.Second, "how long to sample idle CPU")
+	fs.Parse(args)
+
+	c, cleanup, err := setup(*groups)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	t0 := time.Now()
+	if err := c.waitLeaders(5 * time.Minute); err != nil {
+		return err
+	}
+	if err := c.waitIdle(5 * time.Minute); err != nil {
+		return err
+	}
+	fmt.Printf("idle: 3 nodes, %d groups each (all replicated 3 ways), %d CPUs; all quiesced %v after start\n",
+		*groups, runtime.NumCPU(), time.Since(t0).Round(time.Millisecond))
+	cpu0 := map[uint64]time.Duration{}
+	for _, p := range c.nodes {
+		cpu0[p.id], _ = cpuTime(p.cmd.Process.Pid)
+	}
+	time.Sleep(*window)
+	for _, p := range c.nodes {
+		cpu1, _ := cpuTime(p.cmd.Process.Pid)
+		mem, _ := rss(p.cmd.Process.Pid)
+		fmt.Printf("  node %d: %.2f%% of one core idle, %d MB resident\n", p.id,
+			100*float64(cpu1-cpu0[p.id])/float64(*window), mem>>20)
+	}
+
+	// Restart: kill -9 a node and time how long until it serves again.
+	victim := c.nodes[2]
+	c.kill(victim)
+	t1 := time.Now()
+	if err := c.start(victim, c.peers()); err != nil {
+		return err
+	}
+	err = waitFor("the restarted node to serve", 2*time.Minute, func() bool {
+		st, err := victim.status(context.Background())
+		return err == nil && int(st.Groups) == *groups
+	})
+	if err != nil {
+		return err
+	}
+	serving := time.Since(t1)
+	if err := c.waitIdle(5 * time.Minute); err != nil {
+		return err
+	}
+	fmt.Printf("  restart after kill -9: node %d serving all %d groups %v after start, idle again %v after start\n",
+		victim.id, *groups, serving.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+	return nil
+}

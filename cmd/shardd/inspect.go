@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// inspectFlags are the flags of the commands that ask one node something.
+type inspectFlags struct {
+	addr    string
+	json    bool
+	timeout time.Duration
+}
+
+func (f *inspectFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:7100", "gRPC `host:port` of the node to ask (its --listen address)")
+	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for the node's answer")
+}
+
+var rangesCommand = &command{
+	name:    "ranges",
+	args:    "[--addr host:port] [--json]",
+	summary: "list the ranges a node hosts",
+	doc: `
+Ranges asks a node (Admin.Ranges) for the ranges it hosts a replica of,
+sorted by start key, each with its replicas and the leader the node knows
+of, and for the gRPC addresses of the nodes it knows.
+
+In the table -inf and +inf are the two ends of the key space. In JSON, keys
+are strings ("" for either end; bytes that are not UTF-8 show as U+FFFD)
+and "leader" is 0 when no leader is known.`,
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		var f inspectFlags
+		f.register(fs)
+		return func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			resp, err := askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
+				return c.Ranges(ctx, &kvpb.RangesRequest{})
+			})
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(e.stdout, rangesJSON(resp))
+			}
+			return writeRangesTable(e.stdout, resp)
+		}
+	},
+}
+
+var statusCommand = &command{
+	name:    "status",
+	args:    "[--addr host:port] [--json]",
+	summary: "show a node's status",
+	doc: `
+Status asks a node (Admin.NodeStatus) how it is doing: the groups it hosts,
+how many are active (not quiesced), how many it leads, and its batching
+figures (commands per Paxos value, records per fsync, messages per frame).`,
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		var f inspectFlags
+		f.register(fs)
+		return func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			resp, err := askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.NodeStatusResponse, error) {
+				return c.NodeStatus(ctx, &kvpb.NodeStatusRequest{})
+			})
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(e.stdout, statusJSON(resp))
+			}
+			return writeStatusTable(e.stdout, resp)
+		}
+	},
+}
+
+// dial returns a client connection to a node. It connects lazily: errors
+// show up on the first call.
+func dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("bad node address %q: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// askNode makes one Admin call to the node at addr.
+func askNode[T any](ctx context.Context, addr string, timeout time.Duration, call func(context.Context, kvpb.AdminClient) (T, error)) (T, error) {
+	var zero T
+	if err := checkHostPort(addr); err != nil {
+		return zero, usagef("--addr: %v", err)
+	}
+	conn, err := dial(addr)
+	if err != nil {
+		return zero, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := call(ctx, kvpb.NewAdminClient(conn))
+	if err != nil {
+		return zero, explainRPCError(addr, timeout, err)
+	}
+	return resp, nil
+}
+
+// explainRPCError says what a failed call to a node means and what to do.
+func explainRPCError(addr string, timeout time.Duration, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach node at %s: is `shardd start` running? (%s)", addr, st.Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("node at %s did not answer within %v: is it overloaded, or is something other than shardd listening there? (--timeout raises the wait)", addr, timeout)
+	case codes.Unimplemented:
+		return fmt.Errorf("the server at %s does not serve the shardd Admin API: is it a shardd node, and as new as this command? (%s)", addr, st.Message())
+	case codes.Canceled:
+		return errors.New("interrupted")
+	}
+	return fmt.Errorf("node at %s: %s: %s", addr, st.Code(), st.Message())
+}
+
+// formatKey shows a range bound: -inf and +inf for the ends of the key
+// space, the key as it is if it is printable without spaces, else quoted.
+func formatKey(k []byte, end bool) string {
+	if len(k) == 0 {
+		if end {
+			return "+inf"
+		}
+		return "-inf"
+	}
+	s := string(k)
+	for _, r := range s {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+func formatReplicas(d *kvpb.RangeDescriptor) string {
+	parts := make([]string, 0, len(d.Replicas))
+	for _, r := range d.Replicas {
+		p := strconv.FormatUint(r.NodeId, 10)
+		if r.Role == kvpb.ReplicaRole_LEARNER {
+			p += "(learner)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func writeRangesTable(w io.Writer, resp *kvpb.RangesResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANGE\tSTART\tEND\tGEN\tREPLICAS\tLEADER")
+	for _, d := range resp.Ranges {
+		leader := "-"
+		if d.LeaderNodeId != 0 {
+			leader = strconv.FormatUint(d.LeaderNodeId, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.RangeId, formatKey(d.StartKey, false), formatKey(d.EndKey, true), d.Generation, formatReplicas(d), leader)
+	}
+	if len(resp.Ranges) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "NODE\tADDRESS")
+	for _, id := range slices.Sorted(maps.Keys(resp.NodeAddrs)) {
+		fmt.Fprintf(tw, "%d\t%s\n", id, resp.NodeAddrs[id])
+	}
+	return tw.Flush()
+}
+
+func writeStatusTable(w io.Writer, s *kvpb.NodeStatusResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%d\n", s.NodeId)
+	fmt.Fprintf(tw, "address\t%s\n", s.Addr)
+	fmt.Fprintf(tw, "groups\t%d\n", s.Groups)
+	fmt.Fprintf(tw, "active groups\t%d\n", s.ActiveGroups)
+	fmt.Fprintf(tw, "leaders\t%d\n", s.Leaders)
+	fmt.Fprintf(tw, "commands per value\t%.2f\n", s.CommandsPerValue)
+	fmt.Fprintf(tw, "records per sync\t%.2f\n", s.RecordsPerSync)
+	fmt.Fprintf(tw, "messages per frame\t%.2f\n", s.MessagesPerFrame)
+	fmt.Fprintf(tw, "syncs\t%d\n", s.Syncs)
+	return tw.Flush()
+}
+
+// rangeJSON is a range in ranges --json.
+type rangeJSON struct {
+	RangeID    uint64   `json:"range_id"`
+	StartKey   string   `json:"start_key"`
+	EndKey     string   `json:"end_key"`
+	Generation uint64   `json:"generation"`
+	Replicas   []uint64 `json:"replicas"`
+	Learners   []uint64 `json:"learners,omitempty"`
+	Leader     uint64   `json:"leader"`
+}
+
+type rangesOutput struct {
+	Ranges []rangeJSON `json:"ranges"`
+	// Nodes maps node ids to gRPC addresses.
+	Nodes map[uint64]string `json:"nodes"`
+}
+
+func rangesJSON(resp *kvpb.RangesResponse) rangesOutput {
+	out := rangesOutput{Ranges: []rangeJSON{}, Nodes: resp.NodeAddrs}
+	if out.Nodes == nil {
+		out.Nodes = map[uint64]string{}
+	}
+	for _, d := range resp.Ranges {
+		r := rangeJSON{RangeID: d.RangeId, StartKey: string(d.StartKey), EndKey: string(d.EndKey),
+			Generation: d.Generation, Replicas: []uint64{}, Leader: d.LeaderNodeId}
+		for _, rd := range d.Replicas {
+			if rd.Role == kvpb.ReplicaRole_LEARNER {
+				r.Learners = append(r.Learners, rd.NodeId)
+			} else {
+				r.Replicas = append(r.Replicas, rd.NodeId)
+			}
+		}
+		out.Ranges = append(out.Ranges, r)
+	}
+	return out
+}
+
+type statusOutput struct {
+	NodeID           uint64  `json:"node_id"`
+	Addr             string  `json:"addr"`
+	Groups           uint32  `json:"groups"`
+	ActiveGroups     uint32  `json:"active_groups"`
+	Leaders          uint32  `json:"leaders"`
+	CommandsPerValue float64 `json:"commands_per_value"`
+	RecordsPerSync   float64 `json:"records_per_sync"`
+	MessagesPerFrame float64 `json:"messages_per_frame"`
+	Syncs            uint64  `json:"syncs"`
+}
+
+func statusJSON(s *kvpb.NodeStatusResponse) statusOutput {
+	return statusOutput{NodeID: s.NodeId, Addr: s.Addr, Groups: s.Groups, ActiveGroups: s.ActiveGroups, Leaders: s.Leaders,
+		CommandsPerValue: s.CommandsPerValue, RecordsPerSync: s.RecordsPerSync, MessagesPerFrame: s.MessagesPerFrame, Syncs: s.Syncs}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// waitForLeaders polls the nodes' Admin.Ranges until every range any of
+// them hosts has a leader that itself says it leads the range, and there
+// are at least want ranges. nodes maps node ids to gRPC addresses; nodes
+// that cannot be reached are skipped. It returns each range's leader.
+func waitForLeaders(ctx context.Context, nodes map[uint64]string, want int) (map[uint64]uint64, error) {
+	conns := make(map[uint64]kvpb.AdminClient, len(nodes))
+	for id, addr := range nodes {
+		conn, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		conns[id] = kvpb.NewAdminClient(conn)
+	}
+	var lastErr error
+	var pending []uint64
+	for {
+		seen := map[uint64]bool{}
+		leaders := map[uint64]uint64{}
+		for id, c := range conns {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			resp, err := c.Ranges(cctx, &kvpb.RangesRequest{})
+			cancel()
+			if err != nil {
+				lastErr = explainRPCError(nodes[id], time.Second, err)
+				continue
+			}
+			for _, d := range resp.Ranges {
+				seen[d.RangeId] = true
+				if d.LeaderNodeId == id {
+					leaders[d.RangeId] = id
+				}
+			}
+		}
+		pending = pending[:0]
+		for r := range seen {
+			if _, ok := leaders[r]; !ok {
+				pending = append(pending, r)
+			}
+		}
+		if len(seen) >= max(want, 1) && len(pending) == 0 {
+			return leaders, nil
+		}
+		select {
+		case <-ctx.Done():
+			slices.Sort(pending)
+			msg := fmt.Sprintf("%d of at least %d ranges seen, without a leader: %v", len(seen), want, pending)
+			if lastErr != nil {
+				msg += "; last error: " + lastErr.Error()
+			}
+			return nil, fmt.Errorf("ranges have no leader yet (%s): %w", msg, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

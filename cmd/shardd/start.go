@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/node"
+)
+
+var startCommand = &command{
+	name:    "start",
+	args:    "--id N --data-dir DIR [flags]",
+	summary: "run one node",
+	doc: `
+Start runs one node: it opens (or creates) the node's store in --data-dir,
+serves the KV and Admin gRPC APIs on --listen and joins the cluster, then
+runs until SIGINT or SIGTERM, stops cleanly and exits 0. If the node stops
+by itself because its disk failed, start logs why and exits 1.
+
+Peers find each other through gossip (--gossip, --join), through static
+addresses (--peers), or both. Without gossip, --peers must list every node
+the node shares a range with.
+
+A new cluster is bootstrapped by starting every one of its nodes with the
+same bootstrap flags: --bootstrap-ranges N (or --split-keys) with
+--bootstrap-replicas, or --bootstrap-file. A node creates its replicas of
+those ranges only on its first start (while its store holds no range);
+later starts ignore the bootstrap flags.
+
+Example, a three-node cluster with four ranges on one machine:
+
+  shardd start --id 1 --listen 127.0.0.1:7101 --gossip 127.0.0.1:7201 \
+    --data-dir /tmp/n1 --bootstrap-ranges 4 --bootstrap-replicas 1,2,3
+  shardd start --id 2 --listen 127.0.0.1:7102 --gossip 127.0.0.1:7202 \
+    --join 127.0.0.1:7201 --data-dir /tmp/n2 \
+    --bootstrap-ranges 4 --bootstrap-replicas 1,2,3
+  (and the same for node 3)
+
+Bootstrap file format (JSON; keys are strings, "" is the start or the end
+of the key space; the ranges must cover the key space without gaps):
+
+  {"peers": {"1": "127.0.0.1:7101", "2": "127.0.0.1:7102"},
+   "ranges": [
+     {"range_id": 1, "start_key": "", "end_key": "m", "replicas": [1, 2], "leader": 1},
+     {"range_id": 2, "start_key": "m", "end_key": "", "replicas": [1, 2], "leader": 2}]}
+
+"peers" is optional, and the file may also be just the array of ranges.
+"leader" is the node that campaigns first (0: left to an election).`,
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		var f startFlags
+		f.register(fs)
+		return func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			opts, err := f.options()
+			if err != nil {
+				return err
+			}
+			return runStart(ctx, e, opts)
+		}
+	},
+}
+
+// startFlags are start's flags as given.
+type startFlags struct {
+	id                uint64
+	listen            string
+	dataDir           string
+	gossip            string
+	join              string
+	peers             string
+	bootstrapRanges   int
+	bootstrapReplicas string
+	splitKeys         string
+	bootstrapFile     string
+	tick              time.Duration
+	logLevel          string
+}
+
+func (f *startFlags) register(fs *flag.FlagSet) {
+	fs.Uint64Var(&f.id, "id", 0, "this node's id: a positive integer, unique in the cluster and the same across restarts (required)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7100", "`host:port` of the gRPC server for clients and peers (port 0 picks a free port)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "`directory` of the node's store, created if missing (required)")
+	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "`ip:port` memberlist binds (UDP and TCP) and advertises for node discovery; --gossip= disables gossip")
+	fs.StringVar(&f.join, "join", "", "comma-separated gossip `addresses` of nodes to join through (this node's own address is ignored, so every node may get the same list)")
+	fs.StringVar(&f.peers, "peers", "", "static gRPC addresses of nodes, `id=host:port,...` (for example 1=127.0.0.1:7100,2=127.0.0.1:7101); optional with gossip")
+	fs.IntVar(&f.bootstrapRanges, "bootstrap-ranges", 0, "on first start, create `N` ranges split evenly at keys \"k%04d\" over k0000..k9999 (needs --bootstrap-replicas)")
+	fs.StringVar(&f.bootstrapReplicas, "bootstrap-replicas", "", "comma-separated node `ids` that replicate every bootstrap range; range i's first leader is the i-th of them, round-robin")
+	fs.StringVar(&f.splitKeys, "split-keys", "", "on first start, create ranges split at these comma-separated, increasing `keys` instead of the even split (needs --bootstrap-replicas)")
+	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
+	fs.DurationVar(&f.tick, "tick", 50*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+}
+
+// startOptions are start's checked settings.
+type startOptions struct {
+	id       uint64
+	listen   string
+	dataDir  string
+	gossip   string // "" disables gossip
+	join     []string
+	peers    map[uint64]string
+	tick     time.Duration
+	logLevel slog.Level
+	// bootstrap are the ranges of a new cluster, nil if none were given.
+	bootstrap []*kvpb.RangeDescriptor
+}
+
+// options checks the flags and turns them into startOptions.
+func (f *startFlags) options() (startOptions, error) {
+	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick}
+	var err error
+	switch {
+	case f.id == 0:
+		return o, usagef("--id is required: a positive integer, unique in the cluster")
+	case f.dataDir == "":
+		return o, usagef("--data-dir is required: the directory of the node's store")
+	case f.tick <= 0:
+		return o, usagef("--tick must be positive, not %v", f.tick)
+	}
+	if err := checkListenAddr(f.listen); err != nil {
+		return o, usagef("--listen: %v", err)
+	}
+	if f.gossip != "" {
+		if err := checkGossipAddr(f.gossip); err != nil {
+			return o, usagef("--gossip: %v", err)
+		}
+	}
+	if o.join, err = parseAddrList(f.join); err != nil {
+		return o, usagef("--join: %v", err)
+	}
+	if len(o.join) > 0 && f.gossip == "" {
+		return o, usagef("--join needs gossip, but --gossip is empty")
+	}
+	if o.peers, err = parsePeers(f.peers); err != nil {
+		return o, usagef("--peers: %v", err)
+	}
+	if o.logLevel, err = parseLogLevel(f.logLevel); err != nil {
+		return o, usagef("--log-level: %v", err)
+	}
+	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
+		return o, err
+	}
+	if f.gossip == "" {
+		for _, id := range replicaNodes(o.bootstrap) {
+			if _, ok := o.peers[id]; !ok && id != f.id {
+				return o, usagef("without gossip, --peers must give the address of every node; node %d (a bootstrap replica) is missing", id)
+			}
+		}
+	}
+	return o, nil
+}
+
+// bootstrapDescriptors builds the bootstrap ranges from whichever of the
+// bootstrap flags were given; addresses from a bootstrap file are added
+// to peers.
+func (f *startFlags) bootstrapDescriptors(peers map[uint64]string) ([]*kvpb.RangeDescriptor, error) {
+	split := f.bootstrapRanges != 0 || f.splitKeys != ""
+	switch {
+	case f.bootstrapFile != "" && (split || f.bootstrapReplicas != ""):
+		return nil, usagef("--bootstrap-file replaces --bootstrap-ranges, --split-keys and --bootstrap-replicas; give one or the other")
+	case f.bootstrapFile != "":
+		descs, filePeers, err := readBootstrapFile(f.bootstrapFile)
+		if err != nil {
+			return nil, fmt.Errorf("--bootstrap-file: %w", err)
+		}
+		for id, addr := range filePeers {
+			if prev, ok := peers[id]; ok && prev != addr {
+				return nil, usagef("node %d has address %s in --peers but %s in the bootstrap file", id, prev, addr)
+			}
+			peers[id] = addr
+		}
+		return descs, nil
+	case !split && f.bootstrapReplicas != "":
+		return nil, usagef("--bootstrap-replicas needs --bootstrap-ranges or --split-keys")
+	case !split:
+		return nil, nil
+	case f.bootstrapReplicas == "":
+		return nil, usagef("--bootstrap-ranges and --split-keys need --bootstrap-replicas: the node ids that replicate the ranges")
+	case f.bootstrapRanges < 0:
+		return nil, usagef("--bootstrap-ranges must be positive, not %d", f.bootstrapRanges)
+	}
+	replicas, err := parseIDList(f.bootstrapReplicas)
+	if err != nil {
+		return nil, usagef("--bootstrap-replicas: %v", err)
+	}
+	var keys []string
+	if f.splitKeys != "" {
+		if keys, err = splitList(f.splitKeys); err != nil {
+			return nil, usagef("--split-keys: %v", err)
+		}
+		if f.bootstrapRanges != 0 && f.bootstrapRanges != len(keys)+1 {
+			return nil, usagef("--bootstrap-ranges %d disagrees with the %d ranges --split-keys makes; give just --split-keys", f.bootstrapRanges, len(keys)+1)
+		}
+	} else if keys, err = evenSplitKeys(f.bootstrapRanges); err != nil {
+		return nil, usagef("--bootstrap-ranges: %v", err)
+	}
+	descs, err := splitDescriptors(keys, replicas)
+	if err != nil {
+		return nil, usagef("bootstrap ranges: %v", err)
+	}
+	return descs, nil
+}
+
+// nodeConfig is the node.Config for the options.
+func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
+	cfg := node.Config{
+		NodeID:       o.id,
+		Dir:          o.dataDir,
+		ListenAddr:   o.listen,
+		GossipAddr:   o.gossip,
+		Seeds:        o.join,
+		TickInterval: o.tick,
+		Logger:       logger,
+	}
+	if len(o.peers) > 0 {
+		cfg.Peers = maps.Clone(o.peers)
+	}
+	return cfg
+}
+
+func newLogger(e *env, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func runStart(ctx context.Context, e *env, o startOptions) error {
+	logger := newLogger(e, o.logLevel)
+	n, err := startNode(e, o.nodeConfig(logger), o.bootstrap, logger)
+	if err != nil {
+		return err
+	}
+	gossip := n.GossipAddr()
+	if gossip == "" {
+		gossip = "off"
+	}
+	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
+	return serve(ctx, e, []*node.Node{n}, logger)
+}
+
+// startNode starts a node. On its first start (a store with no range) the
+// node creates its replicas of the bootstrap ranges before it serves, so
+// that no peer's message finds a range missing (node.Config.Bootstrap).
+func startNode(e *env, cfg node.Config, bootstrap []*kvpb.RangeDescriptor, logger *slog.Logger) (*node.Node, error) {
+	cfg.OnFatal = func(err error) {
+		logger.Error("DISK ERROR: the node stopped and will exit; check the disk and the data directory before restarting it",
+			"node", cfg.NodeID, "data_dir", cfg.Dir, "err", err)
+	}
+	if e.tweakNode != nil {
+		e.tweakNode(&cfg)
+	}
+	if len(bootstrap) > 0 && len(hostedBy(bootstrap, cfg.NodeID)) == 0 {
+		logger.Warn("no bootstrap range lists this node as a replica: it starts with no ranges", "node", cfg.NodeID)
+	}
+	cfg.Bootstrap = bootstrap
+	n, err := node.Start(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start node %d: %w", cfg.NodeID, err)
+	}
+	return n, nil
+}
+
+// serve runs until ctx is cancelled (a signal), then stops the nodes. If a
+// node stops by itself first (a disk error), it stops the others and
+// returns the node's error.
+func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger) error {
+	died := make(chan *node.Node, len(nodes))
+	quit := make(chan struct{})
+	defer close(quit)
+	for _, n := range nodes {
+		go func() {
+			select {
+			case <-n.Done():
+				died <- n
+			case <-quit:
+			}
+		}()
+	}
+	var failed *node.Node
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received: stopping")
+		if e.releaseSignals != nil {
+			e.releaseSignals()
+		}
+	case failed = <-died:
+	}
+	for _, n := range slices.Backward(nodes) {
+		n.Stop() // waits for a stop already under way to finish
+	}
+	for _, n := range nodes {
+		if err := n.Err(); err != nil {
+			return fmt.Errorf("node %d stopped after a disk error: %w", n.ID(), err)
+		}
+	}
+	if failed != nil {
+		return fmt.Errorf("node %d stopped unexpectedly", failed.ID())
+	}
+	logger.Info("stopped cleanly")
+	return nil
+}
