@@ -31,7 +31,7 @@ type Config struct {
 	GossipAddr string
 	Seeds      []string
 	// TickInterval is the node's one logical tick. The default value is
-	// 50ms.
+	// 100ms (etcd's), so a 10-tick lease is a second.
 	TickInterval time.Duration
 	// ElectionTicks and HeartbeatTicks are the groups' timeouts in ticks.
 	// The default values are 10 and 2.
@@ -77,7 +77,7 @@ func (c *Config) EnsureDefaults() {
 		c.ListenAddr = "127.0.0.1:7100"
 	}
 	if c.TickInterval == 0 {
-		c.TickInterval = 50 * time.Millisecond
+		c.TickInterval = 100 * time.Millisecond
 	}
 	if c.ElectionTicks == 0 {
 		c.ElectionTicks = 10

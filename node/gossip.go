@@ -26,6 +26,10 @@ func (n *Node) startGossip() error {
 	mc.Seeds = n.cfg.Seeds
 	mc.GRPCAddr = n.Addr()
 	mc.Logger = n.log
+	// Leases and failure handling ride on node liveness, not on gossip,
+	// so memberlist only has to find nodes and carry their addresses: the
+	// LAN profile's slower gossip is plenty and costs less idle CPU.
+	mc.Profile = "lan"
 	m, err := membership.Start(mc, gossipEvents{n})
 	if err != nil {
 		return fmt.Errorf("node: join gossip: %w", err)

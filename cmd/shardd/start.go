@@ -95,7 +95,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bootstrapReplicas, "bootstrap-replicas", "", "comma-separated node `ids` that replicate every bootstrap range; range i's first leader is the i-th of them, round-robin")
 	fs.StringVar(&f.splitKeys, "split-keys", "", "on first start, create ranges split at these comma-separated, increasing `keys` instead of the even split (needs --bootstrap-replicas)")
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
-	fs.DurationVar(&f.tick, "tick", 50*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
+	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
 }
 
