@@ -209,12 +209,12 @@ func TestStartFlagDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.id != 3 || o.dataDir != "/d" || o.listen != "127.0.0.1:7100" || o.gossip != "127.0.0.1:7946" ||
-		o.tick != 50*time.Millisecond || o.logLevel != slog.LevelInfo || o.bootstrap != nil || len(o.join) != 0 || len(o.peers) != 0 {
+		o.tick != 100*time.Millisecond || o.logLevel != slog.LevelInfo || o.bootstrap != nil || len(o.join) != 0 || len(o.peers) != 0 {
 		t.Errorf("defaults: %+v", o)
 	}
 	cfg := o.nodeConfig(slog.Default())
 	if cfg.NodeID != 3 || cfg.Dir != "/d" || cfg.ListenAddr != "127.0.0.1:7100" || cfg.GossipAddr != "127.0.0.1:7946" ||
-		cfg.TickInterval != 50*time.Millisecond || cfg.Peers != nil || cfg.Seeds != nil {
+		cfg.TickInterval != 100*time.Millisecond || cfg.Peers != nil || cfg.Seeds != nil {
 		t.Errorf("node config: %+v", cfg)
 	}
 }
