@@ -281,11 +281,11 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	}
 	n.serveReads(r)
 	leading := r.rn.Leader() == n.cfg.NodeID
+	r.leader.Store(r.rn.Leader()) // before the errors below name it
 	if r.wasLeader && !leading {
 		n.lostLeadership(r)
 	}
 	r.wasLeader = leading
-	r.leader.Store(r.rn.Leader())
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
 	if r.rn.HasReady() {
