@@ -149,7 +149,7 @@ func demoCommands(addr string) []string {
 		prefix + "kv put --addr " + addr + " k0001 hello",
 		prefix + "kv get --addr " + addr + " k0001",
 		prefix + "kv scan --addr " + addr + " k0000 k9999",
-		prefix + "kv cas --addr " + addr + " k0001 hello world",
+		prefix + "kv cas --addr " + addr + " --expect hello k0001 world",
 		prefix + "kv del --addr " + addr + " k0001",
 	}
 }
@@ -166,9 +166,6 @@ func writeDemoBanner(w io.Writer, nodes []*node.Node, ranges int, dir string, te
 	fmt.Fprintf(w, "\nTry (from the repository root; any node's address works):\n\n")
 	for _, c := range demoCommands(nodes[0].Addr()) {
 		fmt.Fprintf(w, "  %s\n", c)
-	}
-	if lookup("kv") == nil {
-		fmt.Fprintf(w, "\n(The kv commands arrive with the router client library; ranges and status work now.)\n")
 	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")
 }

@@ -1,8 +1,9 @@
 // Command shardd runs and inspects the nodes of a shardd cluster, a sharded
-// Multi-Paxos key-value store.
+// Multi-Paxos key-value store, and reads and writes its keys.
 //
 //	shardd start   run one node
 //	shardd demo    run a three-node cluster inside this process
+//	shardd kv      read and write keys: put, get, del, scan, cas
 //	shardd ranges  list the ranges a node hosts
 //	shardd status  show a node's status
 //	shardd help    explain a command and its flags
@@ -47,21 +48,47 @@ type env struct {
 
 // command is one subcommand. setup defines the command's flags on fs and
 // returns the function that runs it with the arguments left after the
-// flags. New subcommands (such as kv, on top of the router) are one more
-// entry in commands.
+// flags. New subcommands are one more entry in commands.
+//
+// A command with verbs (kv) is run by the verb its first argument after
+// its flags names; its own run function is never called. Its flags are
+// defaults for the verb's flags of the same names.
 type command struct {
-	name    string
+	name    string // for a verb, its command's name, a space and its own
 	args    string // synopsis after "shardd <name>"
 	summary string // one line, for the command list
 	doc     string // paragraphs shown by "shardd help <name>" and -h
 	setup   func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+	verbs   []*command
+}
+
+// verbList is "a, b or c": the names of c's verbs.
+func (c *command) verbList() string {
+	names := make([]string, len(c.verbs))
+	for i, v := range c.verbs {
+		names[i] = strings.TrimPrefix(v.name, c.name+" ")
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// verb returns c's verb called name, or nil.
+func (c *command) verb(name string) *command {
+	for _, v := range c.verbs {
+		if v.name == c.name+" "+name {
+			return v
+		}
+	}
+	return nil
 }
 
 // commands is the subcommand table, in the order help lists it.
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, rangesCommand, statusCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, statusCommand}
 }
 
 func lookup(name string) *command {
@@ -108,13 +135,40 @@ func run(ctx context.Context, e *env, args []string) int {
 		writeUsage(e.stderr)
 		return exitUsage
 	}
+	return runCommand(ctx, e, c, rest, nil)
+}
+
+// runCommand parses c's flags in args and runs c, or the verb of c that
+// the first argument left names. parent is the flag set of the command c
+// is a verb of (nil for a top-level command): the flags set there are
+// defaults for c's flags of the same names.
+func runCommand(ctx context.Context, e *env, c *command, args []string, parent *flag.FlagSet) int {
 	fs := newFlagSet(c, e.stderr)
 	runFn := c.setup(fs)
-	if err := fs.Parse(rest); err != nil {
+	if parent != nil {
+		parent.Visit(func(f *flag.Flag) {
+			if fs.Lookup(f.Name) != nil {
+				_ = fs.Set(f.Name, f.Value.String()) // the same flag: its value parses
+			}
+		})
+	}
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage // fs printed the error and the usage
+	}
+	if len(c.verbs) > 0 {
+		rest := fs.Args()
+		if len(rest) == 0 {
+			fmt.Fprintf(e.stderr, "shardd %s: missing verb (want %s)\n", c.name, c.verbList())
+		} else if v := c.verb(rest[0]); v != nil {
+			return runCommand(ctx, e, v, rest[1:], fs)
+		} else {
+			fmt.Fprintf(e.stderr, "shardd %s: unknown verb %q (want %s)\n", c.name, rest[0], c.verbList())
+		}
+		fmt.Fprintf(e.stderr, "Run 'shardd help %s' for its verbs and flags.\n", c.name)
+		return exitUsage
 	}
 	err := runFn(ctx, e, fs.Args())
 	if err == nil {
@@ -147,6 +201,14 @@ func runHelp(e *env, args []string) int {
 		writeUsage(e.stderr)
 		return exitUsage
 	}
+	if len(args) > 1 && len(c.verbs) > 0 {
+		v := c.verb(args[1])
+		if v == nil {
+			fmt.Fprintf(e.stderr, "shardd help: %s has no verb %q (want %s)\n", c.name, args[1], c.verbList())
+			return exitUsage
+		}
+		c = v
+	}
 	fs := newFlagSet(c, e.stdout)
 	c.setup(fs)
 	fs.Usage()
@@ -155,7 +217,7 @@ func runHelp(e *env, args []string) int {
 
 func writeUsage(w io.Writer) {
 	fmt.Fprint(w, `shardd runs and inspects the nodes of a shardd cluster, a sharded
-Multi-Paxos key-value store.
+Multi-Paxos key-value store, and reads and writes its keys.
 
 Usage:
   shardd <command> [flags] [arguments]
@@ -167,7 +229,8 @@ Commands:
 	}
 	fmt.Fprint(w, `  help     explain a command and its flags
 
-Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags.
+Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
+('shardd help kv <verb>' for a kv verb's).
 Flags may be written -flag or --flag, with a value as --flag=value or
 --flag value.
 `)
@@ -175,10 +238,21 @@ Flags may be written -flag or --flag, with a value as --flag=value or
 
 func writeCommandUsage(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: shardd %s %s\n\n%s\n", c.name, c.args, strings.TrimSpace(c.doc))
+	if len(c.verbs) > 0 {
+		fmt.Fprint(w, "\nVerbs:\n")
+		for _, v := range c.verbs {
+			fmt.Fprintf(w, "  %s %s\n    \t%s\n", strings.TrimPrefix(v.name, c.name+" "), v.args, v.summary)
+		}
+		fmt.Fprintf(w, "\nRun 'shardd help %s <verb>' or 'shardd %s <verb> -h' for a verb's flags.\n", c.name, c.name)
+	}
 	hasFlags := false
 	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 	if hasFlags {
-		fmt.Fprint(w, "\nFlags:\n")
+		if len(c.verbs) > 0 {
+			fmt.Fprint(w, "\nFlags of every verb:\n")
+		} else {
+			fmt.Fprint(w, "\nFlags:\n")
+		}
 		fs.PrintDefaults()
 	}
 }

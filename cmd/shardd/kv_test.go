@@ -1,0 +1,515 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/router"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fakeStore is an in-memory kvStore with the semantics of the KV API.
+type fakeStore struct {
+	kvs   map[string]string
+	stale int // reads asked for with a ReadOption (Stale)
+}
+
+func newFakeStore(kvs map[string]string) *fakeStore {
+	if kvs == nil {
+		kvs = map[string]string{}
+	}
+	return &fakeStore{kvs: kvs}
+}
+
+func (s *fakeStore) Get(_ context.Context, key []byte, opts ...router.ReadOption) ([]byte, bool, error) {
+	s.stale += min(len(opts), 1)
+	v, ok := s.kvs[string(key)]
+	return []byte(v), ok, nil
+}
+
+func (s *fakeStore) Put(_ context.Context, key, value []byte) error {
+	s.kvs[string(key)] = string(value)
+	return nil
+}
+
+func (s *fakeStore) Delete(_ context.Context, key []byte) (bool, error) {
+	_, ok := s.kvs[string(key)]
+	delete(s.kvs, string(key))
+	return ok, nil
+}
+
+func (s *fakeStore) Scan(_ context.Context, start, end []byte, limit int, opts ...router.ReadOption) ([]router.KeyValue, []byte, error) {
+	s.stale += min(len(opts), 1)
+	var keys []string
+	for k := range s.kvs {
+		if k >= string(start) && (len(end) == 0 || k < string(end)) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var kvs []router.KeyValue
+	for i, k := range keys {
+		if limit > 0 && i == limit {
+			return kvs, []byte(k), nil
+		}
+		kvs = append(kvs, router.KeyValue{Key: []byte(k), Value: []byte(s.kvs[k])})
+	}
+	return kvs, nil, nil
+}
+
+func (s *fakeStore) CompareAndSwap(_ context.Context, cas router.CAS) (router.CASResult, error) {
+	cur, found := s.kvs[string(cas.Key)]
+	res := router.CASResult{Found: found, Current: []byte(cur)}
+	res.Swapped = (cas.ExpectAbsent && !found) || (!cas.ExpectAbsent && found && cur == string(cas.Expected))
+	if res.Swapped {
+		if cas.Delete {
+			delete(s.kvs, string(cas.Key))
+		} else {
+			s.kvs[string(cas.Key)] = string(cas.NewValue)
+		}
+	}
+	return res, nil
+}
+
+// parseKV checks the command line of a kv verb (args start with the
+// verb) as the command does, without running it.
+func parseKV(args ...string) ([]string, kvOp, error) {
+	var v *kvVerb
+	for _, kv := range kvVerbs {
+		if kv.name == args[0] {
+			v = kv
+		}
+	}
+	if v == nil {
+		return nil, nil, errors.New("no such verb")
+	}
+	fs := flag.NewFlagSet("kv "+v.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var f kvFlags
+	f.register(fs)
+	parse := v.setup(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, nil, err
+	}
+	return checkKV(fs, &f, parse, fs.Args())
+}
+
+// TestKVHelp checks "shardd help kv [verb]" and "shardd kv [verb] -h":
+// the same text, with a description, every verb, and every flag
+// explained.
+func TestKVHelp(t *testing.T) {
+	code, stdout, _ := runSync(t, "help", "kv")
+	if code != exitOK {
+		t.Fatalf("help kv: exit %d", code)
+	}
+	for _, v := range kvVerbs {
+		if !strings.Contains(stdout, "\n  "+v.name+" "+v.args+"\n") {
+			t.Errorf("help kv does not list %s:\n%s", v.name, stdout)
+		}
+	}
+	if code, _, stderr := runSync(t, "kv", "-h"); code != exitOK || stderr != stdout {
+		t.Errorf("kv -h: exit %d, and its output differs from help's:\n%s", code, stderr)
+	}
+	if code, _, stderr := runSync(t, "kv", "--addr=127.0.0.1:1", "-h"); code != exitOK || stderr != stdout {
+		t.Errorf("kv --addr -h: exit %d, and its output differs from help's:\n%s", code, stderr)
+	}
+	if len(kvCommand.verbs) != len(kvVerbs) {
+		t.Fatalf("kv has %d verbs, want %d", len(kvCommand.verbs), len(kvVerbs))
+	}
+	for _, c := range kvCommand.verbs {
+		verb := strings.TrimPrefix(c.name, "kv ")
+		code, stdout, _ := runSync(t, "help", "kv", verb)
+		if code != exitOK {
+			t.Errorf("help %s: exit %d", c.name, code)
+		}
+		code, _, stderr := runSync(t, "kv", verb, "-h")
+		if code != exitOK || stderr != stdout {
+			t.Errorf("%s -h: exit %d, and its output differs from help's:\n%s", c.name, code, stderr)
+		}
+		if !strings.HasPrefix(stdout, "Usage: shardd "+c.name+" [--addr host:port]") || len(strings.TrimSpace(c.doc)) < 50 {
+			t.Errorf("help %s has no usage line or description:\n%s", c.name, stdout)
+		}
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.setup(fs)
+		for _, common := range []string{"addr", "timeout"} {
+			if fs.Lookup(common) == nil {
+				t.Errorf("%s has no -%s", c.name, common)
+			}
+		}
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(stdout, "  -"+f.Name+" ") && !strings.Contains(stdout, "  -"+f.Name+"\n") {
+				t.Errorf("help %s does not show -%s", c.name, f.Name)
+			}
+			if len(f.Usage) < 15 {
+				t.Errorf("%s -%s: usage %q explains too little", c.name, f.Name, f.Usage)
+			}
+		})
+	}
+}
+
+func TestKVBadCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kv"}, "shardd kv: missing verb (want put, get, del, scan or cas)\nRun 'shardd help kv' for its verbs and flags."},
+		{[]string{"kv", "frob"}, `shardd kv: unknown verb "frob" (want put, get, del, scan or cas)`},
+		{[]string{"help", "kv", "frob"}, `kv has no verb "frob"`},
+		{[]string{"kv", "--stale", "get", "k"}, "flag provided but not defined: -stale"},
+		{[]string{"kv", "put"}, "shardd kv put: missing KEY and VALUE\nRun 'shardd help kv put' for its flags."},
+		{[]string{"kv", "put", "k"}, "missing VALUE"},
+		{[]string{"kv", "put", "k", "v", "x"}, `unexpected arguments ["x"] after KEY VALUE`},
+		{[]string{"kv", "put", "", "v"}, "KEY is empty"},
+		{[]string{"kv", "get"}, "missing KEY"},
+		{[]string{"kv", "get", "--nope", "k"}, "flag provided but not defined: -nope"},
+		{[]string{"kv", "get", "k", "--stale"}, `unexpected arguments ["--stale"] after KEY (--stale was taken as an argument: flags go before the arguments)`},
+		{[]string{"kv", "get", ""}, "KEY is empty"},
+		{[]string{"kv", "del", "a", "b"}, `unexpected arguments ["b"] after KEY`},
+		{[]string{"kv", "scan"}, "missing START"},
+		{[]string{"kv", "scan", "b", "a"}, "START b does not sort before END a"},
+		{[]string{"kv", "scan", "a", "a"}, "does not sort before END"},
+		{[]string{"kv", "scan", "--limit=-1", "a"}, "--limit must be 0 (no limit) or more, not -1"},
+		{[]string{"kv", "scan", "--limit=x", "a"}, `invalid value "x" for flag -limit`},
+		{[]string{"kv", "scan", "a", "b", "c"}, `unexpected arguments ["c"] after START END`},
+		{[]string{"kv", "scan", "a", "--json"}, "--json was taken as an argument"},
+		{[]string{"kv", "cas", "k", "v"}, "missing the condition: --expect VALUE"},
+		{[]string{"kv", "cas", "--expect=a", "--absent", "k", "v"}, "--expect and --absent exclude each other"},
+		{[]string{"kv", "cas", "--absent", "k"}, "missing NEWVALUE (or --delete, to delete KEY)"},
+		{[]string{"kv", "cas", "--absent"}, "missing KEY and NEWVALUE"},
+		{[]string{"kv", "cas", "--delete", "--expect=a"}, "missing KEY"},
+		{[]string{"kv", "cas", "--absent", "--delete", "k", "v"}, `--delete takes no NEWVALUE, but "v" follows KEY`},
+		{[]string{"kv", "cas", "--absent", "", "v"}, "KEY is empty"},
+		{[]string{"kv", "cas", "k", "v", "--absent"}, "--absent was taken as an argument"},
+		{[]string{"kv", "get", "--addr=", "k"}, "--addr is empty"},
+		{[]string{"kv", "get", "--addr=nope", "k"}, `--addr: "nope" is not host:port`},
+		{[]string{"kv", "get", "--addr=127.0.0.1:1,,127.0.0.1:2", "k"}, "--addr: item 2"},
+		{[]string{"kv", "--addr=127.0.0.1:0", "get", "k"}, "--addr: \"127.0.0.1:0\": port \"0\""},
+		{[]string{"kv", "get", "--timeout=0s", "k"}, "--timeout must be positive"},
+	} {
+		code, stdout, stderr := runSync(t, tc.args...)
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, code, stdout, stderr, exitUsage, tc.want)
+		}
+	}
+}
+
+// TestKVVerbs runs the verbs' requests, parsed from command lines,
+// against a fake store.
+func TestKVVerbs(t *testing.T) {
+	s := newFakeStore(nil)
+	do := func(args ...string) (string, error) {
+		t.Helper()
+		seeds, op, err := parseKV(args...)
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if !slices.Equal(seeds, []string{defaultKVAddr}) {
+			t.Errorf("%q: seeds %q", args, seeds)
+		}
+		var out bytes.Buffer
+		err = op(t.Context(), s, &out)
+		return out.String(), err
+	}
+	expect := func(want string, args ...string) {
+		t.Helper()
+		if got, err := do(args...); err != nil || got != want {
+			t.Errorf("%q: %q, %v; want %q", args, got, err, want)
+		}
+	}
+	expect("ok\n", "put", "k1", "v1")
+	expect("ok\n", "put", "empty", "")
+	expect("ok\n", "put", "a b", "two words")
+	expect("ok\n", "put", "--", "-k", "-v")
+	expect("ok\n", "put", "neg", "-1")
+	if want := map[string]string{"k1": "v1", "empty": "", "a b": "two words", "-k": "-v", "neg": "-1"}; !mapsEqual(s.kvs, want) {
+		t.Fatalf("store %q, want %q", s.kvs, want)
+	}
+
+	expect("v1\n", "get", "k1")
+	expect("\n", "get", "empty")
+	expect("-v\n", "get", "--", "-k")
+	if s.stale != 0 {
+		t.Errorf("%d stale reads without --stale", s.stale)
+	}
+	expect("two words\n", "get", "--stale", "a b")
+	if s.stale != 1 {
+		t.Errorf("--stale: %d stale reads, want 1", s.stale)
+	}
+	if out, err := do("get", "nope"); out != "" || err == nil || err.Error() != "key not found: nope" {
+		t.Errorf("get of a missing key: %q, %v", out, err)
+	}
+
+	expect(`KEY    VALUE
+-k     -v
+"a b"  "two words"
+empty  ""
+k1     v1
+neg    -1
+`, "scan", "")
+	expect("KEY    VALUE\nempty  \"\"\nk1     v1\n(stopped at --limit 2; resume key: neg)\n", "scan", "--limit", "2", "b")
+	expect("KEY  VALUE\nk1   v1\n", "scan", "k", "m")
+	expect("KEY  VALUE\n(none)\n", "scan", "x", "y")
+	expect("KEY    VALUE\nempty  \"\"\nk1     v1\n", "scan", "--limit=2", "b", "neg")
+	out, err := do("scan", "--json", "--limit=1", "--stale", "k", "z")
+	var got scanOutput
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got.KVs) != 1 || got.KVs[0] != (kvJSON{"k1", "v1"}) || got.ResumeKey != "neg" {
+		t.Errorf("scan --json: %s %v", out, err)
+	}
+	if s.stale != 2 {
+		t.Errorf("scan --stale: %d stale reads, want 2", s.stale)
+	}
+	if out, _ := do("scan", "--json", "x"); out != "{\n  \"kvs\": []\n}\n" {
+		t.Errorf("scan --json of nothing: %q", out)
+	}
+
+	expect("swapped\n", "cas", "--absent", "n", "1")
+	expect("not swapped (current: \"1\")\n", "cas", "--absent", "n", "2")
+	expect("swapped\n", "cas", "--expect", "1", "n", "two words")
+	expect("not swapped (current: \"two words\")\n", "cas", "--expect=", "n", "x")
+	expect("swapped\n", "cas", "--expect=", "empty", "full")
+	expect("swapped\n", "cas", "--expect=two words", "--delete", "n")
+	expect("not swapped (current: absent)\n", "cas", "--expect", "two words", "n", "x")
+	if _, ok := s.kvs["n"]; ok || s.kvs["empty"] != "full" {
+		t.Errorf("after the cas: %q", s.kvs)
+	}
+
+	expect("deleted\n", "del", "k1")
+	expect("not found\n", "del", "k1")
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestKVAddrList(t *testing.T) {
+	seeds, _, err := parseKV("get", "--addr", " 127.0.0.1:7101, 127.0.0.1:7102 ,localhost:7103", "k")
+	if err != nil || !slices.Equal(seeds, []string{"127.0.0.1:7101", "127.0.0.1:7102", "localhost:7103"}) {
+		t.Errorf("seeds %q, %v", seeds, err)
+	}
+}
+
+// TestKVDemoCommands: the kv commands the demo prints are valid command
+// lines.
+func TestKVDemoCommands(t *testing.T) {
+	n := 0
+	for _, c := range demoCommands("127.0.0.1:4242") {
+		args, ok := strings.CutPrefix(c, "go run ./cmd/shardd kv ")
+		if !ok {
+			continue
+		}
+		n++
+		seeds, _, err := parseKV(strings.Fields(args)...)
+		if err != nil || !slices.Equal(seeds, []string{"127.0.0.1:4242"}) {
+			t.Errorf("%q: seeds %q, %v", c, seeds, err)
+		}
+	}
+	if n != len(kvVerbs) {
+		t.Errorf("the demo shows %d kv commands, want one per verb (%d)", n, len(kvVerbs))
+	}
+}
+
+func TestExplainKVError(t *testing.T) {
+	lookupErr := status.Error(codes.Unavailable, "router: range lookup: router: no node answered a range lookup: a:1: connection refused")
+	one, two := []string{"a:1"}, []string{"a:1", "b:2"}
+	for _, tc := range []struct {
+		verb       string
+		seeds      []string
+		connecting bool
+		err        error
+		want       string
+	}{
+		{"get", one, true, lookupErr, "cannot reach node at a:1: is `shardd start` running? (a:1: connection refused)"},
+		{"get", two, true, lookupErr, "cannot reach nodes at a:1, b:2: is `shardd start` running?"},
+		{"get", one, true, status.Error(codes.Unavailable, `router: range lookup: router: no node knows a range holding key ""`),
+			"cannot learn the cluster's ranges from the node at a:1 (router: range lookup: router: no node knows a range holding key \"\"): is it a node of a bootstrapped cluster?"},
+		{"get", one, true, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "the node at a:1 did not answer within 2s: is `shardd start` running there"},
+		{"put", one, false, status.Error(codes.InvalidArgument, "put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
+		{"put", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: node 1 does not lead range 1"),
+			"the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (router: gave up after 20 attempts: node 1 does not lead range 1)"},
+		{"get", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded (last error: x)"),
+			"no answer within 2s: the cluster may have lost quorum, or be overloaded (--timeout raises the wait) (context deadline exceeded (last error: x))"},
+		{"cas", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "the cas may or may not have been applied: read the key (shardd kv get) to find out"},
+		{"cas", one, false, status.Error(codes.Unavailable, "leadership changed while the write was in flight: it may or may not have been applied"),
+			"lost track of the cas: leadership changed while the write was in flight: it may or may not have been applied; the cas may or may not have been applied: read the key (shardd kv get) to find out"},
+		{"cas", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: no leader"), "it may have lost quorum"},
+		{"del", one, false, status.Error(codes.Canceled, "context canceled"), "interrupted"},
+		{"del", one, false, status.Error(codes.Internal, "boom"), "Internal: boom"},
+	} {
+		got := explainKVError(tc.verb, tc.seeds, 2*time.Second, tc.connecting, tc.err).Error()
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("%s %v %v: %q, want %q", tc.verb, tc.connecting, tc.err, got, tc.want)
+		}
+	}
+	plain := errors.New("key not found: k")
+	if got := explainKVError("get", one, time.Second, false, plain); got != plain {
+		t.Errorf("a verb's own error became %v", got)
+	}
+}
+
+// TestKVUnreachableNode: a kv command against no node fails with exit
+// code 1 and says what to do; flags given before the verb count, those
+// after it win.
+func TestKVUnreachableNode(t *testing.T) {
+	const want = "cannot reach node at 127.0.0.1:1: is `shardd start` running?"
+	for _, args := range [][]string{
+		{"kv", "put", "--addr", "127.0.0.1:1", "k", "v"},
+		{"kv", "get", "--addr=127.0.0.1:1", "k"},
+		{"kv", "del", "--addr=127.0.0.1:1", "k"},
+		{"kv", "scan", "--addr=127.0.0.1:1", ""},
+		{"kv", "cas", "--addr=127.0.0.1:1", "--absent", "k", "v"},
+		{"kv", "--addr=127.0.0.1:1", "get", "k"},
+		{"kv", "--addr=127.0.0.1:2", "--timeout=1m", "get", "--addr=127.0.0.1:1", "k"},
+	} {
+		code, stdout, stderr := runSync(t, args...)
+		if code != exitError || stdout != "" || !strings.Contains(stderr, want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, stdout, stderr, want)
+		}
+	}
+	code, _, stderr := runSync(t, "kv", "get", "--addr=127.0.0.1:1,127.0.0.1:2", "k")
+	if want := "cannot reach nodes at 127.0.0.1:1, 127.0.0.1:2: is `shardd start` running?"; code != exitError || !strings.Contains(stderr, want) {
+		t.Errorf("two seeds: exit %d, stderr %q; want %q", code, stderr, want)
+	}
+}
+
+// TestKVCluster runs the kv commands against an in-process demo cluster
+// with four ranges: first the commands the demo prints, then every verb
+// across the ranges, through different nodes.
+func TestKVCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes with gossip")
+	}
+	demo := runAsync(t, nil, "demo", "--ranges=4", "--tick=10ms")
+	banner := demo.waitOutput(t, "Press Ctrl-C to stop.")
+	nodes := demoNodeLine.FindAllStringSubmatch(banner, -1)
+	if len(nodes) != 3 {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	addr := func(i int) string { return nodes[i][2] }
+	kv := func(wantCode int, args ...string) (stdout, stderr string) {
+		t.Helper()
+		code, stdout, stderr := runSync(t, append([]string{"kv", "--timeout=10s"}, args...)...)
+		if code != wantCode {
+			t.Fatalf("kv %q: exit %d, want %d; stdout %q, stderr %q", args, code, wantCode, stdout, stderr)
+		}
+		return stdout, stderr
+	}
+	expect := func(want string, args ...string) {
+		t.Helper()
+		if got, _ := kv(exitOK, args...); got != want {
+			t.Errorf("kv %q printed %q, want %q", args, got, want)
+		}
+	}
+
+	// The demo's commands, in the order it prints them.
+	var demoOut []string
+	for _, line := range strings.Split(banner, "\n") {
+		args, ok := strings.CutPrefix(strings.TrimSpace(line), "go run ./cmd/shardd kv ")
+		if !ok {
+			continue
+		}
+		out, _ := kv(exitOK, strings.Fields(args)...)
+		demoOut = append(demoOut, out)
+	}
+	if want := []string{"ok\n", "hello\n", "KEY    VALUE\nk0001  hello\n", "swapped\n", "deleted\n"}; !slices.Equal(demoOut, want) {
+		t.Errorf("the demo's kv commands printed %q, want %q", demoOut, want)
+	}
+
+	// One key in each range (split at k2500, k5000, k7500), written
+	// through different nodes.
+	all := addr(0) + "," + addr(1) + "," + addr(2)
+	expect("ok\n", "put", "--addr", addr(0), "k0001", "hello")
+	expect("ok\n", "put", "--addr", addr(1), "k2600", "two words")
+	expect("ok\n", "put", "--addr", addr(2), "k5100", "")
+	expect("ok\n", "put", "--addr", all, "k7600", "d")
+	expect("hello\n", "get", "--addr", addr(2), "k0001")
+	expect("two words\n", "get", "--addr", addr(0), "k2600")
+	expect("\n", "get", "--addr", addr(1), "k5100")
+	// A stale read may lag behind: wait (bounded) for it to catch up.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := kv(exitOK, "get", "--stale", "--addr", addr(2), "k7600")
+		if out == "d\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get --stale k7600 = %q after 10s, want \"d\"", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Scans across the four ranges.
+	table := "KEY    VALUE\nk0001  hello\nk2600  \"two words\"\nk5100  \"\"\nk7600  d\n"
+	expect(table, "scan", "--addr", addr(1), "")
+	expect(table, "scan", "--addr", addr(2), "k0000", "k9999")
+	expect("KEY    VALUE\nk2600  \"two words\"\nk5100  \"\"\n", "scan", "--addr", addr(0), "k0002", "k7600")
+	out, _ := kv(exitOK, "scan", "--addr", addr(0), "--limit", "2", "k")
+	if !strings.HasPrefix(out, "KEY    VALUE\nk0001  hello\nk2600  \"two words\"\n(stopped at --limit 2; resume key: ") {
+		t.Errorf("scan --limit 2:\n%s", out)
+	}
+	// Page through with --json and the resume key.
+	var keys []string
+	start, pages := "", 0
+	for ; pages < 10; pages++ {
+		out, _ := kv(exitOK, "scan", "--addr", addr(pages%3), "--json", "--limit=1", start)
+		var page scanOutput
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatalf("scan --json: %v:\n%s", err, out)
+		}
+		for _, p := range page.KVs {
+			keys = append(keys, p.Key+"="+p.Value)
+		}
+		if page.ResumeKey == "" {
+			break
+		}
+		start = page.ResumeKey
+	}
+	if want := []string{"k0001=hello", "k2600=two words", "k5100=", "k7600=d"}; !slices.Equal(keys, want) || pages < 3 {
+		t.Errorf("paged scan: %q in %d pages, want %q", keys, pages+1, want)
+	}
+
+	// Compare-and-swap.
+	expect("swapped\n", "cas", "--addr", addr(1), "--expect", "hello", "k0001", "world")
+	expect("not swapped (current: \"world\")\n", "cas", "--addr", addr(2), "--expect", "hello", "k0001", "again")
+	expect("not swapped (current: \"world\")\n", "cas", "--addr", addr(0), "--absent", "k0001", "again")
+	expect("swapped\n", "cas", "--addr", addr(0), "--absent", "k9000", "new")
+	expect("swapped\n", "cas", "--addr", addr(0), "--expect=", "k5100", "filled")
+	expect("not swapped (current: absent)\n", "cas", "--addr", addr(1), "--expect", "x", "k8000", "y")
+	expect("swapped\n", "cas", "--addr", addr(2), "--expect", "new", "--delete", "k9000")
+	expect("world\n", "get", "--addr", addr(0), "k0001")
+	expect("filled\n", "get", "--addr", addr(0), "k5100")
+
+	// Delete, and the errors of a missing key and a refused request.
+	expect("deleted\n", "del", "--addr", addr(1), "k0001")
+	expect("not found\n", "del", "--addr", addr(2), "k0001")
+	for _, k := range []string{"k0001", "k9000"} {
+		if out, stderr := kv(exitError, "get", "--addr", addr(0), k); out != "" || stderr != "shardd kv get: key not found: "+k+"\n" {
+			t.Errorf("get of deleted %s: stdout %q, stderr %q", k, out, stderr)
+		}
+	}
+	_, stderr := kv(exitError, "put", "--addr", addr(0), strings.Repeat("k", 5000), "v")
+	if want := "shardd kv put: the request was refused: "; !strings.HasPrefix(stderr, want) || !strings.Contains(stderr, "5000 bytes, limit is 4096") {
+		t.Errorf("put of a too long key: stderr %q", stderr)
+	}
+	expect("KEY    VALUE\nk2600  \"two words\"\nk5100  filled\nk7600  d\n", "scan", "--addr", addr(1), "")
+
+	if code := demo.stop(t); code != exitOK {
+		t.Fatalf("demo exit %d; stderr:\n%s", code, demo.stderr.String())
+	}
+}
