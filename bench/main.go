@@ -97,6 +97,8 @@ func writeCmd(args []string) error {
 	}
 	defer cl.Close()
 	before := c.totalSyncs()
+	cpu0 := c.cpu()
+	self0, _ := cpuTime(os.Getpid())
 	value := make([]byte, *size)
 	var (
 		ops    atomic.Int64
@@ -131,6 +133,8 @@ func writeCmd(args []string) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	after := c.totalSyncs()
+	cpu1 := c.cpu()
+	self1, _ := cpuTime(os.Getpid())
 	slices.Sort(lat)
 	var cpv, mpf float64
 	for _, p := range c.nodes {
@@ -146,10 +150,24 @@ func writeCmd(args []string) error {
 		pct(lat, 50), pct(lat, 99), errs.Load())
 	fmt.Printf("  %.0f syncs/s across the nodes, %.2f commands per Paxos value, %.1f messages per frame, %.1f requests per client frame\n",
 		float64(after-before)/elapsed.Seconds(), cpv, mpf, stats.RequestsPerFrame())
+	fmt.Printf("  CPU, in cores: nodes")
+	for i := range cpu0 {
+		fmt.Printf(" %.2f", float64(cpu1[i]-cpu0[i])/float64(elapsed))
+	}
+	fmt.Printf(", load generator %.2f\n", float64(self1-self0)/float64(elapsed))
 	if errs.Load() > 0 {
 		return errors.New("some writes failed")
 	}
 	return nil
+}
+
+// cpu returns each node process's CPU time so far.
+func (c *cluster) cpu() []time.Duration {
+	out := make([]time.Duration, len(c.nodes))
+	for i, p := range c.nodes {
+		out[i], _ = cpuTime(p.cmd.Process.Pid)
+	}
+	return out
 }
 
 func pct(lat []time.Duration, p int) time.Duration {
