@@ -23,6 +23,8 @@ type cluster struct {
 	bin, dir string
 	groups   int
 	nodes    []*proc
+	// pprof, if set, is where node 1 serves its profiles.
+	pprof string
 }
 
 type proc struct {
@@ -50,8 +52,8 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startCluster(bin, dir string, groups int) (*cluster, error) {
-	c := &cluster{bin: bin, dir: dir, groups: groups}
+func startCluster(bin, dir string, groups int, pprof string) (*cluster, error) {
+	c := &cluster{bin: bin, dir: dir, groups: groups, pprof: pprof}
 	var peers []string
 	for id := uint64(1); id <= 3; id++ {
 		addr, err := freePort()
@@ -81,6 +83,9 @@ func (c *cluster) start(p *proc, peers string) error {
 		"--data-dir", filepath.Join(c.dir, fmt.Sprintf("node%d", p.id)),
 		"--bootstrap-ranges", strconv.Itoa(c.groups), "--bootstrap-replicas", "1,2,3",
 		"--log-level", "error")
+	if p.id == 1 && c.pprof != "" {
+		p.cmd.Args = append(p.cmd.Args, "--pprof", c.pprof)
+	}
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		return err

@@ -56,7 +56,7 @@ Run "go run ./bench <command> -h" for a command's flags.`)
 	os.Exit(2)
 }
 
-func setup(groups int) (*cluster, func(), error) {
+func setup(groups int, pprof string) (*cluster, func(), error) {
 	dir, err := os.MkdirTemp("", "shardd-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -66,7 +66,7 @@ func setup(groups int) (*cluster, func(), error) {
 		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
 	}
-	c, err := startCluster(bin, dir, groups)
+	c, err := startCluster(bin, dir, groups, pprof)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -80,9 +80,10 @@ func writeCmd(args []string) error {
 	clients := fs.Int("clients", 256, "concurrent writers in this process")
 	duration := fs.Duration("duration", 10*time.Second, "how long to write")
 	size := fs.Int("value-size", 16, "value size in bytes")
+	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups)
+	c, cleanup, err := setup(*groups, *pprof)
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func idleCmd(args []string) error {
 	window := fs.Duration("window", 10*time.Second, "how long to sample idle CPU")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups)
+	c, cleanup, err := setup(*groups, "")
 	if err != nil {
 		return err
 	}

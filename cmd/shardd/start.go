@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"slices"
 	"time"
 
@@ -82,6 +85,7 @@ type startFlags struct {
 	bootstrapFile     string
 	tick              time.Duration
 	logLevel          string
+	pprof             string
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -97,6 +101,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 }
 
 // startOptions are start's checked settings.
@@ -109,13 +114,14 @@ type startOptions struct {
 	peers    map[uint64]string
 	tick     time.Duration
 	logLevel slog.Level
+	pprof    string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
 }
 
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
-	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick}
+	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof}
 	var err error
 	switch {
 	case f.id == 0:
@@ -232,6 +238,14 @@ func newLogger(e *env, level slog.Level) *slog.Logger {
 
 func runStart(ctx context.Context, e *env, o startOptions) error {
 	logger := newLogger(e, o.logLevel)
+	if o.pprof != "" {
+		lis, err := net.Listen("tcp", o.pprof)
+		if err != nil {
+			return fmt.Errorf("pprof: %w", err)
+		}
+		defer lis.Close()
+		go func() { _ = http.Serve(lis, nil) }() // net/http/pprof registers on the default mux
+	}
 	n, err := startNode(e, o.nodeConfig(logger), o.bootstrap, logger)
 	if err != nil {
 		return err
