@@ -47,25 +47,9 @@ of, and for the gRPC addresses of the nodes it knows.
 In the table -inf and +inf are the two ends of the key space. In JSON, keys
 are strings ("" for either end; bytes that are not UTF-8 show as U+FFFD)
 and "leader" is 0 when no leader is known.`,
-	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-		var f inspectFlags
-		f.register(fs)
-		return func(ctx context.Context, e *env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
-			resp, err := askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
-				return c.Ranges(ctx, &kvpb.RangesRequest{})
-			})
-			if err != nil {
-				return err
-			}
-			if f.json {
-				return writeJSON(e.stdout, rangesJSON(resp))
-			}
-			return writeRangesTable(e.stdout, resp)
-		}
-	},
+	setup: inspect(func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
+		return c.Ranges(ctx, &kvpb.RangesRequest{})
+	}, rangesJSON, writeRangesTable),
 }
 
 var statusCommand = &command{
@@ -76,25 +60,32 @@ var statusCommand = &command{
 Status asks a node (Admin.NodeStatus) how it is doing: the groups it hosts,
 how many are active (not quiesced), how many it leads, and its batching
 figures (commands per Paxos value, records per fsync, messages per frame).`,
-	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+	setup: inspect(func(ctx context.Context, c kvpb.AdminClient) (*kvpb.NodeStatusResponse, error) {
+		return c.NodeStatus(ctx, &kvpb.NodeStatusRequest{})
+	}, statusJSON, writeStatusTable),
+}
+
+// inspect builds the setup of a command that asks a node one Admin question
+// and prints the answer as a table or, with --json, as JSON.
+func inspect[T any, J any](ask func(context.Context, kvpb.AdminClient) (T, error), toJSON func(T) J,
+	table func(io.Writer, T) error) func(*flag.FlagSet) func(context.Context, *env, []string) error {
+	return func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var f inspectFlags
 		f.register(fs)
 		return func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
 			}
-			resp, err := askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.NodeStatusResponse, error) {
-				return c.NodeStatus(ctx, &kvpb.NodeStatusRequest{})
-			})
+			resp, err := askNode(ctx, f.addr, f.timeout, ask)
 			if err != nil {
 				return err
 			}
 			if f.json {
-				return writeJSON(e.stdout, statusJSON(resp))
+				return writeJSON(e.stdout, toJSON(resp))
 			}
-			return writeStatusTable(e.stdout, resp)
+			return table(e.stdout, resp)
 		}
-	},
+	}
 }
 
 // dial returns a client connection to a node. It connects lazily: errors
