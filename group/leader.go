@@ -232,7 +232,7 @@ func (r *Replica) sendCatchUp(to uint64, p *progress) {
 	lo := p.chosen + 1
 	// A replica that knows no chosen slot may be a new one that doesn't
 	// even know the group's initial configuration, which is in no entry:
-	// only a snapshot carries it.
+	// only a snapshot carries it (see initialized).
 	if lo <= r.meta.Index || (p.chosen == 0 && r.applied > 0) {
 		if p.snapshotWait == 0 {
 			p.snapshotWait = r.cfg.ElectionTicks

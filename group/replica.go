@@ -511,6 +511,9 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 // value per slot, so such a value is the chosen one. A slot accepted at
 // another ballot may hold a different value and waits for MsgCommit.
 func (r *Replica) learnChosen(leaderChosen uint64, b pb.Ballot) {
+	if !r.initialized() {
+		return
+	}
 	s := r.chosen
 	for s < leaderChosen {
 		e := r.log.get(s + 1)
@@ -521,6 +524,13 @@ func (r *Replica) learnChosen(leaderChosen uint64, b pb.Ballot) {
 	}
 	r.setChosen(s)
 }
+
+// initialized reports whether the replica knows its group's membership. A
+// new replica doesn't until its first snapshot: the initial configuration
+// is in no log entry. Until then it accepts values as any acceptor, but
+// learns nothing as chosen, so it keeps reporting chosen 0 and its leader
+// keeps offering it a snapshot (sendCatchUp).
+func (r *Replica) initialized() bool { return len(r.conf.Voters)+len(r.conf.Learners) > 0 }
 
 // setChosen moves the chosen point to s, applying configuration changes.
 func (r *Replica) setChosen(s uint64) {
@@ -540,6 +550,9 @@ func (r *Replica) handleCommit(m pb.Message) {
 		r.electionElapsed = 0
 	}
 	for _, e := range m.Entries {
+		if !r.initialized() {
+			break
+		}
 		if e.Slot != r.chosen+1 {
 			continue
 		}
