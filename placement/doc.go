@@ -1,0 +1,32 @@
+// Package placement is the pure core of shardd's placement service: the
+// authoritative map from key ranges to range descriptors, the changes that
+// evolve it, and the planners that decide what to change.
+//
+// Everything here is a deterministic value with no I/O, no goroutines, no
+// randomness and no wall clock. The replicated placement service (to come)
+// wraps a RangeMap in a Paxos group from package group: it proposes Split,
+// Merge, SetReplicas and SetLeader changes through its log and, on every
+// replica, applies the chosen changes in log order with RangeMap.Apply.
+// Because Apply is deterministic and a failed Apply changes nothing, every
+// replica of the service holds the same map after applying the same log.
+//
+// # The map
+//
+// A RangeMap holds descriptors sorted by start key, non-overlapping and
+// covering the whole key space: the first range starts at the empty key
+// (minus infinity) and the last one ends at the empty key (plus infinity).
+// Range ids are unique and non-zero; every range has at least one voter and
+// no node twice; the leader hint is zero (unknown) or one of the voters.
+// Every change that creates or alters a descriptor's keys or replicas bumps
+// its generation, so routers and nodes can tell a stale descriptor from a
+// fresh one. Leadership is only a hint and does not bump the generation.
+//
+// # Bootstrap and planning
+//
+// InitialRanges and EvenSplitKeys build the first map of a new cluster.
+// PlanLeaderBalance proposes leader transfers that spread leadership evenly
+// over the live nodes, and PlanRepair proposes replica moves away from dead
+// nodes. The planners only read descriptors; carrying a plan out (add a
+// learner, snapshot, promote, remove; or hand off a lease) is the job of
+// the nodes and of the service that drives them.
+package placement

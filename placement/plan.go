@@ -1,0 +1,216 @@
+package placement
+
+import (
+	"slices"
+
+	"github.com/shardd/shardd/kvpb"
+)
+
+// Transfer moves the leadership of range RangeID from node From (zero if
+// the range had no known leader) to node To, a live voter of the range.
+type Transfer struct{ RangeID, From, To uint64 }
+
+// PlanLeaderBalance returns leader transfers that spread leadership evenly
+// over the live nodes. descs and live are only read.
+//
+// First, every range whose leader hint is zero, not a voter or not live
+// gets the live voter that leads the fewest ranges (ties to the lowest
+// id); a range with no live voter is left alone (see PlanRepair). Then,
+// among the live nodes that are voters of at least one range, leadership
+// moves one range at a time from the most-loaded node to the least-loaded
+// one that is a voter of a range the donor leads, until every such node
+// leads between lo and hi ranges, where, with L ranges led by N nodes,
+//
+//	lo = min(floor(L/N), ceil(0.9*L/N))
+//	hi = max(ceil(L/N), floor(1.1*L/N))
+//
+// that is, within 10% of the average, or within rounding of it when the
+// counts are small. Without replica constraints every step takes a node
+// out of excess or deficit, so the number of transfers is the minimum;
+// with them the plan is greedy and stops when no useful step is left.
+//
+// The result has at most one Transfer per range, in the order of descs,
+// and depends only on the inputs. Applying it and planning again returns
+// nothing.
+func PlanLeaderBalance(descs []*kvpb.RangeDescriptor, live []uint64) []Transfer {
+	isLive := make(map[uint64]bool, len(live))
+	for _, n := range live {
+		if n != 0 {
+			isLive[n] = true
+		}
+	}
+	// counts holds the planned number of leaderships of every eligible
+	// node: live and a voter of some range.
+	counts := make(map[uint64]int)
+	for _, d := range descs {
+		for _, r := range d.GetReplicas() {
+			if r.GetRole() == kvpb.ReplicaRole_VOTER && isLive[r.GetNodeId()] {
+				counts[r.GetNodeId()] += 0
+			}
+		}
+	}
+	leader := make([]uint64, len(descs))
+	for i, d := range descs {
+		if l := d.GetLeaderNodeId(); isLive[l] && isVoter(d.GetReplicas(), l) {
+			leader[i] = l
+			counts[l]++
+		}
+	}
+	// Reassign ranges without a live leader.
+	for i, d := range descs {
+		if leader[i] != 0 {
+			continue
+		}
+		var best uint64
+		for _, r := range d.GetReplicas() {
+			n := r.GetNodeId()
+			if r.GetRole() != kvpb.ReplicaRole_VOTER || !isLive[n] {
+				continue
+			}
+			if best == 0 || counts[n] < counts[best] || (counts[n] == counts[best] && n < best) {
+				best = n
+			}
+		}
+		if best != 0 {
+			leader[i] = best
+			counts[best]++
+		}
+	}
+
+	nodes := make([]uint64, 0, len(counts))
+	total := 0
+	for n, c := range counts {
+		nodes = append(nodes, n)
+		total += c
+	}
+	if len(nodes) > 0 {
+		lo, hi := leaderBounds(total, len(nodes))
+		for balanceStep(descs, leader, counts, nodes, lo, hi) {
+		}
+	}
+
+	var out []Transfer
+	for i, d := range descs {
+		if leader[i] != 0 && leader[i] != d.GetLeaderNodeId() {
+			out = append(out, Transfer{RangeID: d.GetRangeId(), From: d.GetLeaderNodeId(), To: leader[i]})
+		}
+	}
+	return out
+}
+
+// leaderBounds returns the band [lo, hi] of leaderships per node that
+// counts as balanced when n nodes lead total ranges.
+func leaderBounds(total, n int) (lo, hi int) {
+	floor, ceil := total/n, (total+n-1)/n
+	lo = min(floor, (9*total+10*n-1)/(10*n))
+	hi = max(ceil, 11*total/(10*n))
+	return lo, hi
+}
+
+// balanceStep makes one leader transfer in the plan (leader, counts) from
+// the most-loaded node to the least-loaded one that can take a range from
+// it, provided the transfer reduces an excess above hi or a deficit below
+// lo, and the donor leads at least two more ranges than the recipient (so
+// the imbalance strictly shrinks and planning terminates). It reports
+// whether it made a transfer.
+func balanceStep(descs []*kvpb.RangeDescriptor, leader []uint64, counts map[uint64]int, nodes []uint64, lo, hi int) bool {
+	byLoad := func(desc bool) []uint64 {
+		s := slices.Clone(nodes)
+		slices.SortFunc(s, func(a, b uint64) int {
+			if counts[a] != counts[b] {
+				if desc == (counts[a] > counts[b]) {
+					return -1
+				}
+				return 1
+			}
+			if a < b {
+				return -1
+			}
+			return 1
+		})
+		return s
+	}
+	donors, recipients := byLoad(true), byLoad(false)
+	for _, from := range donors {
+		for _, to := range recipients {
+			if counts[from]-counts[to] < 2 {
+				break // recipients only get more loaded from here
+			}
+			if counts[from] <= hi && counts[to] >= lo {
+				continue
+			}
+			for i, d := range descs {
+				if leader[i] == from && isVoter(d.GetReplicas(), to) {
+					leader[i] = to
+					counts[from]--
+					counts[to]++
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Move replaces the voter on node Remove in range RangeID by a new voter
+// on node Add. Carrying it out takes several single-step changes: add Add
+// as a learner, let it catch up, promote it, then remove Remove.
+type Move struct{ RangeID, Remove, Add uint64 }
+
+// PlanRepair returns replica moves away from dead nodes. For each range, in
+// the order of descs, that has a voter on a node not in live, it plans one
+// Move that replaces the first such voter (in replica order) with the live
+// node not already in the range (as voter or learner) that holds the
+// fewest replicas, counting replicas of every role and the moves planned
+// so far, ties to the lowest id. A range with no such live node is skipped.
+// There is at most one Move per range, so a range with several dead voters
+// needs several rounds; the result depends only on the inputs. A range
+// that has lost a majority of its voters still gets a Move, but cannot
+// carry it out through its own log.
+func PlanRepair(descs []*kvpb.RangeDescriptor, live []uint64) []Move {
+	nodes := make([]uint64, 0, len(live))
+	for _, n := range live {
+		if n != 0 {
+			nodes = append(nodes, n)
+		}
+	}
+	slices.Sort(nodes)
+	nodes = slices.Compact(nodes)
+	load := make(map[uint64]int, len(nodes))
+	for _, n := range nodes {
+		load[n] = 0
+	}
+	for _, d := range descs {
+		for _, r := range d.GetReplicas() {
+			if _, ok := load[r.GetNodeId()]; ok {
+				load[r.GetNodeId()]++
+			}
+		}
+	}
+	var out []Move
+	for _, d := range descs {
+		var dead uint64
+		in := make(map[uint64]bool, len(d.GetReplicas()))
+		for _, r := range d.GetReplicas() {
+			in[r.GetNodeId()] = true
+			if _, ok := load[r.GetNodeId()]; !ok && dead == 0 && r.GetRole() == kvpb.ReplicaRole_VOTER {
+				dead = r.GetNodeId()
+			}
+		}
+		if dead == 0 {
+			continue
+		}
+		var best uint64
+		for _, n := range nodes { // ascending, so ties go to the lowest id
+			if !in[n] && (best == 0 || load[n] < load[best]) {
+				best = n
+			}
+		}
+		if best == 0 {
+			continue
+		}
+		load[best]++
+		out = append(out, Move{RangeID: d.GetRangeId(), Remove: dead, Add: best})
+	}
+	return out
+}
