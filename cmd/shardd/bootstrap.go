@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shardd/shardd/placement"
 	"io"
 	"os"
 	"slices"
@@ -19,52 +20,27 @@ import (
 const evenSplitBuckets = 10000
 
 // evenSplitKeys returns the n-1 split points that cut the key space into n
-// ranges: "k%04d" at i*10000/n for i in 1..n-1 (as node's tests do).
+// ranges: "k%04d" at i*10000/n for i in 1..n-1.
 func evenSplitKeys(n int) ([]string, error) {
 	if n < 1 || n > evenSplitBuckets {
 		return nil, fmt.Errorf("the number of ranges must be between 1 and %d, not %d", evenSplitBuckets, n)
 	}
 	keys := make([]string, 0, n-1)
-	for i := 1; i < n; i++ {
-		keys = append(keys, fmt.Sprintf("k%04d", i*evenSplitBuckets/n))
+	for _, k := range placement.EvenSplitKeys(n, "k", 4) {
+		keys = append(keys, string(k))
 	}
 	return keys, nil
 }
 
 // splitDescriptors returns the len(splits)+1 ranges the split keys cut the
-// key space into, with range ids 1, 2, ..., replicated on every node of
-// replicas, the leader of range i (from 0) being replicas[i%len(replicas)]
-// so that leadership is spread round-robin.
+// key space into, with range ids 1, 2, ..., each replicated on every node
+// of replicas, leaders spread evenly over them (placement.InitialRanges).
 func splitDescriptors(splits []string, replicas []uint64) ([]*kvpb.RangeDescriptor, error) {
-	if len(replicas) == 0 {
-		return nil, errors.New("a range needs at least one replica")
-	}
-	if err := checkIDs(replicas); err != nil {
-		return nil, err
-	}
+	keys := make([][]byte, len(splits))
 	for i, k := range splits {
-		if k == "" {
-			return nil, fmt.Errorf("split key %d is empty", i+1)
-		}
-		if i > 0 && splits[i-1] >= k {
-			return nil, fmt.Errorf("split keys must be strictly increasing: %q comes after %q", k, splits[i-1])
-		}
+		keys[i] = []byte(k)
 	}
-	out := make([]*kvpb.RangeDescriptor, 0, len(splits)+1)
-	for i := 0; i <= len(splits); i++ {
-		d := &kvpb.RangeDescriptor{RangeId: uint64(i + 1), Generation: 1, LeaderNodeId: replicas[i%len(replicas)]}
-		if i > 0 {
-			d.StartKey = []byte(splits[i-1])
-		}
-		if i < len(splits) {
-			d.EndKey = []byte(splits[i])
-		}
-		for _, id := range replicas {
-			d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: id})
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	return placement.InitialRanges(keys, replicas, len(replicas))
 }
 
 // checkIDs rejects zero and repeated node ids.

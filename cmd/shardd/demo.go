@@ -25,7 +25,7 @@ var demoCommand = &command{
 	doc: `
 Demo starts three nodes in this one process on free loopback ports,
 gossiping with each other, with --ranges ranges split evenly at keys
-"k%04d" and replicated on all three nodes (leaders spread round-robin). It
+"k%04d" and replicated on all three nodes (leaders spread evenly). It
 waits until every range has a leader, prints the nodes' addresses and
 commands to try against them, and runs until Ctrl-C; then it stops the
 nodes and removes the data, unless it lives in a --data-dir you gave.

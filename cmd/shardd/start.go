@@ -96,7 +96,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip `addresses` of nodes to join through (this node's own address is ignored, so every node may get the same list)")
 	fs.StringVar(&f.peers, "peers", "", "static gRPC addresses of nodes, `id=host:port,...` (for example 1=127.0.0.1:7100,2=127.0.0.1:7101); optional with gossip")
 	fs.IntVar(&f.bootstrapRanges, "bootstrap-ranges", 0, "on first start, create `N` ranges split evenly at keys \"k%04d\" over k0000..k9999 (needs --bootstrap-replicas)")
-	fs.StringVar(&f.bootstrapReplicas, "bootstrap-replicas", "", "comma-separated node `ids` that replicate every bootstrap range; range i's first leader is the i-th of them, round-robin")
+	fs.StringVar(&f.bootstrapReplicas, "bootstrap-replicas", "", "comma-separated node `ids` that replicate every bootstrap range; the ranges' first leaders are spread evenly over them")
 	fs.StringVar(&f.splitKeys, "split-keys", "", "on first start, create ranges split at these comma-separated, increasing `keys` instead of the even split (needs --bootstrap-replicas)")
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
