@@ -92,10 +92,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 }
 
 func benchmarkWrites(b *testing.B, groups, writers int) {
-	ranges := splitRanges(groups, 3)
-	for i, d := range ranges {
-		d.LeaderNodeId = uint64(i%3 + 1)
-	}
+	ranges := testRanges(groups, 3) // leaders spread
 	c := newTestCluster(b, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
 	for _, n := range c.nodes {
 		if err := n.CreateGroups(ranges); err != nil {

@@ -2,7 +2,7 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"github.com/shardd/shardd/placement"
 	"log/slog"
 	"os"
 	"testing"
@@ -36,21 +36,24 @@ func testLogger() *slog.Logger {
 // splitRanges returns n ranges over the key space, split at "k%04d"
 // boundaries, replicated on nodes 1..replicas.
 func splitRanges(n, replicas int) []*kvpb.RangeDescriptor {
-	var out []*kvpb.RangeDescriptor
-	for i := range n {
-		d := &kvpb.RangeDescriptor{RangeId: uint64(i + 1), Generation: 1}
-		if i > 0 {
-			d.StartKey = fmt.Appendf(nil, "k%04d", i*10000/n)
-		}
-		if i < n-1 {
-			d.EndKey = fmt.Appendf(nil, "k%04d", (i+1)*10000/n)
-		}
-		for id := 1; id <= replicas; id++ {
-			d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: uint64(id)})
-		}
-		out = append(out, d)
+	descs := testRanges(n, replicas)
+	for _, d := range descs {
+		d.LeaderNodeId = 0 // elections decide; tests that want a leader set one
 	}
-	return out
+	return descs
+}
+
+// testRanges is placement's even layout of n ranges on nodes 1..replicas.
+func testRanges(n, replicas int) []*kvpb.RangeDescriptor {
+	nodes := make([]uint64, replicas)
+	for i := range nodes {
+		nodes[i] = uint64(i + 1)
+	}
+	descs, err := placement.InitialRanges(placement.EvenSplitKeys(n, "k", 4), nodes, replicas)
+	if err != nil {
+		panic(err) // a bad layout is a bug in the test
+	}
+	return descs
 }
 
 func newTestCluster(t testing.TB, size int, ranges []*kvpb.RangeDescriptor, tweak func(*Config)) *testCluster {

@@ -9,10 +9,7 @@ import (
 // three, waits until every group has quiesced, and returns the messages
 // per second the nodes then send in total.
 func idleMessageRate(t *testing.T, groups int) float64 {
-	ranges := splitRanges(groups, 3)
-	for i, d := range ranges {
-		d.LeaderNodeId = uint64(i%3 + 1) // spread the leaders
-	}
+	ranges := testRanges(groups, 3) // leaders spread
 	c := newTestCluster(t, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
 	for _, n := range c.nodes {
 		if err := n.CreateGroups(ranges); err != nil {

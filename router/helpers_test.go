@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"github.com/shardd/shardd/placement"
 	"log/slog"
 	"os"
 	"testing"
@@ -34,21 +35,18 @@ func testLogger() *slog.Logger {
 // boundaries, at generation gen, replicated on nodes 1..replicas, with
 // their first leaders spread over the nodes.
 func splitRanges(n, replicas int, gen uint64) []*kvpb.RangeDescriptor {
-	var out []*kvpb.RangeDescriptor
-	for i := range n {
-		d := &kvpb.RangeDescriptor{RangeId: uint64(i + 1), Generation: gen, LeaderNodeId: uint64(i%replicas + 1)}
-		if i > 0 {
-			d.StartKey = fmt.Appendf(nil, "k%04d", i*10000/n)
-		}
-		if i < n-1 {
-			d.EndKey = fmt.Appendf(nil, "k%04d", (i+1)*10000/n)
-		}
-		for id := 1; id <= replicas; id++ {
-			d.Replicas = append(d.Replicas, &kvpb.ReplicaDescriptor{NodeId: uint64(id)})
-		}
-		out = append(out, d)
+	nodes := make([]uint64, replicas)
+	for i := range nodes {
+		nodes[i] = uint64(i + 1)
 	}
-	return out
+	descs, err := placement.InitialRanges(placement.EvenSplitKeys(n, "k", 4), nodes, replicas)
+	if err != nil {
+		panic(err) // a bad layout is a bug in the test
+	}
+	for _, d := range descs {
+		d.Generation = gen
+	}
+	return descs
 }
 
 func newCluster(t testing.TB, size int, ranges []*kvpb.RangeDescriptor) *cluster {
