@@ -348,9 +348,9 @@ func TestRestartCatchesUp(t *testing.T) {
 	for _, d := range c.ranges {
 		lead := c.nodes[c.leaderFor(d.RangeId)].replica(d.RangeId)
 		deadline := time.Now().Add(15 * time.Second)
-		for n.replica(d.RangeId).rnApplied() < lead.rnApplied() {
+		for n.replica(d.RangeId).applied.Load() < lead.applied.Load() {
 			if time.Now().After(deadline) {
-				t.Fatalf("range %d: restarted node at %d, leader at %d", d.RangeId, n.replica(d.RangeId).rnApplied(), lead.rnApplied())
+				t.Fatalf("range %d: restarted node at %d, leader at %d", d.RangeId, n.replica(d.RangeId).applied.Load(), lead.applied.Load())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -7,6 +7,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,9 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopped  chan struct{}
+	// ctx is canceled by Stop, ending the node's own outgoing work.
+	ctx    context.Context
+	cancel context.CancelFunc
 	bg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
 }
@@ -85,6 +89,7 @@ func Start(cfg Config) (*Node, error) {
 		snapshotSlots: make(chan struct{}, 4),
 		stopped:       make(chan struct{}),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	for id, addr := range cfg.Peers {
 		n.peers[id] = addr
 	}
@@ -178,6 +183,7 @@ func (n *Node) Err() error {
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		close(n.stopped)
+		n.cancel()
 		if n.members != nil {
 			_ = n.members.Leave(time.Second)
 			_ = n.members.Shutdown()

@@ -68,11 +68,11 @@ func TestPartitionedLeader(t *testing.T) {
 	t.Logf("isolated old leader refused a read: %v", err)
 
 	c.healAll()
-	want := c.nodes[lead].replica(1).rnApplied()
+	want := c.nodes[lead].replica(1).applied.Load()
 	deadline = time.Now().Add(15 * time.Second)
-	for c.nodes[old].replica(1).rnApplied() < want {
+	for c.nodes[old].replica(1).applied.Load() < want {
 		if time.Now().After(deadline) {
-			t.Fatalf("old leader at %d after healing, leader at %d", c.nodes[old].replica(1).rnApplied(), want)
+			t.Fatalf("old leader at %d after healing, leader at %d", c.nodes[old].replica(1).applied.Load(), want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

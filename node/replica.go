@@ -74,10 +74,6 @@ type replica struct {
 	proposed map[uint64]struct{}
 }
 
-// rnApplied is the group's applied point, for tests and status; it
-// reads the engine's record, which the worker updates atomically.
-func (r *replica) rnApplied() uint64 { return r.applied.Load() }
-
 type indexedReads struct {
 	index uint64
 	reqs  []*readRequest

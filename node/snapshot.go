@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"io"
 
@@ -25,24 +24,12 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 		return
 	}
 	desc := r.desc.Load()
-	start, end := desc.GetStartKey(), desc.GetEndKey()
-	if len(end) == 0 {
-		end = nil
-	}
+	start, end := desc.GetStartKey(), nilIfEmpty(desc.GetEndKey())
 	m.Snapshot = nil
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
 		defer func() { <-n.snapshotSlots }()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-n.stopped:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		src := transport.SnapshotSource(func(emit func([]byte) error) error {
 			var buf []byte
 			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, 1<<20, func(c engine.SnapshotChunk) error {
@@ -50,7 +37,7 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 				return emit(buf)
 			})
 		})
-		if err := n.trans.SendSnapshot(ctx, m.To, m, src); err != nil {
+		if err := n.trans.SendSnapshot(n.ctx, m.To, m, src); err != nil {
 			n.log.Debug("snapshot not delivered", "group", r.id, "to", m.To, "err", err)
 		}
 	}()
