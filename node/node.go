@@ -61,8 +61,8 @@ type Node struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	// ctx is canceled by Stop, ending the node's own outgoing work.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx      context.Context
+	cancel   context.CancelFunc
 	bg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
 }
