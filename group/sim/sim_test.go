@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shardd/shardd/group"
 )
 
 var (
@@ -68,5 +67,3 @@ func (s *Stats) add(o Stats) {
 	s.Reads += o.Reads
 	s.Quiesced += o.Quiesced
 }
-
-var _ = group.Leader
