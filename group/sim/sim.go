@@ -241,9 +241,7 @@ func (w *World) config(n *node) group.Config {
 		ElectionTicks:  10,
 		HeartbeatTicks: 2,
 		LeaseDuration:  10 * tick,
-		// Clock rates within ±Drift disagree about one lease by at most
-		// 2*Drift/(1-Drift) of it; a little more gives room for rounding.
-		MaxClockDrift:    int64(float64(10*tick) * 2.2 * w.opt.Drift),
+		MaxClockDrift:    w.margin(),
 		MaxInflight:      16,
 		MaxEntriesPerMsg: 8,
 		LogRetention:     20,
@@ -251,10 +249,18 @@ func (w *World) config(n *node) group.Config {
 		Rand:             rand.New(rand.NewPCG(w.rng.Uint64(), 0)),
 		Knobs:            w.opt.Knobs,
 	}
-	if w.opt.MaxClockDrift != nil {
-		c.MaxClockDrift = *w.opt.MaxClockDrift
-	}
 	return c
+}
+
+// margin is the lease margin of every replica and liveness: clock rates
+// within ±Drift disagree about one lease by at most 2*Drift/(1-Drift) of
+// it, and a little more gives room for rounding, unless Options overrides
+// it (to plant a bug).
+func (w *World) margin() int64 {
+	if w.opt.MaxClockDrift != nil {
+		return *w.opt.MaxClockDrift
+	}
+	return int64(float64(10*tick) * 2.2 * w.opt.Drift)
 }
 
 // start rebuilds n's replica from its disk, with a new liveness whose
@@ -264,15 +270,8 @@ func (w *World) start(n *node) {
 		n.incarnation++
 		n.lv = liveness.New(liveness.Config{
 			NodeID: n.id, Incarnation: n.incarnation, Clock: n.clock,
-			SupportDuration: 10 * tick, Interval: 2 * tick,
-			MaxClockDrift: int64(float64(10*tick) * 2.2 * w.opt.Drift),
+			SupportDuration: 10 * tick, Interval: 2 * tick, MaxClockDrift: w.margin(),
 		})
-		if w.opt.MaxClockDrift != nil {
-			n.lv = liveness.New(liveness.Config{
-				NodeID: n.id, Incarnation: n.incarnation, Clock: n.clock,
-				SupportDuration: 10 * tick, Interval: 2 * tick, MaxClockDrift: *w.opt.MaxClockDrift,
-			})
-		}
 		for _, o := range w.nodes {
 			if o != n {
 				n.lv.AddPeer(o.id)
