@@ -236,11 +236,11 @@ func (w *World) config(n *node) group.Config {
 		lv = n.lv
 	}
 	c := group.Config{
-		Liveness:       lv,
-		ID:             n.id,
-		ElectionTicks:  10,
-		HeartbeatTicks: 2,
-		LeaseDuration:  10 * tick,
+		Liveness:         lv,
+		ID:               n.id,
+		ElectionTicks:    10,
+		HeartbeatTicks:   2,
+		LeaseDuration:    10 * tick,
 		MaxClockDrift:    w.margin(),
 		MaxInflight:      16,
 		MaxEntriesPerMsg: 8,
