@@ -435,7 +435,7 @@ func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
 	if !r.quorumOf(rd.ackers) {
 		return
 	}
-	l.leaseExpiry = max(l.leaseExpiry, rd.sentAt+r.cfg.LeaseDuration-r.cfg.MaxClockDrift)
+	l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(rd))
 	n := 0
 	for _, pr := range l.reads {
 		if pr.seq <= rd.seq {
@@ -448,13 +448,19 @@ func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
 	l.reads = l.reads[:n]
 }
 
+// leaseEnd is when a lease granted by a quorum for round rd runs out on
+// our clock: from when the round was sent, less the drift margin.
+func (r *Replica) leaseEnd(rd *hbRound) int64 {
+	return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift
+}
+
 // recomputeLease re-derives the lease under a new configuration: rounds
 // acknowledged by a quorum of the old voters may not be one of the new.
 func (l *leadership) recomputeLease(r *Replica) {
 	l.leaseExpiry = 0
 	for i := range l.rounds {
 		if r.quorumOf(l.rounds[i].ackers) {
-			l.leaseExpiry = max(l.leaseExpiry, l.rounds[i].sentAt+r.cfg.LeaseDuration-r.cfg.MaxClockDrift)
+			l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(&l.rounds[i]))
 		}
 	}
 }
