@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,7 @@ func writeCmd(args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "how long to write")
 	size := fs.Int("value-size", 16, "value size in bytes")
 	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile of the run to this file")
 	fs.Parse(args)
 
 	c, cleanup, err := setup(*groups, *pprof)
@@ -109,6 +111,13 @@ func writeCmd(args []string) error {
 		wg     sync.WaitGroup
 		stopAt = time.Now().Add(*duration)
 	)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	start := time.Now()
 	for w := range *clients {
 		wg.Add(1)
@@ -160,6 +169,20 @@ func writeCmd(args []string) error {
 		return errors.New("some writes failed")
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // cpu returns each node process's CPU time so far.
