@@ -80,12 +80,23 @@ type proc struct {
 	done    chan struct{}
 	waitErr error
 	logPath string
+
+	mu     sync.Mutex
+	stdout strings.Builder // every line up to the ready line
 }
 
-// startProc starts the binary with args, logging its stderr to logPath
+// startProc starts a node with args, logging its stderr to logPath
 // (appending, so that a restart keeps the earlier run's log). The process
-// is killed and waited for when the test ends.
+// is killed and waited for when the test ends. It is ready once it prints
+// that it is serving.
 func startProc(t *testing.T, bin, name, logPath string, args ...string) *proc {
+	t.Helper()
+	return startProcUntil(t, bin, name, logPath, "serving on", args...)
+}
+
+// startProcUntil is startProc for a process whose ready line contains
+// marker.
+func startProcUntil(t *testing.T, bin, name, logPath, marker string, args ...string) *proc {
 	t.Helper()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -105,9 +116,18 @@ func startProc(t *testing.T, bin, name, logPath string, args ...string) *proc {
 	go func() {
 		defer close(copied)
 		sc := bufio.NewScanner(stdout)
+		ready := false
 		for sc.Scan() {
-			if line := sc.Text(); strings.Contains(line, "serving on") {
+			line := sc.Text()
+			if ready {
+				continue
+			}
+			p.mu.Lock()
+			p.stdout.WriteString(line + "\n")
+			p.mu.Unlock()
+			if strings.Contains(line, marker) {
 				p.ready <- line
+				ready = true
 			}
 		}
 	}()
@@ -135,6 +155,13 @@ func (p *proc) waitReady(t *testing.T) string {
 	return ""
 }
 
+// output returns what the process printed up to its ready line.
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stdout.String()
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *proc) kill(t *testing.T) {
 	select {
@@ -153,14 +180,20 @@ func (p *proc) kill(t *testing.T) {
 // terminate sends SIGTERM and returns the exit code.
 func (p *proc) terminate(t *testing.T) int {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to %s: %v", p.name, err)
+	return p.signal(t, syscall.SIGTERM)
+}
+
+// signal sends sig and returns the exit code.
+func (p *proc) signal(t *testing.T, sig syscall.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%v to %s: %v", sig, p.name, err)
 	}
 	select {
 	case <-p.done:
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not exit within 30s of SIGTERM", p.name)
+		t.Fatalf("%s did not exit within 30s of %v", p.name, sig)
 		return -1
 	}
 }
