@@ -83,6 +83,7 @@ func writeCmd(args []string) error {
 	size := fs.Int("value-size", 16, "value size in bytes")
 	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile of the run to this file")
+	clientKind := fs.String("client", "router", "how to write: router (package router), or direct (one stream per node straight to the leaders, the range map read once, no retries)")
 	fs.Parse(args)
 
 	c, cleanup, err := setup(*groups, *pprof)
@@ -94,11 +95,25 @@ func writeCmd(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	cl, err := router.New(ctx, router.Config{Seeds: []string{c.nodes[0].addr, c.nodes[1].addr, c.nodes[2].addr}})
-	if err != nil {
-		return err
+	var cl putter
+	var rc *router.Client
+	switch *clientKind {
+	case "router":
+		if rc, err = router.New(ctx, router.Config{Seeds: []string{c.nodes[0].addr, c.nodes[1].addr, c.nodes[2].addr}}); err != nil {
+			return err
+		}
+		defer rc.Close()
+		cl = rc
+	case "direct":
+		dc, err := newDirectClient(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		cl = dc
+	default:
+		return fmt.Errorf("--client %q: want router or direct", *clientKind)
 	}
-	defer cl.Close()
 	before := c.totalSyncs()
 	cpu0 := c.cpu()
 	self0, _ := cpuTime(os.Getpid())
@@ -153,13 +168,16 @@ func writeCmd(args []string) error {
 			mpf += st.MessagesPerFrame / 3
 		}
 	}
-	stats := cl.Stats()
-	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, %v, %d CPUs\n",
-		*groups, *clients, *size, elapsed.Round(time.Millisecond), runtime.NumCPU())
+	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, through the %s client, %v, %d CPUs\n",
+		*groups, *clients, *size, *clientKind, elapsed.Round(time.Millisecond), runtime.NumCPU())
 	fmt.Printf("  %.0f writes/s, p50 %v, p99 %v, %d errors\n", float64(ops.Load())/elapsed.Seconds(),
 		pct(lat, 50), pct(lat, 99), errs.Load())
-	fmt.Printf("  %.0f syncs/s across the nodes, %.2f commands per Paxos value, %.1f messages per frame, %.1f requests per client frame\n",
-		float64(after-before)/elapsed.Seconds(), cpv, mpf, stats.RequestsPerFrame())
+	fmt.Printf("  %.0f syncs/s across the nodes, %.2f commands per Paxos value, %.1f messages per frame",
+		float64(after-before)/elapsed.Seconds(), cpv, mpf)
+	if rc != nil {
+		fmt.Printf(", %.1f requests per client frame", rc.Stats().RequestsPerFrame())
+	}
+	fmt.Println()
 	fmt.Printf("  CPU, in cores: nodes")
 	for i := range cpu0 {
 		fmt.Printf(" %.2f", float64(cpu1[i]-cpu0[i])/float64(elapsed))
@@ -169,6 +187,11 @@ func writeCmd(args []string) error {
 		return errors.New("some writes failed")
 	}
 	return nil
+}
+
+// putter is the client a write run drives.
+type putter interface {
+	Put(ctx context.Context, key, value []byte) error
 }
 
 // startCPUProfile profiles this process into path until the returned

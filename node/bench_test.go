@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,75 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/kvstream"
 	"github.com/shardd/shardd/kvpb"
 )
-
-// streamClient multiplexes many callers over one KV.Stream, as the router
-// does: one sender batching whatever is queued into a frame, one receiver
-// matching responses by id.
-type streamClient struct {
-	st      kvpb.KV_StreamClient
-	queue   chan *kvpb.Request
-	mu      sync.Mutex
-	waiting map[uint64]chan *kvpb.Response
-	nextID  atomic.Uint64
-}
-
-func newStreamClient(t testing.TB, kv kvpb.KVClient) *streamClient {
-	st, err := kv.Stream(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &streamClient{st: st, queue: make(chan *kvpb.Request, 4096), waiting: map[uint64]chan *kvpb.Response{}}
-	go func() {
-		for req := range c.queue {
-			frame := &kvpb.RequestFrame{Requests: []*kvpb.Request{req}}
-		drain:
-			for len(frame.Requests) < 1024 {
-				select {
-				case r, ok := <-c.queue:
-					if !ok {
-						break drain
-					}
-					frame.Requests = append(frame.Requests, r)
-				default:
-					break drain
-				}
-			}
-			if st.Send(frame) != nil {
-				return
-			}
-		}
-		st.CloseSend()
-	}()
-	go func() {
-		for {
-			frame, err := st.Recv()
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			for _, r := range frame.Responses {
-				if ch := c.waiting[r.Id]; ch != nil {
-					delete(c.waiting, r.Id)
-					ch <- r
-				}
-			}
-			c.mu.Unlock()
-		}
-	}()
-	return c
-}
-
-func (c *streamClient) do(req *kvpb.Request) *kvpb.Response {
-	req.Id = c.nextID.Add(1)
-	ch := make(chan *kvpb.Response, 1)
-	c.mu.Lock()
-	c.waiting[req.Id] = ch
-	c.mu.Unlock()
-	c.queue <- req
-	return <-ch
-}
 
 // BenchmarkClusterWrites measures 16-byte writes with sync on through three
 // nodes in this process (so the nodes and the load share the machine's
@@ -103,9 +36,14 @@ func benchmarkWrites(b *testing.B, groups, writers int) {
 	for i := range ranges {
 		leaders[i] = c.leaderFor(uint64(i + 1))
 	}
-	clients := map[uint64]*streamClient{}
+	clients := map[uint64]*kvstream.Client{}
 	for id, kv := range c.clients {
-		clients[id] = newStreamClient(b, kv)
+		cl, err := kvstream.New(kv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		clients[id] = cl
 	}
 	value := make([]byte, 16)
 	var lat []time.Duration
@@ -124,10 +62,10 @@ func benchmarkWrites(b *testing.B, groups, writers int) {
 				g := rng.IntN(groups)
 				key := fmt.Appendf(nil, "k%04d-%d", g*10000/groups, rng.Uint32())
 				t0 := time.Now()
-				resp := clients[leaders[g]].do(&kvpb.Request{Op: &kvpb.Request_Put{Put: &kvpb.PutRequest{Key: key, Value: value}}})
+				resp, err := clients[leaders[g]].Do(&kvpb.Request{Op: &kvpb.Request_Put{Put: &kvpb.PutRequest{Key: key, Value: value}}})
 				mine = append(mine, time.Since(t0))
-				if resp.Error != nil {
-					b.Errorf("put: %v", resp.Error)
+				if err != nil || resp.Error != nil {
+					b.Errorf("put: %v %v", err, resp.GetError())
 					return
 				}
 			}
