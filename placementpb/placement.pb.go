@@ -568,7 +568,7 @@ func (x *ListNodesResponse) GetNodes() []*NodeInfo {
 
 // WatchRequest starts a stream of map changes after from_revision. With 0,
 // or a revision the leader has no history for, the stream starts with the
-// whole map (reset set).
+// whole map (full set).
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromRevision  uint64                 `protobuf:"varint,1,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
@@ -613,14 +613,14 @@ func (x *WatchRequest) GetFromRevision() uint64 {
 	return 0
 }
 
-// WatchEvent is one step of the map: the state at revision. With reset, the
+// WatchEvent is one step of the map: the state at revision. With full, the
 // client replaces its whole map with updated; otherwise it applies updated
 // (new or changed descriptors) and removed_range_ids to its map at the
 // previous event's revision.
 type WatchEvent struct {
 	state           protoimpl.MessageState  `protogen:"open.v1"`
 	Revision        uint64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Reset_          bool                    `protobuf:"varint,2,opt,name=reset,proto3" json:"reset,omitempty"`
+	Full            bool                    `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
 	Updated         []*kvpb.RangeDescriptor `protobuf:"bytes,3,rep,name=updated,proto3" json:"updated,omitempty"`
 	RemovedRangeIds []uint64                `protobuf:"varint,4,rep,packed,name=removed_range_ids,json=removedRangeIds,proto3" json:"removed_range_ids,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -664,9 +664,9 @@ func (x *WatchEvent) GetRevision() uint64 {
 	return 0
 }
 
-func (x *WatchEvent) GetReset_() bool {
+func (x *WatchEvent) GetFull() bool {
 	if x != nil {
-		return x.Reset_
+		return x.Full
 	}
 	return false
 }
@@ -847,11 +847,11 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x123\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1d.shardd.placement.v1.NodeInfoR\x05nodes\"3\n" +
 	"\fWatchRequest\x12#\n" +
-	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\"\xa3\x01\n" +
+	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\"\xa1\x01\n" +
 	"\n" +
 	"WatchEvent\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x14\n" +
-	"\x05reset\x18\x02 \x01(\bR\x05reset\x127\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\x127\n" +
 	"\aupdated\x18\x03 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\aupdated\x12*\n" +
 	"\x11removed_range_ids\x18\x04 \x03(\x04R\x0fremovedRangeIds\"R\n" +
 	"\x12NotPlacementLeader\x12\x1b\n" +
