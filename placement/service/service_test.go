@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placementpb"
+	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -63,6 +64,22 @@ func TestBootstrapAndAPI(t *testing.T) {
 			t.Fatalf("lookup in range %d: %v", d.RangeId, resp)
 		}
 		dc.put(t, resp.Descriptor_, string(key), "v")
+	}
+
+	// A router backed by the service reads what was written.
+	rc, err := router.New(tctx(t), router.Config{Source: RouterSource{Client: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for _, d := range all {
+		key := append(bytes.Clone(d.StartKey), 'x')
+		if len(d.StartKey) == 0 {
+			key = []byte("a")
+		}
+		if v, found, err := rc.Get(tctx(t), key); err != nil || !found || string(v) != "v" {
+			t.Fatalf("router get %q: %q, %v, %v", key, v, found, err)
+		}
 	}
 
 	nodes, err := c.ListNodes(tctx(t))
