@@ -31,6 +31,16 @@ type Command struct {
 	ExpectAbsent bool
 	Delete       bool
 	Ops          []Command // OpBatch only: puts and deletes, without Node and Seq
+	// Checks (OpBatch only) must all hold when the batch is applied, or
+	// none of its Ops is: the fencing compare of a conditional batch.
+	Checks []Check
+}
+
+// Check is one condition of a conditional batch: Key holds Expected, or,
+// with ExpectAbsent, does not exist.
+type Check struct {
+	Key, Expected []byte
+	ExpectAbsent  bool
 }
 
 // Result is what applying a Command returned.
@@ -40,6 +50,9 @@ type Result struct {
 	Found     bool
 	Value     []byte
 	Succeeded bool
+	// FailedCheck is, for a batch whose checks did not all hold, the index
+	// of the first failing one plus one; zero otherwise.
+	FailedCheck int
 }
 
 // ErrCorrupt is returned for a value that is not a valid encoding.
@@ -60,6 +73,10 @@ func Encode(b []byte, cmds []Command) []byte {
 const (
 	flagExpectAbsent = 1 << iota
 	flagDelete
+	// flagChecks says a count of checks follows the ops. Commands without
+	// checks never set it, so their encoding is what it was before checks
+	// existed, and values written then decode unchanged.
+	flagChecks
 )
 
 func (c *Command) append(b []byte) []byte {
@@ -72,6 +89,9 @@ func (c *Command) append(b []byte) []byte {
 	if c.Delete {
 		flags |= flagDelete
 	}
+	if len(c.Checks) > 0 {
+		flags |= flagChecks
+	}
 	b = append(b, byte(c.Op), flags)
 	b = appendBytes(b, c.Key)
 	b = appendBytes(b, c.Value)
@@ -79,6 +99,18 @@ func (c *Command) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(c.Ops)))
 	for i := range c.Ops {
 		b = c.Ops[i].append(b)
+	}
+	if len(c.Checks) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(c.Checks)))
+		for _, k := range c.Checks {
+			var f byte
+			if k.ExpectAbsent {
+				f = flagExpectAbsent
+			}
+			b = append(b, f)
+			b = appendBytes(b, k.Key)
+			b = appendBytes(b, k.Expected)
+		}
 	}
 	return b
 }
@@ -182,6 +214,23 @@ func (d *decoder) command(depth int) Command {
 	}
 	for range n {
 		c.Ops = append(c.Ops, d.command(depth+1))
+	}
+	if flags&flagChecks != 0 {
+		if depth > 0 || c.Op != OpBatch {
+			d.fail("checks outside a batch")
+			return c
+		}
+		n := d.count()
+		if d.err == nil && n == 0 {
+			d.fail("empty checks") // the encoder never writes that
+		}
+		for range n {
+			var k Check
+			k.ExpectAbsent = d.byte()&flagExpectAbsent != 0
+			k.Key = d.bytes()
+			k.Expected = d.bytes()
+			c.Checks = append(c.Checks, k)
+		}
 	}
 	return c
 }

@@ -26,6 +26,9 @@ func randCommand(r *rand.Rand, nested bool) Command {
 		for range r.IntN(4) {
 			c.Ops = append(c.Ops, randCommand(r, true))
 		}
+		for range r.IntN(3) {
+			c.Checks = append(c.Checks, Check{Key: randBytes(r), Expected: randBytes(r), ExpectAbsent: r.IntN(2) == 0})
+		}
 	}
 	if nested {
 		c.Op = OpPut
@@ -83,6 +86,9 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || len(again) != len(cmds) {
 			t.Fatalf("re-encoding a decoded value failed: %v", err)
 		}
+		if !reflect.DeepEqual(again, cmds) {
+			t.Fatalf("re-encoding changed the commands: %+v, then %+v", cmds, again)
+		}
 	})
 }
 
@@ -104,5 +110,53 @@ func TestProposalsTakeBoundsBytes(t *testing.T) {
 	q.Add(Command{Op: OpPut, Key: []byte("k"), Value: make([]byte, 5000)})
 	if cmds, _ := q.Take(1000); len(cmds) != 1 {
 		t.Fatalf("an oversized command was not taken: %d", len(cmds))
+	}
+}
+
+// TestDecodesValuesFromBeforeChecks pins the encoding of a batch without
+// checks, as written before checks existed: such values sit in logs and
+// must decode, and re-encode, exactly as they did.
+func TestDecodesValuesFromBeforeChecks(t *testing.T) {
+	old := []byte{
+		1,    // version
+		1,    // one command
+		7, 9, // node, seq
+		byte(OpBatch), 0, // op, flags
+		0, 0, 0, // key, value, expected
+		1,    // one op
+		0, 0, // node, seq
+		byte(OpPut), 0, // op, flags
+		1, 'k', 1, 'v', 0, // key, value, expected
+		0, // no ops
+	}
+	want := []Command{{Node: 7, Seq: 9, Op: OpBatch, Ops: []Command{{Op: OpPut, Key: []byte("k"), Value: []byte("v")}}}}
+	got, err := Decode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if enc := Encode(nil, want); !reflect.DeepEqual(enc, old) {
+		t.Fatalf("encoding changed: %v, was %v", enc, old)
+	}
+}
+
+func TestChecksRoundTripAndAreRejectedOutsideBatches(t *testing.T) {
+	cmds := []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut, Key: []byte("a"), Value: []byte("1")}},
+		Checks: []Check{{Key: []byte("m/rev"), Expected: []byte{0, 1}}, {Key: []byte("x"), ExpectAbsent: true}}}}
+	got, err := Decode(Encode(nil, cmds))
+	if err != nil || !reflect.DeepEqual(got, cmds) {
+		t.Fatalf("got %+v (%v), want %+v", got, err, cmds)
+	}
+	// A put carrying checks is not something the encoder is asked to
+	// write; if a value claims one, it is corrupt.
+	bad := Encode(nil, []Command{{Op: OpPut, Key: []byte("k"), Checks: []Check{{Key: []byte("k")}}}})
+	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("checks on a put accepted: %v", err)
+	}
+	nested := Encode(nil, []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut, Checks: []Check{{Key: []byte("k")}}}}}})
+	if _, err := Decode(nested); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("checks on a nested op accepted: %v", err)
 	}
 }

@@ -1035,19 +1035,86 @@ func (*BatchOp_Put) isBatchOp_Op() {}
 
 func (*BatchOp_Delete) isBatchOp_Op() {}
 
+// BatchCondition is one check of a conditional batch: the key must hold
+// expected_value or, with expect_absent, not exist.
+type BatchCondition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ExpectedValue []byte                 `protobuf:"bytes,2,opt,name=expected_value,json=expectedValue,proto3" json:"expected_value,omitempty"`
+	ExpectAbsent  bool                   `protobuf:"varint,3,opt,name=expect_absent,json=expectAbsent,proto3" json:"expect_absent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCondition) Reset() {
+	*x = BatchCondition{}
+	mi := &file_kvpb_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCondition) ProtoMessage() {}
+
+func (x *BatchCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCondition.ProtoReflect.Descriptor instead.
+func (*BatchCondition) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BatchCondition) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *BatchCondition) GetExpectedValue() []byte {
+	if x != nil {
+		return x.ExpectedValue
+	}
+	return nil
+}
+
+func (x *BatchCondition) GetExpectAbsent() bool {
+	if x != nil {
+		return x.ExpectAbsent
+	}
+	return false
+}
+
 // BatchRequest applies its writes atomically; every key must lie in the
-// header's range. The ops' own headers are ignored.
+// header's range. The ops' own headers are ignored. If conditions are set,
+// they are evaluated where the batch is applied, in log order, before any
+// of its writes: if one fails, the batch writes nothing and the call fails
+// with FailedPrecondition naming the condition (like an etcd Txn compare).
+// Condition keys must lie in the header's range too.
 type BatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	Ops           []*BatchOp             `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	Conditions    []*BatchCondition      `protobuf:"bytes,3,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[15]
+	mi := &file_kvpb_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1126,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[15]
+	mi := &file_kvpb_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1139,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{15}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BatchRequest) GetHeader() *RequestHeader {
@@ -1089,6 +1156,13 @@ func (x *BatchRequest) GetOps() []*BatchOp {
 	return nil
 }
 
+func (x *BatchRequest) GetConditions() []*BatchCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
 type BatchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1097,7 +1171,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[16]
+	mi := &file_kvpb_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1183,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[16]
+	mi := &file_kvpb_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1196,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{16}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{17}
 }
 
 // Error is a request's failure inside a stream response; unary RPCs carry
@@ -1141,7 +1215,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kvpb_kv_proto_msgTypes[17]
+	mi := &file_kvpb_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1227,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[17]
+	mi := &file_kvpb_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1240,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{17}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Error) GetCode() uint32 {
@@ -1209,7 +1283,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_kvpb_kv_proto_msgTypes[18]
+	mi := &file_kvpb_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1295,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[18]
+	mi := &file_kvpb_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1308,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{18}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NotLeader) GetRangeId() uint64 {
@@ -1269,7 +1343,7 @@ type RangeMismatch struct {
 
 func (x *RangeMismatch) Reset() {
 	*x = RangeMismatch{}
-	mi := &file_kvpb_kv_proto_msgTypes[19]
+	mi := &file_kvpb_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1355,7 @@ func (x *RangeMismatch) String() string {
 func (*RangeMismatch) ProtoMessage() {}
 
 func (x *RangeMismatch) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[19]
+	mi := &file_kvpb_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1368,7 @@ func (x *RangeMismatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeMismatch.ProtoReflect.Descriptor instead.
 func (*RangeMismatch) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{19}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RangeMismatch) GetDescriptor_() *RangeDescriptor {
@@ -1323,7 +1397,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_kvpb_kv_proto_msgTypes[20]
+	mi := &file_kvpb_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1409,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[20]
+	mi := &file_kvpb_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1422,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{20}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Request) GetId() uint64 {
@@ -1478,7 +1552,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_kvpb_kv_proto_msgTypes[21]
+	mi := &file_kvpb_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1564,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[21]
+	mi := &file_kvpb_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1577,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{21}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Response) GetId() uint64 {
@@ -1632,7 +1706,7 @@ type RequestFrame struct {
 
 func (x *RequestFrame) Reset() {
 	*x = RequestFrame{}
-	mi := &file_kvpb_kv_proto_msgTypes[22]
+	mi := &file_kvpb_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1718,7 @@ func (x *RequestFrame) String() string {
 func (*RequestFrame) ProtoMessage() {}
 
 func (x *RequestFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[22]
+	mi := &file_kvpb_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1731,7 @@ func (x *RequestFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestFrame.ProtoReflect.Descriptor instead.
 func (*RequestFrame) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{22}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RequestFrame) GetRequests() []*Request {
@@ -1676,7 +1750,7 @@ type ResponseFrame struct {
 
 func (x *ResponseFrame) Reset() {
 	*x = ResponseFrame{}
-	mi := &file_kvpb_kv_proto_msgTypes[23]
+	mi := &file_kvpb_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1762,7 @@ func (x *ResponseFrame) String() string {
 func (*ResponseFrame) ProtoMessage() {}
 
 func (x *ResponseFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[23]
+	mi := &file_kvpb_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1775,7 @@ func (x *ResponseFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseFrame.ProtoReflect.Descriptor instead.
 func (*ResponseFrame) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{23}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResponseFrame) GetResponses() []*Response {
@@ -1724,7 +1798,7 @@ type MessageFrame struct {
 
 func (x *MessageFrame) Reset() {
 	*x = MessageFrame{}
-	mi := &file_kvpb_kv_proto_msgTypes[24]
+	mi := &file_kvpb_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1810,7 @@ func (x *MessageFrame) String() string {
 func (*MessageFrame) ProtoMessage() {}
 
 func (x *MessageFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[24]
+	mi := &file_kvpb_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1823,7 @@ func (x *MessageFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageFrame.ProtoReflect.Descriptor instead.
 func (*MessageFrame) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{24}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MessageFrame) GetFromNode() uint64 {
@@ -1781,7 +1855,7 @@ type MessageFrameAck struct {
 
 func (x *MessageFrameAck) Reset() {
 	*x = MessageFrameAck{}
-	mi := &file_kvpb_kv_proto_msgTypes[25]
+	mi := &file_kvpb_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1867,7 @@ func (x *MessageFrameAck) String() string {
 func (*MessageFrameAck) ProtoMessage() {}
 
 func (x *MessageFrameAck) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[25]
+	mi := &file_kvpb_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1880,7 @@ func (x *MessageFrameAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageFrameAck.ProtoReflect.Descriptor instead.
 func (*MessageFrameAck) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{25}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{26}
 }
 
 // SnapshotChunk is one piece of a group's snapshot: engine chunk encoding.
@@ -1823,7 +1897,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_kvpb_kv_proto_msgTypes[26]
+	mi := &file_kvpb_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1909,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[26]
+	mi := &file_kvpb_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1922,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{26}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotChunk) GetFromNode() uint64 {
@@ -1894,7 +1968,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[27]
+	mi := &file_kvpb_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +1980,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[27]
+	mi := &file_kvpb_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +1993,181 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{27}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{28}
+}
+
+// CreateRangesRequest asks a node to create its replicas of new ranges.
+// Every descriptor must list the node as a voter. Ranges the node already
+// hosts are left alone, so the call is idempotent.
+type CreateRangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*RangeDescriptor     `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRangesRequest) Reset() {
+	*x = CreateRangesRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRangesRequest) ProtoMessage() {}
+
+func (x *CreateRangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRangesRequest.ProtoReflect.Descriptor instead.
+func (*CreateRangesRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CreateRangesRequest) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type CreateRangesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRangesResponse) Reset() {
+	*x = CreateRangesResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRangesResponse) ProtoMessage() {}
+
+func (x *CreateRangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRangesResponse.ProtoReflect.Descriptor instead.
+func (*CreateRangesResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+}
+
+// TransferLeaderRequest asks the node leading range_id to hand its
+// leadership to target_node_id, a voter of the range. The call returns once
+// the transfer has started; the range's leader changes shortly after.
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	TargetNodeId  uint64                 `protobuf:"varint,2,opt,name=target_node_id,json=targetNodeId,proto3" json:"target_node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTargetNodeId() uint64 {
+	if x != nil {
+		return x.TargetNodeId
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{32}
 }
 
 type RangesRequest struct {
@@ -1930,7 +2178,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[28]
+	mi := &file_kvpb_kv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2190,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[28]
+	mi := &file_kvpb_kv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2203,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{28}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{33}
 }
 
 type RangesResponse struct {
@@ -1971,7 +2219,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[29]
+	mi := &file_kvpb_kv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2231,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[29]
+	mi := &file_kvpb_kv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2244,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{29}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeDescriptor {
@@ -2021,7 +2269,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[30]
+	mi := &file_kvpb_kv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2281,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[30]
+	mi := &file_kvpb_kv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2294,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{30}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
 }
 
 type NodeStatusResponse struct {
@@ -2066,7 +2314,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[31]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2326,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[31]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2339,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{31}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2225,10 +2473,17 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\aBatchOp\x12,\n" +
 	"\x03put\x18\x01 \x01(\v2\x18.shardd.kv.v1.PutRequestH\x00R\x03put\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.shardd.kv.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
-	"\x02op\"l\n" +
+	"\x02op\"n\n" +
+	"\x0eBatchCondition\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12%\n" +
+	"\x0eexpected_value\x18\x02 \x01(\fR\rexpectedValue\x12#\n" +
+	"\rexpect_absent\x18\x03 \x01(\bR\fexpectAbsent\"\xaa\x01\n" +
 	"\fBatchRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.shardd.kv.v1.RequestHeaderR\x06header\x12'\n" +
-	"\x03ops\x18\x02 \x03(\v2\x15.shardd.kv.v1.BatchOpR\x03ops\"\x0f\n" +
+	"\x03ops\x18\x02 \x03(\v2\x15.shardd.kv.v1.BatchOpR\x03ops\x12<\n" +
+	"\n" +
+	"conditions\x18\x03 \x03(\v2\x1c.shardd.kv.v1.BatchConditionR\n" +
+	"conditions\"\x0f\n" +
 	"\rBatchResponse\"\xb1\x01\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
@@ -2279,7 +2534,14 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\bgroup_id\x18\x03 \x01(\x04R\agroupId\x12\x16\n" +
 	"\x06header\x18\x04 \x01(\fR\x06header\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\"\x12\n" +
-	"\x10SnapshotResponse\"\x0f\n" +
+	"\x10SnapshotResponse\"L\n" +
+	"\x13CreateRangesRequest\x125\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\"\x16\n" +
+	"\x14CreateRangesResponse\"X\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
+	"\x0etarget_node_id\x18\x02 \x01(\x04R\ftargetNodeId\"\x18\n" +
+	"\x16TransferLeaderResponse\"\x0f\n" +
 	"\rRangesRequest\"\xd1\x01\n" +
 	"\x0eRangesResponse\x125\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\x12J\n" +
@@ -2315,11 +2577,13 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\x9d\x01\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xd1\x02\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
-	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponse\x12U\n" +
+	"\fCreateRanges\x12!.shardd.kv.v1.CreateRangesRequest\x1a\".shardd.kv.v1.CreateRangesResponse\x12[\n" +
+	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2334,7 +2598,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -2353,24 +2617,29 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*CompareAndSwapRequest)(nil),  // 14: shardd.kv.v1.CompareAndSwapRequest
 	(*CompareAndSwapResponse)(nil), // 15: shardd.kv.v1.CompareAndSwapResponse
 	(*BatchOp)(nil),                // 16: shardd.kv.v1.BatchOp
-	(*BatchRequest)(nil),           // 17: shardd.kv.v1.BatchRequest
-	(*BatchResponse)(nil),          // 18: shardd.kv.v1.BatchResponse
-	(*Error)(nil),                  // 19: shardd.kv.v1.Error
-	(*NotLeader)(nil),              // 20: shardd.kv.v1.NotLeader
-	(*RangeMismatch)(nil),          // 21: shardd.kv.v1.RangeMismatch
-	(*Request)(nil),                // 22: shardd.kv.v1.Request
-	(*Response)(nil),               // 23: shardd.kv.v1.Response
-	(*RequestFrame)(nil),           // 24: shardd.kv.v1.RequestFrame
-	(*ResponseFrame)(nil),          // 25: shardd.kv.v1.ResponseFrame
-	(*MessageFrame)(nil),           // 26: shardd.kv.v1.MessageFrame
-	(*MessageFrameAck)(nil),        // 27: shardd.kv.v1.MessageFrameAck
-	(*SnapshotChunk)(nil),          // 28: shardd.kv.v1.SnapshotChunk
-	(*SnapshotResponse)(nil),       // 29: shardd.kv.v1.SnapshotResponse
-	(*RangesRequest)(nil),          // 30: shardd.kv.v1.RangesRequest
-	(*RangesResponse)(nil),         // 31: shardd.kv.v1.RangesResponse
-	(*NodeStatusRequest)(nil),      // 32: shardd.kv.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 33: shardd.kv.v1.NodeStatusResponse
-	nil,                            // 34: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(*BatchCondition)(nil),         // 17: shardd.kv.v1.BatchCondition
+	(*BatchRequest)(nil),           // 18: shardd.kv.v1.BatchRequest
+	(*BatchResponse)(nil),          // 19: shardd.kv.v1.BatchResponse
+	(*Error)(nil),                  // 20: shardd.kv.v1.Error
+	(*NotLeader)(nil),              // 21: shardd.kv.v1.NotLeader
+	(*RangeMismatch)(nil),          // 22: shardd.kv.v1.RangeMismatch
+	(*Request)(nil),                // 23: shardd.kv.v1.Request
+	(*Response)(nil),               // 24: shardd.kv.v1.Response
+	(*RequestFrame)(nil),           // 25: shardd.kv.v1.RequestFrame
+	(*ResponseFrame)(nil),          // 26: shardd.kv.v1.ResponseFrame
+	(*MessageFrame)(nil),           // 27: shardd.kv.v1.MessageFrame
+	(*MessageFrameAck)(nil),        // 28: shardd.kv.v1.MessageFrameAck
+	(*SnapshotChunk)(nil),          // 29: shardd.kv.v1.SnapshotChunk
+	(*SnapshotResponse)(nil),       // 30: shardd.kv.v1.SnapshotResponse
+	(*CreateRangesRequest)(nil),    // 31: shardd.kv.v1.CreateRangesRequest
+	(*CreateRangesResponse)(nil),   // 32: shardd.kv.v1.CreateRangesResponse
+	(*TransferLeaderRequest)(nil),  // 33: shardd.kv.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 34: shardd.kv.v1.TransferLeaderResponse
+	(*RangesRequest)(nil),          // 35: shardd.kv.v1.RangesRequest
+	(*RangesResponse)(nil),         // 36: shardd.kv.v1.RangesResponse
+	(*NodeStatusRequest)(nil),      // 37: shardd.kv.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 38: shardd.kv.v1.NodeStatusResponse
+	nil,                            // 39: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -2386,53 +2655,59 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	10, // 10: shardd.kv.v1.BatchOp.delete:type_name -> shardd.kv.v1.DeleteRequest
 	4,  // 11: shardd.kv.v1.BatchRequest.header:type_name -> shardd.kv.v1.RequestHeader
 	16, // 12: shardd.kv.v1.BatchRequest.ops:type_name -> shardd.kv.v1.BatchOp
-	20, // 13: shardd.kv.v1.Error.not_leader:type_name -> shardd.kv.v1.NotLeader
-	21, // 14: shardd.kv.v1.Error.range_mismatch:type_name -> shardd.kv.v1.RangeMismatch
-	3,  // 15: shardd.kv.v1.RangeMismatch.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	6,  // 16: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
-	8,  // 17: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
-	10, // 18: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
-	12, // 19: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
-	14, // 20: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
-	17, // 21: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
-	19, // 22: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
-	7,  // 23: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
-	9,  // 24: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
-	11, // 25: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
-	13, // 26: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
-	15, // 27: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
-	18, // 28: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
-	22, // 29: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
-	23, // 30: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
-	3,  // 31: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	34, // 32: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
-	6,  // 33: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	8,  // 34: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	10, // 35: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	12, // 36: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	14, // 37: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	17, // 38: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	24, // 39: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	26, // 40: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	28, // 41: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	30, // 42: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	32, // 43: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
-	7,  // 44: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 45: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 46: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 47: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 48: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	18, // 49: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	25, // 50: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	27, // 51: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	29, // 52: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	31, // 53: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	33, // 54: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	44, // [44:55] is the sub-list for method output_type
-	33, // [33:44] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	17, // 13: shardd.kv.v1.BatchRequest.conditions:type_name -> shardd.kv.v1.BatchCondition
+	21, // 14: shardd.kv.v1.Error.not_leader:type_name -> shardd.kv.v1.NotLeader
+	22, // 15: shardd.kv.v1.Error.range_mismatch:type_name -> shardd.kv.v1.RangeMismatch
+	3,  // 16: shardd.kv.v1.RangeMismatch.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	6,  // 17: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
+	8,  // 18: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
+	10, // 19: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
+	12, // 20: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
+	14, // 21: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
+	18, // 22: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
+	20, // 23: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
+	7,  // 24: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
+	9,  // 25: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
+	11, // 26: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
+	13, // 27: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
+	15, // 28: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 29: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
+	23, // 30: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
+	24, // 31: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
+	3,  // 32: shardd.kv.v1.CreateRangesRequest.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	3,  // 33: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	39, // 34: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	6,  // 35: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	8,  // 36: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	10, // 37: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	12, // 38: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	14, // 39: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	18, // 40: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	25, // 41: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	27, // 42: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	29, // 43: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	35, // 44: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	37, // 45: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	31, // 46: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
+	33, // 47: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
+	7,  // 48: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	9,  // 49: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	11, // 50: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	13, // 51: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	15, // 52: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 53: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	26, // 54: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	28, // 55: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	30, // 56: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	36, // 57: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	38, // 58: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	32, // 59: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	34, // 60: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	48, // [48:61] is the sub-list for method output_type
+	35, // [35:48] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2444,7 +2719,7 @@ func file_kvpb_kv_proto_init() {
 		(*BatchOp_Put)(nil),
 		(*BatchOp_Delete)(nil),
 	}
-	file_kvpb_kv_proto_msgTypes[20].OneofWrappers = []any{
+	file_kvpb_kv_proto_msgTypes[21].OneofWrappers = []any{
 		(*Request_Get)(nil),
 		(*Request_Put)(nil),
 		(*Request_Delete)(nil),
@@ -2452,7 +2727,7 @@ func file_kvpb_kv_proto_init() {
 		(*Request_Cas)(nil),
 		(*Request_Batch)(nil),
 	}
-	file_kvpb_kv_proto_msgTypes[21].OneofWrappers = []any{
+	file_kvpb_kv_proto_msgTypes[22].OneofWrappers = []any{
 		(*Response_Get)(nil),
 		(*Response_Put)(nil),
 		(*Response_Delete)(nil),
@@ -2466,7 +2741,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -480,8 +480,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Ranges_FullMethodName     = "/shardd.kv.v1.Admin/Ranges"
-	Admin_NodeStatus_FullMethodName = "/shardd.kv.v1.Admin/NodeStatus"
+	Admin_Ranges_FullMethodName         = "/shardd.kv.v1.Admin/Ranges"
+	Admin_NodeStatus_FullMethodName     = "/shardd.kv.v1.Admin/NodeStatus"
+	Admin_CreateRanges_FullMethodName   = "/shardd.kv.v1.Admin/CreateRanges"
+	Admin_TransferLeader_FullMethodName = "/shardd.kv.v1.Admin/TransferLeader"
 )
 
 // AdminClient is the client API for Admin service.
@@ -492,6 +494,13 @@ const (
 type AdminClient interface {
 	Ranges(ctx context.Context, in *RangesRequest, opts ...grpc.CallOption) (*RangesResponse, error)
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// CreateRanges creates this node's replicas of new ranges (the placement
+	// service's bootstrap).
+	CreateRanges(ctx context.Context, in *CreateRangesRequest, opts ...grpc.CallOption) (*CreateRangesResponse, error)
+	// TransferLeader moves a range's leadership from this node to another
+	// voter; FailedPrecondition with a NotLeader detail if this node does not
+	// lead the range.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type adminClient struct {
@@ -522,6 +531,26 @@ func (c *adminClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) CreateRanges(ctx context.Context, in *CreateRangesRequest, opts ...grpc.CallOption) (*CreateRangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRangesResponse)
+	err := c.cc.Invoke(ctx, Admin_CreateRanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Admin_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -530,6 +559,13 @@ func (c *adminClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opt
 type AdminServer interface {
 	Ranges(context.Context, *RangesRequest) (*RangesResponse, error)
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// CreateRanges creates this node's replicas of new ranges (the placement
+	// service's bootstrap).
+	CreateRanges(context.Context, *CreateRangesRequest) (*CreateRangesResponse, error)
+	// TransferLeader moves a range's leadership from this node to another
+	// voter; FailedPrecondition with a NotLeader detail if this node does not
+	// lead the range.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -545,6 +581,12 @@ func (UnimplementedAdminServer) Ranges(context.Context, *RangesRequest) (*Ranges
 }
 func (UnimplementedAdminServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedAdminServer) CreateRanges(context.Context, *CreateRangesRequest) (*CreateRangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRanges not implemented")
+}
+func (UnimplementedAdminServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -603,6 +645,42 @@ func _Admin_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_CreateRanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CreateRanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CreateRanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CreateRanges(ctx, req.(*CreateRangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -617,6 +695,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NodeStatus",
 			Handler:    _Admin_NodeStatus_Handler,
+		},
+		{
+			MethodName: "CreateRanges",
+			Handler:    _Admin_CreateRanges_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Admin_TransferLeader_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -218,8 +218,10 @@ func (l Limits) validateCompareAndSwap(prefix string, req *CompareAndSwapRequest
 }
 
 // ValidateBatch checks a BatchRequest: it has between 1 and MaxBatchOps
-// ops, each of them a valid put or delete, and the lengths of all their
-// keys and values sum to at most MaxBatchBytes.
+// ops, each of them a valid put or delete; its conditions (which count
+// towards MaxBatchOps too) have non-empty keys of at most MaxKeyBytes and
+// expected values of at most MaxValueBytes; and the lengths of all keys
+// and values sum to at most MaxBatchBytes.
 func (l Limits) ValidateBatch(req *BatchRequest) error {
 	return l.normalized().validateBatch("", req)
 }
@@ -235,7 +237,26 @@ func (l Limits) validateBatch(prefix string, req *BatchRequest) error {
 	if n > l.MaxBatchOps {
 		return invalid("%sops has %d ops, limit is %d", prefix, n, l.MaxBatchOps)
 	}
+	if c := len(req.Conditions); n+c > l.MaxBatchOps {
+		return invalid("%sops and conditions are %d, limit is %d", prefix, n+c, l.MaxBatchOps)
+	}
 	var total int64
+	for i, c := range req.Conditions {
+		p := fmt.Sprintf("%sconditions[%d].", prefix, i)
+		if c == nil {
+			return invalid("%s is not set", name(p, ""))
+		}
+		if err := l.checkKey(p+"key", c.Key); err != nil {
+			return err
+		}
+		if err := l.checkValue(p+"expected_value", c.ExpectedValue); err != nil {
+			return err
+		}
+		if c.ExpectAbsent && len(c.ExpectedValue) > 0 {
+			return invalid("%sexpect_absent is set with a non-empty expected_value", p)
+		}
+		total += int64(len(c.Key)) + int64(len(c.ExpectedValue))
+	}
 	for i, op := range req.Ops {
 		p := fmt.Sprintf("%sops[%d].", prefix, i)
 		switch o := op.GetOp().(type) {

@@ -129,6 +129,15 @@ func TestValidate(t *testing.T) {
 		{"batch put value over limit", &BatchRequest{Ops: []*BatchOp{put(b(1), b(17))}}, "ops[0].put.value is 17 bytes, limit is 16"},
 		{"batch delete empty key", &BatchRequest{Ops: []*BatchOp{del(nil)}}, "ops[0].delete.key is empty"},
 		{"batch delete key over limit", &BatchRequest{Ops: []*BatchOp{del(b(9))}}, "ops[0].delete.key is 9 bytes, limit is 8"},
+		{"batch with conditions", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{{Key: b(1), ExpectedValue: b(2)}, {Key: b(2), ExpectAbsent: true}}}, ""},
+		{"batch conditions only", &BatchRequest{Conditions: []*BatchCondition{{Key: b(1)}}}, "ops is empty"},
+		{"batch ops and conditions over limit", &BatchRequest{Ops: []*BatchOp{del(b(1)), del(b(1)), del(b(1))}, Conditions: []*BatchCondition{{Key: b(1)}, {Key: b(1)}}}, "ops and conditions are 5, limit is 4"},
+		{"batch nil condition", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{nil}}, "conditions[0] is not set"},
+		{"batch condition empty key", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{{}}}, "conditions[0].key is empty"},
+		{"batch condition key over limit", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{{Key: b(9)}}}, "conditions[0].key is 9 bytes, limit is 8"},
+		{"batch condition expected over limit", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{{Key: b(1), ExpectedValue: b(17)}}}, "conditions[0].expected_value is 17 bytes, limit is 16"},
+		{"batch condition absent with expected", &BatchRequest{Ops: []*BatchOp{put(b(1), nil)}, Conditions: []*BatchCondition{{Key: b(1), ExpectAbsent: true, ExpectedValue: b(1)}}}, "conditions[0].expect_absent is set with a non-empty expected_value"},
+		{"batch condition bytes count", &BatchRequest{Ops: []*BatchOp{put(b(8), b(16))}, Conditions: []*BatchCondition{{Key: b(8), ExpectedValue: b(9)}}}, "ops are 41 bytes of keys and values, limit is 40"},
 
 		// Request: the same rules through the oneof, with prefixed fields.
 		{"request nil", (*Request)(nil), "request is not set"},

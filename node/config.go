@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc"
 )
 
 // Config configures a node. Durations are wall-clock.
@@ -61,6 +62,10 @@ type Config struct {
 	// before it serves: a peer's message can then never find the range
 	// missing and create an empty replica in its place.
 	Bootstrap []*kvpb.RangeDescriptor
+	// RegisterServices, if set, registers more gRPC services on the node's
+	// server before it serves (the placement service shares its node's
+	// listener this way).
+	RegisterServices func(*grpc.Server)
 	// Logger is where the node logs. The default value is slog.Default().
 	Logger *slog.Logger
 	// OnFatal is called once if the node stops because of a disk error.

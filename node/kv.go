@@ -289,6 +289,15 @@ func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, er
 		}
 		c.Ops = append(c.Ops, sub)
 	}
+	for _, cond := range req.Conditions {
+		c.Checks = append(c.Checks, batch.Check{Key: cond.Key, Expected: cond.ExpectedValue, ExpectAbsent: cond.ExpectAbsent})
+		if bytes.Compare(cond.Key, lo) < 0 {
+			lo = cond.Key
+		}
+		if bytes.Compare(cond.Key, hi) > 0 {
+			hi = cond.Key
+		}
+	}
 	// Every key must lie in one range: check the lowest and the highest.
 	r, err := n.route(req.Header, lo, nil)
 	if err == nil && !contains(r.desc.Load(), hi) {
@@ -298,7 +307,12 @@ func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, er
 		done(nil, err)
 		return
 	}
-	n.submitWrite(r, c, func(_ batch.Result, err error) { done(&kvpb.BatchResponse{}, err) })
+	n.submitWrite(r, c, func(res batch.Result, err error) {
+		if err == nil && res.FailedCheck != 0 {
+			err = failedCondition(req, res.FailedCheck-1)
+		}
+		done(&kvpb.BatchResponse{}, err)
+	})
 }
 
 // kvServer implements the KV gRPC service.

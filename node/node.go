@@ -143,6 +143,9 @@ func Start(cfg Config) (*Node, error) {
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
 	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})
+	if cfg.RegisterServices != nil {
+		cfg.RegisterServices(n.server)
+	}
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()

@@ -91,8 +91,8 @@ func (n *Node) feed(r *replica) {
 	r.mu.Lock()
 	inbox, ticks, wake, campaign, initWith := r.inbox, r.ticks, r.wake, r.campaign, r.initWith
 	r.inbox, r.ticks, r.wake, r.campaign, r.initWith = nil, 0, false, false, nil
-	reads, installs := r.reads, r.installs
-	r.reads, r.installs = nil, nil
+	reads, installs, tasks := r.reads, r.installs, r.tasks
+	r.reads, r.installs, r.tasks = nil, nil, nil
 	leading := r.rn.Leader() == n.cfg.NodeID
 	var cmds []batch.Command
 	var value []byte
@@ -126,6 +126,9 @@ func (n *Node) feed(r *replica) {
 	}
 	if campaign {
 		r.rn.Campaign()
+	}
+	for _, task := range tasks {
+		task()
 	}
 	for _, in := range installs {
 		n.install(r, in)
@@ -428,6 +431,9 @@ func (o *overlay) apply(c *batch.Command) batch.Result {
 		}
 		return batch.Result{Found: found, Value: cur, Succeeded: ok}
 	case batch.OpBatch:
+		if failed := o.failedCheck(c.Checks); failed != 0 {
+			return batch.Result{FailedCheck: failed} // writes nothing
+		}
 		for i := range c.Ops {
 			o.apply(&c.Ops[i])
 		}

@@ -51,6 +51,7 @@ type replica struct {
 	wake     bool
 	campaign bool
 	initWith *groupMeta // see Node.initialize
+	tasks    []func()   // run on the worker, with rn; see Node.onWorker
 
 	desc atomic.Pointer[kvpb.RangeDescriptor]
 	// Hints for request handlers, refreshed after every cycle.

@@ -3,12 +3,14 @@
 // evolve it, and the planners that decide what to change.
 //
 // Everything here is a deterministic value with no I/O, no goroutines, no
-// randomness and no wall clock. The replicated placement service (to come)
-// wraps a RangeMap in a Paxos group from package group: it proposes Split,
-// Merge, SetReplicas and SetLeader changes through its log and, on every
-// replica, applies the chosen changes in log order with RangeMap.Apply.
-// Because Apply is deterministic and a failed Apply changes nothing, every
-// replica of the service holds the same map after applying the same log.
+// randomness and no wall clock. The replicated placement service, package
+// placement/service, keeps a RangeMap in the memory of its leader: it
+// builds every edit as a Split, Merge, SetReplicas or SetLeader change,
+// applies it to a copy with RangeMap.Apply, and persists the changed
+// descriptors in its own Paxos group with a write that is fenced by the
+// map's revision. Because a failed Apply changes nothing, an invalid
+// change never reaches the store; a new leader rebuilds the map from the
+// stored descriptors with NewRangeMap, which checks every invariant.
 //
 // # The map
 //

@@ -1,0 +1,363 @@
+// Command placement runs and inspects the placement service of a shardd
+// cluster: the replicated owner of the range map.
+//
+//	placement start   run one placement process
+//	placement ranges  list the range map
+//	placement nodes   list the registered nodes
+//	placement help    explain a command and its flags
+//
+// The command is thin: it parses flags, starts a service.Server (package
+// placement/service, where all the logic lives) and handles signals.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shardd/shardd/placement/service"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad command line
+)
+
+// usageError is a bad command line: exit code 2, with a pointer to --help.
+type usageError struct{ error }
+
+type command struct {
+	name, args, summary, doc string
+	setup                    func(fs *flag.FlagSet) func(ctx context.Context, stdout io.Writer) error
+}
+
+var commands = []*command{
+	{name: "start", args: "--id N --data-dir DIR [flags]", summary: "run one placement process",
+		doc: `Runs one placement process until interrupted (SIGINT or SIGTERM).
+
+Run 1 process, or 3 to tolerate the loss of one: give each its own --id and
+--data-dir, and all of them the same --peers. The processes replicate the
+range map among themselves; the one that leads serves the API and, once
+--expected-nodes shardd nodes have registered, creates the first ranges on
+them and then keeps their leaders spread evenly.`,
+		setup: setupStart},
+	{name: "ranges", args: "[--placement ADDRS] [--limit N]", summary: "list the range map",
+		doc:   "Lists the ranges of the map, in key order, a page at a time.",
+		setup: setupRanges},
+	{name: "nodes", args: "[--placement ADDRS]", summary: "list the registered nodes",
+		doc:   "Lists the registered shardd nodes with liveness and load.",
+		setup: setupNodes},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			if c := find(args[1]); c != nil {
+				fs := flagSet(c, stdout)
+				c.setup(fs)
+				fs.Usage()
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "placement: no command %q\n", args[1])
+			usage(stderr)
+			return exitUsage
+		}
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		usage(w)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	c := find(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "placement: no command %q\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	for _, a := range args[1:] {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs := flagSet(c, stdout) // asked for: to stdout
+			c.setup(fs)
+			fs.Usage()
+			return exitOK
+		}
+	}
+	fs := flagSet(c, stderr)
+	runCmd := c.setup(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage // the flag package printed the error and usage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "placement %s: unexpected arguments %q\nRun 'placement %s --help' for usage.\n", c.name, fs.Args(), c.name)
+		return exitUsage
+	}
+	if err := runCmd(ctx, stdout); err != nil {
+		fmt.Fprintf(stderr, "placement %s: %v\n", c.name, err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "Run 'placement %s --help' for usage.\n", c.name)
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+func find(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func flagSet(c *command, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("placement "+c.name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: placement %s %s\n\n%s\n\nFlags:\n", c.name, c.args, c.doc)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: placement <command> [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "  %-8s %s\n\nRun 'placement <command> --help' for a command's flags.\n", "help", "explain a command and its flags")
+}
+
+// startFlags are the flags of "placement start".
+type startFlags struct {
+	id                      uint64
+	listen, dataDir, peers  string
+	splitKeys, logLevel     string
+	initialRanges, replicas int
+	expectedNodes           int
+	balanceInterval         time.Duration
+}
+
+func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
+	var f startFlags
+	fs.Uint64Var(&f.id, "id", 0, "this process's id among the placement processes (1, 2, 3); required")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7000", "host:port to serve the Placement API and the placement group's traffic on")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory of this process's store; required")
+	fs.StringVar(&f.peers, "peers", "", "every placement process as id=host:port, comma-separated, this one included (default: this process alone)")
+	fs.IntVar(&f.initialRanges, "initial-ranges", 1, "number of ranges to bootstrap, cut evenly over the keys k0000..k9999")
+	fs.StringVar(&f.splitKeys, "split-keys", "", "explicit split keys of the first ranges, comma-separated, in increasing order (instead of --initial-ranges)")
+	fs.IntVar(&f.replicas, "replicas", 3, "replicas per range, on distinct nodes")
+	fs.IntVar(&f.expectedNodes, "expected-nodes", 0, "nodes that must register before the first ranges are created (default: --replicas)")
+	fs.DurationVar(&f.balanceInterval, "balance-interval", time.Second, "how often the leader spreads range leaders over the nodes")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return func(ctx context.Context, stdout io.Writer) error {
+		cfg, err := f.config()
+		if err != nil {
+			return usageError{err}
+		}
+		s, err := service.Start(cfg)
+		if err != nil {
+			return fmt.Errorf("%w\ncheck the flags, that --listen is free and that --data-dir is writable", err)
+		}
+		fmt.Fprintf(stdout, "placement process %d serving on %s\n", cfg.ID, s.Addr())
+		<-ctx.Done()
+		s.Stop()
+		return nil
+	}
+}
+
+// config turns the flags into a service.Config, or says what is wrong.
+func (f *startFlags) config() (service.Config, error) {
+	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
+		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval}
+	switch {
+	case f.id == 0:
+		return cfg, errors.New("--id is required and must not be 0")
+	case f.dataDir == "":
+		return cfg, errors.New("--data-dir is required")
+	case f.replicas < 1:
+		return cfg, fmt.Errorf("--replicas %d: must be at least 1", f.replicas)
+	case f.expectedNodes < 0:
+		return cfg, fmt.Errorf("--expected-nodes %d: must not be negative", f.expectedNodes)
+	case f.balanceInterval <= 0:
+		return cfg, fmt.Errorf("--balance-interval %v: must be positive", f.balanceInterval)
+	}
+	if err := checkHostPort(f.listen); err != nil {
+		return cfg, fmt.Errorf("--listen: %w", err)
+	}
+	if f.peers != "" {
+		peers, err := parsePeers(f.peers)
+		if err != nil {
+			return cfg, fmt.Errorf("--peers: %w", err)
+		}
+		if peers[f.id] == "" {
+			return cfg, fmt.Errorf("--peers does not list this process (--id %d)", f.id)
+		}
+		cfg.Peers = peers
+	}
+	if f.splitKeys != "" {
+		if f.initialRanges != 1 {
+			return cfg, errors.New("give either --initial-ranges or --split-keys, not both")
+		}
+		for _, k := range strings.Split(f.splitKeys, ",") {
+			if k = strings.TrimSpace(k); k == "" {
+				return cfg, errors.New("--split-keys: empty key in the list")
+			}
+			cfg.SplitKeys = append(cfg.SplitKeys, []byte(k))
+		}
+	} else if f.initialRanges < 1 {
+		return cfg, fmt.Errorf("--initial-ranges %d: must be at least 1", f.initialRanges)
+	} else {
+		cfg.InitialRanges = f.initialRanges
+	}
+	level, err := parseLogLevel(f.logLevel)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return cfg, nil
+}
+
+// parsePeers parses "1=host:port,2=host:port".
+func parsePeers(s string) (map[uint64]string, error) {
+	peers := map[uint64]string{}
+	for _, part := range strings.Split(s, ",") {
+		idStr, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not id=host:port", part)
+		}
+		id, err := strconv.ParseUint(idStr, 10, 64)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("%q: the id must be a positive integer", part)
+		}
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		if _, dup := peers[id]; dup {
+			return nil, fmt.Errorf("id %d is listed twice", id)
+		}
+		peers[id] = addr
+	}
+	if len(peers) != 1 && len(peers) != 3 {
+		return nil, fmt.Errorf("%d placement processes; run 1, or 3 to tolerate one failure", len(peers))
+	}
+	return peers, nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: bad port", addr)
+	}
+	return nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// clientFlags are the flags of the inspecting commands.
+func clientFlags(fs *flag.FlagSet) *string {
+	return fs.String("placement", "127.0.0.1:7000", "placement process addresses, comma-separated; any of them will do")
+}
+
+func newClient(addrs string) (*service.Client, error) {
+	var list []string
+	for _, a := range strings.Split(addrs, ",") {
+		a = strings.TrimSpace(a)
+		if err := checkHostPort(a); err != nil {
+			return nil, usageError{fmt.Errorf("--placement: %w", err)}
+		}
+		list = append(list, a)
+	}
+	return service.NewClient(list)
+}
+
+const inspectTimeout = 20 * time.Second
+
+func setupRanges(fs *flag.FlagSet) func(context.Context, io.Writer) error {
+	addrs := clientFlags(fs)
+	limit := fs.Uint("limit", 1000, "ranges per page asked of the service")
+	return func(ctx context.Context, stdout io.Writer) error {
+		c, err := newClient(*addrs)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		defer cancel()
+		all, err := c.AllRanges(ctx, uint32(*limit))
+		if err != nil {
+			return fmt.Errorf("%w\nis a placement process running at %s?", err, *addrs)
+		}
+		fmt.Fprintf(stdout, "%-8s %-20s %-20s %-5s %-7s %s\n", "RANGE", "START", "END", "GEN", "LEADER", "REPLICAS")
+		for _, d := range all {
+			var reps []string
+			for _, r := range d.Replicas {
+				reps = append(reps, fmt.Sprintf("%d:%v", r.NodeId, r.Role))
+			}
+			fmt.Fprintf(stdout, "%-8d %-20q %-20q %-5d %-7d %s\n", d.RangeId, d.StartKey, d.EndKey, d.Generation, d.LeaderNodeId, strings.Join(reps, ","))
+		}
+		return nil
+	}
+}
+
+func setupNodes(fs *flag.FlagSet) func(context.Context, io.Writer) error {
+	addrs := clientFlags(fs)
+	return func(ctx context.Context, stdout io.Writer) error {
+		c, err := newClient(*addrs)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		defer cancel()
+		resp, err := c.ListNodes(ctx)
+		if err != nil {
+			return fmt.Errorf("%w\nis a placement process running at %s?", err, *addrs)
+		}
+		sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].NodeId < resp.Nodes[j].NodeId })
+		fmt.Fprintf(stdout, "%-6s %-22s %-5s %-9s %s\n", "NODE", "ADDR", "LIVE", "REPLICAS", "LEADERS")
+		for _, n := range resp.Nodes {
+			fmt.Fprintf(stdout, "%-6d %-22s %-5v %-9d %d\n", n.NodeId, n.Addr, n.Live, n.Replicas, n.Leaders)
+		}
+		return nil
+	}
+}

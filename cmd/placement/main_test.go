@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func runArgs(ctx context.Context, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	for _, c := range commands {
+		code, out, _ := runArgs(context.Background(), c.name, "--help")
+		if code != exitOK {
+			t.Errorf("%s --help: exit %d", c.name, code)
+		}
+		_, helpOut, _ := runArgs(context.Background(), "help", c.name)
+		for _, text := range []string{out, helpOut} {
+			if !strings.Contains(text, "Usage: placement "+c.name) || !strings.Contains(text, "Flags:") {
+				t.Errorf("%s help does not explain the flags:\n%s", c.name, text)
+			}
+		}
+	}
+	if code, out, _ := runArgs(context.Background(), "help"); code != exitOK || !strings.Contains(out, "start") {
+		t.Errorf("help: exit %d\n%s", code, out)
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "Usage: placement <command>"},
+		{[]string{"frob"}, `no command "frob"`},
+		{[]string{"start"}, "--id is required"},
+		{[]string{"start", "--id", "1"}, "--data-dir is required"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--peers", "1=127.0.0.1:1,2=127.0.0.1:2"}, "run 1, or 3"},
+		{[]string{"start", "--id", "4", "--data-dir", dir, "--peers", "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3"}, "does not list this process"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--peers", "1=nowhere"}, "not host:port"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--initial-ranges", "4", "--split-keys", "a,b"}, "not both"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--initial-ranges", "0"}, "at least 1"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--replicas", "3", "--expected-nodes", "2"}, "expect at least 3 nodes"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-keys", "b,a"}, "bad split keys"},
+		{[]string{"start", "--id", "x"}, "invalid value"},
+		{[]string{"nodes", "--placement", "nowhere"}, "not host:port"},
+	} {
+		code, _, errOut := runArgs(context.Background(), tc.args...)
+		if code == exitOK || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want a failure saying %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// TestStartAndInspect runs a placement process and lists its (empty,
+// not yet bootstrapped) map and nodes.
+func TestStartAndInspect(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var code int
+	var out string
+	go func() {
+		defer wg.Done()
+		code, out, _ = runArgs(ctx, "start", "--id", "1", "--listen", addr, "--data-dir", t.TempDir(), "--log-level", "error")
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, _, errOut := runArgs(context.Background(), "nodes", "--placement", addr)
+		if c == exitOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes never answered: %s", errOut)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c, out, errOut := runArgs(context.Background(), "ranges", "--placement", addr); c != exitOK || !strings.Contains(out, "RANGE") {
+		t.Fatalf("ranges: exit %d, %s %s", c, out, errOut)
+	}
+	cancel()
+	wg.Wait()
+	if code != exitOK || !strings.Contains(out, "serving on "+addr) {
+		t.Fatalf("start: exit %d, %q", code, out)
+	}
+}

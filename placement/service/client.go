@@ -1,0 +1,252 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placementpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Client talks to the placement service: it sends every call to the
+// leader, following NotPlacementLeader hints and trying the other
+// processes when one is unreachable or has no leader, with a bounded
+// number of attempts and backoff. It is safe for concurrent use.
+type Client struct {
+	opts []grpc.DialOption
+
+	mu    sync.Mutex
+	addrs []string // the known placement processes
+	cur   int      // index in addrs of the one tried first
+	conns map[string]*grpc.ClientConn
+}
+
+// NewClient returns a Client of the placement processes at addrs. Without
+// opts it connects without transport security. Close it when done.
+func NewClient(addrs []string, opts ...grpc.DialOption) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("placement client: no placement addresses given")
+	}
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return &Client{opts: opts, addrs: slices.Clone(addrs), conns: map[string]*grpc.ClientConn{}}, nil
+}
+
+// Close closes the Client's connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, conn := range c.conns {
+		errs = append(errs, conn.Close())
+	}
+	clear(c.conns)
+	return errors.Join(errs...)
+}
+
+func (c *Client) target() (string, placementpb.PlacementClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr := c.addrs[c.cur]
+	conn := c.conns[addr]
+	if conn == nil {
+		var err error
+		if conn, err = grpc.NewClient(addr, c.opts...); err != nil {
+			return addr, nil, err
+		}
+		c.conns[addr] = conn
+	}
+	return addr, placementpb.NewPlacementClient(conn), nil
+}
+
+// redirect makes the next call go to the leader the error names, or, if it
+// names none, to the next known process. It reports whether the error is
+// worth a retry.
+func (c *Client) redirect(addr string, err error) bool {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		for _, d := range st.Details() {
+			if nl, ok := d.(*placementpb.NotPlacementLeader); ok && nl.LeaderAddr != "" {
+				c.mu.Lock()
+				i := slices.Index(c.addrs, nl.LeaderAddr)
+				if i < 0 {
+					c.addrs = append(c.addrs, nl.LeaderAddr)
+					i = len(c.addrs) - 1
+				}
+				c.cur = i
+				c.mu.Unlock()
+				return true
+			}
+		}
+		return false
+	case codes.Unavailable, codes.DeadlineExceeded:
+		c.mu.Lock()
+		if c.addrs[c.cur] == addr {
+			c.cur = (c.cur + 1) % len(c.addrs)
+		}
+		c.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// maxAttempts bounds one call's tries; the backoff between them grows from
+// 20ms to 500ms, so a call gives up after roughly 15s at most (sooner if
+// ctx ends), which outlasts a placement leader's failover.
+const maxAttempts = 40
+
+// perAttemptTimeout bounds one try, so that a hung process costs a try,
+// not the whole call.
+const perAttemptTimeout = 3 * time.Second
+
+func call[T any](ctx context.Context, c *Client, fn func(context.Context, placementpb.PlacementClient) (T, error)) (T, error) {
+	var zero T
+	backoff := 20 * time.Millisecond
+	var err error
+	for range maxAttempts {
+		var addr string
+		var pc placementpb.PlacementClient
+		if addr, pc, err = c.target(); err == nil {
+			actx, cancel := context.WithTimeout(ctx, perAttemptTimeout)
+			var v T
+			v, err = fn(actx, pc)
+			cancel()
+			if err == nil {
+				return v, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return zero, status.FromContextError(ctx.Err()).Err()
+		}
+		if !c.redirect(addr, err) {
+			return zero, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return zero, status.FromContextError(ctx.Err()).Err()
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+	return zero, err
+}
+
+// RegisterNode registers a node, or heartbeats it with its load.
+func (c *Client) RegisterNode(ctx context.Context, req *placementpb.RegisterNodeRequest) (*placementpb.RegisterNodeResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.RegisterNodeResponse, error) {
+		return pc.RegisterNode(ctx, req)
+	})
+}
+
+// Lookup returns the descriptor of the range holding key, with the
+// addresses of its replicas' nodes.
+func (c *Client) Lookup(ctx context.Context, key []byte) (*placementpb.LookupResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.LookupResponse, error) {
+		return pc.Lookup(ctx, &placementpb.LookupRequest{Key: key})
+	})
+}
+
+// ListRanges returns one page of descriptors; see ListRangesRequest.
+func (c *Client) ListRanges(ctx context.Context, pageToken []byte, limit uint32) (*placementpb.ListRangesResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListRangesResponse, error) {
+		return pc.ListRanges(ctx, &placementpb.ListRangesRequest{PageToken: pageToken, Limit: limit})
+	})
+}
+
+// AllRanges pages through the whole map, pageSize descriptors at a time.
+// Pages may come from different revisions; Watch gives one consistent map.
+func (c *Client) AllRanges(ctx context.Context, pageSize uint32) ([]*kvpb.RangeDescriptor, error) {
+	var all []*kvpb.RangeDescriptor
+	var token []byte
+	for {
+		resp, err := c.ListRanges(ctx, token, pageSize)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, resp.Ranges...)
+		if len(resp.NextPageToken) == 0 {
+			return all, nil
+		}
+		token = resp.NextPageToken
+	}
+}
+
+// ListNodes lists the registered nodes with liveness and load.
+func (c *Client) ListNodes(ctx context.Context) (*placementpb.ListNodesResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListNodesResponse, error) {
+		return pc.ListNodes(ctx, &placementpb.ListNodesRequest{})
+	})
+}
+
+// Watch follows the map from fromRevision (0: from scratch), calling fn
+// with every event in order, until ctx ends or fn returns an error, which
+// Watch returns. When the stream breaks (the leader moved or failed) it
+// reconnects, to the new leader, from the last revision it delivered.
+func (c *Client) Watch(ctx context.Context, fromRevision uint64, fn func(*placementpb.WatchEvent) error) error {
+	at := fromRevision
+	backoff := 20 * time.Millisecond
+	for {
+		addr, pc, err := c.target()
+		if err == nil {
+			var stream placementpb.Placement_WatchClient
+			if stream, err = pc.Watch(ctx, &placementpb.WatchRequest{FromRevision: at}); err == nil {
+				for {
+					var ev *placementpb.WatchEvent
+					if ev, err = stream.Recv(); err != nil {
+						break
+					}
+					backoff = 20 * time.Millisecond
+					if ferr := fn(ev); ferr != nil {
+						return ferr
+					}
+					at = ev.Revision
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if !c.redirect(addr, err) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// Heartbeat registers a node and then re-registers it every interval with
+// the load that load reports (nil: none), until ctx ends. Failures are
+// retried at the next interval; the first registration error, if the
+// first attempt fails, is not fatal either. shardd nodes run it for the
+// life of the process.
+func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, interval time.Duration, load func() (replicas, leaders uint32)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		req := &placementpb.RegisterNodeRequest{NodeId: nodeID, Addr: addr}
+		if load != nil {
+			req.Replicas, req.Leaders = load()
+		}
+		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
+		_, _ = c.RegisterNode(cctx, req)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,785 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement"
+	"github.com/shardd/shardd/placementpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config configures one placement process.
+type Config struct {
+	// ID is this process's id among the placement processes, never zero.
+	ID uint64
+	// ListenAddr serves the Placement API and the placement group's own
+	// node traffic. The default value is "127.0.0.1:7000".
+	ListenAddr string
+	// DataDir holds the process's store; FS is its filesystem (default
+	// vfs.Default).
+	DataDir string
+	FS      vfs.FS
+	// Peers maps every placement process's id, this one's included, to its
+	// ListenAddr. Its keys are the placement group's voters: 1 or 3 of
+	// them. Empty means this process alone.
+	Peers map[uint64]string
+
+	// InitialRanges is the number of ranges to bootstrap, cut evenly over
+	// keys SplitPrefix followed by SplitWidth decimal digits (see
+	// placement.EvenSplitKeys). SplitKeys, if set, are the cuts instead.
+	// The default value is one range.
+	InitialRanges int
+	SplitKeys     [][]byte
+	// SplitPrefix and SplitWidth shape the even split keys. The default
+	// values are "k" and 4 (wider if InitialRanges needs it), the key
+	// space shardd's demo and bench use.
+	SplitPrefix string
+	SplitWidth  int
+	// Replicas per range, on distinct nodes. The default value is 3.
+	Replicas int
+	// ExpectedNodes is how many nodes must register before the first
+	// ranges are created. The default value is Replicas.
+	ExpectedNodes int
+
+	// HeartbeatTimeout is how long a node stays live after it last
+	// registered. The default value is 5s.
+	HeartbeatTimeout time.Duration
+	// BalanceInterval is how often the leader gathers leaders and spreads
+	// them. The default value is 1s.
+	BalanceInterval time.Duration
+	// MaxTransfersPerRound and MaxTransfersInFlight bound the leader
+	// transfers one balancing round issues, and at once. The default
+	// values are 256 and 32.
+	MaxTransfersPerRound, MaxTransfersInFlight int
+	// PollInterval is how often the process checks whether it leads. The
+	// default value is 100ms.
+	PollInterval time.Duration
+	// RPCTimeout bounds every call the leader makes (to its store and to
+	// nodes). The default value is 5s.
+	RPCTimeout time.Duration
+	// TickInterval is the placement group's tick (see node.Config). The
+	// default value is 100ms.
+	TickInterval time.Duration
+	// Logger is where the process logs. The default value is slog.Default().
+	Logger *slog.Logger
+}
+
+// maxInitialRanges keeps the bootstrap mutation, one batch, within the
+// node's default batch limits (10,000 ops).
+const maxInitialRanges = 9000
+
+func (c *Config) ensureDefaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:7000"
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = map[uint64]string{c.ID: c.ListenAddr}
+	}
+	if c.InitialRanges == 0 && len(c.SplitKeys) == 0 {
+		c.InitialRanges = 1
+	}
+	if c.SplitPrefix == "" {
+		c.SplitPrefix = "k"
+	}
+	if c.SplitWidth == 0 {
+		c.SplitWidth = max(4, len(strconv.Itoa(c.InitialRanges)))
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.ExpectedNodes == 0 {
+		c.ExpectedNodes = c.Replicas
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 5 * time.Second
+	}
+	if c.BalanceInterval == 0 {
+		c.BalanceInterval = time.Second
+	}
+	if c.MaxTransfersPerRound == 0 {
+		c.MaxTransfersPerRound = 256
+	}
+	if c.MaxTransfersInFlight == 0 {
+		c.MaxTransfersInFlight = 32
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// validate reports the first setting that is wrong, saying how to fix it.
+func (c *Config) validate() error {
+	switch {
+	case c.ID == 0:
+		return errors.New("placement: the process id must not be zero; give each placement process its own id, e.g. 1, 2, 3")
+	case c.DataDir == "":
+		return errors.New("placement: a data directory is required")
+	case len(c.Peers) != 1 && len(c.Peers) != 3:
+		return fmt.Errorf("placement: %d placement processes; run 1, or 3 to tolerate one failure", len(c.Peers))
+	case c.Peers[c.ID] == "":
+		return fmt.Errorf("placement: the peers do not list this process (id %d) with an address", c.ID)
+	case c.InitialRanges < 0:
+		return fmt.Errorf("placement: %d initial ranges; it must be at least 1", c.InitialRanges)
+	case c.InitialRanges > 1 && len(c.SplitKeys) > 0:
+		return errors.New("placement: give either a number of initial ranges or split keys, not both")
+	case c.InitialRanges > maxInitialRanges || len(c.SplitKeys) >= maxInitialRanges:
+		return fmt.Errorf("placement: at most %d initial ranges; split more later", maxInitialRanges)
+	case c.Replicas < 1:
+		return fmt.Errorf("placement: %d replicas per range; it must be at least 1", c.Replicas)
+	case c.ExpectedNodes < c.Replicas:
+		return fmt.Errorf("placement: %d expected nodes cannot hold %d replicas per range on distinct nodes; expect at least %d nodes",
+			c.ExpectedNodes, c.Replicas, c.Replicas)
+	}
+	for id, addr := range c.Peers {
+		if id == 0 || addr == "" {
+			return fmt.Errorf("placement: peer %d=%q: every peer needs a non-zero id and an address", id, addr)
+		}
+	}
+	if c.splitKeys() == nil && c.InitialRanges > 1 {
+		return fmt.Errorf("placement: cannot cut %d ranges from keys of %d digits; widen the split keys", c.InitialRanges, c.SplitWidth)
+	}
+	if _, err := placement.InitialRanges(c.splitKeys(), seq(c.Replicas), c.Replicas); err != nil {
+		return fmt.Errorf("placement: bad split keys: %w", err)
+	}
+	return nil
+}
+
+// splitKeys returns the cuts of the first map.
+func (c *Config) splitKeys() [][]byte {
+	if len(c.SplitKeys) > 0 {
+		return c.SplitKeys
+	}
+	return placement.EvenSplitKeys(c.InitialRanges, c.SplitPrefix, c.SplitWidth)
+}
+
+// seq returns 1..n.
+func seq(n int) []uint64 {
+	s := make([]uint64, n)
+	for i := range s {
+		s[i] = uint64(i + 1)
+	}
+	return s
+}
+
+// Server is one placement process.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	node  atomic.Pointer[node.Node]
+	store store
+	conn  *grpc.ClientConn // to the process's own node
+	nodes *connPool        // to shardd nodes
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mutMu serialises mutations, held across the store write; mu guards
+	// the fields below and is never held across a call.
+	mutMu sync.Mutex
+	mu    sync.Mutex
+	term  *term // nil: not leading
+	// heartbeats are the leader's soft state: when each node last
+	// registered, and the load it reported. A new leader starts without;
+	// nodes re-register within their heartbeat interval.
+	heartbeats map[uint64]heartbeat
+	lastBal    time.Time
+}
+
+type heartbeat struct {
+	at                time.Time
+	replicas, leaders uint32
+}
+
+// term is the state of one stretch of leadership: the placement state as
+// of rev, and the watch history this leader committed.
+type term struct {
+	rm           *placement.RangeMap // nil until bootstrapped
+	nodes        map[uint64]*placementpb.NodeRecord
+	rev          uint64
+	bootstrapped bool
+	created      bool
+	nextRangeID  uint64
+	// history holds the events of the last revisions this term committed,
+	// oldest first, at most maxHistory.
+	history []*placementpb.WatchEvent
+	// changed is closed (and replaced) on every commit; done when the term
+	// ends.
+	changed chan struct{}
+	done    chan struct{}
+}
+
+const maxHistory = 4096
+
+// Start opens the process's store, starts its node and serves.
+func Start(cfg Config) (*Server, error) {
+	cfg.ensureDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("placement", cfg.ID), heartbeats: map[uint64]heartbeat{}, nodes: newConnPool()}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	voters := slices.Sorted(maps.Keys(cfg.Peers))
+	desc := &kvpb.RangeDescriptor{RangeId: placementRangeID, Generation: 1, LeaderNodeId: voters[0]}
+	for _, id := range voters {
+		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
+	}
+	n, err := node.Start(node.Config{
+		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
+		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc},
+		Logger:           cfg.Logger.With("placement", cfg.ID),
+		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.node.Store(n)
+	if s.conn, err = grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	s.store = store{kv: kvpb.NewKVClient(s.conn)}
+	s.wg.Add(1)
+	go s.run()
+	s.log.Info("placement process started", "addr", n.Addr(), "peers", len(cfg.Peers))
+	return s, nil
+}
+
+// Addr returns the process's gRPC address.
+func (s *Server) Addr() string { return s.node.Load().Addr() }
+
+// Stop ends the process: it stops leading (ending watch streams) and
+// closes its node. It is idempotent.
+func (s *Server) Stop() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	s.endTermLocked()
+	s.mu.Unlock()
+	s.node.Load().Stop()
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	s.nodes.close()
+}
+
+// IsLeader reports whether this process currently serves as the leader.
+func (s *Server) IsLeader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.term != nil
+}
+
+// leaderHint returns the placement process this one believes leads.
+func (s *Server) leaderHint() (uint64, string) {
+	n := s.node.Load()
+	if n == nil {
+		return 0, ""
+	}
+	id, _ := n.RangeLeader(placementRangeID)
+	return id, s.cfg.Peers[id]
+}
+
+// run is the process's control loop: it follows the placement group's
+// leadership and, while leading, does the control work. Each step is
+// bounded by RPCTimeout.
+func (s *Server) run() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.step()
+	}
+}
+
+func (s *Server) step() {
+	lead, _ := s.leaderHint()
+	s.mu.Lock()
+	leading := s.term != nil
+	if leading && lead != s.cfg.ID {
+		s.log.Info("placement leadership lost", "leader hint", lead)
+		s.endTermLocked()
+		leading = false
+	}
+	s.mu.Unlock()
+	if lead != s.cfg.ID {
+		return
+	}
+	if !leading {
+		if err := s.takeOver(); err != nil {
+			s.log.Debug("cannot take over yet", "err", err)
+			return
+		}
+	}
+	tm := s.currentTerm()
+	if tm == nil {
+		return
+	}
+	s.mu.Lock()
+	boot, created, registered := tm.bootstrapped, tm.created, len(tm.nodes)
+	s.mu.Unlock()
+	switch {
+	case !boot && registered >= s.cfg.ExpectedNodes:
+		if err := s.bootstrap(); err != nil {
+			s.log.Warn("bootstrap failed; retrying", "err", err)
+		}
+	case boot && !created:
+		if err := s.createRanges(); err != nil {
+			s.log.Info("creating the first ranges on the nodes; retrying", "err", err)
+		}
+	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
+		s.lastBal = time.Now()
+		if err := s.balance(); err != nil {
+			s.log.Info("leader balancing round failed", "err", err)
+		}
+	}
+}
+
+func (s *Server) currentTerm() *term {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.term
+}
+
+// takeOver loads the placement state and starts a term.
+func (s *Server) takeOver() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RPCTimeout)
+	defer cancel()
+	s.mutMu.Lock()
+	defer s.mutMu.Unlock()
+	st, err := s.store.load(ctx)
+	if err != nil {
+		return err
+	}
+	tm := &term{nodes: st.nodes, rev: st.rev, bootstrapped: st.bootstrapped, created: st.created,
+		nextRangeID: st.nextRangeID, changed: make(chan struct{}), done: make(chan struct{})}
+	if st.bootstrapped {
+		if tm.rm, err = placement.NewRangeMap(st.descs); err != nil {
+			return fmt.Errorf("placement state is corrupt: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.term = tm
+	s.mu.Unlock()
+	s.log.Info("placement leadership taken", "revision", st.rev, "ranges", len(st.descs), "nodes", len(st.nodes))
+	return nil
+}
+
+// endTermLocked ends the current term, if any: watchers get Unavailable.
+func (s *Server) endTermLocked() {
+	if s.term != nil {
+		close(s.term.done)
+		s.term = nil
+	}
+}
+
+// errNotLeading is what a mutation returns when the term it started in is
+// over.
+var errNotLeading = errors.New("placement: not the leader any more")
+
+// mutate commits one change: build returns the writes and the in-memory
+// effect (applied to the term under mu after the write succeeded) from the
+// term's current state, or nil if there is nothing to do. Any failure to
+// write ends the term: the next one reloads what is durable.
+func (s *Server) mutate(ctx context.Context, build func(tm *term) (*mutation, func(tm *term) *placementpb.WatchEvent, error)) error {
+	s.mutMu.Lock()
+	defer s.mutMu.Unlock()
+	s.mu.Lock()
+	tm := s.term
+	var (
+		m     *mutation
+		apply func(*term) *placementpb.WatchEvent
+		err   error
+		rev   uint64
+	)
+	if tm != nil {
+		m, apply, err = build(tm)
+		rev = tm.rev
+	}
+	s.mu.Unlock()
+	switch {
+	case tm == nil:
+		return errNotLeading
+	case err != nil:
+		return err
+	case m == nil:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
+	defer cancel()
+	if err := s.store.commit(ctx, rev, m); err != nil {
+		s.mu.Lock()
+		if s.term == tm {
+			s.log.Warn("placement write failed: ending the term to reload the state", "revision", rev, "err", err)
+			s.endTermLocked()
+		}
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term != tm {
+		return errNotLeading // ended meanwhile; the write stands, the next term loads it
+	}
+	ev := apply(tm)
+	if ev == nil {
+		ev = &placementpb.WatchEvent{}
+	}
+	tm.rev = rev + 1
+	ev.Revision = tm.rev
+	tm.history = append(tm.history, ev)
+	if len(tm.history) > maxHistory {
+		tm.history = slices.Clone(tm.history[len(tm.history)-maxHistory:])
+	}
+	close(tm.changed)
+	tm.changed = make(chan struct{})
+	return nil
+}
+
+// register records a node's heartbeat and, the first time or when its
+// address changed, persists it.
+func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequest) (*placementpb.RegisterNodeResponse, error) {
+	s.mu.Lock()
+	s.heartbeats[req.NodeId] = heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders}
+	s.mu.Unlock()
+	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		if old := tm.nodes[req.NodeId]; old != nil && old.Addr == req.Addr {
+			return nil, nil, nil
+		}
+		rec := &placementpb.NodeRecord{NodeId: req.NodeId, Addr: req.Addr, RegisteredUnixNanos: time.Now().UnixNano()}
+		if old := tm.nodes[req.NodeId]; old != nil {
+			rec.RegisteredUnixNanos = old.RegisteredUnixNanos
+		}
+		m := &mutation{}
+		m.putNode(rec)
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.nodes[rec.NodeId] = rec
+			return nil
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term == nil {
+		return nil, errNotLeading
+	}
+	return &placementpb.RegisterNodeResponse{Revision: s.term.rev, Bootstrapped: s.term.bootstrapped}, nil
+}
+
+// liveNodes returns the registered nodes that heartbeated recently.
+func (s *Server) liveNodesLocked(tm *term) []uint64 {
+	var live []uint64
+	for id := range tm.nodes {
+		if hb, ok := s.heartbeats[id]; ok && time.Since(hb.at) < s.cfg.HeartbeatTimeout {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	return live
+}
+
+// bootstrap builds and persists the first map over the live registered
+// nodes.
+func (s *Server) bootstrap() error {
+	return s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		if tm.bootstrapped {
+			return nil, nil, nil
+		}
+		live := s.liveNodesLocked(tm)
+		if len(live) < s.cfg.ExpectedNodes {
+			return nil, nil, fmt.Errorf("%d of %d expected nodes are live", len(live), s.cfg.ExpectedNodes)
+		}
+		descs, err := placement.InitialRanges(s.cfg.splitKeys(), live, s.cfg.Replicas)
+		if err != nil {
+			return nil, nil, err
+		}
+		rm, err := placement.NewRangeMap(descs)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := &mutation{}
+		for _, d := range descs {
+			m.putDesc(d)
+		}
+		next := uint64(len(descs) + 1)
+		m.put(keyNextID, encUint(next))
+		m.put(keyBoot, valTrue)
+		s.log.Info("bootstrapping the cluster", "ranges", len(descs), "nodes", live, "replicas", s.cfg.Replicas)
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.rm, tm.bootstrapped, tm.nextRangeID = rm, true, next
+			return &placementpb.WatchEvent{Full: true, Updated: rm.All()}
+		}, nil
+	})
+}
+
+// createRanges asks every node of the map to create its replicas, then
+// records that they all did.
+func (s *Server) createRanges() error {
+	s.mu.Lock()
+	tm := s.term
+	if tm == nil || tm.rm == nil {
+		s.mu.Unlock()
+		return errNotLeading
+	}
+	byNode := map[uint64][]*kvpb.RangeDescriptor{}
+	for _, d := range tm.rm.All() {
+		for _, r := range d.Replicas {
+			byNode[r.NodeId] = append(byNode[r.NodeId], d)
+		}
+	}
+	addrs := map[uint64]string{}
+	for id := range byNode {
+		if rec := tm.nodes[id]; rec != nil {
+			addrs[id] = rec.Addr
+		}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(byNode))
+	var errMu sync.Mutex
+	for id, descs := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
+				_, err := c.CreateRanges(ctx, &kvpb.CreateRangesRequest{Ranges: descs})
+				return err
+			})
+			if err != nil {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("node %d: %w", id, err))
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.log.Info("the first ranges are created on every node", "nodes", len(byNode))
+	return s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		m := &mutation{}
+		m.put(keyCreated, valTrue)
+		return m, func(tm *term) *placementpb.WatchEvent { tm.created = true; return nil }, nil
+	})
+}
+
+// callNode runs one Admin call on a shardd node, bounded by RPCTimeout.
+func (s *Server) callNode(addr string, call func(context.Context, kvpb.AdminClient) error) error {
+	if addr == "" {
+		return errors.New("the node has no known address")
+	}
+	conn, err := s.nodes.get(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RPCTimeout)
+	defer cancel()
+	return call(ctx, kvpb.NewAdminClient(conn))
+}
+
+// balance is one leader-spreading round: learn who leads what from the
+// live nodes, record it as hints, and ask leaders to hand off where the
+// plan says so.
+func (s *Server) balance() error {
+	s.mu.Lock()
+	tm := s.term
+	if tm == nil || tm.rm == nil {
+		s.mu.Unlock()
+		return errNotLeading
+	}
+	live := s.liveNodesLocked(tm)
+	addrs := map[uint64]string{}
+	for _, id := range live {
+		addrs[id] = tm.nodes[id].Addr
+	}
+	s.mu.Unlock()
+
+	// actual[range] is the node that says it leads the range.
+	actual := map[uint64]uint64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
+				resp, err := c.Ranges(ctx, &kvpb.RangesRequest{})
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, d := range resp.Ranges {
+					if d.LeaderNodeId == id {
+						actual[d.RangeId] = id
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+
+	// Record the leaders as hints, in one mutation.
+	err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		next := tm.rm.Clone()
+		var changed []*kvpb.RangeDescriptor
+		for _, d := range tm.rm.All() {
+			l, ok := actual[d.RangeId]
+			if !ok || l == d.LeaderNodeId {
+				continue
+			}
+			if next.Apply(placement.SetLeader{RangeID: d.RangeId, Node: l}) == nil {
+				nd, _ := next.Get(d.RangeId)
+				changed = append(changed, nd)
+			}
+		}
+		if len(changed) == 0 {
+			return nil, nil, nil
+		}
+		m := &mutation{}
+		for _, d := range changed {
+			m.putDesc(d)
+		}
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.rm = next
+			return &placementpb.WatchEvent{Updated: changed}
+		}, nil
+	})
+	if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	if s.term == nil {
+		s.mu.Unlock()
+		return errNotLeading
+	}
+	descs := s.term.rm.All()
+	s.mu.Unlock()
+	plan := placement.PlanLeaderBalance(descs, live)
+	var todo []placement.Transfer
+	for _, t := range plan {
+		// A range whose leader is unknown has nobody to ask; one whose
+		// hint is stale waits for the next round's fresh hints.
+		if t.From != 0 && actual[t.RangeID] == t.From && len(todo) < s.cfg.MaxTransfersPerRound {
+			todo = append(todo, t)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	s.log.Info("moving leaders", "transfers", len(todo), "planned", len(plan))
+	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
+	var failed atomic.Int64
+	for _, t := range todo {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			err := s.callNode(addrs[t.From], func(ctx context.Context, c kvpb.AdminClient) error {
+				_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: t.RangeID, TargetNodeId: t.To})
+				return err
+			})
+			if err != nil {
+				failed.Add(1)
+				s.log.Debug("leader transfer failed", "range", t.RangeID, "from", t.From, "to", t.To, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d leader transfers failed; the next round retries", f, len(todo))
+	}
+	return nil
+}
+
+// nodeInfos lists the registered nodes, by id.
+func (s *Server) nodeInfosLocked(tm *term) []*placementpb.NodeInfo {
+	replicas, leaders := map[uint64]uint32{}, map[uint64]uint32{}
+	if tm.rm != nil {
+		for _, d := range tm.rm.All() {
+			for _, r := range d.Replicas {
+				replicas[r.NodeId]++
+			}
+			if d.LeaderNodeId != 0 {
+				leaders[d.LeaderNodeId]++
+			}
+		}
+	}
+	out := make([]*placementpb.NodeInfo, 0, len(tm.nodes))
+	for _, rec := range tm.nodes {
+		ni := &placementpb.NodeInfo{NodeId: rec.NodeId, Addr: rec.Addr, RegisteredUnixNanos: rec.RegisteredUnixNanos,
+			Replicas: replicas[rec.NodeId], Leaders: leaders[rec.NodeId]}
+		if hb, ok := s.heartbeats[rec.NodeId]; ok {
+			ni.LastHeartbeatUnixNanos = hb.at.UnixNano()
+			ni.Live = time.Since(hb.at) < s.cfg.HeartbeatTimeout
+			ni.ReportedReplicas, ni.ReportedLeaders = hb.replicas, hb.leaders
+		}
+		out = append(out, ni)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeId < out[j].NodeId })
+	return out
+}
+
+// connPool keeps one client connection per shardd node address.
+type connPool struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newConnPool() *connPool { return &connPool{conns: map[string]*grpc.ClientConn{}} }
+
+func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *connPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
