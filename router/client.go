@@ -157,7 +157,42 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.Close()
 		return nil, err
 	}
+	if w, ok := c.source.(Watcher); ok {
+		c.wg.Add(1)
+		go c.follow(w)
+	}
 	return c, nil
+}
+
+// follow keeps the cache up to date with w's changes until Close. A watch
+// that fails is restarted after a backoff; meanwhile requests still find
+// their ranges through Lookup and the nodes' answers.
+func (c *Client) follow(w Watcher) {
+	defer c.wg.Done()
+	for failures := 0; ; failures++ {
+		started := time.Now()
+		_ = w.Watch(c.ctx, c.learn)
+		if time.Since(started) > c.cfg.MaxBackoff {
+			failures = 0 // it ran for a while: not a tight failure loop
+		}
+		if c.sleep(c.ctx, failures, nil) != nil {
+			return // closed
+		}
+	}
+}
+
+// learn installs descriptors and node addresses from a Source.
+func (c *Client) learn(descs []*kvpb.RangeDescriptor, addrs map[uint64]string) {
+	for _, d := range descs {
+		c.cache.install(d)
+	}
+	c.mu.Lock()
+	for id, a := range addrs {
+		if a != "" {
+			c.addrs[id] = a
+		}
+	}
+	c.mu.Unlock()
 }
 
 // Close stops the Client: requests in progress fail with Canceled, and
@@ -229,15 +264,8 @@ func (c *Client) refresh(ctx context.Context, key []byte) error {
 	c.mu.Unlock()
 	c.stats.lookups.Add(1)
 	descs, addrs, err := c.source.Lookup(ctx, key)
-	for _, d := range descs {
-		c.cache.install(d)
-	}
+	c.learn(descs, addrs)
 	c.mu.Lock()
-	for id, a := range addrs {
-		if a != "" {
-			c.addrs[id] = a
-		}
-	}
 	if c.flight == f {
 		c.flight = nil
 	}

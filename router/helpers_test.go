@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"github.com/shardd/shardd/placement"
 	"log/slog"
 	"os"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )

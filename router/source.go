@@ -27,6 +27,19 @@ type Source interface {
 	Lookup(ctx context.Context, key []byte) ([]*kvpb.RangeDescriptor, map[uint64]string, error)
 }
 
+// Watcher is a Source that also pushes the range map's changes. A Client
+// whose Source is a Watcher follows them for its whole life, on one
+// goroutine, so that it learns of new, split, merged and moved ranges
+// without first sending a request with a stale descriptor.
+type Watcher interface {
+	Source
+	// Watch calls apply with every change of the map, in order, until ctx
+	// ends or the watch fails, and returns why. descs are new or changed
+	// descriptors; addrs are node addresses to learn. apply is never
+	// called concurrently with itself.
+	Watch(ctx context.Context, apply func(descs []*kvpb.RangeDescriptor, addrs map[uint64]string)) error
+}
+
 // NodeSource is the default Source: it asks shardd nodes themselves, via
 // Admin.Ranges, which ranges they host. A node knows only the ranges it
 // holds a replica of, so a lookup asks the seeds (and then the nodes it

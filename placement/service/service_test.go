@@ -72,6 +72,12 @@ func TestBootstrapAndAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	// It follows the service's watch: the whole map arrives without a
+	// lookup per range.
+	waitFor(t, 5*time.Second, "the router to learn every range from the watch", func() bool { return len(rc.Ranges()) == ranges })
+	if n := rc.Stats().Lookups; n != 1 {
+		t.Errorf("the router made %d lookups, want only New's", n)
+	}
 	for _, d := range all {
 		key := append(bytes.Clone(d.StartKey), 'x')
 		if len(d.StartKey) == 0 {
