@@ -665,7 +665,9 @@ type Stats struct {
 	RecordsPerSync   float64
 	Syncs            int64
 	Transport        transport.Stats
-	Groups, Active   int
+	// Groups counts the node's replicas, Active those not quiesced and
+	// Leaders those that lead their group.
+	Groups, Active, Leaders int
 }
 
 // Stats returns the node's counters.
@@ -678,6 +680,11 @@ func (n *Node) Stats() Stats {
 	}
 	n.mu.RLock()
 	s.Groups = len(n.replicas)
+	for _, r := range n.replicas {
+		if r.leader.Load() == n.cfg.NodeID {
+			s.Leaders++
+		}
+	}
 	n.mu.RUnlock()
 	n.activeMu.Lock()
 	s.Active = len(n.active)

@@ -1,10 +1,11 @@
-// Command placement runs and inspects the placement service of a shardd
-// cluster: the replicated owner of the range map.
+// Command placement runs the placement service of a shardd cluster: the
+// replicated owner of the range map.
 //
 //	placement start   run one placement process
-//	placement ranges  list the range map
-//	placement nodes   list the registered nodes
 //	placement help    explain a command and its flags
+//
+// shardd inspects the service: shardd nodes --placement ADDRS and shardd
+// ranges --placement ADDRS.
 //
 // The command is thin: it parses flags, starts a service.Server (package
 // placement/service, where all the logic lives) and handles signals.
@@ -17,15 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -52,14 +50,11 @@ Run 1 process, or 3 to tolerate the loss of one: give each its own --id and
 --data-dir, and all of them the same --peers. The processes replicate the
 range map among themselves; the one that leads serves the API and, once
 --expected-nodes shardd nodes have registered, creates the first ranges on
-them and then keeps their leaders spread evenly.`,
+them and then keeps their leaders spread evenly.
+
+Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
+the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
 		setup: setupStart},
-	{name: "ranges", args: "[--placement ADDRS] [--limit N]", summary: "list the range map",
-		doc:   "Lists the ranges of the map, in key order, a page at a time.",
-		setup: setupRanges},
-	{name: "nodes", args: "[--placement ADDRS]", summary: "list the registered nodes",
-		doc:   "Lists the registered shardd nodes with liveness and load.",
-		setup: setupNodes},
 }
 
 func main() {
@@ -212,13 +207,16 @@ func (f *startFlags) config() (service.Config, error) {
 	case f.balanceInterval <= 0:
 		return cfg, fmt.Errorf("--balance-interval %v: must be positive", f.balanceInterval)
 	}
-	if err := checkHostPort(f.listen); err != nil {
+	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return cfg, fmt.Errorf("--listen: %w", err)
 	}
 	if f.peers != "" {
-		peers, err := parsePeers(f.peers)
+		peers, err := cli.ParsePeers(f.peers)
 		if err != nil {
 			return cfg, fmt.Errorf("--peers: %w", err)
+		}
+		if len(peers) != 1 && len(peers) != 3 {
+			return cfg, fmt.Errorf("--peers: %d placement processes; run 1, or 3 to tolerate one failure", len(peers))
 		}
 		if peers[f.id] == "" {
 			return cfg, fmt.Errorf("--peers does not list this process (--id %d)", f.id)
@@ -229,10 +227,11 @@ func (f *startFlags) config() (service.Config, error) {
 		if f.initialRanges != 1 {
 			return cfg, errors.New("give either --initial-ranges or --split-keys, not both")
 		}
-		for _, k := range strings.Split(f.splitKeys, ",") {
-			if k = strings.TrimSpace(k); k == "" {
-				return cfg, errors.New("--split-keys: empty key in the list")
-			}
+		keys, err := cli.SplitList(f.splitKeys)
+		if err != nil {
+			return cfg, fmt.Errorf("--split-keys: %w", err)
+		}
+		for _, k := range keys {
 			cfg.SplitKeys = append(cfg.SplitKeys, []byte(k))
 		}
 	} else if f.initialRanges < 1 {
@@ -240,124 +239,10 @@ func (f *startFlags) config() (service.Config, error) {
 	} else {
 		cfg.InitialRanges = f.initialRanges
 	}
-	level, err := parseLogLevel(f.logLevel)
+	level, err := cli.ParseLogLevel(f.logLevel)
 	if err != nil {
-		return cfg, err
+		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, nil
-}
-
-// parsePeers parses "1=host:port,2=host:port".
-func parsePeers(s string) (map[uint64]string, error) {
-	peers := map[uint64]string{}
-	for _, part := range strings.Split(s, ",") {
-		idStr, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return nil, fmt.Errorf("%q is not id=host:port", part)
-		}
-		id, err := strconv.ParseUint(idStr, 10, 64)
-		if err != nil || id == 0 {
-			return nil, fmt.Errorf("%q: the id must be a positive integer", part)
-		}
-		if err := checkHostPort(addr); err != nil {
-			return nil, fmt.Errorf("%q: %w", part, err)
-		}
-		if _, dup := peers[id]; dup {
-			return nil, fmt.Errorf("id %d is listed twice", id)
-		}
-		peers[id] = addr
-	}
-	if len(peers) != 1 && len(peers) != 3 {
-		return nil, fmt.Errorf("%d placement processes; run 1, or 3 to tolerate one failure", len(peers))
-	}
-	return peers, nil
-}
-
-func checkHostPort(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return fmt.Errorf("%q is not host:port", addr)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("%q: bad port", addr)
-	}
-	return nil
-}
-
-func parseLogLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-// clientFlags are the flags of the inspecting commands.
-func clientFlags(fs *flag.FlagSet) *string {
-	return fs.String("placement", "127.0.0.1:7000", "placement process addresses, comma-separated; any of them will do")
-}
-
-func newClient(addrs string) (*service.Client, error) {
-	var list []string
-	for _, a := range strings.Split(addrs, ",") {
-		a = strings.TrimSpace(a)
-		if err := checkHostPort(a); err != nil {
-			return nil, usageError{fmt.Errorf("--placement: %w", err)}
-		}
-		list = append(list, a)
-	}
-	return service.NewClient(list)
-}
-
-const inspectTimeout = 20 * time.Second
-
-func setupRanges(fs *flag.FlagSet) func(context.Context, io.Writer) error {
-	addrs := clientFlags(fs)
-	limit := fs.Uint("limit", 1000, "ranges per page asked of the service")
-	return func(ctx context.Context, stdout io.Writer) error {
-		c, err := newClient(*addrs)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
-		defer cancel()
-		all, err := c.AllRanges(ctx, uint32(*limit))
-		if err != nil {
-			return fmt.Errorf("%w\nis a placement process running at %s?", err, *addrs)
-		}
-		fmt.Fprintf(stdout, "%-8s %-20s %-20s %-5s %-7s %s\n", "RANGE", "START", "END", "GEN", "LEADER", "REPLICAS")
-		for _, d := range all {
-			var reps []string
-			for _, r := range d.Replicas {
-				reps = append(reps, fmt.Sprintf("%d:%v", r.NodeId, r.Role))
-			}
-			fmt.Fprintf(stdout, "%-8d %-20q %-20q %-5d %-7d %s\n", d.RangeId, d.StartKey, d.EndKey, d.Generation, d.LeaderNodeId, strings.Join(reps, ","))
-		}
-		return nil
-	}
-}
-
-func setupNodes(fs *flag.FlagSet) func(context.Context, io.Writer) error {
-	addrs := clientFlags(fs)
-	return func(ctx context.Context, stdout io.Writer) error {
-		c, err := newClient(*addrs)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
-		defer cancel()
-		resp, err := c.ListNodes(ctx)
-		if err != nil {
-			return fmt.Errorf("%w\nis a placement process running at %s?", err, *addrs)
-		}
-		sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].NodeId < resp.Nodes[j].NodeId })
-		fmt.Fprintf(stdout, "%-6s %-22s %-5s %-9s %s\n", "NODE", "ADDR", "LIVE", "REPLICAS", "LEADERS")
-		for _, n := range resp.Nodes {
-			fmt.Fprintf(stdout, "%-6d %-22s %-5v %-9d %d\n", n.NodeId, n.Addr, n.Live, n.Replicas, n.Leaders)
-		}
-		return nil
-	}
 }

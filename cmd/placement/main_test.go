@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shardd/shardd/placement/service"
 )
 
 func runArgs(ctx context.Context, args ...string) (int, string, string) {
@@ -52,7 +54,9 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"start", "--id", "1", "--data-dir", dir, "--replicas", "3", "--expected-nodes", "2"}, "expect at least 3 nodes"},
 		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-keys", "b,a"}, "bad split keys"},
 		{[]string{"start", "--id", "x"}, "invalid value"},
-		{[]string{"nodes", "--placement", "nowhere"}, "not host:port"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-keys", "a,,b"}, "is empty"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--log-level", "loud"}, "--log-level"},
+		{[]string{"nodes"}, `no command "nodes"`},
 	} {
 		code, _, errOut := runArgs(context.Background(), tc.args...)
 		if code == exitOK || !strings.Contains(errOut, tc.want) {
@@ -61,9 +65,9 @@ func TestBadCommandLines(t *testing.T) {
 	}
 }
 
-// TestStartAndInspect runs a placement process and lists its (empty,
-// not yet bootstrapped) map and nodes.
-func TestStartAndInspect(t *testing.T) {
+// TestStart runs a placement process, which serves the placement API (no
+// nodes registered yet) until it is interrupted.
+func TestStart(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,19 +83,16 @@ func TestStartAndInspect(t *testing.T) {
 		defer wg.Done()
 		code, out, _ = runArgs(ctx, "start", "--id", "1", "--listen", addr, "--data-dir", t.TempDir(), "--log-level", "error")
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, _, errOut := runArgs(context.Background(), "nodes", "--placement", addr)
-		if c == exitOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nodes never answered: %s", errOut)
-		}
-		time.Sleep(50 * time.Millisecond)
+	pc, err := service.NewClient([]string{addr})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c, out, errOut := runArgs(context.Background(), "ranges", "--placement", addr); c != exitOK || !strings.Contains(out, "RANGE") {
-		t.Fatalf("ranges: exit %d, %s %s", c, out, errOut)
+	defer pc.Close()
+	lctx, lcancel := context.WithTimeout(ctx, 15*time.Second)
+	nodes, err := pc.ListNodes(lctx) // retries until the process serves
+	lcancel()
+	if err != nil || len(nodes.Nodes) != 0 {
+		t.Fatalf("list nodes: %v, %v", nodes, err)
 	}
 	cancel()
 	wg.Wait()

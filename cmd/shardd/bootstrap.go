@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shardd/shardd/placement"
 	"io"
 	"os"
 	"slices"
 	"strconv"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement"
 )
 
 // The even split of the key space used by --bootstrap-ranges: split points
@@ -41,21 +42,6 @@ func splitDescriptors(splits []string, replicas []uint64) ([]*kvpb.RangeDescript
 		keys[i] = []byte(k)
 	}
 	return placement.InitialRanges(keys, replicas, len(replicas))
-}
-
-// checkIDs rejects zero and repeated node ids.
-func checkIDs(ids []uint64) error {
-	seen := make(map[uint64]bool, len(ids))
-	for _, id := range ids {
-		if id == 0 {
-			return errors.New("node id 0 is not allowed: ids start at 1")
-		}
-		if seen[id] {
-			return fmt.Errorf("node %d is listed twice", id)
-		}
-		seen[id] = true
-	}
-	return nil
 }
 
 // bootstrapRange is one range of a bootstrap file.
@@ -114,7 +100,7 @@ func parseBootstrap(r io.Reader) ([]*kvpb.RangeDescriptor, map[uint64]string, er
 		if err != nil || id == 0 {
 			return nil, nil, fmt.Errorf("peers: %q is not a node id (a positive integer)", k)
 		}
-		if err := checkHostPort(addr); err != nil {
+		if err := cli.CheckHostPort(addr); err != nil {
 			return nil, nil, fmt.Errorf("peers: node %d: %w", id, err)
 		}
 		peers[id] = addr
@@ -175,7 +161,7 @@ func checkDescriptors(descs []*kvpb.RangeDescriptor) error {
 		for _, rd := range d.Replicas {
 			nodes = append(nodes, rd.NodeId)
 		}
-		if err := checkIDs(nodes); err != nil {
+		if err := cli.CheckIDs(nodes); err != nil {
 			return fmt.Errorf("range %d replicas: %w", d.RangeId, err)
 		}
 		if d.LeaderNodeId != 0 && !slices.Contains(nodes, d.LeaderNodeId) {

@@ -11,8 +11,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/service"
 )
 
 // demoNodes is the size of the demo cluster.
@@ -21,21 +22,26 @@ const demoNodes = 3
 var demoCommand = &command{
 	name:    "demo",
 	args:    "[--ranges N] [--data-dir DIR] [flags]",
-	summary: "run a three-node cluster inside this process",
+	summary: "run a placement service and three nodes inside this process",
 	doc: `
-Demo starts three nodes in this one process on free loopback ports,
-gossiping with each other, with --ranges ranges split evenly at keys
-"k%04d" and replicated on all three nodes (leaders spread evenly). It
-waits until every range has a leader, prints the nodes' addresses and
-commands to try against them, and runs until Ctrl-C; then it stops the
-nodes and removes the data, unless it lives in a --data-dir you gave.
+Demo starts a cluster in this one process, on free loopback ports: a
+placement service and three nodes that gossip with each other and
+register with it. The placement service creates --ranges ranges split
+evenly at keys "k%04d", each replicated on all three nodes, and spreads
+their leaders evenly. The demo waits until every range has a leader,
+prints the addresses and commands to try, and runs until Ctrl-C; then it
+stops everything and removes the data, unless it lives in a --data-dir you
+gave.
 
 A --data-dir that holds an earlier demo's data is reused: its ranges and
-keys are kept, and --ranges is ignored.`,
+keys are kept, and --ranges is ignored.
+
+The same cluster as separate processes is one placement start and three
+shardd start --placement (see shardd help start).`,
 	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var o demoOptions
 		var logLevel string
-		fs.IntVar(&o.ranges, "ranges", 8, "the number of ranges to create (1 to 10000)")
+		fs.IntVar(&o.ranges, "ranges", 8, "the number of ranges to create (1 to 9000)")
 		fs.StringVar(&o.dataDir, "data-dir", "", "`directory` for the nodes' stores (node1, node2, node3 in it), kept on exit; default a temporary directory removed on exit")
 		fs.DurationVar(&o.tick, "tick", 50*time.Millisecond, "the nodes' logical tick")
 		fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for every range to have a leader")
@@ -45,23 +51,22 @@ keys are kept, and --ranges is ignored.`,
 				return usagef("unexpected arguments %q", args)
 			}
 			var err error
-			if o.logLevel, err = parseLogLevel(logLevel); err != nil {
+			if o.logLevel, err = cli.ParseLogLevel(logLevel); err != nil {
 				return usagef("--log-level: %v", err)
 			}
 			if o.tick <= 0 || o.wait <= 0 {
 				return usagef("--tick and --wait must be positive")
 			}
-			keys, err := evenSplitKeys(o.ranges)
-			if err != nil {
-				return usagef("--ranges: %v", err)
-			}
-			if o.descs, err = splitDescriptors(keys, demoNodeIDs()); err != nil {
-				return err
+			if o.ranges < 1 || o.ranges > maxDemoRanges {
+				return usagef("--ranges must be between 1 and %d, not %d", maxDemoRanges, o.ranges)
 			}
 			return runDemo(ctx, e, o)
 		}
 	},
 }
+
+// maxDemoRanges is what the placement service bootstraps at most.
+const maxDemoRanges = 9000
 
 type demoOptions struct {
 	ranges   int
@@ -69,7 +74,6 @@ type demoOptions struct {
 	tick     time.Duration
 	wait     time.Duration
 	logLevel slog.Level
-	descs    []*kvpb.RangeDescriptor
 }
 
 func demoNodeIDs() []uint64 {
@@ -94,6 +98,17 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 			}
 		}()
 	}
+	// A reused --data-dir keeps its map: the service bootstraps only an
+	// empty store, and so do the nodes.
+	pl, err := service.Start(service.Config{
+		ID: 1, ListenAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "placement"),
+		InitialRanges: o.ranges, Replicas: demoNodes, ExpectedNodes: demoNodes,
+		TickInterval: o.tick, Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the placement service: %w", err)
+	}
+	defer pl.Stop()
 	var nodes []*node.Node
 	defer func() {
 		for i := len(nodes) - 1; i >= 0; i-- {
@@ -109,9 +124,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		if len(nodes) > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
 		}
-		// A reused --data-dir keeps its ranges: Start bootstraps only an
-		// empty store.
-		n, err := startNode(e, cfg, o.descs, logger)
+		n, err := startNode(e, cfg, nil, logger)
 		if err != nil {
 			return err
 		}
@@ -124,8 +137,16 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 			n.SetPeer(m.ID(), m.Addr())
 		}
 	}
+	unregister, err := register([]string{pl.Addr()}, nodes)
+	if err != nil {
+		return err
+	}
+	defer unregister()
 	wctx, cancel := context.WithTimeout(ctx, o.wait)
-	leaders, err := waitForLeaders(wctx, addrs, 1)
+	ranges, err := waitForMap(wctx, pl.Addr())
+	if err == nil {
+		_, err = waitForLeaders(wctx, addrs, ranges)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -133,38 +154,62 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		}
 		return err
 	}
-	writeDemoBanner(e.stdout, nodes, len(leaders), dir, temp)
+	writeDemoBanner(e.stdout, pl.Addr(), nodes, ranges, dir, temp)
 	err = serve(ctx, e, nodes, logger)
 	nodes = nil // serve stopped them
 	return err
 }
 
-// demoCommands are the commands the demo suggests, against the node at
-// addr.
-func demoCommands(addr string) []string {
-	const prefix = "go run ./cmd/shardd "
-	return []string{
-		prefix + "ranges --addr " + addr,
-		prefix + "status --addr " + addr,
-		prefix + "kv put --addr " + addr + " k0001 hello",
-		prefix + "kv get --addr " + addr + " k0001",
-		prefix + "kv scan --addr " + addr + " k0000 k9999",
-		prefix + "kv cas --addr " + addr + " --expect hello k0001 world",
-		prefix + "kv del --addr " + addr + " k0001",
+// waitForMap waits until the placement service at addr has created the
+// first ranges, and returns how many there are.
+func waitForMap(ctx context.Context, addr string) (int, error) {
+	c, err := service.NewClient([]string{addr})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	for {
+		descs, err := c.AllRanges(ctx, 0)
+		if err == nil && len(descs) > 0 {
+			return len(descs), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the placement service has not created the ranges (last error: %v): %w", err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
-func writeDemoBanner(w io.Writer, nodes []*node.Node, ranges int, dir string, temp bool) {
+// demoCommands are the commands the demo suggests, against the placement
+// service at placement and the node at node.
+func demoCommands(placement, node string) []string {
+	const prefix = "go run ./cmd/shardd "
+	p := " --placement " + placement
+	return []string{
+		prefix + "nodes" + p,
+		prefix + "ranges" + p,
+		prefix + "status --addr " + node,
+		prefix + "kv put" + p + " k0001 hello",
+		prefix + "kv get" + p + " k0001",
+		prefix + "kv scan" + p + " k0000 k9999",
+		prefix + "kv cas" + p + " --expect hello k0001 world",
+		prefix + "kv del" + p + " k0001",
+	}
+}
+
+func writeDemoBanner(w io.Writer, placement string, nodes []*node.Node, ranges int, dir string, temp bool) {
 	where := dir + " (kept on exit)"
 	if temp {
 		where = dir + " (removed on exit)"
 	}
-	fmt.Fprintf(w, "shardd demo: %d nodes, %d ranges replicated on all of them, every range has a leader.\nData in %s.\n\n", len(nodes), ranges, where)
+	fmt.Fprintf(w, "shardd demo: a placement service and %d nodes, %d ranges replicated on all of them, every range has a leader.\nData in %s.\n\n", len(nodes), ranges, where)
+	fmt.Fprintf(w, "  placement  grpc %s\n", placement)
 	for _, n := range nodes {
 		fmt.Fprintf(w, "  node %d  grpc %s  gossip %s\n", n.ID(), n.Addr(), n.GossipAddr())
 	}
-	fmt.Fprintf(w, "\nTry (from the repository root; any node's address works):\n\n")
-	for _, c := range demoCommands(nodes[0].Addr()) {
+	fmt.Fprintf(w, "\nTry (from the repository root):\n\n")
+	for _, c := range demoCommands(placement, nodes[0].Addr()) {
 		fmt.Fprintf(w, "  %s\n", c)
 	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -37,19 +41,169 @@ func (f *inspectFlags) register(fs *flag.FlagSet) {
 
 var rangesCommand = &command{
 	name:    "ranges",
-	args:    "[--addr host:port] [--json]",
-	summary: "list the ranges a node hosts",
+	args:    "[--placement ADDRS | --addr host:port] [--json]",
+	summary: "list the ranges of the cluster, or of a node",
 	doc: `
-Ranges asks a node (Admin.Ranges) for the ranges it hosts a replica of,
-sorted by start key, each with its replicas and the leader the node knows
-of, and for the gRPC addresses of the nodes it knows.
+Ranges lists ranges sorted by start key, each with its replicas and its
+leader, and the gRPC addresses of the nodes. With --placement it lists the
+whole range map from the placement service (the leader is the service's
+latest hint); without, the ranges one node (--addr) hosts a replica of,
+with the leaders that node knows of (Admin.Ranges).
 
 In the table -inf and +inf are the two ends of the key space. In JSON, keys
 are strings ("" for either end; bytes that are not UTF-8 show as U+FFFD)
 and "leader" is 0 when no leader is known.`,
-	setup: inspect(func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
-		return c.Ranges(ctx, &kvpb.RangesRequest{})
-	}, rangesJSON, writeRangesTable),
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		var f inspectFlags
+		f.register(fs)
+		placementAddrs := fs.String("placement", "", "gRPC `addresses` of the placement processes, comma-separated; if given, list the whole map from there instead of asking --addr")
+		return func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			var resp *kvpb.RangesResponse
+			var err error
+			if *placementAddrs != "" {
+				resp, err = askPlacement(ctx, *placementAddrs, f.timeout, placementRanges)
+			} else {
+				resp, err = askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
+					return c.Ranges(ctx, &kvpb.RangesRequest{})
+				})
+			}
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(e.stdout, rangesJSON(resp))
+			}
+			return writeRangesTable(e.stdout, resp)
+		}
+	},
+}
+
+var nodesCommand = &command{
+	name:    "nodes",
+	args:    "[--placement ADDRS] [--json]",
+	summary: "list the nodes registered with the placement service",
+	doc: `
+Nodes asks the placement service for the shardd nodes that registered with
+it: each node's address, whether it is live (it reported within the
+service's heartbeat timeout), the replicas and leaders the range map gives
+it, and the replicas and leaders it last reported itself.`,
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		var f inspectFlags
+		fs.StringVar(&f.addr, "placement", defaultPlacementAddr, "gRPC `addresses` of the placement processes, comma-separated")
+		fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+		fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for the answer")
+		return func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *service.Client) (*placementpb.ListNodesResponse, error) {
+				return c.ListNodes(ctx)
+			})
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(resp.Nodes, func(a, b *placementpb.NodeInfo) int { return cmp.Compare(a.NodeId, b.NodeId) })
+			if f.json {
+				return writeJSON(e.stdout, nodesJSON(resp))
+			}
+			return writeNodesTable(e.stdout, resp)
+		}
+	},
+}
+
+// defaultPlacementAddr is placement start's default --listen address.
+const defaultPlacementAddr = "127.0.0.1:7000"
+
+// askPlacement makes one call to the placement service at addrs (a
+// comma-separated list).
+func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duration, call func(context.Context, *service.Client) (T, error)) (T, error) {
+	var zero T
+	list, err := cli.ParseAddrList(addrs)
+	if err != nil || len(list) == 0 {
+		return zero, usagef("--placement: give the host:port of a placement process (%v)", err)
+	}
+	c, err := service.NewClient(list)
+	if err != nil {
+		return zero, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := call(ctx, c)
+	if err != nil {
+		return zero, explainPlacementError(addrs, timeout, err)
+	}
+	return resp, nil
+}
+
+// explainPlacementError says what a failed call to the placement service
+// means and what to do.
+func explainPlacementError(addrs string, timeout time.Duration, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("cannot reach placement at %s within %v: is `placement start` running? (%s)", addrs, timeout, st.Message())
+	case codes.Canceled:
+		return errors.New("interrupted")
+	}
+	return fmt.Errorf("placement at %s: %s: %s", addrs, st.Code(), st.Message())
+}
+
+// placementRanges reads the whole range map, with the nodes' addresses,
+// as a node's Admin.Ranges answer would carry it.
+func placementRanges(ctx context.Context, c *service.Client) (*kvpb.RangesResponse, error) {
+	descs, err := c.AllRanges(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := c.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &kvpb.RangesResponse{Ranges: descs, NodeAddrs: map[uint64]string{}}
+	for _, n := range nodes.Nodes {
+		resp.NodeAddrs[n.NodeId] = n.Addr
+	}
+	return resp, nil
+}
+
+func writeNodesTable(w io.Writer, resp *placementpb.ListNodesResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tLIVE\tREPLICAS\tLEADERS\tREPORTED REPLICAS\tREPORTED LEADERS")
+	for _, n := range resp.Nodes {
+		live := "no"
+		if n.Live {
+			live = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\n", n.NodeId, n.Addr, live, n.Replicas, n.Leaders, n.ReportedReplicas, n.ReportedLeaders)
+	}
+	if len(resp.Nodes) == 0 {
+		fmt.Fprintln(tw, "(none registered)")
+	}
+	return tw.Flush()
+}
+
+// nodeJSON is a node in nodes --json.
+type nodeJSON struct {
+	NodeID           uint64 `json:"node_id"`
+	Addr             string `json:"addr"`
+	Live             bool   `json:"live"`
+	Replicas         uint32 `json:"replicas"`
+	Leaders          uint32 `json:"leaders"`
+	ReportedReplicas uint32 `json:"reported_replicas"`
+	ReportedLeaders  uint32 `json:"reported_leaders"`
+}
+
+func nodesJSON(resp *placementpb.ListNodesResponse) []nodeJSON {
+	out := []nodeJSON{}
+	for _, n := range resp.Nodes {
+		out = append(out, nodeJSON{NodeID: n.NodeId, Addr: n.Addr, Live: n.Live, Replicas: n.Replicas, Leaders: n.Leaders,
+			ReportedReplicas: n.ReportedReplicas, ReportedLeaders: n.ReportedLeaders})
+	}
+	return out
 }
 
 var statusCommand = &command{
@@ -101,7 +255,7 @@ func dial(addr string) (*grpc.ClientConn, error) {
 // askNode makes one Admin call to the node at addr.
 func askNode[T any](ctx context.Context, addr string, timeout time.Duration, call func(context.Context, kvpb.AdminClient) (T, error)) (T, error) {
 	var zero T
-	if err := checkHostPort(addr); err != nil {
+	if err := cli.CheckHostPort(addr); err != nil {
 		return zero, usagef("--addr: %v", err)
 	}
 	conn, err := dial(addr)

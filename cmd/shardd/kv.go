@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/placement/service"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,27 +29,28 @@ var kvCommand = &command{
 	summary: "read and write keys: put, get, del, scan, cas",
 	doc: `
 Kv reads and writes keys through the router client library. It learns the
-cluster's ranges from the nodes --addr names (any node of the cluster will
-do; list several, comma-separated, in case one is down), sends each
-request to the leader of the range holding its key, and retries through
-leader changes and unreachable nodes until --timeout.
+cluster's ranges from the placement service --placement names, or without
+it from the nodes --addr names (any node of the cluster will do; list
+several, comma-separated, in case one is down), sends each request to the
+leader of the range holding its key, and retries through leader changes
+and unreachable nodes until --timeout.
 
 Keys and values are the command-line arguments as typed (UTF-8 text);
-keys must not be empty. Flags go before the arguments; --addr and
---timeout may also go before the verb. An argument that starts with "-"
+keys must not be empty. Flags go before the arguments; --placement, --addr
+and --timeout may also go before the verb. An argument that starts with "-"
 goes after "--", as in: shardd kv put -- -key value.
 
 Exit status: 0 when the request was served (a del that found no key and a
 cas that did not swap included: read the output); 1 when it failed, or
 get found no key; 2 for a bad command line.
 
-Examples ("shardd demo" prints them with its nodes' addresses):
+Examples ("shardd demo" prints them with its placement address):
 
-  shardd kv put --addr 127.0.0.1:PORT k0001 hello
-  shardd kv get --addr 127.0.0.1:PORT k0001
-  shardd kv scan --addr 127.0.0.1:PORT k0000 k9999
-  shardd kv cas --addr 127.0.0.1:PORT --expect hello k0001 world
-  shardd kv del --addr 127.0.0.1:PORT k0001`,
+  shardd kv put --placement 127.0.0.1:PORT k0001 hello
+  shardd kv get --placement 127.0.0.1:PORT k0001
+  shardd kv scan --placement 127.0.0.1:PORT k0000 k9999
+  shardd kv cas --placement 127.0.0.1:PORT --expect hello k0001 world
+  shardd kv del --placement 127.0.0.1:PORT k0001`,
 	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var f kvFlags
 		f.register(fs)
@@ -58,28 +61,87 @@ Examples ("shardd demo" prints them with its nodes' addresses):
 
 // kvFlags are the flags of every kv verb.
 type kvFlags struct {
-	addr    string
-	timeout time.Duration
+	addr      string
+	placement string
+	timeout   time.Duration
 }
 
 func (f *kvFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.placement, "placement", "", "gRPC `addresses` of the placement processes, comma-separated; if given, the router learns the ranges there and --addr is not used")
 	fs.StringVar(&f.addr, "addr", defaultKVAddr, "gRPC `host:port` of a node (its --listen address), or a comma-separated list of them; the router finds the other nodes from there")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long the command may take, retries through leader changes and unreachable nodes included")
 }
 
-// seeds checks the flags and returns the addresses to start from.
-func (f *kvFlags) seeds() ([]string, error) {
-	seeds, err := parseAddrList(f.addr)
+// kvTarget is where a kv command learns the cluster's ranges.
+type kvTarget struct {
+	addrs     []string
+	placement bool // addrs are placement processes, not nodes
+}
+
+// where names the target in messages: "node at a:1", "placement at a:1".
+func (t kvTarget) where() string {
+	what := "node"
+	if t.placement {
+		what = "placement"
+	}
+	if len(t.addrs) > 1 {
+		what += "s"
+		if t.placement {
+			what = "placement processes"
+		}
+	}
+	return what + " at " + strings.Join(t.addrs, ", ")
+}
+
+// runs names the command that should be serving at the target.
+func (t kvTarget) runs() string {
+	if t.placement {
+		return "`placement start`"
+	}
+	return "`shardd start`"
+}
+
+// connect returns a router client that learns ranges from the target.
+func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
+	if !t.placement {
+		c, err := router.New(ctx, router.Config{Seeds: t.addrs})
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { c.Close() }, nil
+	}
+	pc, err := service.NewClient(t.addrs)
 	if err != nil {
-		return nil, usagef("--addr: %v", err)
+		return nil, nil, err
+	}
+	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	if err != nil {
+		pc.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); pc.Close() }, nil
+}
+
+// target checks the flags and returns where to learn the ranges.
+func (f *kvFlags) target() (kvTarget, error) {
+	if f.timeout <= 0 {
+		return kvTarget{}, usagef("--timeout must be positive, not %v", f.timeout)
+	}
+	if f.placement != "" {
+		addrs, err := cli.ParseAddrList(f.placement)
+		if err != nil {
+			return kvTarget{}, usagef("--placement: %v", err)
+		}
+		return kvTarget{addrs: addrs, placement: true}, nil
+	}
+	seeds, err := cli.ParseAddrList(f.addr)
+	if err != nil {
+		return kvTarget{}, usagef("--addr: %v", err)
 	}
 	if len(seeds) == 0 {
-		return nil, usagef("--addr is empty: give the host:port of a node")
+		return kvTarget{}, usagef("--addr is empty: give the host:port of a node")
 	}
-	if f.timeout <= 0 {
-		return nil, usagef("--timeout must be positive, not %v", f.timeout)
-	}
-	return seeds, nil
+	return kvTarget{addrs: seeds}, nil
 }
 
 // kvStore is what the kv verbs ask of a router.Client.
@@ -131,11 +193,11 @@ func (v *kvVerb) command() *command {
 			f.register(fs)
 			parse := v.setup(fs)
 			return func(ctx context.Context, e *env, args []string) error {
-				seeds, op, err := checkKV(fs, &f, parse, args)
+				target, op, err := checkKV(fs, &f, parse, args)
 				if err != nil {
 					return err
 				}
-				return runKV(ctx, e, v.name, seeds, f.timeout, op)
+				return runKV(ctx, e, v.name, target, f.timeout, op)
 			}
 		},
 	}
@@ -144,16 +206,16 @@ func (v *kvVerb) command() *command {
 // checkKV checks a verb's command line: the common flags f, then the
 // arguments left after the flags of fs, which parse turns into the
 // request.
-func checkKV(fs *flag.FlagSet, f *kvFlags, parse func([]string) (kvOp, error), args []string) ([]string, kvOp, error) {
-	seeds, err := f.seeds()
+func checkKV(fs *flag.FlagSet, f *kvFlags, parse func([]string) (kvOp, error), args []string) (kvTarget, kvOp, error) {
+	target, err := f.target()
 	if err != nil {
-		return nil, nil, err
+		return kvTarget{}, nil, err
 	}
 	op, err := parse(args)
 	if err != nil {
-		return nil, nil, withFlagHint(fs, args, err)
+		return kvTarget{}, nil, withFlagHint(fs, args, err)
 	}
-	return seeds, op, nil
+	return target, op, nil
 }
 
 // withFlagHint adds to a usage error the likely cause when an argument
@@ -173,36 +235,33 @@ func withFlagHint(fs *flag.FlagSet, args []string, err error) error {
 	return err
 }
 
-// runKV connects a router client to the seed nodes and runs op with it,
-// all within timeout.
-func runKV(ctx context.Context, e *env, verb string, seeds []string, timeout time.Duration, op kvOp) error {
+// runKV connects a router client to the target and runs op with it, all
+// within timeout.
+func runKV(ctx context.Context, e *env, verb string, target kvTarget, timeout time.Duration, op kvOp) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := router.New(ctx, router.Config{Seeds: seeds})
+	c, closeClient, err := target.connect(ctx)
 	if err != nil {
-		return explainKVError(verb, seeds, timeout, true, err)
+		return explainKVError(verb, target, timeout, true, err)
 	}
-	defer c.Close()
+	defer closeClient()
 	if err := op(ctx, c, e.stdout); err != nil {
-		return explainKVError(verb, seeds, timeout, false, err)
+		return explainKVError(verb, target, timeout, false, err)
 	}
 	return nil
 }
 
 // explainKVError says what a failed kv request means and what to do.
 // connecting is set for the errors of router.New: the client could not
-// learn the cluster's ranges from the seeds. Errors that are not gRPC
+// learn the cluster's ranges from the target. Errors that are not gRPC
 // status errors (the verbs' own) are returned as they are.
-func explainKVError(verb string, seeds []string, timeout time.Duration, connecting bool, err error) error {
+func explainKVError(verb string, target kvTarget, timeout time.Duration, connecting bool, err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
 	}
 	msg := st.Message()
-	at := "node at " + strings.Join(seeds, ", ")
-	if len(seeds) > 1 {
-		at = "nodes at " + strings.Join(seeds, ", ")
-	}
+	at := target.where()
 	unknownFate := ""
 	if verb == "cas" {
 		unknownFate = "; the cas may or may not have been applied: read the key (shardd kv get) to find out"
@@ -218,11 +277,17 @@ func explainKVError(verb string, seeds []string, timeout time.Duration, connecti
 		case codes.Unavailable:
 			const noAnswer = "no node answered a range lookup: "
 			if i := strings.Index(msg, noAnswer); i >= 0 {
-				return fmt.Errorf("cannot reach %s: is `shardd start` running? (%s)", at, msg[i+len(noAnswer):])
+				return fmt.Errorf("cannot reach %s: is %s running? (%s)", at, target.runs(), msg[i+len(noAnswer):])
+			}
+			if target.placement {
+				return fmt.Errorf("the %s cannot say where the ranges are yet (%s): have enough nodes registered for it to create them? (see `shardd nodes`)", at, msg)
 			}
 			return fmt.Errorf("cannot learn the cluster's ranges from the %s (%s): is it a node of a bootstrapped cluster?", at, msg)
 		case codes.DeadlineExceeded:
-			return fmt.Errorf("the %s did not answer within %v: is `shardd start` running there, and not overloaded? (--timeout raises the wait) (%s)", at, timeout, msg)
+			if target.placement {
+				return fmt.Errorf("cannot reach %s within %v: is %s running there? (--timeout raises the wait) (%s)", at, timeout, target.runs(), msg)
+			}
+			return fmt.Errorf("the %s did not answer within %v: is %s running there, and not overloaded? (--timeout raises the wait) (%s)", at, timeout, target.runs(), msg)
 		}
 		return fmt.Errorf("cannot learn the cluster's ranges from the %s: %s: %s", at, st.Code(), msg)
 	}

@@ -82,7 +82,7 @@ func (s *fakeStore) CompareAndSwap(_ context.Context, cas router.CAS) (router.CA
 
 // parseKV checks the command line of a kv verb (args start with the
 // verb) as the command does, without running it.
-func parseKV(args ...string) ([]string, kvOp, error) {
+func parseKV(args ...string) (kvTarget, kvOp, error) {
 	var v *kvVerb
 	for _, kv := range kvVerbs {
 		if kv.name == args[0] {
@@ -90,7 +90,7 @@ func parseKV(args ...string) ([]string, kvOp, error) {
 		}
 	}
 	if v == nil {
-		return nil, nil, errors.New("no such verb")
+		return kvTarget{}, nil, errors.New("no such verb")
 	}
 	fs := flag.NewFlagSet("kv "+v.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -98,7 +98,7 @@ func parseKV(args ...string) ([]string, kvOp, error) {
 	f.register(fs)
 	parse := v.setup(fs)
 	if err := fs.Parse(args[1:]); err != nil {
-		return nil, nil, err
+		return kvTarget{}, nil, err
 	}
 	return checkKV(fs, &f, parse, fs.Args())
 }
@@ -208,12 +208,12 @@ func TestKVVerbs(t *testing.T) {
 	s := newFakeStore(nil)
 	do := func(args ...string) (string, error) {
 		t.Helper()
-		seeds, op, err := parseKV(args...)
+		target, op, err := parseKV(args...)
 		if err != nil {
 			t.Fatalf("%q: %v", args, err)
 		}
-		if !slices.Equal(seeds, []string{defaultKVAddr}) {
-			t.Errorf("%q: seeds %q", args, seeds)
+		if !slices.Equal(target.addrs, []string{defaultKVAddr}) || target.placement {
+			t.Errorf("%q: target %+v", args, target)
 		}
 		var out bytes.Buffer
 		err = op(t.Context(), s, &out)
@@ -299,9 +299,17 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestKVAddrList(t *testing.T) {
-	seeds, _, err := parseKV("get", "--addr", " 127.0.0.1:7101, 127.0.0.1:7102 ,localhost:7103", "k")
-	if err != nil || !slices.Equal(seeds, []string{"127.0.0.1:7101", "127.0.0.1:7102", "localhost:7103"}) {
-		t.Errorf("seeds %q, %v", seeds, err)
+	target, _, err := parseKV("get", "--addr", " 127.0.0.1:7101, 127.0.0.1:7102 ,localhost:7103", "k")
+	if err != nil || target.placement || !slices.Equal(target.addrs, []string{"127.0.0.1:7101", "127.0.0.1:7102", "localhost:7103"}) {
+		t.Errorf("target %+v, %v", target, err)
+	}
+	// --placement wins over --addr.
+	target, _, err = parseKV("get", "--addr", "127.0.0.1:7101", "--placement", "127.0.0.1:7000,127.0.0.1:7001", "k")
+	if err != nil || !target.placement || !slices.Equal(target.addrs, []string{"127.0.0.1:7000", "127.0.0.1:7001"}) {
+		t.Errorf("target %+v, %v", target, err)
+	}
+	if _, _, err := parseKV("get", "--placement", "nohost", "k"); err == nil || !strings.Contains(err.Error(), "--placement") {
+		t.Errorf("a bad --placement: %v", err)
 	}
 }
 
@@ -309,15 +317,15 @@ func TestKVAddrList(t *testing.T) {
 // lines.
 func TestKVDemoCommands(t *testing.T) {
 	n := 0
-	for _, c := range demoCommands("127.0.0.1:4242") {
+	for _, c := range demoCommands("127.0.0.1:4242", "127.0.0.1:4343") {
 		args, ok := strings.CutPrefix(c, "go run ./cmd/shardd kv ")
 		if !ok {
 			continue
 		}
 		n++
-		seeds, _, err := parseKV(strings.Fields(args)...)
-		if err != nil || !slices.Equal(seeds, []string{"127.0.0.1:4242"}) {
-			t.Errorf("%q: seeds %q, %v", c, seeds, err)
+		target, _, err := parseKV(strings.Fields(args)...)
+		if err != nil || !target.placement || !slices.Equal(target.addrs, []string{"127.0.0.1:4242"}) {
+			t.Errorf("%q: target %+v, %v", c, target, err)
 		}
 	}
 	if n != len(kvVerbs) {
@@ -327,10 +335,11 @@ func TestKVDemoCommands(t *testing.T) {
 
 func TestExplainKVError(t *testing.T) {
 	lookupErr := status.Error(codes.Unavailable, "router: range lookup: router: no node answered a range lookup: a:1: connection refused")
-	one, two := []string{"a:1"}, []string{"a:1", "b:2"}
+	one, two := kvTarget{addrs: []string{"a:1"}}, kvTarget{addrs: []string{"a:1", "b:2"}}
+	placement := kvTarget{addrs: []string{"p:1"}, placement: true}
 	for _, tc := range []struct {
 		verb       string
-		seeds      []string
+		seeds      kvTarget
 		connecting bool
 		err        error
 		want       string
@@ -340,6 +349,9 @@ func TestExplainKVError(t *testing.T) {
 		{"get", one, true, status.Error(codes.Unavailable, `router: range lookup: router: no node knows a range holding key ""`),
 			"cannot learn the cluster's ranges from the node at a:1 (router: range lookup: router: no node knows a range holding key \"\"): is it a node of a bootstrapped cluster?"},
 		{"get", one, true, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "the node at a:1 did not answer within 2s: is `shardd start` running there"},
+		{"get", placement, true, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "cannot reach placement at p:1 within 2s: is `placement start` running there?"},
+		{"get", placement, true, status.Error(codes.Unavailable, "router: range lookup: placement: the first ranges are not created yet"),
+			"the placement at p:1 cannot say where the ranges are yet (router: range lookup: placement: the first ranges are not created yet): have enough nodes registered"},
 		{"put", one, false, status.Error(codes.InvalidArgument, "put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
 		{"put", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: node 1 does not lead range 1"),
 			"the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (router: gave up after 20 attempts: node 1 does not lead range 1)"},

@@ -4,7 +4,8 @@
 //	shardd start   run one node
 //	shardd demo    run a three-node cluster inside this process
 //	shardd kv      read and write keys: put, get, del, scan, cas
-//	shardd ranges  list the ranges a node hosts
+//	shardd ranges  list the ranges of the cluster, or of a node
+//	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
 //	shardd help    explain a command and its flags
 //
@@ -88,7 +89,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, statusCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand}
 }
 
 func lookup(name string) *command {

@@ -204,6 +204,22 @@ func TestInspectUnreachableNode(t *testing.T) {
 	}
 }
 
+// TestInspectUnreachablePlacement: the commands that ask the placement
+// service say so when it does not answer.
+func TestInspectUnreachablePlacement(t *testing.T) {
+	for _, cmd := range []string{"nodes", "ranges"} {
+		code, stdout, stderr := runSync(t, cmd, "--placement", "127.0.0.1:1", "--timeout", "300ms")
+		want := "cannot reach placement at 127.0.0.1:1 within 300ms: is `placement start` running?"
+		if code != exitError || stdout != "" || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd, code, stdout, stderr, want)
+		}
+	}
+	code, _, stderr := runSync(t, "kv", "get", "--placement", "127.0.0.1:1", "--timeout", "300ms", "k")
+	if want := "cannot reach placement at 127.0.0.1:1 within 300ms: is `placement start` running there?"; code != exitError || !strings.Contains(stderr, want) {
+		t.Errorf("kv get: exit %d, stderr %q; want %q", code, stderr, want)
+	}
+}
+
 func TestExplainRPCError(t *testing.T) {
 	for code, want := range map[codes.Code]string{
 		codes.Unavailable:      "cannot reach node at a:1: is `shardd start` running? (boom)",
@@ -304,11 +320,13 @@ func TestStatusOutput(t *testing.T) {
 }
 
 func TestDemoCommands(t *testing.T) {
-	cmds := demoCommands("127.0.0.1:4242")
+	cmds := demoCommands("127.0.0.1:4242", "127.0.0.1:4343")
 	want := []string{
-		"go run ./cmd/shardd ranges --addr 127.0.0.1:4242",
-		"go run ./cmd/shardd kv put --addr 127.0.0.1:4242 k0001 hello",
-		"go run ./cmd/shardd kv get --addr 127.0.0.1:4242 k0001",
+		"go run ./cmd/shardd nodes --placement 127.0.0.1:4242",
+		"go run ./cmd/shardd ranges --placement 127.0.0.1:4242",
+		"go run ./cmd/shardd status --addr 127.0.0.1:4343",
+		"go run ./cmd/shardd kv put --placement 127.0.0.1:4242 k0001 hello",
+		"go run ./cmd/shardd kv get --placement 127.0.0.1:4242 k0001",
 	}
 	for _, w := range want {
 		found := false
@@ -428,6 +446,7 @@ func TestStartExitsOnDiskError(t *testing.T) {
 
 var demoNodeLine = regexp.MustCompile(`node (\d) +grpc (\S+) +gossip (\S+)`)
 var demoDataLine = regexp.MustCompile(`Data in (\S+) \((removed|kept) on exit\)`)
+var demoPlacementLine = regexp.MustCompile(`placement +grpc (\S+)`)
 
 // TestDemo runs the demo until a signal: every range has a leader on
 // every node, the temporary data is removed on exit, and a --data-dir is
@@ -444,8 +463,9 @@ func TestDemo(t *testing.T) {
 		if len(nodes) != 3 || data == nil || !strings.Contains(out, fmt.Sprintf("%d ranges", ranges)) {
 			t.Fatalf("banner:\n%s", out)
 		}
-		if !strings.Contains(out, "go run ./cmd/shardd kv put --addr "+nodes[0][2]+" k0001 hello") {
-			t.Errorf("banner lacks the put example:\n%s", out)
+		pl := demoPlacementLine.FindStringSubmatch(out)
+		if pl == nil || !strings.Contains(out, "go run ./cmd/shardd kv put --placement "+pl[1]+" k0001 hello") {
+			t.Errorf("banner lacks the placement address or the put example:\n%s", out)
 		}
 		for _, n := range nodes {
 			resp, err := askNode(t.Context(), n[2], 5*time.Second, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {

@@ -54,7 +54,7 @@ func TestDemoAsNewcomer(t *testing.T) {
 			suggested[name] = f
 		}
 	}
-	for _, name := range []string{"ranges", "status", "kv put", "kv get", "kv scan", "kv cas", "kv del"} {
+	for _, name := range []string{"nodes", "ranges", "status", "kv put", "kv get", "kv scan", "kv cas", "kv del"} {
 		if suggested[name] == nil {
 			t.Fatalf("the banner suggests no %q command", name)
 		}
@@ -74,20 +74,30 @@ func TestDemoAsNewcomer(t *testing.T) {
 	if out := run(suggested["kv get"]...); out != "hello\n" {
 		t.Errorf("the suggested get printed %q, want hello", out)
 	}
+	run(suggested["nodes"]...)
 	run(suggested["ranges"]...)
 	run(suggested["status"]...)
 
 	// Keys spread over the demo's ranges, written and scanned back.
-	addr := flagValue(t, suggested["kv put"], "--addr")
+	placement := flagValue(t, suggested["kv put"], "--placement")
 	keys := []string{"a", "k0001", "k1300", "k2600", "k3800", "k5100", "k6300", "k7600", "k8800", "z"}
 	for _, k := range keys {
-		if out := run("kv", "put", "--addr", addr, k, "v-"+k); out != "ok\n" {
+		if out := run("kv", "put", "--placement", placement, k, "v-"+k); out != "ok\n" {
 			t.Fatalf("put %s printed %q", k, out)
 		}
 	}
 	var ranges rangesOutput
-	if err := json.Unmarshal([]byte(run("ranges", "--json", "--addr", addr)), &ranges); err != nil {
+	if err := json.Unmarshal([]byte(run("ranges", "--json", "--placement", placement)), &ranges); err != nil {
 		t.Fatal(err)
+	}
+	var nodes []nodeJSON
+	if err := json.Unmarshal([]byte(run("nodes", "--json", "--placement", placement)), &nodes); err != nil || len(nodes) != 3 {
+		t.Fatalf("nodes --json: %v %+v", err, nodes)
+	}
+	for _, n := range nodes {
+		if !n.Live || int(n.Replicas) != len(ranges.Ranges) {
+			t.Errorf("node %+v: want live with %d replicas", n, len(ranges.Ranges))
+		}
 	}
 	spanned := map[uint64]bool{}
 	for _, k := range keys {
@@ -101,7 +111,7 @@ func TestDemoAsNewcomer(t *testing.T) {
 		t.Fatalf("the keys fall in %d ranges, want at least 4: %+v", len(spanned), ranges.Ranges)
 	}
 	var scan scanOutput
-	if err := json.Unmarshal([]byte(run("kv", "scan", "--json", "--addr", addr, "")), &scan); err != nil {
+	if err := json.Unmarshal([]byte(run("kv", "scan", "--json", "--placement", placement, "")), &scan); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -102,94 +102,6 @@ func TestSplitDescriptors(t *testing.T) {
 	}
 }
 
-func TestParsePeers(t *testing.T) {
-	got, err := parsePeers(" 1=127.0.0.1:7100, 2=localhost:7101,3=[::1]:7102")
-	want := map[uint64]string{1: "127.0.0.1:7100", 2: "localhost:7101", 3: "[::1]:7102"}
-	if err != nil || !maps.Equal(got, want) {
-		t.Fatalf("parsePeers = %v, %v", got, err)
-	}
-	if got, err := parsePeers(""); err != nil || len(got) != 0 {
-		t.Errorf("empty: %v %v", got, err)
-	}
-	for in, wantErr := range map[string]string{
-		"1":                               "not id=host:port",
-		"127.0.0.1:7100":                  "not id=host:port",
-		"x=127.0.0.1:7100":                "not a node id",
-		"0=127.0.0.1:7100":                "not a node id",
-		"-1=127.0.0.1:7100":               "not a node id",
-		"1=127.0.0.1":                     "not host:port",
-		"1=:7100":                         "no host",
-		"1=127.0.0.1:0":                   "not in [1, 65535]",
-		"1=127.0.0.1:65536":               "not in [1, 65535]",
-		"1=127.0.0.1:http":                "not in [1, 65535]",
-		"1=a:1,1=b:2":                     "listed twice",
-		"1=a:1,,2=b:2":                    "is empty",
-		"1=a:1,":                          "is empty",
-		"1=127.0.0.1:7100;2=127.0.0.1:71": "not host:port",
-	} {
-		_, err := parsePeers(in)
-		if err == nil || !strings.Contains(err.Error(), wantErr) {
-			t.Errorf("parsePeers(%q) error %v, want one containing %q", in, err, wantErr)
-		}
-	}
-}
-
-func TestParseIDList(t *testing.T) {
-	if got, err := parseIDList("3, 1,2"); err != nil || !slices.Equal(got, []uint64{3, 1, 2}) {
-		t.Errorf("parseIDList = %v, %v", got, err)
-	}
-	for _, in := range []string{"1,1", "0", "1,x", "1,,2", "-2"} {
-		if _, err := parseIDList(in); err == nil {
-			t.Errorf("parseIDList(%q) accepted", in)
-		}
-	}
-}
-
-func TestAddressChecks(t *testing.T) {
-	if _, err := parseAddrList("127.0.0.1:7946,10.0.0.2:7946"); err != nil {
-		t.Error(err)
-	}
-	if _, err := parseAddrList("127.0.0.1"); err == nil {
-		t.Error("a join address without a port was accepted")
-	}
-	for _, ok := range []string{"127.0.0.1:0", ":7100", "0.0.0.0:7100", "localhost:7100"} {
-		if err := checkListenAddr(ok); err != nil {
-			t.Errorf("listen %q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"127.0.0.1", "127.0.0.1:-1", "127.0.0.1:99999"} {
-		if err := checkListenAddr(bad); err == nil {
-			t.Errorf("listen %q accepted", bad)
-		}
-	}
-	for _, ok := range []string{"127.0.0.1:7946", "127.0.0.1:0", "[::1]:7946"} {
-		if err := checkGossipAddr(ok); err != nil {
-			t.Errorf("gossip %q: %v", ok, err)
-		}
-	}
-	for bad, why := range map[string]string{
-		"localhost:7946": "must be an IP address",
-		"0.0.0.0:7946":   "cannot dial",
-		":7946":          "must be an IP address",
-		"127.0.0.1":      "not host:port",
-	} {
-		if err := checkGossipAddr(bad); err == nil || !strings.Contains(err.Error(), why) {
-			t.Errorf("gossip %q: %v, want %q", bad, err, why)
-		}
-	}
-}
-
-func TestParseLogLevel(t *testing.T) {
-	for in, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
-		if got, err := parseLogLevel(in); err != nil || got != want {
-			t.Errorf("parseLogLevel(%q) = %v, %v", in, got, err)
-		}
-	}
-	if _, err := parseLogLevel("loud"); err == nil {
-		t.Error("accepted a bad level")
-	}
-}
-
 // startOpts parses start's flags the way the command does.
 func startOpts(t *testing.T, args ...string) (startOptions, error) {
 	t.Helper()
@@ -277,6 +189,8 @@ func TestStartFlagErrors(t *testing.T) {
 		{append(base, "--bootstrap-file=x.json", "--bootstrap-replicas=1"), "replaces"},
 		{append(base, "--bootstrap-file=/does/not/exist.json"), "no such file"},
 		{append(base, "--gossip=", "--bootstrap-ranges=2", "--bootstrap-replicas=1,2,3", "--peers=2=127.0.0.1:7101"), "node 3"},
+		{append(base, "--placement=nowhere"), "--placement"},
+		{append(base, "--placement=127.0.0.1:7000", "--bootstrap-ranges=2", "--bootstrap-replicas=1"), "exclude each other"},
 	} {
 		_, err := startOpts(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

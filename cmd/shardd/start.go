@@ -10,10 +10,13 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/service"
 )
 
 var startCommand = &command{
@@ -30,8 +33,21 @@ Peers find each other through gossip (--gossip, --join), through static
 addresses (--peers), or both. Without gossip, --peers must list every node
 the node shares a range with.
 
-A new cluster is bootstrapped by starting every one of its nodes with the
-same bootstrap flags: --bootstrap-ranges N (or --split-keys) with
+With --placement the node registers with the placement service (see the
+placement command) and reports its load to it every second; the service
+creates the cluster's first ranges on the nodes once enough have
+registered, and keeps their leaders spread. This is the usual way:
+
+  placement start --id 1 --listen 127.0.0.1:7000 --data-dir /tmp/p1 \
+    --initial-ranges 16 --expected-nodes 3
+  shardd start --id 1 --listen 127.0.0.1:7101 --gossip 127.0.0.1:7201 \
+    --data-dir /tmp/n1 --placement 127.0.0.1:7000
+  shardd start --id 2 --listen 127.0.0.1:7102 --gossip 127.0.0.1:7202 \
+    --join 127.0.0.1:7201 --data-dir /tmp/n2 --placement 127.0.0.1:7000
+  (and the same for node 3)
+
+Without a placement service, a new cluster is bootstrapped by starting
+every one of its nodes with the same bootstrap flags: --bootstrap-ranges N (or --split-keys) with
 --bootstrap-replicas, or --bootstrap-file. A node creates its replicas of
 those ranges only on its first start (while its store holds no range);
 later starts ignore the bootstrap flags.
@@ -86,6 +102,7 @@ type startFlags struct {
 	tick              time.Duration
 	logLevel          string
 	pprof             string
+	placement         string
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -101,6 +118,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 }
 
@@ -115,6 +133,8 @@ type startOptions struct {
 	tick     time.Duration
 	logLevel slog.Level
 	pprof    string
+	// placement are the placement processes' addresses, nil for none.
+	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
 }
@@ -131,28 +151,34 @@ func (f *startFlags) options() (startOptions, error) {
 	case f.tick <= 0:
 		return o, usagef("--tick must be positive, not %v", f.tick)
 	}
-	if err := checkListenAddr(f.listen); err != nil {
+	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return o, usagef("--listen: %v", err)
 	}
 	if f.gossip != "" {
-		if err := checkGossipAddr(f.gossip); err != nil {
+		if err := cli.CheckGossipAddr(f.gossip); err != nil {
 			return o, usagef("--gossip: %v", err)
 		}
 	}
-	if o.join, err = parseAddrList(f.join); err != nil {
+	if o.join, err = cli.ParseAddrList(f.join); err != nil {
 		return o, usagef("--join: %v", err)
 	}
 	if len(o.join) > 0 && f.gossip == "" {
 		return o, usagef("--join needs gossip, but --gossip is empty")
 	}
-	if o.peers, err = parsePeers(f.peers); err != nil {
+	if o.peers, err = cli.ParsePeers(f.peers); err != nil {
 		return o, usagef("--peers: %v", err)
 	}
-	if o.logLevel, err = parseLogLevel(f.logLevel); err != nil {
+	if o.logLevel, err = cli.ParseLogLevel(f.logLevel); err != nil {
 		return o, usagef("--log-level: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
+	}
+	if o.placement, err = cli.ParseAddrList(f.placement); err != nil {
+		return o, usagef("--placement: %v", err)
+	}
+	if len(o.placement) > 0 && len(o.bootstrap) > 0 {
+		return o, usagef("--placement and the bootstrap flags exclude each other: with a placement service, it creates the ranges")
 	}
 	if f.gossip == "" {
 		for _, id := range replicaNodes(o.bootstrap) {
@@ -193,13 +219,13 @@ func (f *startFlags) bootstrapDescriptors(peers map[uint64]string) ([]*kvpb.Rang
 	case f.bootstrapRanges < 0:
 		return nil, usagef("--bootstrap-ranges must be positive, not %d", f.bootstrapRanges)
 	}
-	replicas, err := parseIDList(f.bootstrapReplicas)
+	replicas, err := cli.ParseIDList(f.bootstrapReplicas)
 	if err != nil {
 		return nil, usagef("--bootstrap-replicas: %v", err)
 	}
 	var keys []string
 	if f.splitKeys != "" {
-		if keys, err = splitList(f.splitKeys); err != nil {
+		if keys, err = cli.SplitList(f.splitKeys); err != nil {
 			return nil, usagef("--split-keys: %v", err)
 		}
 		if f.bootstrapRanges != 0 && f.bootstrapRanges != len(keys)+1 {
@@ -254,8 +280,40 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 	if gossip == "" {
 		gossip = "off"
 	}
+	if len(o.placement) > 0 {
+		stop, err := register(o.placement, []*node.Node{n})
+		if err != nil {
+			n.Stop()
+			return err
+		}
+		defer stop()
+	}
 	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
 	return serve(ctx, e, []*node.Node{n}, logger)
+}
+
+// heartbeatInterval is how often a node reports to the placement service,
+// well within the service's default 5 s liveness timeout.
+const heartbeatInterval = time.Second
+
+// register registers nodes with the placement service at addrs and keeps
+// reporting their load until the returned function is called.
+func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
+	pc, err := service.NewClient(addrs)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			service.Heartbeat(ctx, pc, n.ID(), n.Addr(), heartbeatInterval, func() (uint32, uint32) {
+				st := n.Stats()
+				return uint32(st.Groups), uint32(st.Leaders)
+			})
+		})
+	}
+	return func() { cancel(); wg.Wait(); pc.Close() }, nil
 }
 
 // startNode starts a node. On its first start (a store with no range) the

@@ -139,7 +139,8 @@ func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 		go func() {
 			defer wg.Done()
 			Heartbeat(ctx, client, id, nd.Addr(), 200*time.Millisecond, func() (uint32, uint32) {
-				return uint32(nd.Stats().Groups), 0
+				st := nd.Stats()
+				return uint32(st.Groups), uint32(st.Leaders)
 			})
 		}()
 	}

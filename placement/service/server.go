@@ -27,7 +27,8 @@ type Config struct {
 	// ID is this process's id among the placement processes, never zero.
 	ID uint64
 	// ListenAddr serves the Placement API and the placement group's own
-	// node traffic. The default value is "127.0.0.1:7000".
+	// node traffic. The default value is "127.0.0.1:7000". A lone process
+	// may use port 0 (a free port; see Server.Addr).
 	ListenAddr string
 	// DataDir holds the process's store; FS is its filesystem (default
 	// vfs.Default).
@@ -255,6 +256,10 @@ func Start(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.Peers) == 1 {
+		// A lone process may listen on port 0; its hints name the port it got.
+		s.cfg.Peers = map[uint64]string{cfg.ID: n.Addr()}
 	}
 	s.node.Store(n)
 	if s.conn, err = grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {

@@ -1,6 +1,10 @@
-package main
+// Package cli holds the command-line parsing that the shardd and placement
+// commands share: lists, node ids, peer maps, addresses and log levels,
+// each failing with a message that says what is wrong with the value.
+package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,9 +12,9 @@ import (
 	"strings"
 )
 
-// splitList splits a comma-separated flag value, trimming spaces. An empty
+// SplitList splits a comma-separated flag value, trimming spaces. An empty
 // value is an empty list; an empty item ("a,,b", "a,") is an error.
-func splitList(s string) ([]string, error) {
+func SplitList(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
@@ -24,8 +28,8 @@ func splitList(s string) ([]string, error) {
 	return parts, nil
 }
 
-// parseNodeID parses a node id: a positive integer.
-func parseNodeID(s string) (uint64, error) {
+// ParseNodeID parses a node id: a positive integer.
+func ParseNodeID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
 	if err != nil || id == 0 {
 		return 0, fmt.Errorf("%q is not a node id (a positive integer)", s)
@@ -33,30 +37,45 @@ func parseNodeID(s string) (uint64, error) {
 	return id, nil
 }
 
-// parseIDList parses "1,2,3" into distinct node ids.
-func parseIDList(s string) ([]uint64, error) {
-	parts, err := splitList(s)
+// ParseIDList parses "1,2,3" into distinct node ids.
+func ParseIDList(s string) ([]uint64, error) {
+	parts, err := SplitList(s)
 	if err != nil {
 		return nil, err
 	}
 	ids := make([]uint64, 0, len(parts))
 	for _, p := range parts {
-		id, err := parseNodeID(p)
+		id, err := ParseNodeID(p)
 		if err != nil {
 			return nil, err
 		}
 		ids = append(ids, id)
 	}
-	if err := checkIDs(ids); err != nil {
+	if err := CheckIDs(ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
-// parsePeers parses "1=127.0.0.1:7100,2=127.0.0.1:7101" into a map from
+// CheckIDs rejects zero and repeated node ids.
+func CheckIDs(ids []uint64) error {
+	seen := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		if id == 0 {
+			return errors.New("node id 0 is not allowed: ids start at 1")
+		}
+		if seen[id] {
+			return fmt.Errorf("node %d is listed twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// ParsePeers parses "1=127.0.0.1:7100,2=127.0.0.1:7101" into a map from
 // node id to gRPC address.
-func parsePeers(s string) (map[uint64]string, error) {
-	parts, err := splitList(s)
+func ParsePeers(s string) (map[uint64]string, error) {
+	parts, err := SplitList(s)
 	if err != nil {
 		return nil, err
 	}
@@ -66,12 +85,12 @@ func parsePeers(s string) (map[uint64]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("%q is not id=host:port", p)
 		}
-		id, err := parseNodeID(idStr)
+		id, err := ParseNodeID(idStr)
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", p, err)
 		}
 		addr = strings.TrimSpace(addr)
-		if err := checkHostPort(addr); err != nil {
+		if err := CheckHostPort(addr); err != nil {
 			return nil, fmt.Errorf("%q: %w", p, err)
 		}
 		if prev, dup := peers[id]; dup {
@@ -82,23 +101,23 @@ func parsePeers(s string) (map[uint64]string, error) {
 	return peers, nil
 }
 
-// parseAddrList parses comma-separated host:port addresses.
-func parseAddrList(s string) ([]string, error) {
-	parts, err := splitList(s)
+// ParseAddrList parses comma-separated host:port addresses.
+func ParseAddrList(s string) ([]string, error) {
+	parts, err := SplitList(s)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range parts {
-		if err := checkHostPort(p); err != nil {
+		if err := CheckHostPort(p); err != nil {
 			return nil, err
 		}
 	}
 	return parts, nil
 }
 
-// checkHostPort requires an explicit host and a port in [1, 65535]: an
+// CheckHostPort requires an explicit host and a port in [1, 65535]: an
 // address other processes can dial.
-func checkHostPort(addr string) error {
+func CheckHostPort(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port: %w", addr, err)
@@ -112,8 +131,8 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-// checkListenAddr accepts host:port with port 0 (pick a free one) too.
-func checkListenAddr(addr string) error {
+// CheckListenAddr accepts host:port with port 0 (pick a free one) too.
+func CheckListenAddr(addr string) error {
 	// An empty host listens on every interface.
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -125,10 +144,10 @@ func checkListenAddr(addr string) error {
 	return nil
 }
 
-// checkGossipAddr checks a memberlist bind address: memberlist binds the
+// CheckGossipAddr checks a memberlist bind address: memberlist binds the
 // IP directly and advertises it to peers, so it must be a concrete IP.
-func checkGossipAddr(addr string) error {
-	if err := checkListenAddr(addr); err != nil {
+func CheckGossipAddr(addr string) error {
+	if err := CheckListenAddr(addr); err != nil {
 		return err
 	}
 	host, _, _ := net.SplitHostPort(addr)
@@ -142,8 +161,8 @@ func checkGossipAddr(addr string) error {
 	return nil
 }
 
-// parseLogLevel accepts debug, info, warn and error (any case).
-func parseLogLevel(s string) (slog.Level, error) {
+// ParseLogLevel accepts debug, info, warn and error (any case).
+func ParseLogLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
 		return 0, fmt.Errorf("%q is not a log level (debug, info, warn or error)", s)
