@@ -31,6 +31,13 @@ import (
 // buildShardd builds the binary under test into a temporary directory.
 func buildShardd(t *testing.T) string {
 	t.Helper()
+	return buildBinary(t, ".")
+}
+
+// buildBinary builds the command in the package directory pkg (relative
+// to this one) into a temporary directory.
+func buildBinary(t *testing.T, pkg string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
@@ -38,8 +45,12 @@ func buildShardd(t *testing.T) string {
 			t.Fatalf("no go command on PATH (%v) or in $GOROOT/bin", err)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "shardd")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
+	name := filepath.Base(pkg)
+	if pkg == "." {
+		name = "shardd"
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command(goBin, "build", "-o", bin, pkg)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
