@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,6 +235,41 @@ func TestSurvivesLossOfOnePlacementProcess(t *testing.T) {
 	}()
 	first := <-events
 
+	// A router that learned the map keeps writing through the failover,
+	// and after every placement process is gone: it needs the service only
+	// for ranges it has not cached.
+	rc, err := router.New(tctx(t), router.Config{Source: RouterSource{Client: pc.client()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	waitFor(t, 5*time.Second, "the router to learn every range", func() bool { return len(rc.Ranges()) == ranges })
+	keyIn := func(d *kvpb.RangeDescriptor, suffix string) []byte {
+		if len(d.StartKey) == 0 {
+			return []byte("a" + suffix)
+		}
+		return []byte(string(d.StartKey) + suffix)
+	}
+	writing := make(chan struct{})
+	var writes atomic.Int64
+	var writers sync.WaitGroup
+	writers.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-writing:
+				return
+			default:
+			}
+			d := before[i%len(before)]
+			if err := rc.Put(tctx(t), keyIn(d, fmt.Sprint("w", i)), []byte("v")); err != nil {
+				t.Errorf("router put during the placement failover: %v", err)
+				return
+			}
+			writes.Add(1)
+			time.Sleep(time.Millisecond)
+		}
+	})
+
 	old := pc.leader()
 	pc.servers[old].Stop()
 	delete(pc.servers, old)
@@ -296,6 +333,24 @@ func TestSurvivesLossOfOnePlacementProcess(t *testing.T) {
 		}
 		dc.put(t, d, key, fmt.Sprint(d.RangeId))
 	}
+
+	// Now without any placement process at all.
+	for id, s := range pc.servers {
+		s.Stop()
+		delete(pc.servers, id)
+	}
+	close(writing)
+	writers.Wait()
+	for _, d := range after {
+		key := keyIn(d, "-no-placement")
+		if err := rc.Put(tctx(t), key, []byte("x")); err != nil {
+			t.Fatalf("router put with no placement process: %v", err)
+		}
+		if v, found, err := rc.Get(tctx(t), key); err != nil || !found || string(v) != "x" {
+			t.Fatalf("router get with no placement process: %q %v %v", v, found, err)
+		}
+	}
+	t.Logf("the router wrote %d times during the failover without an error", writes.Load())
 }
 
 // TestStaleLeaderIsFenced plays a placement leader whose state is stale
