@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shardd/shardd/internal/testutil"
 )
 
 // Every test node binds to 127.0.0.1 with port 0: nothing leaves loopback.
@@ -136,7 +138,7 @@ func startCluster(t *testing.T, n int) ([]*Membership, []*recorder) {
 		recs[i] = &recorder{}
 		nodes[i] = start(t, testConfig(t, uint64(i+1), seeds...), recs[i])
 	}
-	waitFor(t, 10*time.Second, "cluster to converge", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "cluster to converge", func() bool {
 		for _, m := range nodes {
 			if len(m.Members()) != n {
 				return false
@@ -145,16 +147,4 @@ func startCluster(t *testing.T, n int) ([]*Membership, []*recorder) {
 		return true
 	})
 	return nodes, recs
-}
-
-// waitFor polls cond every 20ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

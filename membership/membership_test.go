@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shardd/shardd/internal/testutil"
 )
 
 func TestClusterConverges(t *testing.T) {
@@ -40,7 +42,7 @@ func TestClusterConverges(t *testing.T) {
 	for i, r := range recs {
 		for _, other := range nodes {
 			id := other.NodeID()
-			waitFor(t, 5*time.Second, "join events", func() bool {
+			testutil.WaitFor(t, 5*time.Second, "join events", func() bool {
 				_, ok := r.find("joined", func(m Member) bool { return m.NodeID == id })
 				return ok
 			})
@@ -67,13 +69,13 @@ func TestMetaUpdatePropagates(t *testing.T) {
 		t.Fatalf("local Meta() = %+v", got)
 	}
 	for i, m := range nodes {
-		waitFor(t, 5*time.Second, "meta update to reach every node", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "meta update to reach every node", func() bool {
 			mem, ok := m.Member(2)
 			return ok && mem.Ranges == 120 && mem.Leaders == 40 && mem.QPS == 1234.5 &&
 				mem.GRPCAddr == grpcAddr(2, 0)
 		})
 		if _, ok := recs[i].find("updated", func(m Member) bool { return m.NodeID == 2 && m.Ranges == 120 }); !ok {
-			waitFor(t, 2*time.Second, "NodeUpdated event", func() bool {
+			testutil.WaitFor(t, 2*time.Second, "NodeUpdated event", func() bool {
 				_, ok := recs[i].find("updated", func(m Member) bool { return m.NodeID == 2 && m.Ranges == 120 })
 				return ok
 			})
@@ -83,7 +85,7 @@ func TestMetaUpdatePropagates(t *testing.T) {
 	if err := nodes[1].UpdateMeta(func(m *NodeMeta) { m.GRPCAddr = grpcAddr(2, 5) }); err != nil {
 		t.Fatalf("UpdateMeta: %v", err)
 	}
-	waitFor(t, 5*time.Second, "new gRPC address", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "new gRPC address", func() bool {
 		a, ok := nodes[0].Addr(2)
 		return ok && a == grpcAddr(2, 5)
 	})
@@ -97,7 +99,7 @@ func TestFailureDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		waitFor(t, 20*time.Second, "failure to be detected", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "failure to be detected", func() bool {
 			_, ok := recs[i].find("left", func(m Member) bool { return m.NodeID == 3 })
 			return ok
 		})
@@ -128,7 +130,7 @@ func TestGracefulLeave(t *testing.T) {
 		t.Errorf("UpdateMeta after Leave = %v, want ErrLeft", err)
 	}
 	for i := range 2 {
-		waitFor(t, 5*time.Second, "leave to be seen", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "leave to be seen", func() bool {
 			_, ok := recs[i].find("left", func(m Member) bool { return m.NodeID == 3 })
 			return ok
 		})
@@ -175,7 +177,7 @@ func TestRestartSameNodeIDAfterCrash(t *testing.T) {
 	began := time.Now()
 	n3 := restart(t, 3, old, []string{nodes[0].GossipAddr()}, &recorder{})
 	for i := range 2 {
-		waitFor(t, 25*time.Second, "survivors to adopt the restarted node's address", func() bool {
+		testutil.WaitFor(t, 25*time.Second, "survivors to adopt the restarted node's address", func() bool {
 			mem, ok := nodes[i].Member(3)
 			return ok && mem.GossipAddr == n3.GossipAddr() && mem.GRPCAddr == grpcAddr(3, 1)
 		})
@@ -192,7 +194,7 @@ func TestRestartSameNodeIDAfterCrash(t *testing.T) {
 		}
 	}
 	t.Logf("restart adopted after %v", time.Since(began).Round(time.Millisecond))
-	waitFor(t, 5*time.Second, "restarted node to see the cluster", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "restarted node to see the cluster", func() bool {
 		return len(n3.Members()) == 3
 	})
 }
@@ -208,14 +210,14 @@ func TestRestartSameNodeIDAfterLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		waitFor(t, 5*time.Second, "leave to be seen", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "leave to be seen", func() bool {
 			_, ok := recs[i].find("left", func(m Member) bool { return m.NodeID == 3 })
 			return ok
 		})
 	}
 	n3 := restart(t, 3, old, []string{nodes[1].GossipAddr()}, nil)
 	for i := range 2 {
-		waitFor(t, 5*time.Second, "survivors to adopt the restarted node's address", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "survivors to adopt the restarted node's address", func() bool {
 			mem, ok := nodes[i].Member(3)
 			return ok && mem.GossipAddr == n3.GossipAddr() && mem.GRPCAddr == grpcAddr(3, 1) && !mem.Leaving
 		})
@@ -589,14 +591,14 @@ func TestEventHandlerMayBlockAndCallBack(t *testing.T) {
 		t.Fatal("handler never ran")
 	}
 	// The handler is now blocked; gossip must carry on regardless.
-	waitFor(t, 5*time.Second, "update made from a handler to propagate", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "update made from a handler to propagate", func() bool {
 		mem, ok := n2.Member(1)
 		return ok && mem.Leaders == 9
 	})
 	if err := n2.UpdateMeta(func(nm *NodeMeta) { nm.Ranges = 4 }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "updates to arrive while a handler blocks", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "updates to arrive while a handler blocks", func() bool {
 		mem, ok := n1.Member(2)
 		return ok && mem.Ranges == 4
 	})

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"google.golang.org/grpc"
@@ -26,22 +26,6 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// freeAddrs returns n loopback addresses with ports that were free a moment
-// ago: the placement processes must know each other's addresses up front.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, l.Addr().String())
-		l.Close()
-	}
-	return out
-}
-
 // placementCluster is 1 or 3 placement processes.
 type placementCluster struct {
 	t       *testing.T
@@ -51,7 +35,7 @@ type placementCluster struct {
 
 func startPlacement(t *testing.T, n int, tweak func(*Config)) *placementCluster {
 	t.Helper()
-	addrs := freeAddrs(t, n)
+	addrs := testutil.FreeAddrs(t, n)
 	peers := map[uint64]string{}
 	for i, a := range addrs {
 		peers[uint64(i+1)] = a
@@ -82,7 +66,7 @@ func startPlacement(t *testing.T, n int, tweak func(*Config)) *placementCluster 
 func (pc *placementCluster) leader() uint64 {
 	pc.t.Helper()
 	var id uint64
-	waitFor(pc.t, 10*time.Second, "a placement leader", func() bool {
+	testutil.WaitFor(pc.t, 10*time.Second, "a placement leader", func() bool {
 		for i, s := range pc.servers {
 			if s.IsLeader() {
 				id = i
@@ -114,7 +98,7 @@ type dataCluster struct {
 
 func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 	t.Helper()
-	addrs := freeAddrs(t, n)
+	addrs := testutil.FreeAddrs(t, n)
 	peers := map[uint64]string{}
 	for i, a := range addrs {
 		peers[uint64(i+1)] = a
@@ -223,24 +207,11 @@ func tctx(t *testing.T) context.Context {
 	return ctx
 }
 
-// waitFor polls cond every 10ms until it holds, failing the test after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitCreated waits until every node hosts its share of n ranges of
 // 3 replicas over 3 nodes, and the service recorded it.
 func waitCreated(t *testing.T, pc *placementCluster, dc *dataCluster, n int) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("%d ranges created on every node", n), func() bool {
+	testutil.WaitFor(t, 15*time.Second, fmt.Sprintf("%d ranges created on every node", n), func() bool {
 		for id := range dc.nodes {
 			if dc.hostedRanges(t, id) != n {
 				return false
@@ -248,7 +219,7 @@ func waitCreated(t *testing.T, pc *placementCluster, dc *dataCluster, n int) {
 		}
 		return true
 	})
-	waitFor(t, 10*time.Second, "the service to record the creation", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the service to record the creation", func() bool {
 		for _, s := range pc.servers {
 			s.mu.Lock()
 			done := s.term != nil && s.term.created

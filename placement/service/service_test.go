@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placementpb"
 	"github.com/shardd/shardd/router"
@@ -76,7 +77,7 @@ func TestBootstrapAndAPI(t *testing.T) {
 	defer rc.Close()
 	// It follows the service's watch: the whole map arrives without a
 	// lookup per range.
-	waitFor(t, 5*time.Second, "the router to learn every range from the watch", func() bool { return len(rc.Ranges()) == ranges })
+	testutil.WaitFor(t, 5*time.Second, "the router to learn every range from the watch", func() bool { return len(rc.Ranges()) == ranges })
 	if n := rc.Stats().Lookups; n != 1 {
 		t.Errorf("the router made %d lookups, want only New's", n)
 	}
@@ -177,7 +178,7 @@ func TestLeadersSpread(t *testing.T) {
 		return total == ranges
 	}
 	var counts map[uint64]int
-	waitFor(t, 15*time.Second, "leaders spread after bootstrap", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "leaders spread after bootstrap", func() bool {
 		counts = dc.leaderCounts(t)
 		return balanced(counts)
 	})
@@ -200,12 +201,12 @@ func TestLeadersSpread(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 10*time.Second, "the skew to take", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the skew to take", func() bool {
 		counts = dc.leaderCounts(t)
 		return !balanced(counts)
 	})
 	t.Logf("skewed by %d transfers to node 1: leaders per node %v", moved, counts)
-	waitFor(t, 15*time.Second, "leaders spread again", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "leaders spread again", func() bool {
 		counts = dc.leaderCounts(t)
 		return balanced(counts)
 	})
@@ -243,7 +244,7 @@ func TestSurvivesLossOfOnePlacementProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	waitFor(t, 5*time.Second, "the router to learn every range", func() bool { return len(rc.Ranges()) == ranges })
+	testutil.WaitFor(t, 5*time.Second, "the router to learn every range", func() bool { return len(rc.Ranges()) == ranges })
 	keyIn := func(d *kvpb.RangeDescriptor, suffix string) []byte {
 		if len(d.StartKey) == 0 {
 			return []byte("a" + suffix)
@@ -394,7 +395,7 @@ func TestStaleLeaderIsFenced(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("mutation of a stale leader: %v, want FailedPrecondition", err)
 	}
-	waitFor(t, 5*time.Second, "a new term at the fresh revision", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a new term at the fresh revision", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.term != nil && s.term != tm && s.term.rev == rev+1
