@@ -35,9 +35,17 @@
 //     while.
 //
 // The Source is where range descriptors come from on a cache miss: by
-// default a NodeSource, which asks the seed nodes' Admin.Ranges; the
-// placement service can provide another. The cache holds no authority:
-// nodes check every request's generation.
+// default a NodeSource, which asks the seed nodes' Admin.Ranges. In a
+// cluster run by the placement service, use its map instead:
+//
+//	pc, err := service.NewClient([]string{"10.0.0.1:7000"}) // package placement/service
+//	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+//
+// A Source that is also a Watcher (the placement service's is) pushes the
+// map's changes, which the Client follows for its whole life; requests
+// then rarely meet a stale descriptor, and ranges already cached keep
+// working while the service is down. The cache holds no authority: nodes
+// check every request's generation.
 //
 // Attempts are bounded (Config.MaxAttempts) and the context's deadline is
 // respected; the error of a request that gives up is a gRPC status error,
