@@ -21,11 +21,12 @@ type Transfer struct{ RangeID, From, To uint64 }
 // one that is a voter of a range the donor leads, until every such node
 // leads between lo and hi ranges, where, with L ranges led by N nodes,
 //
-//	lo = min(floor(L/N), ceil(0.9*L/N))
-//	hi = max(ceil(L/N), floor(1.1*L/N))
+//	lo = min(floor(L/N), ceil(0.95*L/N))
+//	hi = max(ceil(L/N), floor(1.05*L/N))
 //
-// that is, within 10% of the average, or within rounding of it when the
-// counts are small. Without replica constraints every step takes a node
+// that is, within 5% of the average, or within rounding of it when the
+// counts are small. The cluster promises 10%; planning to half of that
+// leaves room for the leaderships that elections move between rounds. Without replica constraints every step takes a node
 // out of excess or deficit, so the number of transfers is the minimum;
 // with them the plan is greedy and stops when no useful step is left.
 //
@@ -102,8 +103,8 @@ func PlanLeaderBalance(descs []*kvpb.RangeDescriptor, live []uint64) []Transfer 
 // counts as balanced when n nodes lead total ranges.
 func leaderBounds(total, n int) (lo, hi int) {
 	floor, ceil := total/n, (total+n-1)/n
-	lo = min(floor, (9*total+10*n-1)/(10*n))
-	hi = max(ceil, 11*total/(10*n))
+	lo = min(floor, (19*total+20*n-1)/(20*n))
+	hi = max(ceil, 21*total/(20*n))
 	return lo, hi
 }
 

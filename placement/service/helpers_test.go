@@ -109,7 +109,7 @@ func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 	client := pc.client()
 	for id, addr := range peers {
 		nd, err := node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: addr, Peers: peers,
-			TickInterval: 20 * time.Millisecond, Logger: testLogger()})
+			TickInterval: 50 * time.Millisecond, Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}

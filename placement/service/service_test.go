@@ -178,6 +178,11 @@ func TestLeadersSpread(t *testing.T) {
 		return total == ranges
 	}
 	var counts map[uint64]int
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last leaders per node: %v", counts)
+		}
+	})
 	testutil.WaitFor(t, 15*time.Second, "leaders spread after bootstrap", func() bool {
 		counts = dc.leaderCounts(t)
 		return balanced(counts)
