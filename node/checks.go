@@ -17,13 +17,21 @@ import (
 func (o *overlay) failedCheck(checks []batch.Check) int {
 	for i := range checks {
 		k := &checks[i]
-		cur, found := o.get(k.Key)
-		holds := (k.ExpectAbsent && !found) || (!k.ExpectAbsent && found && string(cur) == string(k.Expected))
-		if !holds {
+		if cur, found := o.get(k.Key); !expectationHolds(cur, found, k.Expected, k.ExpectAbsent) {
 			return i + 1
 		}
 	}
 	return 0
+}
+
+// expectationHolds reports whether a key's current state (cur, found)
+// is the expected value, or, with expectAbsent, no value: the comparison
+// of a CAS and of a batch's checks.
+func expectationHolds(cur []byte, found bool, expected []byte, expectAbsent bool) bool {
+	if expectAbsent {
+		return !found
+	}
+	return found && string(cur) == string(expected)
 }
 
 // failedCondition is the error of a conditional batch whose condition i

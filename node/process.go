@@ -421,7 +421,7 @@ func (o *overlay) apply(c *batch.Command) batch.Result {
 		return batch.Result{Found: found, Succeeded: true}
 	case batch.OpCAS:
 		cur, found := o.get(c.Key)
-		ok := (c.ExpectAbsent && !found) || (!c.ExpectAbsent && found && string(cur) == string(c.Expected))
+		ok := expectationHolds(cur, found, c.Expected, c.ExpectAbsent)
 		if ok {
 			if c.Delete {
 				o.del(c.Key)
