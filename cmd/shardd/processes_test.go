@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,10 +13,13 @@ import (
 )
 
 // TestSeparateProcesses starts the cluster README.md describes by hand: a
-// placement process and three `shardd start --placement` processes. The
-// service creates the ranges once the nodes registered; the CLI then
-// writes and reads through it, lists the nodes and the map, and every
-// process stops cleanly on SIGTERM.
+// placement process and three `shardd start --placement` processes, one of
+// them without gossip. The service creates the ranges once the nodes
+// registered; the CLI then writes and reads through it, lists the nodes
+// and the map, and every process stops cleanly on SIGTERM. A range whose
+// replicas could not reach the gossip-less node would still work on the
+// other two, so the test also stops node 1 and writes again: every range
+// then needs node 3.
 //
 //	go test -run TestSeparateProcesses -v ./cmd/shardd
 func TestSeparateProcesses(t *testing.T) {
@@ -33,10 +37,15 @@ func TestSeparateProcesses(t *testing.T) {
 	pl.waitReady(t)
 	procs := []*proc{pl}
 	for id := 1; id <= 3; id++ {
-		grpcAddr, gossip := fmt.Sprintf("127.0.0.1:%d", ports[id]), fmt.Sprintf("127.0.0.1:%d", ports[3+id])
-		args := []string{"start", "--id", strconv.Itoa(id), "--listen", grpcAddr, "--gossip", gossip,
+		// Nodes 1 and 2 gossip; node 3 does not, and learns its peers'
+		// addresses (and they its) from the placement service alone.
+		gossip := fmt.Sprintf("127.0.0.1:%d", ports[3+id])
+		if id == 3 {
+			gossip = ""
+		}
+		args := []string{"start", "--id", strconv.Itoa(id), "--listen", fmt.Sprintf("127.0.0.1:%d", ports[id]), "--gossip=" + gossip,
 			"--data-dir", filepath.Join(base, fmt.Sprintf("node%d", id)), "--placement", placement, "--log-level", "warn"}
-		if id > 1 {
+		if id == 2 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", ports[4]))
 		}
 		p := startProc(t, shardd, fmt.Sprintf("node %d", id), filepath.Join(base, fmt.Sprintf("node%d.log", id)), args...)
@@ -98,6 +107,17 @@ func TestSeparateProcesses(t *testing.T) {
 	code, out, _ = run("nodes", "--placement", placement)
 	if code != 0 || !strings.Contains(out, "LIVE") || strings.Count(out, " yes ") != 3 {
 		t.Errorf("nodes table: exit %d:\n%s", code, out)
+	}
+
+	// Without node 1, every range needs nodes 2 and 3 to reach each other.
+	if c := procs[1].terminate(t); c != 0 {
+		t.Errorf("node 1 exited %d after SIGTERM", c)
+	}
+	procs = slices.Delete(procs, 1, 2)
+	for _, k := range []string{"a", "k2000", "k4000", "k6000", "k8000", "z"} {
+		if code, out, stderr := run("kv", "put", "--placement", placement, "--timeout", "20s", k, "again"); code != 0 || out != "ok\n" {
+			t.Fatalf("put %s without node 1: exit %d, %q, %q", k, code, out, stderr)
+		}
 	}
 
 	var wg sync.WaitGroup

@@ -30,13 +30,13 @@ runs until SIGINT or SIGTERM, stops cleanly and exits 0. If the node stops
 by itself because its disk failed, start logs why and exits 1.
 
 Peers find each other through gossip (--gossip, --join), through static
-addresses (--peers), or both. Without gossip, --peers must list every node
-the node shares a range with.
+addresses (--peers), through the placement service, or any of these.
 
 With --placement the node registers with the placement service (see the
-placement command) and reports its load to it every second; the service
-creates the cluster's first ranges on the nodes once enough have
-registered, and keeps their leaders spread. This is the usual way:
+placement command), reports its load to it every second and learns the
+other nodes' addresses from it. The service creates the cluster's first
+ranges on the nodes once enough have registered, and keeps their leaders
+spread. This is the usual way:
 
   placement start --id 1 --listen 127.0.0.1:7000 --data-dir /tmp/p1 \
     --initial-ranges 16 --expected-nodes 3
@@ -47,10 +47,11 @@ registered, and keeps their leaders spread. This is the usual way:
   (and the same for node 3)
 
 Without a placement service, a new cluster is bootstrapped by starting
-every one of its nodes with the same bootstrap flags: --bootstrap-ranges N (or --split-keys) with
---bootstrap-replicas, or --bootstrap-file. A node creates its replicas of
-those ranges only on its first start (while its store holds no range);
-later starts ignore the bootstrap flags.
+every one of its nodes with the same bootstrap flags: --bootstrap-ranges N
+(or --split-keys) with --bootstrap-replicas, or --bootstrap-file. Without
+gossip, --peers must then list every node the node shares a range with.
+A node creates its replicas of those ranges only on its first start (while
+its store holds no range); later starts ignore the bootstrap flags.
 
 Example, a three-node cluster with four ranges on one machine:
 
@@ -111,7 +112,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "", "`directory` of the node's store, created if missing (required)")
 	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "`ip:port` memberlist binds (UDP and TCP) and advertises for node discovery; --gossip= disables gossip")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip `addresses` of nodes to join through (this node's own address is ignored, so every node may get the same list)")
-	fs.StringVar(&f.peers, "peers", "", "static gRPC addresses of nodes, `id=host:port,...` (for example 1=127.0.0.1:7100,2=127.0.0.1:7101); optional with gossip")
+	fs.StringVar(&f.peers, "peers", "", "static gRPC addresses of nodes, `id=host:port,...` (for example 1=127.0.0.1:7100,2=127.0.0.1:7101); optional with gossip or --placement")
 	fs.IntVar(&f.bootstrapRanges, "bootstrap-ranges", 0, "on first start, create `N` ranges split evenly at keys \"k%04d\" over k0000..k9999 (needs --bootstrap-replicas)")
 	fs.StringVar(&f.bootstrapReplicas, "bootstrap-replicas", "", "comma-separated node `ids` that replicate every bootstrap range; the ranges' first leaders are spread evenly over them")
 	fs.StringVar(&f.splitKeys, "split-keys", "", "on first start, create ranges split at these comma-separated, increasing `keys` instead of the even split (needs --bootstrap-replicas)")
@@ -296,8 +297,9 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 // well within the service's default 5 s liveness timeout.
 const heartbeatInterval = time.Second
 
-// register registers nodes with the placement service at addrs and keeps
-// reporting their load until the returned function is called.
+// register registers nodes with the placement service at addrs, keeps
+// reporting their load and teaches them the other nodes' addresses, until
+// the returned function is called.
 func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
 	pc, err := service.NewClient(addrs)
 	if err != nil {
@@ -310,6 +312,15 @@ func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
 			service.Heartbeat(ctx, pc, n.ID(), n.Addr(), heartbeatInterval, func() (uint32, uint32) {
 				st := n.Stats()
 				return uint32(st.Groups), uint32(st.Leaders)
+			})
+		})
+		// Peers' addresses come from the service too, so a node needs
+		// neither gossip nor --peers to reach the replicas of its ranges.
+		wg.Go(func() {
+			service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+				if id != n.ID() {
+					n.SetPeer(id, addr)
+				}
 			})
 		})
 	}

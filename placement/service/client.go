@@ -250,3 +250,29 @@ func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, inter
 		}
 	}
 }
+
+// FollowNodes tells learn the id and address of every registered node now
+// and then every interval, until ctx ends, so that a shardd node can reach
+// its peers through the placement service alone, without gossip or static
+// peers. Failures are retried at the next interval.
+func FollowNodes(ctx context.Context, c *Client, interval time.Duration, learn func(id uint64, addr string)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
+		resp, err := c.ListNodes(cctx)
+		cancel()
+		if err == nil {
+			for _, n := range resp.Nodes {
+				if n.Addr != "" {
+					learn(n.NodeId, n.Addr)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
