@@ -83,6 +83,14 @@ func (a *api) RegisterNode(ctx context.Context, req *placementpb.RegisterNodeReq
 	return resp, nil
 }
 
+// checkKeyLen refuses a key argument longer than any key can be.
+func checkKeyLen(name string, k []byte) error {
+	if len(k) > maxKeyBytes {
+		return status.Errorf(codes.InvalidArgument, "%s is %d bytes, limit is %d", name, len(k), maxKeyBytes)
+	}
+	return nil
+}
+
 // notBootstrapped is the answer to a lookup before the first ranges exist.
 func (s *Server) notBootstrappedLocked(tm *term) error {
 	return status.Errorf(codes.Unavailable, "the cluster is not bootstrapped yet: %d of %d expected nodes registered",
@@ -90,8 +98,8 @@ func (s *Server) notBootstrappedLocked(tm *term) error {
 }
 
 func (a *api) Lookup(_ context.Context, req *placementpb.LookupRequest) (*placementpb.LookupResponse, error) {
-	if len(req.GetKey()) > maxKeyBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "key is %d bytes, limit is %d", len(req.GetKey()), maxKeyBytes)
+	if err := checkKeyLen("key", req.GetKey()); err != nil {
+		return nil, err
 	}
 	s := a.s
 	tm, err := s.leading()
@@ -114,8 +122,8 @@ func (a *api) Lookup(_ context.Context, req *placementpb.LookupRequest) (*placem
 }
 
 func (a *api) ListRanges(_ context.Context, req *placementpb.ListRangesRequest) (*placementpb.ListRangesResponse, error) {
-	if len(req.GetPageToken()) > maxKeyBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "page_token is %d bytes, limit is %d", len(req.GetPageToken()), maxKeyBytes)
+	if err := checkKeyLen("page_token", req.GetPageToken()); err != nil {
+		return nil, err
 	}
 	s := a.s
 	tm, err := s.leading()
