@@ -43,4 +43,13 @@
 // ranges they lead (Admin.Ranges), records the leaders as hints, plans
 // with placement.PlanLeaderBalance and asks the current leaders to hand
 // off (Admin.TransferLeader), a bounded number at a time.
+//
+// # Clients
+//
+// Client calls the leader wherever it is. Nodes run Heartbeat (register,
+// then report their load) and FollowNodes (learn the other nodes'
+// addresses, so a cluster needs no gossip). RouterSource serves a router
+// the map: lookups on a cache miss, and the Watch stream, which keeps the
+// router's cache fresh and lets it work from its cache while the service
+// is down.
 package service
