@@ -155,10 +155,6 @@ func (m *mutation) put(k, v []byte) {
 	m.ops = append(m.ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: k, Value: v}}})
 }
 
-func (m *mutation) del(k []byte) {
-	m.ops = append(m.ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Delete{Delete: &kvpb.DeleteRequest{Key: k}}})
-}
-
 func (m *mutation) putDesc(d *kvpb.RangeDescriptor) {
 	b, err := proto.Marshal(d)
 	if err != nil {
