@@ -57,19 +57,16 @@ func (p *Proposals) Take(maxBytes int) ([]Command, []byte) {
 	return taken, Encode(make([]byte, 0, total+8), taken)
 }
 
-// Stats count batching across the node, for metrics and benchmarks.
+// Stats count the coalescing of client commands into Paxos values across
+// a node, for metrics and benchmarks. (The coalescing of records into
+// fsyncs is counted where it happens: engine.CommitterStats.)
 type Stats struct {
 	// Values and Commands: proposals made and the commands they carried.
 	Values, Commands atomic.Int64
-	// Syncs and Records: synced engine batches and the records they held.
-	Syncs, Records atomic.Int64
 }
 
 // CommandsPerValue is the mean number of commands per Paxos value.
 func (s *Stats) CommandsPerValue() float64 { return ratio(s.Commands.Load(), s.Values.Load()) }
-
-// RecordsPerSync is the mean number of records per synced batch.
-func (s *Stats) RecordsPerSync() float64 { return ratio(s.Records.Load(), s.Syncs.Load()) }
 
 func ratio(a, b int64) float64 {
 	if b == 0 {

@@ -161,19 +161,20 @@ func writeCmd(args []string) error {
 	cpu1 := c.cpu()
 	self1, _ := cpuTime(os.Getpid())
 	slices.Sort(lat)
-	var cpv, mpf float64
+	var cpv, mpf, rps float64
 	for _, p := range c.nodes {
 		if st, err := p.status(ctx); err == nil {
 			cpv += st.CommandsPerValue / 3
 			mpf += st.MessagesPerFrame / 3
+			rps += st.RecordsPerSync / 3
 		}
 	}
 	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, through the %s client, %v, %d CPUs\n",
 		*groups, *clients, *size, *clientKind, elapsed.Round(time.Millisecond), runtime.NumCPU())
 	fmt.Printf("  %.0f writes/s, p50 %v, p99 %v, %d errors\n", float64(ops.Load())/elapsed.Seconds(),
 		pct(lat, 50), pct(lat, 99), errs.Load())
-	fmt.Printf("  %.0f syncs/s across the nodes, %.2f commands per Paxos value, %.1f messages per frame",
-		float64(after-before)/elapsed.Seconds(), cpv, mpf)
+	fmt.Printf("  %.0f fsyncs/s across the nodes, %.0f records per fsync, %.2f commands per Paxos value, %.1f messages per frame",
+		float64(after-before)/elapsed.Seconds(), rps, cpv, mpf)
 	if rc != nil {
 		fmt.Printf(", %.1f requests per client frame", rc.Stats().RequestsPerFrame())
 	}

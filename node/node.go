@@ -662,9 +662,12 @@ func (n *Node) initialize(r *replica, meta *groupMeta) error {
 // Stats are the node's batching and transport figures.
 type Stats struct {
 	CommandsPerValue float64
-	RecordsPerSync   float64
-	Syncs            int64
-	Transport        transport.Stats
+	// Syncs counts the WAL fsyncs of the node's store (the committer's
+	// synced rounds, each shared by the cycles of every worker that were
+	// ready), and RecordsPerSync the records each carried on average.
+	RecordsPerSync float64
+	Syncs          int64
+	Transport      transport.Stats
 	// Groups counts the node's replicas, Active those not quiesced and
 	// Leaders those that lead their group.
 	Groups, Active, Leaders int
@@ -672,11 +675,14 @@ type Stats struct {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
+	cs := n.committer.Stats()
 	s := Stats{
 		CommandsPerValue: n.stats.CommandsPerValue(),
-		RecordsPerSync:   n.stats.RecordsPerSync(),
-		Syncs:            n.stats.Syncs.Load(),
+		Syncs:            int64(cs.Syncs),
 		Transport:        n.trans.Stats(),
+	}
+	if cs.Syncs > 0 {
+		s.RecordsPerSync = float64(cs.SyncedRecords) / float64(cs.Syncs)
 	}
 	n.mu.RLock()
 	s.Groups = len(n.replicas)

@@ -60,15 +60,12 @@ func (n *Node) process(reps []*replica) {
 		return
 	}
 	if !b.Empty() {
-		records := b.Count()
 		// A cycle that needs no fsync (it only applies and learns) commits
 		// on its own rather than joining, and waiting for, the committer's
 		// next synced round.
 		var err error
 		if durable {
 			err = n.committer.Commit(b, true)
-			n.stats.Syncs.Add(1)
-			n.stats.Records.Add(int64(records))
 		} else {
 			err = b.Commit(false)
 		}
