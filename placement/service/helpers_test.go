@@ -91,46 +91,39 @@ func (pc *placementCluster) client() *Client {
 // dataCluster is shardd nodes that register with the placement service and
 // heartbeat to it.
 type dataCluster struct {
-	t     *testing.T
-	nodes map[uint64]*node.Node
-	conns map[uint64]*grpc.ClientConn
+	t      *testing.T
+	peers  map[uint64]string // every node's address, started or not
+	client *Client
+	ctx    context.Context // ends the heartbeats
+	wg     sync.WaitGroup
+	nodes  map[uint64]*node.Node
+	conns  map[uint64]*grpc.ClientConn
+	beats  map[uint64]context.CancelFunc // ends one node's heartbeats
 }
 
+// startNodes starts n nodes (ids 1..n) that know each other's addresses.
 func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 	t.Helper()
-	addrs := testutil.FreeAddrs(t, n)
-	peers := map[uint64]string{}
-	for i, a := range addrs {
-		peers[uint64(i+1)] = a
+	dc := newDataCluster(t, n, pc)
+	for id := uint64(1); id <= uint64(n); id++ {
+		dc.start(id)
 	}
-	dc := &dataCluster{t: t, nodes: map[uint64]*node.Node{}, conns: map[uint64]*grpc.ClientConn{}}
+	return dc
+}
+
+// newDataCluster picks addresses for n nodes (ids 1..n) and starts none.
+func newDataCluster(t *testing.T, n int, pc *placementCluster) *dataCluster {
+	t.Helper()
+	dc := &dataCluster{t: t, peers: map[uint64]string{}, client: pc.client(),
+		nodes: map[uint64]*node.Node{}, conns: map[uint64]*grpc.ClientConn{}, beats: map[uint64]context.CancelFunc{}}
+	for i, a := range testutil.FreeAddrs(t, n) {
+		dc.peers[uint64(i+1)] = a
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	client := pc.client()
-	for id, addr := range peers {
-		nd, err := node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: addr, Peers: peers,
-			TickInterval: 50 * time.Millisecond, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dc.nodes[id] = nd
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dc.conns[id] = conn
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			Heartbeat(ctx, client, id, nd.Addr(), 200*time.Millisecond, func() (uint32, uint32) {
-				st := nd.Stats()
-				return uint32(st.Groups), uint32(st.Leaders)
-			})
-		}()
-	}
+	dc.ctx = ctx
 	t.Cleanup(func() {
 		cancel()
-		wg.Wait()
+		dc.wg.Wait()
 		for _, c := range dc.conns {
 			c.Close()
 		}
@@ -139,6 +132,38 @@ func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 		}
 	})
 	return dc
+}
+
+// start starts node id, which registers and heartbeats until the test ends.
+func (dc *dataCluster) start(id uint64) {
+	t := dc.t
+	t.Helper()
+	addr := dc.peers[id]
+	nd, err := node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: addr, Peers: dc.peers,
+		TickInterval: 50 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.nodes[id] = nd
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.conns[id] = conn
+	ctx, cancel := context.WithCancel(dc.ctx)
+	dc.beats[id] = cancel
+	dc.wg.Go(func() {
+		Heartbeat(ctx, dc.client, id, nd.Addr(), 200*time.Millisecond, func() (uint32, uint32) {
+			st := nd.Stats()
+			return uint32(st.Groups), uint32(st.Leaders)
+		})
+	})
+}
+
+// stop stops node id and its heartbeats, as a crash would.
+func (dc *dataCluster) stop(id uint64) {
+	dc.beats[id]()
+	dc.nodes[id].Stop()
 }
 
 func (dc *dataCluster) admin(id uint64) kvpb.AdminClient { return kvpb.NewAdminClient(dc.conns[id]) }

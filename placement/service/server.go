@@ -20,6 +20,7 @@ import (
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config configures one placement process.
@@ -224,6 +225,9 @@ type term struct {
 	bootstrapped bool
 	created      bool
 	nextRangeID  uint64
+	// pending are the nodes that were down when the first ranges were
+	// created, and have not created their replicas since.
+	pending map[uint64]bool
 	// history holds the events of the last revisions this term committed,
 	// oldest first, at most maxHistory.
 	history []*placementpb.WatchEvent
@@ -362,6 +366,7 @@ func (s *Server) step() {
 		}
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
 		s.lastBal = time.Now()
+		s.heal()
 		if err := s.balance(); err != nil {
 			s.log.Info("leader balancing round failed", "err", err)
 		}
@@ -385,7 +390,7 @@ func (s *Server) takeOver() error {
 		return err
 	}
 	tm := &term{nodes: st.nodes, rev: st.rev, bootstrapped: st.bootstrapped, created: st.created,
-		nextRangeID: st.nextRangeID, changed: make(chan struct{}), done: make(chan struct{})}
+		nextRangeID: st.nextRangeID, pending: st.pending, changed: make(chan struct{}), done: make(chan struct{})}
 	if st.bootstrapped {
 		if tm.rm, err = placement.NewRangeMap(st.descs); err != nil {
 			return fmt.Errorf("placement state is corrupt: %w", err)
@@ -548,7 +553,11 @@ func (s *Server) bootstrap() error {
 }
 
 // createRanges asks every node of the map to create its replicas, then
-// records that they all did.
+// records that they did. A node that is not live (it died after it
+// registered) is skipped if every range keeps a majority of its replicas
+// on nodes that did create theirs: those ranges work without it. It is
+// recorded as pending, and heal creates its replicas when it is back. A
+// live node that fails is retried at the next step.
 func (s *Server) createRanges() error {
 	s.mu.Lock()
 	tm := s.term
@@ -556,6 +565,97 @@ func (s *Server) createRanges() error {
 		s.mu.Unlock()
 		return errNotLeading
 	}
+	byNode, addrs := replicasByNodeLocked(tm)
+	live, all := s.liveNodesLocked(tm), tm.rm.All()
+	s.mu.Unlock()
+	failed := s.createOn(byNode, addrs)
+	var skipped []uint64
+	for id, err := range failed {
+		if slices.Contains(live, id) {
+			return fmt.Errorf("node %d: %w", id, err)
+		}
+		skipped = append(skipped, id)
+	}
+	for _, d := range all {
+		created := 0
+		for _, r := range d.Replicas {
+			if failed[r.NodeId] == nil {
+				created++
+			}
+		}
+		if 2*created <= len(d.Replicas) {
+			return fmt.Errorf("range %d has no majority of created replicas while nodes %v are down", d.RangeId, skipped)
+		}
+	}
+	slices.Sort(skipped)
+	if len(skipped) > 0 {
+		s.log.Warn("creating the first ranges without nodes that are down; they get their replicas when they are back", "nodes", skipped)
+	}
+	return s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		m := &mutation{}
+		m.put(keyCreated, valTrue)
+		for _, id := range skipped {
+			m.put(idKey(pendingPrefix, id), valTrue)
+		}
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.created = true
+			for _, id := range skipped {
+				tm.pending[id] = true
+			}
+			return nil
+		}, nil
+	})
+}
+
+// heal creates the replicas of the pending nodes that are live again. Only
+// nodes that never created their replicas qualify: a node that created
+// them and then lost its store must not come back with an empty one, as
+// an acceptor that forgot its promises; it needs its replicas replaced.
+// The replicas start from the first map's descriptors, which is what the
+// group's log starts from.
+func (s *Server) heal() {
+	s.mu.Lock()
+	tm := s.term
+	if tm == nil || tm.rm == nil || len(tm.pending) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	byNode, addrs := replicasByNodeLocked(tm)
+	back := map[uint64][]*kvpb.RangeDescriptor{}
+	for _, id := range s.liveNodesLocked(tm) {
+		if !tm.pending[id] {
+			continue
+		}
+		for _, d := range byNode[id] {
+			if d.Generation != 1 {
+				continue // changed since the first map: not this node's to start from scratch
+			}
+			d = proto.Clone(d).(*kvpb.RangeDescriptor)
+			d.LeaderNodeId = 0 // the group has a leader; a newcomer must not campaign
+			back[id] = append(back[id], d)
+		}
+	}
+	s.mu.Unlock()
+	failed := s.createOn(back, addrs)
+	for id := range back {
+		if err := failed[id]; err != nil {
+			s.log.Info("cannot create a pending node's replicas; retrying", "node", id, "err", err)
+			continue
+		}
+		err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+			m := &mutation{}
+			m.del(idKey(pendingPrefix, id))
+			return m, func(tm *term) *placementpb.WatchEvent { delete(tm.pending, id); return nil }, nil
+		})
+		if err == nil {
+			s.log.Info("a node that was down at bootstrap created its replicas", "node", id)
+		}
+	}
+}
+
+// replicasByNodeLocked returns each node's ranges in the map, and the
+// addresses of those nodes.
+func replicasByNodeLocked(tm *term) (map[uint64][]*kvpb.RangeDescriptor, map[uint64]string) {
 	byNode := map[uint64][]*kvpb.RangeDescriptor{}
 	for _, d := range tm.rm.All() {
 		for _, r := range d.Replicas {
@@ -568,35 +668,30 @@ func (s *Server) createRanges() error {
 			addrs[id] = rec.Addr
 		}
 	}
-	s.mu.Unlock()
+	return byNode, addrs
+}
+
+// createOn calls CreateRanges on every node of byNode at once, and returns
+// the nodes that failed.
+func (s *Server) createOn(byNode map[uint64][]*kvpb.RangeDescriptor, addrs map[uint64]string) map[uint64]error {
 	var wg sync.WaitGroup
-	errs := make([]error, 0, len(byNode))
-	var errMu sync.Mutex
+	var mu sync.Mutex
+	failed := map[uint64]error{}
 	for id, descs := range byNode {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			err := s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
 				_, err := c.CreateRanges(ctx, &kvpb.CreateRangesRequest{Ranges: descs})
 				return err
 			})
 			if err != nil {
-				errMu.Lock()
-				errs = append(errs, fmt.Errorf("node %d: %w", id, err))
-				errMu.Unlock()
+				mu.Lock()
+				failed[id] = err
+				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	s.log.Info("the first ranges are created on every node", "nodes", len(byNode))
-	return s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-		m := &mutation{}
-		m.put(keyCreated, valTrue)
-		return m, func(tm *term) *placementpb.WatchEvent { tm.created = true; return nil }, nil
-	})
+	return failed
 }
 
 // callNode runs one Admin call on a shardd node, bounded by RPCTimeout.

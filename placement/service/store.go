@@ -17,14 +17,17 @@ const placementRangeID = 1
 
 // Keys of the placement state.
 var (
-	descPrefix  = []byte("d/")
-	nodePrefix  = []byte("n/")
-	keyRev      = []byte("m/rev")
-	keyBoot     = []byte("m/boot")
-	keyCreated  = []byte("m/created")
-	keyNextID   = []byte("m/nextid")
-	valTrue     = []byte("1")
-	scanPerPage = uint32(1000)
+	descPrefix = []byte("d/")
+	nodePrefix = []byte("n/")
+	keyRev     = []byte("m/rev")
+	keyBoot    = []byte("m/boot")
+	keyCreated = []byte("m/created")
+	keyNextID  = []byte("m/nextid")
+	// pendingPrefix marks nodes that were down when the first ranges were
+	// created: m/pending/<node id> until they have created their replicas.
+	pendingPrefix = []byte("m/pending/")
+	valTrue       = []byte("1")
+	scanPerPage   = uint32(1000)
 )
 
 func idKey(prefix []byte, id uint64) []byte {
@@ -55,6 +58,7 @@ type storedState struct {
 	nextRangeID  uint64
 	descs        []*kvpb.RangeDescriptor
 	nodes        map[uint64]*placementpb.NodeRecord
+	pending      map[uint64]bool
 }
 
 // store reads and writes the placement state through the KV API of the
@@ -98,7 +102,7 @@ func (s store) get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // the state can't change while this process's node leads (every mutation
 // comes from the leader, after load), so the scans see that revision.
 func (s store) load(ctx context.Context) (*storedState, error) {
-	st := &storedState{nodes: map[uint64]*placementpb.NodeRecord{}}
+	st := &storedState{nodes: map[uint64]*placementpb.NodeRecord{}, pending: map[uint64]bool{}}
 	v, found, err := s.get(ctx, keyRev)
 	if err != nil {
 		return nil, err
@@ -143,6 +147,17 @@ func (s store) load(ctx context.Context) (*storedState, error) {
 	if err != nil {
 		return nil, err
 	}
+	err = s.scan(ctx, pendingPrefix, func(k, _ []byte) error {
+		id, err := decUint(k[len(pendingPrefix):])
+		if err != nil {
+			return fmt.Errorf("placement state: pending node at %q: %w", k, err)
+		}
+		st.pending[id] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -153,6 +168,10 @@ type mutation struct {
 
 func (m *mutation) put(k, v []byte) {
 	m.ops = append(m.ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Put{Put: &kvpb.PutRequest{Key: k, Value: v}}})
+}
+
+func (m *mutation) del(k []byte) {
+	m.ops = append(m.ops, &kvpb.BatchOp{Op: &kvpb.BatchOp_Delete{Delete: &kvpb.DeleteRequest{Key: k}}})
 }
 
 func (m *mutation) putDesc(d *kvpb.RangeDescriptor) {
