@@ -660,6 +660,37 @@ func TestLeaderTransfer(t *testing.T) {
 	}
 }
 
+// TestRepeatedTransferKeepsItsDeadline: asking again for a transfer that
+// is under way does not restart its timeout, so a caller that repeats the
+// request to a target that cannot catch up (here, one cut off) holds
+// proposals back for one election timeout at most.
+func TestRepeatedTransferKeepsItsDeadline(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.propose(1, "a")
+	n.stabilize()
+	l := n.node(1)
+	n.isolate(3)
+	n.propose(1, "b") // 3 misses it: the transfer must wait for it
+	n.stabilize()
+	if err := l.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	for tick := 0; l.lead.transferee != 0; tick++ {
+		if tick > l.cfg.ElectionTicks {
+			t.Fatalf("the transfer to an unreachable replica still holds after %d ticks", tick)
+		}
+		if err := l.TransferLeader(3); err != nil { // the caller repeats itself
+			t.Fatal(err)
+		}
+		n.tick(1)
+		n.stabilize()
+	}
+	if err := l.Propose([]byte("after")); err != nil {
+		t.Fatalf("Propose once the transfer gave up: %v", err)
+	}
+}
+
 // TestReconfiguration adds a fresh learner, promotes it and removes a
 // voter; after each step every member agrees on the configuration.
 func TestReconfiguration(t *testing.T) {

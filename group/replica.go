@@ -665,6 +665,12 @@ func (r *Replica) TransferLeader(to uint64) error {
 	if !isVoter(r.conf, to) {
 		return ErrInvalidConfChange
 	}
+	if r.lead.transferee == to {
+		// Already under way. Its deadline stands: proposals wait during a
+		// transfer, so a caller that keeps asking for a target that never
+		// catches up must not hold them back for longer than one timeout.
+		return nil
+	}
 	r.Unquiesce()
 	r.lead.transferee = to
 	r.lead.transferElapsed = 0
