@@ -29,4 +29,8 @@ var (
 	ErrInvalidConfChange = errors.New("group: invalid configuration change")
 	// ErrLearnerBehind means a learner is too far behind to be promoted.
 	ErrLearnerBehind = errors.New("group: learner not caught up")
+	// ErrTransferTargetDown means a leader transfer was refused because the
+	// target's node does not support this one (see Liveness): it is likely
+	// down or cut off, and waiting for it would only hold proposals back.
+	ErrTransferTargetDown = errors.New("group: transfer target's node is not live")
 )

@@ -3,6 +3,7 @@ package group
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -689,6 +690,33 @@ func TestRepeatedTransferKeepsItsDeadline(t *testing.T) {
 	if err := l.Propose([]byte("after")); err != nil {
 		t.Fatalf("Propose once the transfer gave up: %v", err)
 	}
+}
+
+// supportTable is a Liveness in which node id supports (and is supported
+// by) every other node until until[id].
+type supportTable map[uint64]int64
+
+func (s supportTable) SupportFor(id uint64) (uint64, int64)  { return 1, s[id] }
+func (s supportTable) SupportFrom(id uint64) (uint64, int64) { return 1, s[id] }
+
+// TestTransferToADownNodeIsRefused: with node liveness, a transfer to a
+// replica whose node does not support the leader's is refused at once
+// rather than holding proposals back while it waits for a dead target.
+func TestTransferToADownNodeIsRefused(t *testing.T) {
+	live := supportTable{1: math.MaxInt64, 2: math.MaxInt64, 3: 0}
+	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
+	n.elect(1)
+	l := n.node(1)
+	if err := l.TransferLeader(3); !errors.Is(err, ErrTransferTargetDown) {
+		t.Fatalf("TransferLeader to a node that is down: %v, want ErrTransferTargetDown", err)
+	}
+	if l.lead.transferee != 0 {
+		t.Fatalf("a refused transfer left transferee %d", l.lead.transferee)
+	}
+	if err := l.TransferLeader(2); err != nil {
+		t.Fatalf("TransferLeader to a live node: %v", err)
+	}
+	n.waitFor("2 leads", 30, func() bool { return n.node(2).role == Leader })
 }
 
 // TestReconfiguration adds a fresh learner, promotes it and removes a

@@ -654,7 +654,9 @@ func (r *Replica) ReadIndex(ctx []byte) error {
 
 // TransferLeader hands leadership to a voter once it has caught up. The
 // leader gives up its lease before the target campaigns, so no two replicas
-// ever both hold one.
+// ever both hold one. Proposals wait while the transfer is under way, for
+// one election timeout at most; with Liveness, a target whose node does
+// not support this one is refused at once (ErrTransferTargetDown).
 func (r *Replica) TransferLeader(to uint64) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
@@ -664,6 +666,11 @@ func (r *Replica) TransferLeader(to uint64) error {
 	}
 	if !isVoter(r.conf, to) {
 		return ErrInvalidConfChange
+	}
+	if lv := r.cfg.Liveness; lv != nil {
+		if _, until := lv.SupportFrom(to); r.now() >= until {
+			return ErrTransferTargetDown
+		}
 	}
 	if r.lead.transferee == to {
 		// Already under way. Its deadline stands: proposals wait during a
