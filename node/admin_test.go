@@ -123,10 +123,19 @@ func TestCreateRangesAndTransferLeader(t *testing.T) {
 	if _, err := c.admin(lead).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("empty TransferLeader: %v, want InvalidArgument", err)
 	}
-	if _, err := c.admin(lead).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: target}); err != nil {
-		t.Fatalf("TransferLeader from %d to %d: %v", lead, target, err)
-	}
+	// Until the target's node supports the leader's (node liveness, just
+	// after start), the transfer is refused as Unavailable.
 	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.admin(lead).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: target})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("TransferLeader from %d to %d: %v", lead, target, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for {
 		if l, _ := c.nodes[target].RangeLeader(1); l == target {
 			break

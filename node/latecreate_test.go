@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestLateReplicaCatchesUpAndLeads: a replica created after its group has
@@ -34,8 +36,15 @@ func TestLateReplicaCatchesUpAndLeads(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := c.admin(1).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: 3}); err != nil {
-		t.Fatal(err)
+	for {
+		_, err := c.admin(1).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: 3})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatal(err) // Unavailable: node 3's support for node 1 is not established yet
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for r3.leader.Load() != 3 {
 		if time.Now().After(deadline) {
