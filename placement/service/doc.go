@@ -38,8 +38,10 @@
 // Once Config.ExpectedNodes nodes have registered, the leader builds the
 // first map (placement.InitialRanges over placement.EvenSplitKeys or the
 // configured split keys), persists it in one batch, and asks every node to
-// create its replicas (Admin.CreateRanges, idempotent, retried until all
-// succeed). Then, every BalanceInterval, it asks the live nodes which
+// create its replicas (Admin.CreateRanges, idempotent). A node that died
+// after registering is skipped if every range keeps a majority without it,
+// and recorded as pending (m/pending/<id>); when it is live again it
+// creates its replicas then. Every BalanceInterval, it asks the live nodes which
 // ranges they lead (Admin.Ranges), records the leaders as hints, plans
 // with placement.PlanLeaderBalance and asks the current leaders to hand
 // off (Admin.TransferLeader), a bounded number at a time.
