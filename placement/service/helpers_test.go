@@ -2,10 +2,12 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,27 @@ type placementCluster struct {
 
 func startPlacement(t *testing.T, n int, tweak func(*Config)) *placementCluster {
 	t.Helper()
+	// The processes must know each other's addresses before they listen, so
+	// the ports are picked free and then bound; if another process took one
+	// in between, start over on fresh ports (a few times at most).
+	for attempt := 1; ; attempt++ {
+		pc, err := tryStartPlacement(t, n, tweak)
+		if err == nil {
+			t.Cleanup(func() {
+				for _, s := range pc.servers {
+					s.Stop()
+				}
+			})
+			return pc
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("a picked port was taken (%v); again on fresh ports", err)
+	}
+}
+
+func tryStartPlacement(t *testing.T, n int, tweak func(*Config)) (*placementCluster, error) {
 	addrs := testutil.FreeAddrs(t, n)
 	peers := map[uint64]string{}
 	for i, a := range addrs {
@@ -50,16 +73,14 @@ func startPlacement(t *testing.T, n int, tweak func(*Config)) *placementCluster 
 		}
 		s, err := Start(cfg)
 		if err != nil {
-			t.Fatal(err)
+			for _, s := range pc.servers {
+				s.Stop()
+			}
+			return nil, err
 		}
 		pc.servers[id] = s
 	}
-	t.Cleanup(func() {
-		for _, s := range pc.servers {
-			s.Stop()
-		}
-	})
-	return pc
+	return pc, nil
 }
 
 // leader waits (bounded) for a process to serve as leader.
@@ -138,12 +159,25 @@ func newDataCluster(t *testing.T, n int, pc *placementCluster) *dataCluster {
 func (dc *dataCluster) start(id uint64) {
 	t := dc.t
 	t.Helper()
-	addr := dc.peers[id]
-	nd, err := node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: addr, Peers: dc.peers,
-		TickInterval: 50 * time.Millisecond, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
+	var nd *node.Node
+	for attempt := 1; ; attempt++ {
+		var err error
+		nd, err = node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: dc.peers[id], Peers: dc.peers,
+			TickInterval: 50 * time.Millisecond, Logger: testLogger()})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		// The picked port was taken meanwhile: move to a fresh one and
+		// tell the nodes already running.
+		dc.peers[id] = testutil.FreeAddrs(t, 1)[0]
+		for _, other := range dc.nodes {
+			other.SetPeer(id, dc.peers[id])
+		}
 	}
+	addr := dc.peers[id]
 	dc.nodes[id] = nd
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
