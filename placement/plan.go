@@ -99,6 +99,27 @@ func PlanLeaderBalance(descs []*kvpb.RangeDescriptor, live []uint64) []Transfer 
 	return out
 }
 
+// LeadersBalanced reports whether leaderships per node (one count per
+// eligible node) already lie in the band PlanLeaderBalance plans to, so
+// that a caller holding only counts (nodes report theirs) can tell that
+// there is nothing to plan without gathering every range's leader.
+func LeadersBalanced(counts []int) bool {
+	if len(counts) == 0 {
+		return true
+	}
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	lo, hi := leaderBounds(total, len(counts))
+	for _, c := range counts {
+		if c < lo || c > hi {
+			return false
+		}
+	}
+	return true
+}
+
 // leaderBounds returns the band [lo, hi] of leaderships per node that
 // counts as balanced when n nodes lead total ranges.
 func leaderBounds(total, n int) (lo, hi int) {

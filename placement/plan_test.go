@@ -296,3 +296,33 @@ func TestPlanRepairTable(t *testing.T) {
 		})
 	}
 }
+
+func TestLeadersBalanced(t *testing.T) {
+	for _, tc := range []struct {
+		counts []int
+		want   bool
+	}{
+		{nil, true},
+		{[]int{334, 333, 333}, true},
+		{[]int{350, 325, 325}, true}, // the edge of the 5% band
+		{[]int{351, 324, 325}, false},
+		{[]int{1000, 0, 0}, false},
+		{[]int{1, 0}, true}, // within rounding
+		{[]int{2, 0}, false},
+	} {
+		if got := LeadersBalanced(tc.counts); got != tc.want {
+			t.Errorf("LeadersBalanced(%v) = %v, want %v", tc.counts, got, tc.want)
+		}
+	}
+	// What the planner leaves is balanced by this measure.
+	descs, err := InitialRanges(EvenSplitKeys(1000, "k", 4), []uint64{1, 2, 3}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setAllLeaders(descs, 1)
+	live := []uint64{1, 2, 3}
+	_, leaders := counts(applyTransfers(t, descs, live, PlanLeaderBalance(descs, live)))
+	if c := []int{leaders[1], leaders[2], leaders[3]}; !LeadersBalanced(c) {
+		t.Errorf("the planner left %v, which LeadersBalanced rejects", c)
+	}
+}

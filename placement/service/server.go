@@ -209,6 +209,9 @@ type Server struct {
 	// nodes re-register within their heartbeat interval.
 	heartbeats map[uint64]heartbeat
 	lastBal    time.Time
+	// skipped counts balancing rounds skipped in a row because the nodes'
+	// reported leader counts were balanced; see balance.
+	skipped int
 }
 
 type heartbeat struct {
@@ -719,6 +722,16 @@ func (s *Server) balance() error {
 		return errNotLeading
 	}
 	live := s.liveNodesLocked(tm)
+	// Asking every node which ranges it leads costs in proportion to the
+	// ranges, every round. When the counts the nodes report in their
+	// heartbeats already add up to every range and are balanced, skip it;
+	// but gather now and then anyway, to refresh the map's leader hints.
+	if s.skipped < hintRefreshRounds && s.reportedBalancedLocked(tm, live) {
+		s.skipped++
+		s.mu.Unlock()
+		return nil
+	}
+	s.skipped = 0
 	addrs := map[uint64]string{}
 	for _, id := range live {
 		addrs[id] = tm.nodes[id].Addr
@@ -823,6 +836,28 @@ func (s *Server) balance() error {
 		return fmt.Errorf("%d of %d leader transfers failed; the next round retries", f, len(todo))
 	}
 	return nil
+}
+
+// hintRefreshRounds bounds the balancing rounds skipped in a row (see
+// balance): at the default interval the map's leader hints are at most
+// about half a minute old.
+const hintRefreshRounds = 30
+
+// reportedBalancedLocked reports whether the leader counts the live nodes
+// holding replicas last reported cover every range of the map and are
+// balanced.
+func (s *Server) reportedBalancedLocked(tm *term, live []uint64) bool {
+	counts := make([]int, 0, len(live))
+	total := 0
+	for _, id := range live {
+		hb := s.heartbeats[id]
+		if hb.replicas == 0 {
+			continue // holds no range: not one to lead any (see PlanLeaderBalance)
+		}
+		counts = append(counts, int(hb.leaders))
+		total += int(hb.leaders)
+	}
+	return total == tm.rm.Len() && placement.LeadersBalanced(counts)
 }
 
 // nodeInfos lists the registered nodes, by id.
