@@ -212,6 +212,8 @@ type Server struct {
 	// skipped counts balancing rounds skipped in a row because the nodes'
 	// reported leader counts were balanced; see balance.
 	skipped int
+	// retryAt delays the next bootstrap step after a failed one.
+	retryAt time.Time
 }
 
 type heartbeat struct {
@@ -359,12 +361,18 @@ func (s *Server) step() {
 	boot, created, registered := tm.bootstrapped, tm.created, len(tm.nodes)
 	s.mu.Unlock()
 	switch {
+	case (!boot || !created) && time.Now().Before(s.retryAt):
+		// The last attempt failed: wait a balancing interval, rather than a
+		// poll, before the next, so that a node that is down costs one
+		// attempt and one log line per interval.
 	case !boot && registered >= s.cfg.ExpectedNodes:
 		if err := s.bootstrap(); err != nil {
+			s.retryAt = time.Now().Add(s.cfg.BalanceInterval)
 			s.log.Warn("bootstrap failed; retrying", "err", err)
 		}
 	case boot && !created:
 		if err := s.createRanges(); err != nil {
+			s.retryAt = time.Now().Add(s.cfg.BalanceInterval)
 			s.log.Info("creating the first ranges on the nodes; retrying", "err", err)
 		}
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
