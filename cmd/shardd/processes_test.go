@@ -15,11 +15,12 @@ import (
 // TestSeparateProcesses starts the cluster README.md describes by hand: a
 // placement process and three `shardd start --placement` processes, one of
 // them without gossip. The service creates the ranges once the nodes
-// registered; the CLI then writes and reads through it, lists the nodes
-// and the map, and every process stops cleanly on SIGTERM. A range whose
-// replicas could not reach the gossip-less node would still work on the
-// other two, so the test also stops node 1 and writes again: every range
-// then needs node 3.
+// registered; the CLI then writes and reads through it and lists the
+// nodes and the map. A range whose replicas could not reach the
+// gossip-less node 3 would still work on the other two, so the test kills
+// node 1 (SIGKILL) and writes again: every range then needs node 3. Node
+// 1 restarts on its data and, with node 2 stopped, serves the writes it
+// missed. The processes left stop cleanly on SIGTERM.
 //
 //	go test -run TestSeparateProcesses -v ./cmd/shardd
 func TestSeparateProcesses(t *testing.T) {
@@ -36,6 +37,7 @@ func TestSeparateProcesses(t *testing.T) {
 		"--initial-ranges", strconv.Itoa(ranges), "--expected-nodes", "3", "--log-level", "warn")
 	pl.waitReady(t)
 	procs := []*proc{pl}
+	nodeArgs := map[int][]string{}
 	for id := 1; id <= 3; id++ {
 		// Nodes 1 and 2 gossip; node 3 does not, and learns its peers'
 		// addresses (and they its) from the placement service alone.
@@ -48,6 +50,7 @@ func TestSeparateProcesses(t *testing.T) {
 		if id == 2 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", ports[4]))
 		}
+		nodeArgs[id] = args
 		p := startProc(t, shardd, fmt.Sprintf("node %d", id), filepath.Join(base, fmt.Sprintf("node%d.log", id)), args...)
 		p.waitReady(t)
 		procs = append(procs, p)
@@ -109,14 +112,34 @@ func TestSeparateProcesses(t *testing.T) {
 		t.Errorf("nodes table: exit %d:\n%s", code, out)
 	}
 
-	// Without node 1, every range needs nodes 2 and 3 to reach each other.
-	if c := procs[1].terminate(t); c != 0 {
-		t.Errorf("node 1 exited %d after SIGTERM", c)
-	}
-	procs = slices.Delete(procs, 1, 2)
+	// Kill node 1 (SIGKILL): every range then needs nodes 2 and 3 to reach
+	// each other.
+	procs[1].kill(t)
 	for _, k := range []string{"a", "k2000", "k4000", "k6000", "k8000", "z"} {
 		if code, out, stderr := run("kv", "put", "--placement", placement, "--timeout", "20s", k, "again"); code != 0 || out != "ok\n" {
 			t.Fatalf("put %s without node 1: exit %d, %q, %q", k, code, out, stderr)
+		}
+	}
+	// Restarted on its data, node 1 registers again, reloads its ranges and
+	// catches up: with node 2 stopped, reads need it.
+	procs[1] = startProc(t, shardd, "node 1", filepath.Join(base, "node1.log"), nodeArgs[1]...)
+	procs[1].waitReady(t)
+	if c := procs[2].terminate(t); c != 0 {
+		t.Errorf("node 2 exited %d after SIGTERM", c)
+	}
+	procs = slices.Delete(procs, 2, 3)
+	for _, k := range []string{"a", "k2000", "k4000", "k6000", "k8000", "z"} {
+		if code, out, stderr := run("kv", "get", "--placement", placement, "--timeout", "20s", k); code != 0 || out != "again\n" {
+			t.Fatalf("get %s from the restarted node 1 and node 3: exit %d, %q, %q", k, code, out, stderr)
+		}
+	}
+	code, out, _ = run("nodes", "--json", "--placement", placement)
+	if err := json.Unmarshal([]byte(out), &nodes); code != 0 || err != nil {
+		t.Fatalf("nodes after the restart: exit %d, %v:\n%s", code, err, out)
+	}
+	for _, n := range nodes {
+		if n.NodeID == 1 && (!n.Live || n.ReportedReplicas != ranges) {
+			t.Errorf("restarted node 1: %+v, want live and reporting %d replicas", n, ranges)
 		}
 	}
 
