@@ -314,16 +314,18 @@ func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
 				return uint32(st.Groups), uint32(st.Leaders)
 			})
 		})
-		// Peers' addresses come from the service too, so a node needs
-		// neither gossip nor --peers to reach the replicas of its ranges.
-		wg.Go(func() {
-			service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+	}
+	// Peers' addresses come from the service too, so a node needs neither
+	// gossip nor --peers to reach the replicas of its ranges.
+	wg.Go(func() {
+		service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+			for _, n := range nodes {
 				if id != n.ID() {
 					n.SetPeer(id, addr)
 				}
-			})
+			}
 		})
-	}
+	})
 	return func() { cancel(); wg.Wait(); pc.Close() }, nil
 }
 

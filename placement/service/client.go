@@ -233,22 +233,13 @@ func (c *Client) Watch(ctx context.Context, fromRevision uint64, fn func(*placem
 // first attempt fails, is not fatal either. shardd nodes run it for the
 // life of the process.
 func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, interval time.Duration, load func() (replicas, leaders uint32)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	every(ctx, interval, func(ctx context.Context) {
 		req := &placementpb.RegisterNodeRequest{NodeId: nodeID, Addr: addr}
 		if load != nil {
 			req.Replicas, req.Leaders = load()
 		}
-		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
-		_, _ = c.RegisterNode(cctx, req)
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+		_, _ = c.RegisterNode(ctx, req)
+	})
 }
 
 // FollowNodes tells learn the id and address of every registered node now
@@ -256,19 +247,28 @@ func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, inter
 // its peers through the placement service alone, without gossip or static
 // peers. Failures are retried at the next interval.
 func FollowNodes(ctx context.Context, c *Client, interval time.Duration, learn func(id uint64, addr string)) {
+	every(ctx, interval, func(ctx context.Context) {
+		resp, err := c.ListNodes(ctx)
+		if err != nil {
+			return
+		}
+		for _, n := range resp.Nodes {
+			if n.Addr != "" {
+				learn(n.NodeId, n.Addr)
+			}
+		}
+	})
+}
+
+// every runs call now and then every interval until ctx ends, each call
+// bounded by the interval plus one attempt's timeout.
+func every(ctx context.Context, interval time.Duration, call func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
-		resp, err := c.ListNodes(cctx)
+		call(cctx)
 		cancel()
-		if err == nil {
-			for _, n := range resp.Nodes {
-				if n.Addr != "" {
-					learn(n.NodeId, n.Addr)
-				}
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
