@@ -14,30 +14,11 @@ import (
 // Every test node binds to 127.0.0.1 with port 0: nothing leaves loopback.
 const loopback = "127.0.0.1"
 
-// syncBuffer collects a test's log output. It outlives the test, since
-// memberlist goroutines may still log while a node shuts down.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger logs at debug level into a buffer that is printed only if the
 // test fails.
 func testLogger(t *testing.T) *slog.Logger {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			s := buf.String()

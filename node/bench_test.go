@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/kvstream"
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 }
 
 func benchmarkWrites(b *testing.B, groups, writers int) {
-	ranges := testRanges(groups, 3) // leaders spread
+	ranges := testutil.Ranges(groups, 3) // leaders spread
 	c := newTestCluster(b, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
 	for _, n := range c.nodes {
 		if err := n.CreateGroups(ranges); err != nil {

@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"github.com/shardd/shardd/placement"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,22 +36,9 @@ func testLogger() *slog.Logger {
 // splitRanges returns n ranges over the key space, split at "k%04d"
 // boundaries, replicated on nodes 1..replicas.
 func splitRanges(n, replicas int) []*kvpb.RangeDescriptor {
-	descs := testRanges(n, replicas)
+	descs := testutil.Ranges(n, replicas)
 	for _, d := range descs {
 		d.LeaderNodeId = 0 // elections decide; tests that want a leader set one
-	}
-	return descs
-}
-
-// testRanges is placement's even layout of n ranges on nodes 1..replicas.
-func testRanges(n, replicas int) []*kvpb.RangeDescriptor {
-	nodes := make([]uint64, replicas)
-	for i := range nodes {
-		nodes[i] = uint64(i + 1)
-	}
-	descs, err := placement.InitialRanges(placement.EvenSplitKeys(n, "k", 4), nodes, replicas)
-	if err != nil {
-		panic(err) // a bad layout is a bug in the test
 	}
 	return descs
 }

@@ -3,13 +3,15 @@ package node
 import (
 	"testing"
 	"time"
+
+	"github.com/shardd/shardd/internal/testutil"
 )
 
 // idleMessageRate starts three nodes hosting groups replicated on all
 // three, waits until every group has quiesced, and returns the messages
 // per second the nodes then send in total.
 func idleMessageRate(t *testing.T, groups int) float64 {
-	ranges := testRanges(groups, 3) // leaders spread
+	ranges := testutil.Ranges(groups, 3) // leaders spread
 	c := newTestCluster(t, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
 	for _, n := range c.nodes {
 		if err := n.CreateGroups(ranges); err != nil {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
-	"github.com/shardd/shardd/placement"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -35,14 +35,7 @@ func testLogger() *slog.Logger {
 // boundaries, at generation gen, replicated on nodes 1..replicas, with
 // their first leaders spread over the nodes.
 func splitRanges(n, replicas int, gen uint64) []*kvpb.RangeDescriptor {
-	nodes := make([]uint64, replicas)
-	for i := range nodes {
-		nodes[i] = uint64(i + 1)
-	}
-	descs, err := placement.InitialRanges(placement.EvenSplitKeys(n, "k", 4), nodes, replicas)
-	if err != nil {
-		panic(err) // a bad layout is a bug in the test
-	}
+	descs := testutil.Ranges(n, replicas)
 	for _, d := range descs {
 		d.Generation = gen
 	}

@@ -11,41 +11,23 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runSync runs a command line to completion in this process.
 func runSync(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code = run(t.Context(), &env{stdout: &out, stderr: &errOut}, args)
 	return code, out.String(), errOut.String()
 }
@@ -53,7 +35,7 @@ func runSync(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // asyncRun is a long-running command (start, demo) run in this process
 // until its context is cancelled, as a signal would.
 type asyncRun struct {
-	stdout, stderr syncBuffer
+	stdout, stderr testutil.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan struct{}
 	code           int

@@ -3,9 +3,14 @@
 package testutil
 
 import (
+	"bytes"
 	"net"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement"
 )
 
 // WaitFor polls cond every 10ms until it holds, failing the test after
@@ -37,4 +42,37 @@ func FreeAddrs(t testing.TB, n int) []string {
 		l.Close()
 	}
 	return out
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a test's log or a
+// command's output that goroutines write while the test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Ranges is placement's even layout of n ranges, split at "k%04d" keys,
+// each replicated on nodes 1..replicas with first leaders spread over them.
+func Ranges(n, replicas int) []*kvpb.RangeDescriptor {
+	nodes := make([]uint64, replicas)
+	for i := range nodes {
+		nodes[i] = uint64(i + 1)
+	}
+	descs, err := placement.InitialRanges(placement.EvenSplitKeys(n, "k", 4), nodes, replicas)
+	if err != nil {
+		panic(err) // a bad layout is a bug in the test
+	}
+	return descs
 }
