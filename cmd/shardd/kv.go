@@ -343,7 +343,7 @@ const staleUsage = "let any replica answer from what it has applied, which may l
 
 var kvPut = &kvVerb{
 	name:    "put",
-	args:    "[--addr host:port] KEY VALUE",
+	args:    "[--addr host:port] [--placement ADDRS] KEY VALUE",
 	summary: "set KEY to VALUE",
 	doc: `
 Put sets KEY to VALUE (which may be empty: "") and prints "ok" once a
@@ -374,7 +374,7 @@ again: harmless, unless another client wrote KEY in between.`,
 
 var kvGet = &kvVerb{
 	name:    "get",
-	args:    "[--addr host:port] [--stale] KEY",
+	args:    "[--addr host:port] [--placement ADDRS] [--stale] KEY",
 	summary: "print KEY's value",
 	doc: `
 Get prints KEY's value and a newline. If KEY does not exist, it prints
@@ -411,7 +411,7 @@ answer.`,
 
 var kvDel = &kvVerb{
 	name:    "del",
-	args:    "[--addr host:port] KEY",
+	args:    "[--addr host:port] [--placement ADDRS] KEY",
 	summary: "delete KEY",
 	doc: `
 Del deletes KEY and prints "deleted", or "not found" if there was no such
@@ -447,7 +447,7 @@ although the first one may have deleted the key.`,
 
 var kvScan = &kvVerb{
 	name:    "scan",
-	args:    "[--addr host:port] [--limit N] [--json] [--stale] START [END]",
+	args:    "[--addr host:port] [--placement ADDRS] [--limit N] [--json] [--stale] START [END]",
 	summary: "list the keys from START up to END, and their values, across ranges",
 	doc: `
 Scan prints the keys in [START, END) in order, with their values, walking
@@ -537,7 +537,7 @@ func writeScanTable(w io.Writer, kvs []router.KeyValue, resume []byte, limit int
 
 var kvCAS = &kvVerb{
 	name:    "cas",
-	args:    "[--addr host:port] (--expect VALUE | --absent) [--delete] KEY [NEWVALUE]",
+	args:    "[--addr host:port] [--placement ADDRS] (--expect VALUE | --absent) [--delete] KEY [NEWVALUE]",
 	summary: "compare-and-swap: set KEY to NEWVALUE (or delete it) if its value is as expected",
 	doc: `
 Cas atomically sets KEY to NEWVALUE, or deletes it with --delete, if its
