@@ -180,10 +180,22 @@ func writeCmd(args []string) error {
 	}
 	fmt.Println()
 	fmt.Printf("  CPU, in cores: nodes")
+	var nodesCPU time.Duration
 	for i := range cpu0 {
+		nodesCPU += cpu1[i] - cpu0[i]
 		fmt.Printf(" %.2f", float64(cpu1[i]-cpu0[i])/float64(elapsed))
 	}
-	fmt.Printf(", load generator %.2f\n", float64(self1-self0)/float64(elapsed))
+	loadCPU := self1 - self0
+	fmt.Printf(", load generator %.2f\n", float64(loadCPU)/float64(elapsed))
+	// CPU per write is the figure that bounds throughput on a CPU-bound
+	// machine: with every core busy at this cost, writes/s can be at most
+	// cores / (CPU per write), however the work is scheduled.
+	if n := ops.Load(); n > 0 {
+		perWrite := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		total := perWrite(nodesCPU + loadCPU)
+		fmt.Printf("  CPU per write: %.0f µs (nodes %.0f, load generator %.0f); at that cost %d CPUs allow at most %.0f writes/s\n",
+			total, perWrite(nodesCPU), perWrite(loadCPU), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
+	}
 	if errs.Load() > 0 {
 		return errors.New("some writes failed")
 	}
