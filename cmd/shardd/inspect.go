@@ -34,7 +34,7 @@ type inspectFlags struct {
 }
 
 func (f *inspectFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", "127.0.0.1:7100", "gRPC `host:port` of the node to ask (its --listen address)")
+	fs.StringVar(&f.addr, "addr", defaultNodeAddr, "gRPC `host:port` of the node to ask (its --listen address)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for the node's answer")
 }

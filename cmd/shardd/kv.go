@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// defaultKVAddr is where kv looks for a node without --addr: start's
-// default --listen address.
-const defaultKVAddr = "127.0.0.1:7100"
+// defaultNodeAddr is start's default --listen address, and so where the
+// commands that talk to a node look for one without --addr.
+const defaultNodeAddr = "127.0.0.1:7100"
 
 var kvCommand = &command{
 	name:    "kv",
@@ -68,7 +68,7 @@ type kvFlags struct {
 
 func (f *kvFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.placement, "placement", "", "gRPC `addresses` of the placement processes, comma-separated; if given, the router learns the ranges there and --addr is not used")
-	fs.StringVar(&f.addr, "addr", defaultKVAddr, "gRPC `host:port` of a node (its --listen address), or a comma-separated list of them; the router finds the other nodes from there")
+	fs.StringVar(&f.addr, "addr", defaultNodeAddr, "gRPC `host:port` of a node (its --listen address), or a comma-separated list of them; the router finds the other nodes from there")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long the command may take, retries through leader changes and unreachable nodes included")
 }
 

@@ -212,7 +212,7 @@ func TestKVVerbs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", args, err)
 		}
-		if !slices.Equal(target.addrs, []string{defaultKVAddr}) || target.placement {
+		if !slices.Equal(target.addrs, []string{defaultNodeAddr}) || target.placement {
 			t.Errorf("%q: target %+v", args, target)
 		}
 		var out bytes.Buffer

@@ -108,7 +108,7 @@ type startFlags struct {
 
 func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.id, "id", 0, "this node's id: a positive integer, unique in the cluster and the same across restarts (required)")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:7100", "`host:port` of the gRPC server for clients and peers (port 0 picks a free port)")
+	fs.StringVar(&f.listen, "listen", defaultNodeAddr, "`host:port` of the gRPC server for clients and peers (port 0 picks a free port)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "`directory` of the node's store, created if missing (required)")
 	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "`ip:port` memberlist binds (UDP and TCP) and advertises for node discovery; --gossip= disables gossip")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip `addresses` of nodes to join through (this node's own address is ignored, so every node may get the same list)")
