@@ -145,14 +145,7 @@ func TestKVHelp(t *testing.T) {
 				t.Errorf("%s has no -%s", c.name, common)
 			}
 		}
-		fs.VisitAll(func(f *flag.Flag) {
-			if !strings.Contains(stdout, "  -"+f.Name+" ") && !strings.Contains(stdout, "  -"+f.Name+"\n") {
-				t.Errorf("help %s does not show -%s", c.name, f.Name)
-			}
-			if len(f.Usage) < 15 {
-				t.Errorf("%s -%s: usage %q explains too little", c.name, f.Name, f.Usage)
-			}
-		})
+		checkHelpShowsFlags(t, c.name, stdout, fs)
 	}
 }
 

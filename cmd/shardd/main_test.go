@@ -143,15 +143,23 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		}
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 		c.setup(fs)
-		fs.VisitAll(func(f *flag.Flag) {
-			if !strings.Contains(stdout, "  -"+f.Name+" ") && !strings.Contains(stdout, "  -"+f.Name+"\n") {
-				t.Errorf("help %s does not show -%s", c.name, f.Name)
-			}
-			if len(f.Usage) < 15 {
-				t.Errorf("%s -%s: usage %q explains too little", c.name, f.Name, f.Usage)
-			}
-		})
+		checkHelpShowsFlags(t, c.name, stdout, fs)
 	}
+}
+
+// checkHelpShowsFlags checks that help, the output of "shardd help" for the
+// command name, shows every flag of fs and explains each in more than a
+// word or two.
+func checkHelpShowsFlags(t *testing.T, name, help string, fs *flag.FlagSet) {
+	t.Helper()
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(help, "  -"+f.Name+" ") && !strings.Contains(help, "  -"+f.Name+"\n") {
+			t.Errorf("help %s does not show -%s", name, f.Name)
+		}
+		if len(f.Usage) < 15 {
+			t.Errorf("%s -%s: usage %q explains too little", name, f.Name, f.Usage)
+		}
+	})
 }
 
 func TestBadCommandLines(t *testing.T) {
