@@ -204,3 +204,39 @@ func TestAppliedAtomicWithData(t *testing.T) {
 		}
 	})
 }
+
+// TestNewDataDirDurable checks that a synced commit survives a crash right
+// after the first Open of a directory that did not exist, however deep the
+// path (issue 9, defect 3): every directory Open creates must be durable,
+// or the node comes back empty, an acceptor that forgot its promises.
+func TestNewDataDirDurable(t *testing.T) {
+	for _, dir := range []string{"db", "data/shardd/node1", "/srv/shardd/data/node7"} {
+		t.Run(dir, func(t *testing.T) {
+			fs := vfs.NewCrashableMem()
+			o := testOptions(fs)
+			o.Dir = dir
+			e := mustOpen(t, o)
+			commit(t, e, true, func(b *Batch) {
+				b.SetHardState(1, []byte("promised"))
+				b.Put([]byte("k"), []byte("v"))
+			})
+			// Nothing unsynced survives: only what was made durable.
+			o.FS = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+			_ = e.Close()
+			e2 := mustOpen(t, o)
+			defer func() { _ = e2.Close() }()
+			st, err := e2.LoadGroup(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok, err := e2.Get([]byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(st.HardState) != "promised" || !ok || string(v) != "v" {
+				t.Fatalf("after a crash the synced commit in new dir %q is gone: hard state %q, k=%q (found %v)",
+					dir, st.HardState, v, ok)
+			}
+		})
+	}
+}

@@ -3,12 +3,15 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // GroupID names a Paxos group. The engine gives it no meaning beyond being
@@ -181,7 +184,7 @@ func Open(opts Options) (*Engine, error) {
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, maxComp }
 	po.EnsureDefaults()
 	e.popts = po
-	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := mkdirAllSynced(opts.FS, opts.Dir); err != nil {
 		return nil, fmt.Errorf("engine: create %s: %w", opts.Dir, err)
 	}
 	// Leftovers of snapshot ingests that a crash interrupted are garbage:
@@ -203,6 +206,51 @@ func Open(opts Options) (*Engine, error) {
 		return nil, f
 	}
 	return e, nil
+}
+
+// mkdirAllSynced creates dir and its missing parents, one level at a time,
+// and makes every level it creates durable: it syncs the parent that holds
+// the new entry, and the new directory itself. A plain MkdirAll is not
+// enough: Pebble syncs only the immediate parent of its directory, so
+// after a power loss a new "data/shardd/node1" could vanish with every
+// synced commit in it, and the node would come back as an empty acceptor
+// that forgot its promises (issue 9, defect 3).
+func mkdirAllSynced(fs vfs.FS, dir string) error {
+	var missing []string // deepest first
+	for d := dir; ; d = fs.PathDir(d) {
+		_, err := fs.Stat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if fs.PathDir(d) == d {
+			break // a root that does not exist; MkdirAll reports it
+		}
+	}
+	for _, d := range slices.Backward(missing) {
+		if err := fs.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := syncDir(fs, fs.PathDir(d)); err != nil {
+			return err
+		}
+		if err := syncDir(fs, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, making its entries durable.
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // Close closes the engine. It waits for in-flight operations. Calls after

@@ -34,8 +34,10 @@ type Options struct {
 	// vfs.Default.
 	FS vfs.FS
 
-	// Dir is the directory of the database. It is created if missing. There
-	// is no default: Validate rejects an empty Dir.
+	// Dir is the directory of the database. It is created if missing, with
+	// its missing parents, and every directory created is synced, so the
+	// first synced commit survives a power loss. There is no default:
+	// Validate rejects an empty Dir.
 	Dir string
 
 	// CacheSize is the size in bytes of the block cache shared by every
