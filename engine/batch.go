@@ -94,10 +94,28 @@ func (b *Batch) SetGroupMeta(g GroupID, data []byte) {
 	b.set(b.scratch, data)
 }
 
-// DeleteGroup removes all of group g's Paxos state (hard state, entries,
-// applied point, meta) with one range tombstone. User data is shared by all
-// groups and is not touched: a range removed from this node is cleared by
-// deleting its span of user data separately.
+// PutRangeLocal records group g's range-local record under suffix, for
+// example a client session of exactly-once writes. Range-local records are
+// part of the group's replicated state, like the user data of its span:
+// write them in the batch that applies the entry they come from (with
+// SetApplied), so that after a crash they match the applied point. They
+// travel in the group's snapshots, an ingested snapshot replaces them
+// wholesale, DeleteGroup removes them, and DeleteEntries leaves them alone.
+func (b *Batch) PutRangeLocal(g GroupID, suffix, value []byte) {
+	b.scratch = appendRangeLocalKey(b.scratch[:0], g, suffix)
+	b.set(b.scratch, value)
+}
+
+// DeleteRangeLocal removes group g's range-local record under suffix.
+func (b *Batch) DeleteRangeLocal(g GroupID, suffix []byte) {
+	b.scratch = appendRangeLocalKey(b.scratch[:0], g, suffix)
+	b.del(b.scratch)
+}
+
+// DeleteGroup removes all of group g's state (hard state, entries, applied
+// point, meta, range-local records) with one range tombstone. User data is
+// shared by all groups and is not touched: a range removed from this node
+// is cleared by deleting its span of user data separately.
 func (b *Batch) DeleteGroup(g GroupID) {
 	b.delRange(groupPrefix(g), groupPrefixEnd(g))
 }

@@ -123,9 +123,11 @@ func TestCrashRecovery(t *testing.T) {
 }
 
 // TestAppliedAtomicWithData checks that applying a chosen entry (its user
-// data writes plus the new applied point, in one batch) is atomic across a
-// crash: whatever survives, the applied point of each group is exactly the
-// number of applies whose data is visible, never ahead or behind.
+// data writes, a range-local record such as a client session, and the new
+// applied point, in one batch) is atomic across a crash: whatever
+// survives, the applied point of each group is exactly the number of
+// applies whose data is visible, never ahead or behind, and the group's
+// range-local record is the one that apply wrote.
 func TestAppliedAtomicWithData(t *testing.T) {
 	forEachSeed(t, 4, func(t *testing.T, rng *rand.Rand) {
 		fs := vfs.NewCrashableMem()
@@ -155,6 +157,7 @@ func TestAppliedAtomicWithData(t *testing.T) {
 				for k := range n {
 					b.Put(fmt.Appendf(nil, "g%d/%06d/%d", g, applied[g], k), fmt.Appendf(nil, "%d", n))
 				}
+				b.PutRangeLocal(GroupID(g), []byte("session"), encodeApplied(applied[g]))
 				b.SetApplied(GroupID(g), applied[g])
 				if err := b.Commit(rng.IntN(5) == 0); err != nil {
 					t.Fatal(err)
@@ -197,6 +200,14 @@ func TestAppliedAtomicWithData(t *testing.T) {
 				if st.Applied != visible {
 					t.Fatalf("round %d group %d: applied point %d but data of %d applies visible (unsynced kept %d%%)",
 						round, g, st.Applied, visible, pct)
+				}
+				v, ok, err := e2.GetRangeLocal(GroupID(g), []byte("session"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec, _ := decodeApplied(v); ok != (visible > 0) || rec != visible {
+					t.Fatalf("round %d group %d: applied point %d but the range-local record says %d (present %v, unsynced kept %d%%)",
+						round, g, st.Applied, rec, ok, pct)
 				}
 			}
 			_ = e.Close()

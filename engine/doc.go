@@ -3,8 +3,8 @@
 // in ONE Pebble DB.
 //
 // The engine knows no Paxos rules. It stores opaque byte records per group
-// (hard state, accepted entries by slot, applied point, metadata) and user
-// key/value pairs, and it offers the two things a multi-group node needs
+// (hard state, accepted entries by slot, applied point, metadata,
+// range-local replicated records) and user key/value pairs, and it offers the two things a multi-group node needs
 // from its disk: atomic batches that span many groups and user data (one
 // fsync for all of them: group commit), and snapshots of a group's span.
 //
@@ -22,6 +22,7 @@
 //	| 0x01   | 8 bytes BE   | 0x02 |             | applied point, 8 B BE   |
 //	| 0x01   | 8 bytes BE   | 0x03 |             | group meta (opaque)     |
 //	| 0x01   | 8 bytes BE   | 0x04 | slot 8 B BE | accepted entry (opaque) |
+//	| 0x01   | 8 bytes BE   | 0x05 | any bytes   | range-local record      |
 //	+--------+--------------+------+-------------+-------------------------+
 //	| 0x02   | user key (any bytes, to the end of the key)  | user value    |
 //	+--------+----------------------------------------------+---------------+
@@ -31,6 +32,16 @@
 // The group's meta is where the caller keeps the range bounds. Removing a
 // group's state (DeleteGroup) and truncating its log (DeleteEntries) are one
 // range tombstone each.
+//
+// Range-local records (kind 0x05, keyed by a suffix of the caller's, like
+// CockroachDB's range-ID replicated keys) are replicated state of the
+// group that is not user data: the client sessions of exactly-once writes,
+// for one. The caller writes them in the batch that applies the entry they
+// come from, so they match the applied point after a crash, as the user
+// data does. They sort after the entries, so LoadGroup, which reads the
+// small records and then the log, stops before them, and DeleteEntries,
+// which ends at the last slot, never reaches them. DeleteGroup removes
+// them with the rest of the group.
 //
 // # Durability and failure
 //
@@ -65,11 +76,13 @@
 //
 // # Snapshots
 //
-// ExportSnapshot streams a group's span of user data and its metadata from
-// a consistent Pebble snapshot as bounded SnapshotChunks (the header with
-// the metadata first, a trailer with count and checksum last).
+// ExportSnapshot streams a group's metadata, its range-local records and
+// its span of user data from a consistent Pebble snapshot as bounded
+// SnapshotChunks (the header with the metadata first, then the records,
+// then the data, a trailer with counts and checksum last).
 // SnapshotWriter ingests such a stream: it stages the data in sstables and
 // adds them to Pebble with one atomic Ingest, so after a crash the group
-// has either its old state or the whole snapshot, never a mix. See
-// SnapshotWriter for the argument.
+// has either its old state or the whole snapshot, never a mix; the
+// snapshot's range-local records replace the group's old ones wholesale.
+// See SnapshotWriter for the argument.
 package engine

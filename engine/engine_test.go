@@ -191,6 +191,86 @@ func TestGroupRecords(t *testing.T) {
 	}
 }
 
+// TestRangeLocalRecords checks the range-local records' life: written and
+// read per group by suffix, in suffix order; not part of LoadGroup; kept by
+// DeleteEntries, even of every slot; removed by DeleteGroup; never mixed
+// up with a neighbour group's, also at the top of the id space.
+func TestRangeLocalRecords(t *testing.T) {
+	e := openMem(t)
+	commit(t, e, true, func(b *Batch) {
+		for _, g := range []GroupID{1, 2, 3, math.MaxUint64} {
+			b.SetApplied(g, 7)
+			b.PutEntry(g, math.MaxUint64, []byte("last entry"))
+			b.PutRangeLocal(g, []byte("s/2"), []byte(fmt.Sprintf("g%d two", g)))
+			b.PutRangeLocal(g, []byte("s/10"), []byte(fmt.Sprintf("g%d ten", g)))
+			b.PutRangeLocal(g, []byte{}, []byte("empty suffix"))
+			b.PutRangeLocal(g, []byte("s/\xff"), []byte{})
+		}
+		b.PutRangeLocal(4, []byte("only"), []byte("a group with nothing else"))
+		b.Put([]byte("s/2"), []byte("user data"))
+	})
+	want := "=empty suffix\ns/10=g2 ten\ns/2=g2 two\ns/\xff=\n"
+	if got := rangeLocalOf(t, e, 2); got != want {
+		t.Fatalf("ScanRangeLocal(2) =\n%s\nwant\n%s", got, want)
+	}
+	if v, ok, err := e.GetRangeLocal(2, []byte("s/10")); err != nil || !ok || string(v) != "g2 ten" {
+		t.Fatalf("GetRangeLocal(2, s/10) = %q %v %v", v, ok, err)
+	}
+	if v, ok, err := e.GetRangeLocal(2, []byte("s/\xff")); err != nil || !ok || v == nil || len(v) != 0 {
+		t.Fatalf("GetRangeLocal of an empty value = %q %v %v, want present and empty", v, ok, err)
+	}
+	for _, suffix := range []string{"s/1", "s/", "s/100"} {
+		if v, ok, err := e.GetRangeLocal(2, []byte(suffix)); err != nil || ok {
+			t.Fatalf("GetRangeLocal(2, %q) = %q %v %v, want absent", suffix, v, ok, err)
+		}
+	}
+	if v, ok, _ := e.Get([]byte("s/2")); !ok || string(v) != "user data" {
+		t.Fatalf("user key s/2 = %q %v", v, ok)
+	}
+	if st, _ := e.LoadGroup(2); len(st.Entries) != 1 || st.Applied != 7 {
+		t.Fatalf("LoadGroup(2) = %+v, want one entry and no records", st)
+	}
+	if st, _ := e.LoadGroup(4); st.Exists() {
+		t.Fatalf("LoadGroup(4) = %+v, want nothing: range-local records are not Paxos state", st)
+	}
+	if groups, _ := e.Groups(); !reflect.DeepEqual(groups, []GroupID{1, 2, 3, 4, math.MaxUint64}) {
+		t.Fatalf("Groups = %v", groups)
+	}
+	stop := 0
+	if err := e.ScanRangeLocal(2, func(_, _ []byte) bool { stop++; return stop < 2 }); err != nil || stop != 2 {
+		t.Fatalf("ScanRangeLocal did not stop when fn returned false: %d calls, %v", stop, err)
+	}
+
+	// Truncating the whole log leaves the records; deleting one takes
+	// just that one.
+	commit(t, e, true, func(b *Batch) {
+		b.DeleteEntries(2, 0, math.MaxUint64)
+		b.DeleteRangeLocal(2, []byte("s/2"))
+	})
+	if st, _ := e.LoadGroup(2); len(st.Entries) != 0 {
+		t.Fatalf("entries survive DeleteEntries: %+v", st)
+	}
+	if got, want := rangeLocalOf(t, e, 2), "=empty suffix\ns/10=g2 ten\ns/\xff=\n"; got != want {
+		t.Fatalf("after DeleteEntries and DeleteRangeLocal(s/2):\n%s\nwant\n%s", got, want)
+	}
+
+	// DeleteGroup takes them, and only the group's own.
+	commit(t, e, true, func(b *Batch) {
+		b.DeleteGroup(2)
+		b.DeleteGroup(math.MaxUint64)
+	})
+	for _, g := range []GroupID{2, math.MaxUint64} {
+		if got := rangeLocalOf(t, e, g); got != "" {
+			t.Fatalf("group %d's records survive DeleteGroup:\n%s", g, got)
+		}
+	}
+	for _, g := range []GroupID{1, 3} {
+		if got := rangeLocalOf(t, e, g); strings.Count(got, "\n") != 4 {
+			t.Fatalf("group %d's records damaged:\n%s", g, got)
+		}
+	}
+}
+
 func TestGetPutDelete(t *testing.T) {
 	e := openMem(t)
 	if _, ok, err := e.Get([]byte("a")); ok || err != nil {

@@ -19,7 +19,9 @@ const (
 )
 
 // keyKind is the byte after the group id in a local key. The small records
-// sort before the entries so LoadGroup reads them first.
+// sort before the entries so LoadGroup reads them first; the range-local
+// records sort after the entries, so LoadGroup stops before them and
+// truncating the log never reaches them.
 type keyKind byte
 
 const (
@@ -28,7 +30,14 @@ const (
 	kindMeta      keyKind = 0x03
 	kindEntry     keyKind = 0x04
 	// kindEntryEnd is one past kindEntry: the end of a group's entries.
-	kindEntryEnd keyKind = 0x05
+	kindEntryEnd keyKind = kindEntry + 1
+	// kindRangeLocal starts a range-local replicated record; a suffix of
+	// the caller's follows. It is kindEntryEnd itself: the records begin
+	// where the entries end.
+	kindRangeLocal keyKind = kindEntryEnd
+	// kindRangeLocalEnd is one past kindRangeLocal: the end of a group's
+	// range-local records.
+	kindRangeLocalEnd keyKind = kindRangeLocal + 1
 )
 
 const (
@@ -92,8 +101,21 @@ func localKey(g GroupID, k keyKind) []byte {
 	return appendLocalKey(make([]byte, 0, localKeyLen), g, k)
 }
 
+// appendRangeLocalKey appends the key of group g's range-local record with
+// the given suffix. The suffix runs to the end of the key, so records sort
+// by suffix.
+func appendRangeLocalKey(dst []byte, g GroupID, suffix []byte) []byte {
+	return append(appendLocalKey(dst, g, kindRangeLocal), suffix...)
+}
+
+// rangeLocalSpan returns the bounds of group g's range-local records.
+func rangeLocalSpan(g GroupID) (lo, hi []byte) {
+	return localKey(g, kindRangeLocal), localKey(g, kindRangeLocalEnd)
+}
+
 // decodeLocalKey splits a local key into its group, kind and (for entries)
-// slot. ok is false for any key that is not a well-formed local key.
+// slot. ok is false for any key that is not a well-formed local key. The
+// suffix of a range-local record is key[localKeyLen:].
 func decodeLocalKey(key []byte) (g GroupID, k keyKind, slot uint64, ok bool) {
 	if len(key) < localKeyLen || key[0] != localPrefix {
 		return 0, 0, 0, false
@@ -110,6 +132,8 @@ func decodeLocalKey(key []byte) (g GroupID, k keyKind, slot uint64, ok bool) {
 			return 0, 0, 0, false
 		}
 		slot = binary.BigEndian.Uint64(key[localKeyLen:])
+	case kindRangeLocal:
+		// Any suffix, the empty one too.
 	default:
 		return 0, 0, 0, false
 	}

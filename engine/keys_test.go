@@ -12,20 +12,25 @@ import (
 // localRec is the decoded identity of a local key, ordered the way the
 // layout promises: by group, then kind, then slot.
 type localRec struct {
-	g    GroupID
-	kind keyKind
-	slot uint64
+	g      GroupID
+	kind   keyKind
+	slot   uint64
+	suffix string // of a range-local record
 }
 
 func (r localRec) key() []byte {
-	if r.kind == kindEntry {
+	switch r.kind {
+	case kindEntry:
 		return entryKey(r.g, r.slot)
+	case kindRangeLocal:
+		return appendRangeLocalKey(nil, r.g, []byte(r.suffix))
 	}
 	return localKey(r.g, r.kind)
 }
 
 func compareRec(a, b localRec) int {
-	return cmp.Or(cmp.Compare(a.g, b.g), cmp.Compare(a.kind, b.kind), cmp.Compare(a.slot, b.slot))
+	return cmp.Or(cmp.Compare(a.g, b.g), cmp.Compare(a.kind, b.kind), cmp.Compare(a.slot, b.slot),
+		cmp.Compare(a.suffix, b.suffix))
 }
 
 var edgeU64 = []uint64{0, 1, 255, 256, 1 << 32, math.MaxUint64 - 1, math.MaxUint64}
@@ -38,16 +43,20 @@ func randU64(rng *rand.Rand) uint64 {
 }
 
 // TestKeyOrder checks that byte order of encoded local keys is the logical
-// order (group, kind, slot): a group's entries sort by slot and groups never
+// order (group, kind, slot or suffix): a group's entries sort by slot, its
+// range-local records by suffix after all its entries, groups never
 // interleave, and all local keys sort before all data keys.
 func TestKeyOrder(t *testing.T) {
 	forEachSeed(t, 4, func(t *testing.T, rng *rand.Rand) {
-		kinds := []keyKind{kindHardState, kindApplied, kindMeta, kindEntry}
+		kinds := []keyKind{kindHardState, kindApplied, kindMeta, kindEntry, kindRangeLocal}
 		recs := make([]localRec, 2000)
 		for i := range recs {
 			r := localRec{g: GroupID(randU64(rng)), kind: kinds[rng.IntN(len(kinds))]}
-			if r.kind == kindEntry {
+			switch r.kind {
+			case kindEntry:
 				r.slot = randU64(rng)
+			case kindRangeLocal:
+				r.suffix = string(randBytes(rng, 12))
 			}
 			recs[i] = r
 		}
@@ -72,8 +81,20 @@ func TestKeyOrder(t *testing.T) {
 				t.Fatalf("%+v: local key %x not below the data space", r, k)
 			}
 			g, kind, slot, ok := decodeLocalKey(k)
-			if !ok || (localRec{g, kind, slot}) != r {
-				t.Fatalf("decode(%x) = %d %d %d %v, want %+v", k, g, kind, slot, ok, r)
+			got := localRec{g: g, kind: kind, slot: slot}
+			if ok && kind == kindRangeLocal {
+				got.suffix = string(k[localKeyLen:])
+			}
+			if !ok || got != r {
+				t.Fatalf("decode(%x) = %+v %v, want %+v", k, got, ok, r)
+			}
+			lo, hi := rangeLocalSpan(r.g)
+			inRangeLocal := bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0
+			if inRangeLocal != (r.kind == kindRangeLocal) {
+				t.Fatalf("%+v: key %x inside the range-local span: %v", r, k, inRangeLocal)
+			}
+			if r.kind == kindRangeLocal && bytes.Compare(k, entrySpanEnd(r.g, math.MaxUint64)) < 0 {
+				t.Fatalf("%+v: range-local key below the all-entries end: DeleteEntries would reach it", r)
 			}
 			if r.kind == kindEntry {
 				if bytes.Compare(k, entrySpanEnd(r.g, math.MaxUint64)) >= 0 {
@@ -101,11 +122,11 @@ func TestDecodeLocalKeyRejects(t *testing.T) {
 		nil,
 		{localPrefix},
 		dataKey([]byte("abcdefghijk")),
-		append(localKey(1, kindHardState), 0),      // singleton with a suffix
-		localKey(1, kindEntry),                     // entry without a slot
-		append(entryKey(1, 2), 0),                  // entry with extra bytes
-		append(groupPrefix(1), byte(kindEntryEnd)), // unknown kind
-		append(groupPrefix(1), 0),                  // unknown kind
+		append(localKey(1, kindHardState), 0), // singleton with a suffix
+		localKey(1, kindEntry),                // entry without a slot
+		append(entryKey(1, 2), 0),             // entry with extra bytes
+		append(groupPrefix(1), byte(kindRangeLocalEnd)), // unknown kind
+		append(groupPrefix(1), 0),                       // unknown kind
 	}
 	for _, k := range bad {
 		if _, _, _, ok := decodeLocalKey(k); ok {

@@ -25,6 +25,8 @@ const (
 	opDeleteGroup
 	opPut
 	opDelete
+	opPutRangeLocal
+	opDeleteRangeLocal
 )
 
 type op struct {
@@ -52,6 +54,10 @@ func (o op) addTo(b *Batch) {
 		b.Put(o.key, o.val)
 	case opDelete:
 		b.Delete(o.key)
+	case opPutRangeLocal:
+		b.PutRangeLocal(o.g, o.key, o.val)
+	case opDeleteRangeLocal:
+		b.DeleteRangeLocal(o.g, o.key)
 	}
 }
 
@@ -60,10 +66,12 @@ type groupModel struct {
 	applied    uint64
 	hasApplied bool
 	entries    map[uint64][]byte
+	// rangeLocal are the range-local records by suffix.
+	rangeLocal map[string][]byte
 }
 
 func (g *groupModel) empty() bool {
-	return g.hs == nil && g.meta == nil && !g.hasApplied && len(g.entries) == 0
+	return g.hs == nil && g.meta == nil && !g.hasApplied && len(g.entries) == 0 && len(g.rangeLocal) == 0
 }
 
 type model struct {
@@ -80,6 +88,7 @@ func (m *model) clone() *model {
 	for id, g := range m.groups {
 		cg := *g
 		cg.entries = maps.Clone(g.entries)
+		cg.rangeLocal = maps.Clone(g.rangeLocal)
 		c.groups[id] = &cg
 	}
 	c.data = maps.Clone(m.data)
@@ -89,7 +98,7 @@ func (m *model) clone() *model {
 func (m *model) group(g GroupID) *groupModel {
 	gm := m.groups[g]
 	if gm == nil {
-		gm = &groupModel{entries: map[uint64][]byte{}}
+		gm = &groupModel{entries: map[uint64][]byte{}, rangeLocal: map[string][]byte{}}
 		m.groups[g] = gm
 	}
 	return gm
@@ -123,6 +132,10 @@ func (m *model) apply(o op) {
 		m.data[string(o.key)] = nonNil(v)
 	case opDelete:
 		delete(m.data, string(o.key))
+	case opPutRangeLocal:
+		m.group(o.g).rangeLocal[string(o.key)] = nonNil(v)
+	case opDeleteRangeLocal:
+		delete(m.group(o.g).rangeLocal, string(o.key))
 	}
 	if gm := m.groups[o.g]; gm != nil && gm.empty() {
 		delete(m.groups, o.g)
@@ -137,7 +150,7 @@ func nonNil(b []byte) []byte {
 }
 
 // dumpEngine reads the whole engine back into a model through the public
-// reads (Groups, LoadGroup, Scan).
+// reads (Groups, LoadGroup, ScanRangeLocal, GetRangeLocal, Scan).
 func dumpEngine(e *Engine) (*model, error) {
 	m := newModel()
 	ids, err := e.Groups()
@@ -149,10 +162,30 @@ func dumpEngine(e *Engine) (*model, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !st.Exists() {
-			return nil, fmt.Errorf("Groups listed %d but LoadGroup found nothing", id)
+		gm := &groupModel{hs: st.HardState, meta: st.Meta, applied: st.Applied, hasApplied: st.HasApplied,
+			entries: map[uint64][]byte{}, rangeLocal: map[string][]byte{}}
+		var last []byte
+		err = e.ScanRangeLocal(id, func(suffix, v []byte) bool {
+			if len(gm.rangeLocal) > 0 && bytes.Compare(last, suffix) >= 0 {
+				err = fmt.Errorf("group %d: range-local records not sorted: %q then %q", id, last, suffix)
+				return false
+			}
+			last = bytes.Clone(suffix)
+			gm.rangeLocal[string(suffix)] = bytes.Clone(nonNil(v))
+			return true
+		})
+		if err != nil {
+			return nil, err
 		}
-		gm := &groupModel{hs: st.HardState, meta: st.Meta, applied: st.Applied, hasApplied: st.HasApplied, entries: map[uint64][]byte{}}
+		for suffix, v := range gm.rangeLocal {
+			got, ok, err := e.GetRangeLocal(id, []byte(suffix))
+			if err != nil || !ok || !bytes.Equal(got, v) {
+				return nil, fmt.Errorf("group %d: GetRangeLocal(%q) = %q %v %v, ScanRangeLocal saw %q", id, suffix, got, ok, err, v)
+			}
+		}
+		if !st.Exists() && len(gm.rangeLocal) == 0 {
+			return nil, fmt.Errorf("Groups listed %d but LoadGroup and ScanRangeLocal found nothing", id)
+		}
 		for i, en := range st.Entries {
 			if i > 0 && st.Entries[i-1].Slot >= en.Slot {
 				return nil, fmt.Errorf("group %d: entries not sorted: %d then %d", id, st.Entries[i-1].Slot, en.Slot)
@@ -209,6 +242,16 @@ func (want *model) diff(got *model) string {
 		for s, gv := range g.entries {
 			if _, ok := w.entries[s]; !ok {
 				add("group %d slot %d: unexpected %q", id, s, gv)
+			}
+		}
+		for s, wv := range w.rangeLocal {
+			if gv, ok := g.rangeLocal[s]; !ok || !bytes.Equal(wv, gv) {
+				add("group %d range-local %q: %q (present %v), want %q", id, s, gv, ok, wv)
+			}
+		}
+		for s, gv := range g.rangeLocal {
+			if _, ok := w.rangeLocal[s]; !ok {
+				add("group %d range-local %q: unexpected %q", id, s, gv)
 			}
 		}
 	}
@@ -291,6 +334,10 @@ func (w *workload) batch() []op {
 			o.to = o.slot + w.rng.Uint64N(w.slots/2+1)
 		case r < 70:
 			o.kind = opDeleteGroup
+		case r < 76:
+			o.kind, o.key, o.val = opPutRangeLocal, w.suffix(), w.value()
+		case r < 78:
+			o.kind, o.key = opDeleteRangeLocal, w.suffix()
 		case r < 92:
 			o.kind, o.key, o.val = opPut, fmt.Appendf(nil, "key%04d", w.rng.IntN(w.keys)), w.value()
 		default:
@@ -299,6 +346,15 @@ func (w *workload) batch() []op {
 		ops = append(ops, o)
 	}
 	return ops
+}
+
+// suffix is a range-local record's suffix: one of a few client ids, some
+// sharing a prefix, and the empty suffix.
+func (w *workload) suffix() []byte {
+	if w.rng.IntN(10) == 0 {
+		return []byte{}
+	}
+	return fmt.Appendf(nil, "s/%d", w.rng.IntN(12))
 }
 
 func (m *model) applyAll(ops []op) {

@@ -98,8 +98,10 @@ func scanRaw(r pebble.Reader, lo, hi []byte, fn func(k, v []byte) bool) (err err
 	return it.Error()
 }
 
-// LoadGroup returns every durable record of group g. A group with no
-// records yields a GroupState whose Exists is false.
+// LoadGroup returns the durable Paxos records of group g: hard state,
+// applied point, meta and entries. Range-local records are not part of the
+// result (read them with GetRangeLocal and ScanRangeLocal). A group with
+// no such records yields a GroupState whose Exists is false.
 func (e *Engine) LoadGroup(g GroupID) (GroupState, error) {
 	if err := e.acquire(); err != nil {
 		return GroupState{}, err
@@ -111,7 +113,7 @@ func (e *Engine) LoadGroup(g GroupID) (GroupState, error) {
 // loadGroup reads group g from r; withEntries false skips the log.
 func loadGroup(r pebble.Reader, g GroupID, withEntries bool) (GroupState, error) {
 	s := GroupState{ID: g}
-	hi := groupPrefixEnd(g)
+	hi := entrySpanEnd(g, math.MaxUint64)
 	if !withEntries {
 		hi = localKey(g, kindEntry)
 	}
@@ -140,6 +142,41 @@ func loadGroup(r pebble.Reader, g GroupID, withEntries bool) (GroupState, error)
 		return true
 	})
 	return s, errors.Join(err, derr)
+}
+
+// GetRangeLocal returns a copy of group g's range-local record under
+// suffix, and whether it exists.
+func (e *Engine) GetRangeLocal(g GroupID, suffix []byte) ([]byte, bool, error) {
+	if err := e.acquire(); err != nil {
+		return nil, false, err
+	}
+	defer e.release()
+	v, closer, err := e.db.Get(appendRangeLocalKey(nil, g, suffix))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := cloneNonNil(v)
+	return out, true, closer.Close()
+}
+
+// ScanRangeLocal calls fn for each of group g's range-local records in
+// suffix order, from one consistent view, until fn returns false. The
+// slices passed to fn are valid only until fn returns.
+func (e *Engine) ScanRangeLocal(g GroupID, fn func(suffix, value []byte) bool) error {
+	if err := e.acquire(); err != nil {
+		return err
+	}
+	defer e.release()
+	return scanRangeLocal(e.db, g, fn)
+}
+
+// scanRangeLocal iterates group g's range-local records in r.
+func scanRangeLocal(r pebble.Reader, g GroupID, fn func(suffix, value []byte) bool) error {
+	lo, hi := rangeLocalSpan(g)
+	return scanRaw(r, lo, hi, func(k, v []byte) bool { return fn(k[localKeyLen:], v) })
 }
 
 // Entries returns group g's entries with slots in [from, to), sorted by

@@ -14,21 +14,27 @@ type KV struct {
 
 // SnapshotChunk is one bounded piece of a snapshot stream of one group:
 //
-//	chunk 0        Header (span, applied, hard state, meta) + pairs
-//	chunk 1..n-1   pairs
-//	chunk n        pairs + Trailer (pair count, checksum)
+//	chunk 0        Header (span, applied, hard state, meta) + records + pairs
+//	chunk 1..n-1   records + pairs
+//	chunk n        records + pairs + Trailer (counts, checksum)
 //
-// A stream of one chunk carries both Header and Trailer. The header comes
-// first so that a receiver can decide before any data moves whether it
-// wants the snapshot (for example, whether its applied point is newer than
-// its own); the trailer comes last so that the receiver can check that it
-// got every pair, in order, unchanged, before it ingests anything.
+// The group's range-local records come first in the stream, then the user
+// data pairs of its span: a chunk may hold both, at the boundary, but no
+// record comes after a pair. A stream of one chunk carries both Header and
+// Trailer. The header comes first so that a receiver can decide before any
+// data moves whether it wants the snapshot (for example, whether its
+// applied point is newer than its own); the trailer comes last so that the
+// receiver can check that it got every record and pair, in order,
+// unchanged, before it ingests anything.
 type SnapshotChunk struct {
 	Group GroupID
 	// Seq is the chunk's position in the stream, from 0.
 	Seq uint64
 	// Header is set in chunk 0 only.
 	Header *SnapshotHeader
+	// RangeLocal are the group's range-local records (Key is the suffix),
+	// sorted by suffix, across chunks too.
+	RangeLocal []KV
 	// Pairs are sorted by key, across chunks too, and lie in the header's
 	// span.
 	Pairs []KV
@@ -53,37 +59,57 @@ type SnapshotHeader struct {
 
 // SnapshotTrailer closes a stream.
 type SnapshotTrailer struct {
-	// Count is the number of pairs in the whole stream.
+	// Count is the number of user data pairs in the whole stream.
 	Count uint64
-	// Checksum is the CRC-32C (Castagnoli) of every pair in stream order,
-	// each as uvarint(len(key)) key uvarint(len(value)) value.
+	// RangeLocalCount is the number of range-local records in the stream.
+	RangeLocalCount uint64
+	// Checksum is the CRC-32C (Castagnoli) of every record and pair in
+	// stream order, each as a tag byte ('l' for a range-local record, 'd'
+	// for a data pair) then uvarint(len(key)) key uvarint(len(value))
+	// value. The tag keeps a record from passing for a pair.
 	Checksum uint32
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// pairDigest accumulates the trailer of a stream of pairs.
-type pairDigest struct {
-	count uint64
-	crc   uint32
-	buf   []byte
+// Tags of the checksummed items; see SnapshotTrailer.
+const (
+	tagRangeLocal byte = 'l'
+	tagData       byte = 'd'
+)
+
+// streamDigest accumulates the trailer of a stream.
+type streamDigest struct {
+	pairs, records uint64
+	crc            uint32
+	buf            []byte
 }
 
-func (d *pairDigest) add(k, v []byte) {
-	d.buf = appendBytes(appendBytes(d.buf[:0], k), v)
+func (d *streamDigest) add(tag byte, k, v []byte) {
+	d.buf = appendBytes(appendBytes(append(d.buf[:0], tag), k), v)
 	d.crc = crc32.Update(d.crc, crcTable, d.buf)
-	d.count++
+	if tag == tagRangeLocal {
+		d.records++
+	} else {
+		d.pairs++
+	}
 }
 
-// ExportSnapshot streams group g's snapshot: its metadata and the user data
-// in [start, end) (nil end = unbounded), read from one consistent Pebble
-// snapshot, so the data matches the applied point exactly even while the
-// group keeps writing. fn receives the chunks in order and may keep them;
-// an error from fn stops the export and is returned.
+func (d *streamDigest) trailer() *SnapshotTrailer {
+	return &SnapshotTrailer{Count: d.pairs, RangeLocalCount: d.records, Checksum: d.crc}
+}
+
+// ExportSnapshot streams group g's snapshot: its metadata, its range-local
+// records and the user data in [start, end) (nil end = unbounded), read
+// from one consistent Pebble snapshot, so the data and records match the
+// applied point exactly even while the group keeps writing. fn receives
+// the chunks in order and may keep them; an error from fn stops the export
+// and is returned.
 //
 // A chunk's encoding (EncodedLen) is at most chunkBytes, except a chunk
-// holding a single pair, or only the header, that alone is larger. The
-// group's log entries are not exported: the snapshot replaces the log.
+// holding a single record or pair, or only the header, that alone is
+// larger. The group's log entries are not exported: the snapshot replaces
+// the log.
 //
 // The export holds the engine open: Close waits for it to return.
 func (e *Engine) ExportSnapshot(g GroupID, start, end []byte, chunkBytes int, fn func(SnapshotChunk) error) error {
@@ -115,42 +141,38 @@ func (e *Engine) ExportSnapshot(g GroupID, start, end []byte, chunkBytes int, fn
 	if hdr.Start == nil {
 		hdr.Start = []byte{}
 	}
-	b := chunkBuilder{budget: chunkBytes - maxTrailerLen}
+	b := chunkBuilder{g: g, budget: chunkBytes - maxTrailerLen, fn: fn}
 	b.reset(SnapshotChunk{Group: g, Header: hdr})
-	var digest pairDigest
-	var ferr error
-	lo, hi := dataSpan(start, end)
-	err = scanRaw(snap, lo, hi, func(k, v []byte) bool {
-		k = k[1:]
-		digest.add(k, v)
-		if !b.fits(k, v) && (len(b.c.Pairs) > 0 || b.c.Header != nil) {
-			if ferr = fn(b.c); ferr != nil {
-				return false
-			}
-			b.reset(SnapshotChunk{Group: g, Seq: b.c.Seq + 1})
-		}
-		b.add(k, v)
-		return true
-	})
-	if ferr != nil {
-		return ferr // unwrapped, so the caller can compare it
+	lo, hi := rangeLocalSpan(g)
+	err = scanRaw(snap, lo, hi, func(k, v []byte) bool { return b.add(tagRangeLocal, k[localKeyLen:], v) })
+	if err == nil && b.err == nil {
+		lo, hi = dataSpan(start, end)
+		err = scanRaw(snap, lo, hi, func(k, v []byte) bool { return b.add(tagData, k[1:], v) })
+	}
+	if b.err != nil {
+		return b.err // unwrapped, so the caller can compare it
 	}
 	if err != nil {
 		return err
 	}
-	b.c.Trailer = &SnapshotTrailer{Count: digest.count, Checksum: digest.crc}
+	b.c.Trailer = b.digest.trailer()
 	return fn(b.c)
 }
 
 // maxTrailerLen is the most a trailer adds to a chunk's encoding; the
 // budget reserves it so that whichever chunk turns out last stays in bound.
-const maxTrailerLen = 10 + 4
+const maxTrailerLen = 10 + 10 + 4
 
-// chunkBuilder fills one chunk up to a byte budget.
+// chunkBuilder cuts a stream of records and pairs into chunks of at most a
+// byte budget, and hands each full chunk to fn.
 type chunkBuilder struct {
+	g      GroupID
 	c      SnapshotChunk
 	size   int // EncodedLen of c as it stands
 	budget int
+	digest streamDigest
+	fn     func(SnapshotChunk) error
+	err    error // fn's error, which stops the stream
 }
 
 func (b *chunkBuilder) reset(c SnapshotChunk) {
@@ -158,22 +180,44 @@ func (b *chunkBuilder) reset(c SnapshotChunk) {
 	b.size = c.EncodedLen()
 }
 
-// fits reports whether adding (k, v) keeps the chunk within budget.
-func (b *chunkBuilder) fits(k, v []byte) bool {
-	return b.size+b.growth(k, v) <= b.budget
+// add copies the record or pair (k, v) into the chunk, first handing the
+// chunk to fn if (k, v) would not fit and the chunk holds anything. It
+// reports whether the stream goes on.
+func (b *chunkBuilder) add(tag byte, k, v []byte) bool {
+	b.digest.add(tag, k, v)
+	empty := b.c.Header == nil && len(b.c.RangeLocal) == 0 && len(b.c.Pairs) == 0
+	if b.size+b.growth(tag, k, v) > b.budget && !empty {
+		if b.err = b.fn(b.c); b.err != nil {
+			return false
+		}
+		b.reset(SnapshotChunk{Group: b.g, Seq: b.c.Seq + 1})
+	}
+	b.size += b.growth(tag, k, v)
+	list := b.list(tag)
+	*list = append(*list, copyKV(k, v))
+	return true
 }
 
-// growth is the exact increase of EncodedLen when (k, v) is added.
-func (b *chunkBuilder) growth(k, v []byte) int {
-	n := uint64(len(b.c.Pairs))
+// list returns the chunk's list that items with tag go to.
+func (b *chunkBuilder) list(tag byte) *[]KV {
+	if tag == tagRangeLocal {
+		return &b.c.RangeLocal
+	}
+	return &b.c.Pairs
+}
+
+// growth is the exact increase of EncodedLen when (k, v) is added to the
+// list of tag.
+func (b *chunkBuilder) growth(tag byte, k, v []byte) int {
+	n := uint64(len(*b.list(tag)))
 	return bytesLen(k) + bytesLen(v) + uvarintLen(n+1) - uvarintLen(n)
 }
 
-// add copies (k, v) into the chunk; the iterator's slices are reused.
-func (b *chunkBuilder) add(k, v []byte) {
-	b.size += b.growth(k, v)
+// copyKV copies (k, v) into one allocation; the iterator's slices are
+// reused.
+func copyKV(k, v []byte) KV {
 	buf := make([]byte, len(k)+len(v))
 	copy(buf, k)
 	copy(buf[len(k):], v)
-	b.c.Pairs = append(b.c.Pairs, KV{Key: buf[:len(k):len(k)], Value: buf[len(k):]})
+	return KV{Key: buf[:len(k):len(k)], Value: buf[len(k):]}
 }

@@ -7,10 +7,10 @@ import (
 	"math/bits"
 )
 
-// The wire encoding of a SnapshotChunk (version 1). Integers are uvarints
+// The wire encoding of a SnapshotChunk (version 2). Integers are uvarints
 // in their shortest form; "bytes" is uvarint(len) followed by the bytes.
 //
-//	version    1 byte, = 1
+//	version    1 byte, = 2
 //	flags      1 byte, see chunkFlag*
 //	group      uvarint
 //	seq        uvarint
@@ -20,15 +20,20 @@ import (
 //	             applied uvarint     if flagApplied
 //	             hard state bytes    if flagHardState
 //	             meta bytes          if flagMeta
+//	nlocal     uvarint
+//	local      nlocal x (suffix bytes, value bytes)
 //	npairs     uvarint
 //	pairs      npairs x (key bytes, value bytes)
-//	trailer    if flagTrailer: count uvarint, checksum 4 bytes little-endian
+//	trailer    if flagTrailer: count uvarint, range-local count uvarint,
+//	           checksum 4 bytes little-endian
+//
+// Version 2 added the range-local records; version 1 is not read.
 //
 // The encoding is canonical: Decode rejects every input that Encode would
 // not produce (unknown flags, non-minimal uvarints, trailing bytes), so a
 // decoded chunk re-encodes to the same bytes.
 
-const snapshotCodecVersion = 1
+const snapshotCodecVersion = 2
 
 const (
 	flagHeader byte = 1 << iota
@@ -98,14 +103,28 @@ func (c *SnapshotChunk) EncodedLen() int {
 			n += bytesLen(h.Meta)
 		}
 	}
-	n += uvarintLen(uint64(len(c.Pairs)))
-	for _, p := range c.Pairs {
-		n += bytesLen(p.Key) + bytesLen(p.Value)
-	}
+	n += kvsLen(c.RangeLocal) + kvsLen(c.Pairs)
 	if t := c.Trailer; t != nil {
-		n += uvarintLen(t.Count) + trailerCRCSize
+		n += uvarintLen(t.Count) + uvarintLen(t.RangeLocalCount) + trailerCRCSize
 	}
 	return n
+}
+
+// kvsLen is the length of a list's encoding: its count and its items.
+func kvsLen(kvs []KV) int {
+	n := uvarintLen(uint64(len(kvs)))
+	for _, p := range kvs {
+		n += bytesLen(p.Key) + bytesLen(p.Value)
+	}
+	return n
+}
+
+func appendKVs(dst []byte, kvs []KV) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(kvs)))
+	for _, p := range kvs {
+		dst = appendBytes(appendBytes(dst, p.Key), p.Value)
+	}
+	return dst
 }
 
 // AppendEncode appends c's encoding to dst. Applied is encoded only when
@@ -129,12 +148,10 @@ func (c *SnapshotChunk) AppendEncode(dst []byte) []byte {
 			dst = appendBytes(dst, h.Meta)
 		}
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(c.Pairs)))
-	for _, p := range c.Pairs {
-		dst = appendBytes(appendBytes(dst, p.Key), p.Value)
-	}
+	dst = appendKVs(appendKVs(dst, c.RangeLocal), c.Pairs)
 	if t := c.Trailer; t != nil {
 		dst = binary.AppendUvarint(dst, t.Count)
+		dst = binary.AppendUvarint(dst, t.RangeLocalCount)
 		dst = binary.LittleEndian.AppendUint32(dst, t.Checksum)
 	}
 	return dst
@@ -207,6 +224,26 @@ func (d *chunkDecoder) bytes() []byte {
 	return b
 }
 
+// kvs reads a list of items (records or pairs); an empty list is nil.
+func (d *chunkDecoder) kvs(what string) []KV {
+	n := d.uvarint()
+	// Each item takes at least two bytes, which bounds the allocation by
+	// the input size whatever the count claims.
+	if d.err == nil && n > uint64(len(d.buf)-d.off)/2 {
+		d.failf("%s count %d beyond end", what, n)
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]KV, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := d.bytes()
+		v := d.bytes()
+		out = append(out, KV{Key: k, Value: v})
+	}
+	return out
+}
+
 // DecodeSnapshotChunk decodes an encoding made by Encode. It never panics on
 // any input, and the decoded chunk does not alias data (one copy is made).
 // The returned error wraps ErrBadChunk.
@@ -238,22 +275,10 @@ func DecodeSnapshotChunk(data []byte) (SnapshotChunk, error) {
 		}
 		c.Header = h
 	}
-	n := d.uvarint()
-	// Each pair takes at least two bytes, which bounds the allocation by
-	// the input size whatever the count claims.
-	if d.err == nil && n > uint64(len(d.buf)-d.off)/2 {
-		d.failf("pair count %d beyond end", n)
-	}
-	if d.err == nil && n > 0 {
-		c.Pairs = make([]KV, 0, n)
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			k := d.bytes()
-			v := d.bytes()
-			c.Pairs = append(c.Pairs, KV{Key: k, Value: v})
-		}
-	}
+	c.RangeLocal = d.kvs("range-local record")
+	c.Pairs = d.kvs("pair")
 	if f&flagTrailer != 0 {
-		t := &SnapshotTrailer{Count: d.uvarint()}
+		t := &SnapshotTrailer{Count: d.uvarint(), RangeLocalCount: d.uvarint()}
 		if d.err == nil {
 			if len(d.buf)-d.off < trailerCRCSize {
 				d.failf("truncated checksum")

@@ -35,11 +35,14 @@ func randChunk(rng *rand.Rand) SnapshotChunk {
 		}
 		c.Header = h
 	}
+	for range rng.IntN(3) {
+		c.RangeLocal = append(c.RangeLocal, KV{Key: randBytes(rng, 10), Value: randBytes(rng, 200)})
+	}
 	for range rng.IntN(6) {
 		c.Pairs = append(c.Pairs, KV{Key: randBytes(rng, 10), Value: randBytes(rng, 200)})
 	}
 	if rng.IntN(2) == 0 {
-		c.Trailer = &SnapshotTrailer{Count: randU64(rng), Checksum: rng.Uint32()}
+		c.Trailer = &SnapshotTrailer{Count: randU64(rng), RangeLocalCount: randU64(rng), Checksum: rng.Uint32()}
 	}
 	return c
 }
@@ -74,14 +77,9 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 // mean "from the first key"), everything else must match exactly,
 // including absent versus empty optional fields.
 func chunksEqual(a, b SnapshotChunk) bool {
-	if a.Group != b.Group || a.Seq != b.Seq || len(a.Pairs) != len(b.Pairs) ||
+	if a.Group != b.Group || a.Seq != b.Seq || !kvsEqual(a.RangeLocal, b.RangeLocal) || !kvsEqual(a.Pairs, b.Pairs) ||
 		(a.Header == nil) != (b.Header == nil) || !reflect.DeepEqual(a.Trailer, b.Trailer) {
 		return false
-	}
-	for i := range a.Pairs {
-		if !bytes.Equal(a.Pairs[i].Key, b.Pairs[i].Key) || !bytes.Equal(a.Pairs[i].Value, b.Pairs[i].Value) {
-			return false
-		}
 	}
 	if ha, hb := a.Header, b.Header; ha != nil {
 		if !bytes.Equal(ha.Start, hb.Start) || !eqOpt(ha.End, hb.End) || !eqOpt(ha.HardState, hb.HardState) ||
@@ -92,25 +90,42 @@ func chunksEqual(a, b SnapshotChunk) bool {
 	return true
 }
 
+func kvsEqual(a, b []KV) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i].Key, b[i].Key) || !bytes.Equal(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
 func TestDecodeSnapshotChunkRejects(t *testing.T) {
 	good := (&SnapshotChunk{Group: 1, Seq: 0, Header: &SnapshotHeader{Start: []byte("a")},
-		Pairs: []KV{{[]byte("a"), []byte("1")}}, Trailer: &SnapshotTrailer{Count: 1, Checksum: 5}}).Encode()
+		RangeLocal: []KV{{[]byte("s"), []byte("2")}}, Pairs: []KV{{[]byte("a"), []byte("1")}},
+		Trailer: &SnapshotTrailer{Count: 1, RangeLocalCount: 1, Checksum: 5}}).Encode()
 	if _, err := DecodeSnapshotChunk(good); err != nil {
 		t.Fatal(err)
 	}
+	const v = snapshotCodecVersion
 	cases := map[string][]byte{
-		"empty":          nil,
-		"version":        append([]byte{2}, good[1:]...),
-		"unknown flag":   append([]byte{1, good[1] | 0x80}, good[2:]...),
-		"header flags":   {1, flagMeta, 1, 0, 0},
-		"trailing":       append(bytes.Clone(good), 0),
-		"non-minimal":    {1, 0, 0x81, 0x00, 0, 0},
-		"overflow":       {1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0},
-		"huge count":     {1, 0, 1, 0, 0xff, 0xff, 0x03},
-		"long key":       {1, 0, 1, 0, 1, 5, 'a'},
-		"truncated crc":  good[:len(good)-1],
-		"truncated seq":  {1, 0, 1},
-		"truncated flag": {1},
+		"empty":             nil,
+		"old version":       append([]byte{v - 1}, good[1:]...),
+		"new version":       append([]byte{v + 1}, good[1:]...),
+		"unknown flag":      append([]byte{v, good[1] | 0x80}, good[2:]...),
+		"header flags":      {v, flagMeta, 1, 0, 0, 0},
+		"trailing":          append(bytes.Clone(good), 0),
+		"non-minimal":       {v, 0, 0x81, 0x00, 0, 0, 0},
+		"overflow":          {v, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0},
+		"huge record count": {v, 0, 1, 0, 0xff, 0xff, 0x03},
+		"huge pair count":   {v, 0, 1, 0, 0, 0xff, 0xff, 0x03},
+		"long suffix":       {v, 0, 1, 0, 1, 5, 'a'},
+		"long key":          {v, 0, 1, 0, 0, 1, 5, 'a'},
+		"truncated crc":     good[:len(good)-1],
+		"truncated seq":     {v, 0, 1},
+		"truncated flag":    {v},
 	}
 	for name, in := range cases {
 		if _, err := DecodeSnapshotChunk(in); !errors.Is(err, ErrBadChunk) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,16 +21,23 @@ import (
 func exportAll(t *testing.T, e *Engine, g GroupID, start, end []byte, chunkBytes int) []SnapshotChunk {
 	t.Helper()
 	var out []SnapshotChunk
+	sawPair := false
 	err := e.ExportSnapshot(g, start, end, chunkBytes, func(c SnapshotChunk) error {
 		if n := c.EncodedLen(); n > chunkBytes {
-			alone := (len(c.Pairs) == 1 && c.Header == nil) || (len(c.Pairs) == 0 && c.Header != nil)
+			items := append(slices.Clone(c.RangeLocal), c.Pairs...)
+			alone := (len(items) == 1 && c.Header == nil) || (len(items) == 0 && c.Header != nil)
 			if !alone {
-				t.Fatalf("chunk %d: %d bytes > chunkBytes %d with %d pairs", c.Seq, n, chunkBytes, len(c.Pairs))
+				t.Fatalf("chunk %d: %d bytes > chunkBytes %d with %d records and %d pairs",
+					c.Seq, n, chunkBytes, len(c.RangeLocal), len(c.Pairs))
 			}
-			if len(c.Pairs) == 1 && bytesLen(c.Pairs[0].Key)+bytesLen(c.Pairs[0].Value)+maxTrailerLen+2 <= chunkBytes {
-				t.Fatalf("chunk %d: single pair over budget though it fits", c.Seq)
+			if len(items) == 1 && bytesLen(items[0].Key)+bytesLen(items[0].Value)+maxTrailerLen+4 <= chunkBytes {
+				t.Fatalf("chunk %d: single item over budget though it fits", c.Seq)
 			}
 		}
+		if len(c.RangeLocal) > 0 && sawPair {
+			t.Fatalf("chunk %d: range-local records after pairs", c.Seq)
+		}
+		sawPair = sawPair || len(c.Pairs) > 0
 		dec, err := DecodeSnapshotChunk(c.Encode())
 		if err != nil {
 			t.Fatalf("chunk %d: %v", c.Seq, err)
@@ -59,15 +67,28 @@ func ingestAll(e *Engine, g GroupID, opts IngestOptions, chunks []SnapshotChunk)
 	return w.Finish()
 }
 
-// fillSource writes group 5's state and user data "k0000".."k0599" with
-// varied value sizes into e, plus another group that must not travel.
+// srcRangeLocal is the number of range-local records fillSource gives
+// group 5.
+const srcRangeLocal = 40
+
+// fillSource writes group 5's state, srcRangeLocal range-local records
+// and user data "k0000".."k0599" with varied value sizes into e, plus
+// another group that must not travel.
 func fillSource(t *testing.T, e *Engine, rng *rand.Rand) {
 	commit(t, e, true, func(b *Batch) {
 		b.SetHardState(5, []byte("src-hs"))
 		b.SetGroupMeta(5, []byte("src-meta"))
 		b.SetApplied(5, 4242)
 		b.PutEntry(5, 4243, []byte("src-entry"))
+		for i := range srcRangeLocal {
+			v := bytes.Repeat([]byte{'s'}, rng.IntN(200))
+			if i%13 == 0 {
+				v = bytes.Repeat([]byte("rec"), 700) // bigger than small chunk budgets
+			}
+			b.PutRangeLocal(5, fmt.Appendf(nil, "session/%03d", i), v)
+		}
 		b.SetHardState(6, []byte("other"))
+		b.PutRangeLocal(6, []byte("session/000"), []byte("other group's"))
 		for i := range 600 {
 			v := bytes.Repeat([]byte{byte('a' + i%26)}, rng.IntN(300))
 			if i%97 == 0 {
@@ -89,8 +110,12 @@ func fillTarget(t *testing.T, e *Engine) {
 			b.PutEntry(5, s, []byte("old entry"))
 		}
 		b.PutEntry(5, math.MaxUint64, []byte("old last entry"))
+		b.PutRangeLocal(5, []byte("session/000"), []byte("old, replaced"))
+		b.PutRangeLocal(5, []byte("session/old"), []byte("old, deleted"))
+		b.PutRangeLocal(5, []byte{}, []byte("old, empty suffix"))
 		b.SetHardState(9, []byte("bystander"))
 		b.PutEntry(9, 1, []byte("bystander entry"))
+		b.PutRangeLocal(9, []byte("session/000"), []byte("bystander record"))
 		for _, k := range []string{"a", "k0050", "k0100", "k0250x", "k0499", "k0500", "z"} {
 			b.Put([]byte(k), []byte("old-"+k))
 		}
@@ -148,7 +173,16 @@ func testSnapshotRoundTrip(t *testing.T, rng *rand.Rand, chunkBytes int) {
 			len(st.Entries) != 1 || st.Entries[0].Slot != math.MaxUint64 {
 			t.Fatalf("group after ingest (replace hard state %v): %+v", replace, st)
 		}
-		if st, _ := dst.LoadGroup(9); string(st.HardState) != "bystander" || len(st.Entries) != 1 {
+		// The range-local records are exactly the source's.
+		wantRL, gotRL := rangeLocalOf(t, src, 5), rangeLocalOf(t, dst, 5)
+		if wantRL != gotRL || strings.Count(gotRL, "\n") != srcRangeLocal {
+			t.Fatalf("range-local records after ingest:\n%s\nwant the source's:\n%s", gotRL, wantRL)
+		}
+		if chunks[len(chunks)-1].Trailer.RangeLocalCount != srcRangeLocal {
+			t.Fatalf("trailer %+v", chunks[len(chunks)-1].Trailer)
+		}
+		if st, _ := dst.LoadGroup(9); string(st.HardState) != "bystander" || len(st.Entries) != 1 ||
+			rangeLocalOf(t, dst, 9) != "session/000=bystander record\n" {
 			t.Fatalf("other group touched: %+v", st)
 		}
 		if st, _ := dst.LoadGroup(6); st.Exists() {
@@ -161,6 +195,20 @@ func testSnapshotRoundTrip(t *testing.T, rng *rand.Rand, chunkBytes int) {
 		}
 		assertNoStaging(t, dst)
 	}
+}
+
+// rangeLocalOf lists group g's range-local records, one "suffix=value" a
+// line.
+func rangeLocalOf(t *testing.T, e *Engine, g GroupID) string {
+	t.Helper()
+	var out strings.Builder
+	if err := e.ScanRangeLocal(g, func(suffix, v []byte) bool {
+		fmt.Fprintf(&out, "%s=%s\n", suffix, v)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }
 
 func assertNoStaging(t *testing.T, e *Engine) {
@@ -230,10 +278,17 @@ func TestSnapshotWriterRejects(t *testing.T) {
 	if len(good) < 3 {
 		t.Fatalf("want at least 3 chunks, got %d", len(good))
 	}
+	// p and r are the first chunks with two pairs and two records.
+	p := slices.IndexFunc(good, func(c SnapshotChunk) bool { return len(c.Pairs) >= 2 })
+	r := slices.IndexFunc(good, func(c SnapshotChunk) bool { return len(c.RangeLocal) >= 2 })
+	if p < 1 || r < 0 {
+		t.Fatalf("want a chunk with two records and a later one with two pairs, got %d and %d", r, p)
+	}
 	clone := func() []SnapshotChunk {
 		out := make([]SnapshotChunk, len(good))
 		for i, c := range good {
 			c.Pairs = append([]KV(nil), c.Pairs...)
+			c.RangeLocal = append([]KV(nil), c.RangeLocal...)
 			if c.Header != nil {
 				h := *c.Header
 				c.Header = &h
@@ -258,14 +313,31 @@ func TestSnapshotWriterRejects(t *testing.T) {
 		},
 		"bad checksum":   func(cs []SnapshotChunk) []SnapshotChunk { cs[last].Trailer.Checksum++; return cs },
 		"bad count":      func(cs []SnapshotChunk) []SnapshotChunk { cs[last].Trailer.Count--; return cs },
-		"changed value":  func(cs []SnapshotChunk) []SnapshotChunk { cs[1].Pairs[0].Value = []byte("evil"); return cs },
-		"key below span": func(cs []SnapshotChunk) []SnapshotChunk { cs[0].Pairs[0].Key = []byte("a"); return cs },
+		"changed value":  func(cs []SnapshotChunk) []SnapshotChunk { cs[p].Pairs[1].Value = []byte("evil"); return cs },
+		"key below span": func(cs []SnapshotChunk) []SnapshotChunk { cs[p].Pairs[0].Key = []byte("a"); return cs },
 		"key above span": func(cs []SnapshotChunk) []SnapshotChunk {
 			cs[last].Pairs = append(cs[last].Pairs, KV{Key: []byte("k0200")})
 			return cs
 		},
 		"unsorted keys": func(cs []SnapshotChunk) []SnapshotChunk {
-			cs[1].Pairs[0], cs[1].Pairs[1] = cs[1].Pairs[1], cs[1].Pairs[0]
+			cs[p].Pairs[0], cs[p].Pairs[1] = cs[p].Pairs[1], cs[p].Pairs[0]
+			return cs
+		},
+		"changed record": func(cs []SnapshotChunk) []SnapshotChunk {
+			cs[r].RangeLocal[1].Value = []byte("evil")
+			return cs
+		},
+		"dropped record": func(cs []SnapshotChunk) []SnapshotChunk {
+			cs[r].RangeLocal = cs[r].RangeLocal[1:]
+			return cs
+		},
+		"bad record count": func(cs []SnapshotChunk) []SnapshotChunk { cs[last].Trailer.RangeLocalCount++; return cs },
+		"unsorted records": func(cs []SnapshotChunk) []SnapshotChunk {
+			cs[r].RangeLocal[0], cs[r].RangeLocal[1] = cs[r].RangeLocal[1], cs[r].RangeLocal[0]
+			return cs
+		},
+		"record after pairs": func(cs []SnapshotChunk) []SnapshotChunk {
+			cs[last].RangeLocal = append(cs[last].RangeLocal, KV{Key: []byte("zzz")})
 			return cs
 		},
 		"inverted span": func(cs []SnapshotChunk) []SnapshotChunk {
@@ -452,6 +524,13 @@ func newState(t *testing.T, src *Engine, old *model) *model {
 	m := old.clone()
 	g := m.group(5)
 	g.hs, g.meta, g.applied, g.hasApplied = []byte("src-hs"), []byte("src-meta"), 4242, true
+	clear(g.rangeLocal)
+	if err := src.ScanRangeLocal(5, func(suffix, v []byte) bool {
+		g.rangeLocal[string(suffix)] = bytes.Clone(nonNil(v))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for s := range g.entries {
 		if s <= 4242 {
 			delete(g.entries, s) // the snapshot covers them; entries above stay

@@ -41,12 +41,16 @@ type IngestOptions struct {
 //     acceptor state (values this replica accepted but that may not be
 //     chosen yet) and a replica must never forget them, so they stay,
 //   - the group's applied point and meta are the header's (deleted if the
-//     header has none), and its hard state too with ReplaceHardState.
+//     header has none), and its hard state too with ReplaceHardState,
+//   - the group's range-local records are exactly the stream's (every old
+//     one is deleted).
 //
-// Crash safety: Add streams the pairs into an sstable in a staging
-// directory, holding O(1) memory however large the snapshot. Finish writes
-// a second sstable with the group's records and the range tombstones, syncs
-// both, and hands both to Pebble's Ingest, which adds them to the LSM in
+// Crash safety: Add streams the pairs into one sstable in a staging
+// directory, and the group's own records (from the header), the range
+// tombstones of its entries and range-local records, and the stream's
+// range-local records into a second one, holding O(1) memory however large
+// the snapshot. Finish syncs both and hands them to Pebble's Ingest, which
+// adds them to the LSM in
 // ONE atomic, durable version edit (as if one batch held all of it). A
 // crash before that edit is durable leaves the old state untouched and only
 // garbage in the staging directory, which Open removes; a crash after it
@@ -63,16 +67,18 @@ type SnapshotWriter struct {
 	g    GroupID
 	opts IngestOptions
 
-	hdr     *SnapshotHeader
-	nextSeq uint64
-	lastKey []byte // last pair's key, to check order
-	digest  pairDigest
-	done    bool // trailer seen
+	hdr        *SnapshotHeader
+	nextSeq    uint64
+	lastKey    []byte // last pair's key, to check order
+	lastSuffix []byte // last range-local record's suffix, likewise
+	digest     streamDigest
+	done       bool // trailer seen
 
 	dataPath  string
 	localPath string
 	data      *sstable.Writer
 	dataKeys  bool // the data sstable holds at least one key or tombstone
+	local     *sstable.Writer
 	scratch   []byte
 
 	err      error // sticky: after an error only Abort is useful
@@ -90,7 +96,8 @@ func (w *SnapshotWriter) failf(format string, args ...any) error {
 }
 
 // Add consumes the next chunk. It checks the stream's shape: chunks in
-// order, header first, trailer last, keys sorted and inside the span.
+// order, header first, trailer last, range-local records before pairs,
+// suffixes and keys sorted, keys inside the span.
 func (w *SnapshotWriter) Add(c SnapshotChunk) error {
 	if w.err != nil {
 		return w.err
@@ -113,6 +120,11 @@ func (w *SnapshotWriter) Add(c SnapshotChunk) error {
 			return err
 		}
 	}
+	for _, r := range c.RangeLocal {
+		if err := w.addRangeLocal(r); err != nil {
+			return err
+		}
+	}
 	for _, p := range c.Pairs {
 		if err := w.addPair(p); err != nil {
 			return err
@@ -120,17 +132,19 @@ func (w *SnapshotWriter) Add(c SnapshotChunk) error {
 	}
 	if t := c.Trailer; t != nil {
 		w.done = true
-		if t.Count != w.digest.count || t.Checksum != w.digest.crc {
-			return w.failf("trailer says %d pairs crc %08x, stream had %d pairs crc %08x",
-				t.Count, t.Checksum, w.digest.count, w.digest.crc)
+		if got := w.digest.trailer(); *t != *got {
+			return w.failf("trailer says %d pairs %d range-local records crc %08x, stream had %d, %d, crc %08x",
+				t.Count, t.RangeLocalCount, t.Checksum, got.Count, got.RangeLocalCount, got.Checksum)
 		}
 	}
 	return nil
 }
 
-// start opens the data sstable and writes the span's range tombstone. Its
-// sequence number at ingest is the same as the pairs', and a tombstone
-// deletes only older keys, so it clears the old span but not the new data.
+// start opens the two sstables, writes the span's range tombstone into the
+// data one, and the group's own records into the local one (see
+// startLocal). A tombstone's sequence number at ingest is the same as the
+// keys' of its sstable, and a tombstone deletes only older keys, so it
+// clears the old state but not the new.
 func (w *SnapshotWriter) start(h *SnapshotHeader) error {
 	if h.End != nil && bytes.Compare(h.Start, h.End) > 0 {
 		return w.failf("span start %q after end %q", h.Start, h.End)
@@ -158,6 +172,66 @@ func (w *SnapshotWriter) start(h *SnapshotHeader) error {
 		}
 		w.dataKeys = true
 	}
+	if err := w.startLocal(); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// startLocal opens the sstable of the group's own records and writes, in
+// key order: hard state, applied, meta (point keys), then the tombstones of
+// the entries and of the range-local records; the stream's range-local
+// records follow as they arrive.
+func (w *SnapshotWriter) startLocal() error {
+	sw, err := w.e.newSSTWriter(w.localPath)
+	if err != nil {
+		return err
+	}
+	w.local = sw
+	h := w.hdr
+	put := func(k keyKind, present bool, v []byte) error {
+		if present {
+			return sw.Set(localKey(w.g, k), v)
+		}
+		return sw.Delete(localKey(w.g, k))
+	}
+	if w.opts.ReplaceHardState {
+		err = put(kindHardState, h.HardState != nil, h.HardState)
+	}
+	if err == nil {
+		err = put(kindApplied, h.HasApplied, encodeApplied(h.Applied))
+	}
+	if err == nil {
+		err = put(kindMeta, h.Meta != nil, h.Meta)
+	}
+	if err == nil {
+		end := entrySpanEnd(w.g, math.MaxUint64)
+		if h.Applied < math.MaxUint64 {
+			end = entrySpanEnd(w.g, h.Applied+1)
+		}
+		err = sw.DeleteRange(entryKey(w.g, 0), end)
+	}
+	if err == nil {
+		err = sw.DeleteRange(rangeLocalSpan(w.g))
+	}
+	return err
+}
+
+func (w *SnapshotWriter) addRangeLocal(r KV) error {
+	switch {
+	case w.digest.pairs > 0:
+		return w.failf("range-local record %q after the data", r.Key)
+	case w.digest.records > 0 && bytes.Compare(r.Key, w.lastSuffix) <= 0:
+		return w.failf("range-local record %q not after %q", r.Key, w.lastSuffix)
+	}
+	w.lastSuffix = append(w.lastSuffix[:0], r.Key...)
+	w.digest.add(tagRangeLocal, r.Key, r.Value)
+	w.scratch = appendRangeLocalKey(w.scratch[:0], w.g, r.Key)
+	if err := w.local.Set(w.scratch, r.Value); err != nil {
+		w.err = err
+		return err
+	}
 	return nil
 }
 
@@ -166,11 +240,11 @@ func (w *SnapshotWriter) addPair(p KV) error {
 	switch {
 	case bytes.Compare(p.Key, h.Start) < 0 || (h.End != nil && bytes.Compare(p.Key, h.End) >= 0):
 		return w.failf("key %q outside span [%q, %q)", p.Key, h.Start, h.End)
-	case w.digest.count > 0 && bytes.Compare(p.Key, w.lastKey) <= 0:
+	case w.digest.pairs > 0 && bytes.Compare(p.Key, w.lastKey) <= 0:
 		return w.failf("key %q not after %q", p.Key, w.lastKey)
 	}
 	w.lastKey = append(w.lastKey[:0], p.Key...)
-	w.digest.add(p.Key, p.Value)
+	w.digest.add(tagData, p.Key, p.Value)
 	w.scratch = appendDataKey(w.scratch[:0], p.Key)
 	if err := w.data.Set(w.scratch, p.Value); err != nil {
 		w.err = err
@@ -193,11 +267,9 @@ func (w *SnapshotWriter) Finish() error {
 		return w.failf("Finish before the trailer (after %d chunks)", w.nextSeq)
 	}
 	w.finished = true
-	err := w.data.Close() // flushes, syncs and closes the file
-	w.data = nil
-	if err == nil {
-		err = w.writeLocal()
-	}
+	// Close flushes, syncs and closes a file.
+	err := errors.Join(w.data.Close(), w.local.Close())
+	w.data, w.local = nil, nil
 	if err == nil {
 		err = w.ingest()
 	}
@@ -206,40 +278,6 @@ func (w *SnapshotWriter) Finish() error {
 	}
 	w.removeFiles()
 	return err
-}
-
-// writeLocal writes the sstable of the group's own records, in key order:
-// hard state, applied, meta (point keys), then the entries' tombstone.
-func (w *SnapshotWriter) writeLocal() error {
-	sw, err := w.e.newSSTWriter(w.localPath)
-	if err != nil {
-		return err
-	}
-	h := w.hdr
-	put := func(k keyKind, present bool, v []byte) error {
-		if present {
-			return sw.Set(localKey(w.g, k), v)
-		}
-		return sw.Delete(localKey(w.g, k))
-	}
-	err = nil
-	if w.opts.ReplaceHardState {
-		err = put(kindHardState, h.HardState != nil, h.HardState)
-	}
-	if err == nil {
-		err = put(kindApplied, h.HasApplied, encodeApplied(h.Applied))
-	}
-	if err == nil {
-		err = put(kindMeta, h.Meta != nil, h.Meta)
-	}
-	if err == nil {
-		end := entrySpanEnd(w.g, math.MaxUint64)
-		if h.Applied < math.MaxUint64 {
-			end = entrySpanEnd(w.g, h.Applied+1)
-		}
-		err = sw.DeleteRange(entryKey(w.g, 0), end)
-	}
-	return errors.Join(err, sw.Close())
 }
 
 func (w *SnapshotWriter) ingest() error {
@@ -272,9 +310,11 @@ func (w *SnapshotWriter) ingest() error {
 // Abort drops the ingest and its staging files. It is safe to call at any
 // time, also after Finish.
 func (w *SnapshotWriter) Abort() {
-	if w.data != nil {
-		_ = w.data.Close()
-		w.data = nil
+	for _, sw := range []**sstable.Writer{&w.data, &w.local} {
+		if *sw != nil {
+			_ = (*sw).Close()
+			*sw = nil
+		}
 	}
 	if w.err == nil {
 		w.err = errors.New("engine: snapshot ingest aborted")
