@@ -1,6 +1,10 @@
 package batch
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/shardd/shardd/kvsm"
+)
 
 // Proposals collects the commands waiting to be proposed to one group.
 // The node runtime drains it once per scheduling cycle into a single Paxos
@@ -8,12 +12,12 @@ import "sync/atomic"
 // command falls as the load rises. It is not safe for concurrent use; the
 // runtime guards it with the group's lock.
 type Proposals struct {
-	cmds  []Command
+	cmds  []kvsm.Command
 	bytes int
 }
 
 // size estimates a command's encoded size.
-func size(c *Command) int {
+func size(c *kvsm.Command) int {
 	s := len(c.Key) + len(c.Value) + len(c.Expected) + 32
 	for i := range c.Ops {
 		s += size(&c.Ops[i])
@@ -22,7 +26,7 @@ func size(c *Command) int {
 }
 
 // Add queues a command.
-func (p *Proposals) Add(c Command) {
+func (p *Proposals) Add(c kvsm.Command) {
 	p.cmds = append(p.cmds, c)
 	p.bytes += size(&c)
 }
@@ -34,8 +38,9 @@ func (p *Proposals) Bytes() int { return p.bytes }
 func (p *Proposals) Len() int { return len(p.cmds) }
 
 // Take returns up to maxBytes worth of queued commands (at least one) and
-// their encoding as one value, and removes them from the queue.
-func (p *Proposals) Take(maxBytes int) ([]Command, []byte) {
+// their encoding as one value proposed at proposedAt (see kvsm.Value),
+// and removes them from the queue.
+func (p *Proposals) Take(maxBytes int, proposedAt int64) ([]kvsm.Command, []byte) {
 	if len(p.cmds) == 0 {
 		return nil, nil
 	}
@@ -54,7 +59,7 @@ func (p *Proposals) Take(maxBytes int) ([]Command, []byte) {
 	if len(p.cmds) == 0 {
 		p.cmds = nil
 	}
-	return taken, Encode(make([]byte, 0, total+8), taken)
+	return taken, kvsm.Encode(make([]byte, 0, total+16), proposedAt, taken)
 }
 
 // Stats count the coalescing of client commands into Paxos values across

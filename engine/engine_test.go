@@ -236,8 +236,20 @@ func TestRangeLocalRecords(t *testing.T) {
 	if groups, _ := e.Groups(); !reflect.DeepEqual(groups, []GroupID{1, 2, 3, 4, math.MaxUint64}) {
 		t.Fatalf("Groups = %v", groups)
 	}
+	var prefixed []string
+	for _, g := range []GroupID{2, math.MaxUint64} {
+		if err := e.ScanRangeLocal(g, []byte("s/1"), func(suffix, _ []byte) bool {
+			prefixed = append(prefixed, string(suffix))
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(prefixed, []string{"s/10", "s/10"}) {
+		t.Fatalf("ScanRangeLocal with prefix s/1 = %q, want s/10 of each group", prefixed)
+	}
 	stop := 0
-	if err := e.ScanRangeLocal(2, func(_, _ []byte) bool { stop++; return stop < 2 }); err != nil || stop != 2 {
+	if err := e.ScanRangeLocal(2, nil, func(_, _ []byte) bool { stop++; return stop < 2 }); err != nil || stop != 2 {
 		t.Fatalf("ScanRangeLocal did not stop when fn returned false: %d calls, %v", stop, err)
 	}
 

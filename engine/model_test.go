@@ -165,7 +165,7 @@ func dumpEngine(e *Engine) (*model, error) {
 		gm := &groupModel{hs: st.HardState, meta: st.Meta, applied: st.Applied, hasApplied: st.HasApplied,
 			entries: map[uint64][]byte{}, rangeLocal: map[string][]byte{}}
 		var last []byte
-		err = e.ScanRangeLocal(id, func(suffix, v []byte) bool {
+		err = e.ScanRangeLocal(id, nil, func(suffix, v []byte) bool {
 			if len(gm.rangeLocal) > 0 && bytes.Compare(last, suffix) >= 0 {
 				err = fmt.Errorf("group %d: range-local records not sorted: %q then %q", id, last, suffix)
 				return false

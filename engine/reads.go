@@ -162,15 +162,34 @@ func (e *Engine) GetRangeLocal(g GroupID, suffix []byte) ([]byte, bool, error) {
 	return out, true, closer.Close()
 }
 
-// ScanRangeLocal calls fn for each of group g's range-local records in
-// suffix order, from one consistent view, until fn returns false. The
-// slices passed to fn are valid only until fn returns.
-func (e *Engine) ScanRangeLocal(g GroupID, fn func(suffix, value []byte) bool) error {
+// ScanRangeLocal calls fn for each of group g's range-local records whose
+// suffix starts with prefix (all of them for an empty prefix), in suffix
+// order, from one consistent view, until fn returns false. The slices
+// passed to fn are valid only until fn returns.
+func (e *Engine) ScanRangeLocal(g GroupID, prefix []byte, fn func(suffix, value []byte) bool) error {
 	if err := e.acquire(); err != nil {
 		return err
 	}
 	defer e.release()
-	return scanRangeLocal(e.db, g, fn)
+	if len(prefix) == 0 {
+		return scanRangeLocal(e.db, g, fn)
+	}
+	lo := appendRangeLocalKey(nil, g, prefix)
+	hi := keyUpperBound(lo)
+	return scanRaw(e.db, lo, hi, func(k, v []byte) bool { return fn(k[localKeyLen:], v) })
+}
+
+// keyUpperBound returns the smallest key greater than every key with
+// prefix p, or nil if there is none (p is all 0xff).
+func keyUpperBound(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // scanRangeLocal iterates group g's range-local records in r.

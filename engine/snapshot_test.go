@@ -202,7 +202,7 @@ func testSnapshotRoundTrip(t *testing.T, rng *rand.Rand, chunkBytes int) {
 func rangeLocalOf(t *testing.T, e *Engine, g GroupID) string {
 	t.Helper()
 	var out strings.Builder
-	if err := e.ScanRangeLocal(g, func(suffix, v []byte) bool {
+	if err := e.ScanRangeLocal(g, nil, func(suffix, v []byte) bool {
 		fmt.Fprintf(&out, "%s=%s\n", suffix, v)
 		return true
 	}); err != nil {
@@ -525,7 +525,7 @@ func newState(t *testing.T, src *Engine, old *model) *model {
 	g := m.group(5)
 	g.hs, g.meta, g.applied, g.hasApplied = []byte("src-hs"), []byte("src-meta"), 4242, true
 	clear(g.rangeLocal)
-	if err := src.ScanRangeLocal(5, func(suffix, v []byte) bool {
+	if err := src.ScanRangeLocal(5, nil, func(suffix, v []byte) bool {
 		g.rangeLocal[string(suffix)] = bytes.Clone(nonNil(v))
 		return true
 	}); err != nil {

@@ -269,7 +269,17 @@ type RequestHeader struct {
 	Generation  uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
 	Consistency ReadConsistency        `protobuf:"varint,3,opt,name=consistency,proto3,enum=shardd.kv.v1.ReadConsistency" json:"consistency,omitempty"`
 	// traceparent is a W3C trace context for the request's span.
-	Traceparent   []byte `protobuf:"bytes,4,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Traceparent []byte `protobuf:"bytes,4,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// Exactly-once writes (RIFL). client_id names the client's session; 0
+	// means none, and such a write is applied each time it arrives. seq
+	// numbers the client's writes from 1, and a retry carries the same seq:
+	// the range remembers the result of each (client_id, seq) it applied
+	// and answers a retry with it instead of applying the write again.
+	// acked_below tells the range that the client holds the outcome of
+	// every write it numbered below it, so their results may be forgotten.
+	ClientId      uint64 `protobuf:"varint,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Seq           uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	AckedBelow    uint64 `protobuf:"varint,7,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +340,27 @@ func (x *RequestHeader) GetTraceparent() []byte {
 		return x.Traceparent
 	}
 	return nil
+}
+
+func (x *RequestHeader) GetClientId() uint64 {
+	if x != nil {
+		return x.ClientId
+	}
+	return 0
+}
+
+func (x *RequestHeader) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RequestHeader) GetAckedBelow() uint64 {
+	if x != nil {
+		return x.AckedBelow
+	}
+	return 0
 }
 
 type KeyValue struct {
@@ -2421,14 +2452,18 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12;\n" +
 	"\breplicas\x18\x05 \x03(\v2\x1f.shardd.kv.v1.ReplicaDescriptorR\breplicas\x12$\n" +
-	"\x0eleader_node_id\x18\x06 \x01(\x04R\fleaderNodeId\"\xad\x01\n" +
+	"\x0eleader_node_id\x18\x06 \x01(\x04R\fleaderNodeId\"\xfd\x01\n" +
 	"\rRequestHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12?\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x1d.shardd.kv.v1.ReadConsistencyR\vconsistency\x12 \n" +
-	"\vtraceparent\x18\x04 \x01(\fR\vtraceparent\"2\n" +
+	"\vtraceparent\x18\x04 \x01(\fR\vtraceparent\x12\x1b\n" +
+	"\tclient_id\x18\x05 \x01(\x04R\bclientId\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x1f\n" +
+	"\vacked_below\x18\a \x01(\x04R\n" +
+	"ackedBelow\"2\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"S\n" +

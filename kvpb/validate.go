@@ -134,7 +134,10 @@ func (l Limits) validateGet(prefix string, req *GetRequest) error {
 // ValidatePut checks a PutRequest: its key must be non-empty and at most
 // MaxKeyBytes, its value (which may be empty) at most MaxValueBytes.
 func (l Limits) ValidatePut(req *PutRequest) error {
-	return l.normalized().validatePut("", req)
+	if err := l.normalized().validatePut("", req); err != nil {
+		return err
+	}
+	return ValidateSession(req.GetHeader())
 }
 
 func (l Limits) validatePut(prefix string, req *PutRequest) error {
@@ -150,7 +153,10 @@ func (l Limits) validatePut(prefix string, req *PutRequest) error {
 // ValidateDelete checks a DeleteRequest: its key must be non-empty and at
 // most MaxKeyBytes.
 func (l Limits) ValidateDelete(req *DeleteRequest) error {
-	return l.normalized().validateDelete("", req)
+	if err := l.normalized().validateDelete("", req); err != nil {
+		return err
+	}
+	return ValidateSession(req.GetHeader())
 }
 
 func (l Limits) validateDelete(prefix string, req *DeleteRequest) error {
@@ -192,7 +198,10 @@ func (l Limits) validateScan(prefix string, req *ScanRequest) error {
 // MaxValueBytes. expect_absent excludes a non-empty expected_value, and
 // delete a non-empty new_value.
 func (l Limits) ValidateCompareAndSwap(req *CompareAndSwapRequest) error {
-	return l.normalized().validateCompareAndSwap("", req)
+	if err := l.normalized().validateCompareAndSwap("", req); err != nil {
+		return err
+	}
+	return ValidateSession(req.GetHeader())
 }
 
 func (l Limits) validateCompareAndSwap(prefix string, req *CompareAndSwapRequest) error {
@@ -223,7 +232,10 @@ func (l Limits) validateCompareAndSwap(prefix string, req *CompareAndSwapRequest
 // expected values of at most MaxValueBytes; and the lengths of all keys
 // and values sum to at most MaxBatchBytes.
 func (l Limits) ValidateBatch(req *BatchRequest) error {
-	return l.normalized().validateBatch("", req)
+	if err := l.normalized().validateBatch("", req); err != nil {
+		return err
+	}
+	return ValidateSession(req.GetHeader())
 }
 
 func (l Limits) validateBatch(prefix string, req *BatchRequest) error {
@@ -282,6 +294,23 @@ func (l Limits) validateBatch(prefix string, req *BatchRequest) error {
 	}
 	if total > int64(l.MaxBatchBytes) {
 		return invalid("%sops are %d bytes of keys and values, limit is %d", prefix, total, l.MaxBatchBytes)
+	}
+	return nil
+}
+
+// ValidateSession checks a write's exactly-once session: a client_id
+// needs a seq of at least 1 and an acked_below of at most seq (a client
+// can't hold the outcome of a write it is still making); without a
+// client_id both must be 0.
+func ValidateSession(h *RequestHeader) error {
+	client, seq, acked := h.GetClientId(), h.GetSeq(), h.GetAckedBelow()
+	switch {
+	case client == 0 && (seq != 0 || acked != 0):
+		return invalid("header.seq and header.acked_below need a header.client_id")
+	case client != 0 && seq == 0:
+		return invalid("header.seq must be at least 1 with a header.client_id")
+	case acked > seq:
+		return invalid("header.acked_below (%d) is above header.seq (%d)", acked, seq)
 	}
 	return nil
 }

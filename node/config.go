@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/shardd/shardd/kvpb"
+	pb "github.com/shardd/shardd/paxospb"
 	"google.golang.org/grpc"
 )
 
@@ -71,6 +72,8 @@ type Config struct {
 	// OnFatal is called once if the node stops because of a disk error.
 	// The default value logs; cmd/shardd exits.
 	OnFatal func(error)
+	// Knobs are hooks for tests; production leaves them nil.
+	Knobs TestingKnobs
 }
 
 // EnsureDefaults fills every zero field that has a default.
@@ -126,4 +129,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: MaxClockDrift (%v) must be below LeaseDuration (%v)", c.MaxClockDrift, c.LeaseDuration)
 	}
 	return nil
+}
+
+// TestingKnobs let tests stop a node at chosen points of its cycle, in the
+// manner of CockroachDB's testing knobs. Each runs on a scheduler worker.
+type TestingKnobs struct {
+	// BeforeApply is called with a group's chosen entries just before the
+	// worker applies them.
+	BeforeApply func(group uint64, entries []pb.Entry)
 }

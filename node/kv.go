@@ -7,15 +7,21 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/shardd/shardd/batch"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/kvsm"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
 var (
+	// errAmbiguous leaves the write's fate unknown: a retry with the same
+	// session numbers is safe, and learns it.
 	errAmbiguous = status.Error(codes.Unavailable, "leadership changed while the write was in flight: it may or may not have been applied")
+	// errForgotten is final: the range no longer remembers the write's
+	// result, and a retry can't learn it. Aborted, so that no client takes
+	// it for "not applied".
+	errForgotten = status.Error(codes.Aborted, "the write's session has moved past it and its result is no longer remembered: it may or may not have been applied")
 	// errBusy is ResourceExhausted, not Unavailable: the write was never
 	// proposed, so a client may retry even a compare-and-swap.
 	errBusy = status.Error(codes.ResourceExhausted, "the range has too many writes in flight; retry")
@@ -104,12 +110,15 @@ func (n *Node) reindex() {
 }
 
 // submitWrite queues a command for the range's next Paxos value; cb gets
-// its result once applied here, or the error.
-func (n *Node) submitWrite(r *replica, c batch.Command, cb writeCallback) {
-	c.Node, c.Seq = n.cfg.NodeID, n.seq.Add(1)
+// its result once applied here, or the error. The command's Proposer is
+// unique across this node's process lives, so a command of an earlier
+// life applied now (replayed from the log, or re-proposed by a new
+// leader) answers no caller of this one.
+func (n *Node) submitWrite(r *replica, c kvsm.Command, cb writeCallback) {
+	c.Proposer = kvsm.Proposer{Node: n.cfg.NodeID, Incarnation: n.incarnation, Seq: n.seq.Add(1)}
 	r.mu.Lock()
 	r.props.Add(c)
-	r.callers[c.Seq] = cb
+	r.callers[c.Proposer.Seq] = cb
 	r.mu.Unlock()
 	n.sched.enqueue(r)
 }
@@ -227,10 +236,10 @@ func nilIfEmpty(b []byte) []byte {
 	return b
 }
 
-func (n *Node) write(h *kvpb.RequestHeader, c batch.Command, start, end []byte, done func(batch.Result, error)) {
+func (n *Node) write(h *kvpb.RequestHeader, c kvsm.Command, start, end []byte, done writeCallback) {
 	r, err := n.route(h, start, end)
 	if err != nil {
-		done(batch.Result{}, err)
+		done(kvsm.Result{}, err)
 		return
 	}
 	n.submitWrite(r, c, done)
@@ -241,8 +250,9 @@ func (n *Node) doPut(req *kvpb.PutRequest, done func(*kvpb.PutResponse, error)) 
 		done(nil, err)
 		return
 	}
-	n.write(req.Header, batch.Command{Op: batch.OpPut, Key: req.Key, Value: req.Value}, req.Key, nil,
-		func(_ batch.Result, err error) { done(&kvpb.PutResponse{}, err) })
+	n.write(req.Header, kvsm.NewPut(req), req.Key, nil, func(res kvsm.Result, err error) {
+		done(kvsm.PutResponse(res), err)
+	})
 }
 
 func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse, error)) {
@@ -250,8 +260,9 @@ func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse,
 		done(nil, err)
 		return
 	}
-	n.write(req.Header, batch.Command{Op: batch.OpDelete, Key: req.Key}, req.Key, nil,
-		func(res batch.Result, err error) { done(&kvpb.DeleteResponse{Found: res.Found}, err) })
+	n.write(req.Header, kvsm.NewDelete(req), req.Key, nil, func(res kvsm.Result, err error) {
+		done(kvsm.DeleteResponse(res), err)
+	})
 }
 
 func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAndSwapResponse, error)) {
@@ -259,10 +270,8 @@ func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAnd
 		done(nil, err)
 		return
 	}
-	c := batch.Command{Op: batch.OpCAS, Key: req.Key, Value: req.NewValue, Expected: req.ExpectedValue,
-		ExpectAbsent: req.ExpectAbsent, Delete: req.Delete}
-	n.write(req.Header, c, req.Key, nil, func(res batch.Result, err error) {
-		done(&kvpb.CompareAndSwapResponse{Succeeded: res.Succeeded, Found: res.Found, Value: res.Value}, err)
+	n.write(req.Header, kvsm.NewCAS(req), req.Key, nil, func(res kvsm.Result, err error) {
+		done(kvsm.CASResponse(res), err)
 	})
 }
 
@@ -271,33 +280,7 @@ func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, er
 		done(nil, err)
 		return
 	}
-	c := batch.Command{Op: batch.OpBatch}
-	var lo, hi []byte
-	for _, op := range req.Ops {
-		var sub batch.Command
-		switch o := op.Op.(type) {
-		case *kvpb.BatchOp_Put:
-			sub = batch.Command{Op: batch.OpPut, Key: o.Put.Key, Value: o.Put.Value}
-		case *kvpb.BatchOp_Delete:
-			sub = batch.Command{Op: batch.OpDelete, Key: o.Delete.Key}
-		}
-		if lo == nil || bytes.Compare(sub.Key, lo) < 0 {
-			lo = sub.Key
-		}
-		if hi == nil || bytes.Compare(sub.Key, hi) > 0 {
-			hi = sub.Key
-		}
-		c.Ops = append(c.Ops, sub)
-	}
-	for _, cond := range req.Conditions {
-		c.Checks = append(c.Checks, batch.Check{Key: cond.Key, Expected: cond.ExpectedValue, ExpectAbsent: cond.ExpectAbsent})
-		if bytes.Compare(cond.Key, lo) < 0 {
-			lo = cond.Key
-		}
-		if bytes.Compare(cond.Key, hi) > 0 {
-			hi = cond.Key
-		}
-	}
+	c, lo, hi := kvsm.NewBatch(req)
 	// Every key must lie in one range: check the lowest and the highest.
 	r, err := n.route(req.Header, lo, nil)
 	if err == nil && !contains(r.desc.Load(), hi) {
@@ -307,11 +290,12 @@ func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, er
 		done(nil, err)
 		return
 	}
-	n.submitWrite(r, c, func(res batch.Result, err error) {
-		if err == nil && res.FailedCheck != 0 {
-			err = failedCondition(req, res.FailedCheck-1)
+	n.submitWrite(r, c, func(res kvsm.Result, err error) {
+		if err != nil {
+			done(nil, err)
+			return
 		}
-		done(&kvpb.BatchResponse{}, err)
+		done(kvsm.BatchResponse(req, res))
 	})
 }
 

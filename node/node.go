@@ -44,7 +44,10 @@ type Node struct {
 	lis       net.Listener
 	sched     *scheduler
 	stats     batch.Stats
-	seq       atomic.Uint64 // command sequence numbers
+	seq       atomic.Uint64 // command sequence numbers, within incarnation
+	// incarnation numbers this process life of the node: persisted and
+	// bumped at every start.
+	incarnation uint64
 
 	mu       sync.RWMutex
 	replicas map[uint64]*replica
@@ -107,6 +110,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStore()
 		return nil, err
 	}
+	n.incarnation = incarnation
 	n.live = liveness.New(liveness.Config{
 		NodeID: cfg.NodeID, Incarnation: incarnation, Clock: n,
 		SupportDuration: int64(cfg.LeaseDuration), Interval: int64(cfg.SupportInterval),

@@ -3,11 +3,12 @@ package node
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 
-	"github.com/shardd/shardd/batch"
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
 )
 
@@ -20,9 +21,11 @@ type cycleItem struct {
 	applied uint64
 }
 
+// seqResult is the result of a command this node proposed in this
+// process life, by the Proposer.Seq its caller waits on.
 type seqResult struct {
 	seq uint64
-	res batch.Result
+	res kvsm.Result
 }
 
 // process runs one scheduling cycle over a batch of groups. Every group's
@@ -34,7 +37,7 @@ type seqResult struct {
 func (n *Node) process(reps []*replica) {
 	b := n.eng.NewBatch()
 	defer b.Close()
-	ov := overlay{n: n, b: b, m: make(map[string]ovValue)}
+	ov := overlay{n: n, b: b, m: make(map[string]ovValue), local: make(map[localRecord]ovValue)}
 	items := make([]cycleItem, 0, len(reps))
 	durable := false
 	var early []pb.Message
@@ -76,6 +79,7 @@ func (n *Node) process(reps []*replica) {
 	}
 	var out []pb.Message
 	for i := range items {
+		items[i].r.kv.Committed()
 		out = n.finish(&items[i], out)
 	}
 	if len(out) > 0 {
@@ -91,18 +95,15 @@ func (n *Node) feed(r *replica) {
 	reads, installs, tasks := r.reads, r.installs, r.tasks
 	r.reads, r.installs, r.tasks = nil, nil, nil
 	leading := r.rn.Leader() == n.cfg.NodeID
-	var cmds []batch.Command
+	var cmds []kvsm.Command
 	var value []byte
 	var rejected []writeCallback
 	if r.props.Len() > 0 {
 		if leading {
-			cmds, value = r.props.Take(n.cfg.MaxValueBytes)
+			cmds, value = r.props.Take(n.cfg.MaxValueBytes, time.Now().UnixNano())
 		} else {
-			taken, _ := r.props.Take(1 << 62)
-			for _, c := range taken {
-				rejected = append(rejected, r.callers[c.Seq])
-				delete(r.callers, c.Seq)
-			}
+			taken, _ := r.props.Take(1<<62, 0)
+			rejected = r.takeCallers(taken, rejected)
 		}
 	}
 	r.mu.Unlock()
@@ -131,7 +132,7 @@ func (n *Node) feed(r *replica) {
 		n.install(r, in)
 	}
 	for _, cb := range rejected {
-		cb(batch.Result{}, n.notLeader(r))
+		cb(kvsm.Result{}, n.notLeader(r))
 	}
 	if value != nil {
 		err := r.rn.Propose(value)
@@ -139,7 +140,7 @@ func (n *Node) feed(r *replica) {
 			n.stats.Values.Add(1)
 			n.stats.Commands.Add(int64(len(cmds)))
 			for _, c := range cmds {
-				r.proposed[c.Seq] = struct{}{}
+				r.proposed[c.Proposer.Seq] = struct{}{}
 			}
 		} else {
 			n.failCommands(r, cmds, n.proposeError(r, err))
@@ -158,18 +159,12 @@ func (n *Node) feed(r *replica) {
 	}
 }
 
-func (n *Node) failCommands(r *replica, cmds []batch.Command, err error) {
+func (n *Node) failCommands(r *replica, cmds []kvsm.Command, err error) {
 	r.mu.Lock()
-	cbs := make([]writeCallback, 0, len(cmds))
-	for _, c := range cmds {
-		if cb := r.callers[c.Seq]; cb != nil {
-			cbs = append(cbs, cb)
-			delete(r.callers, c.Seq)
-		}
-	}
+	cbs := r.takeCallers(cmds, nil)
 	r.mu.Unlock()
 	for _, cb := range cbs {
-		cb(batch.Result{}, err)
+		cb(kvsm.Result{}, err)
 	}
 }
 
@@ -203,22 +198,26 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 	if rd.Snapshot != nil {
 		it.applied = rd.Snapshot.Meta.Index // its data was ingested already
 	}
+	if k := n.cfg.Knobs.BeforeApply; k != nil && len(rd.Committed) > 0 {
+		k(r.id, rd.Committed)
+	}
 	for i := range rd.Committed {
 		e := &rd.Committed[i]
 		switch e.Type {
 		case pb.EntryNormal:
-			cmds, err := batch.Decode(e.Data)
-			if err != nil {
+			err := r.kv.Apply(rangeStore{ov, g}, e.Data, func(c *kvsm.Command, res kvsm.Result) {
+				if c.Proposer.Node == n.cfg.NodeID && c.Proposer.Incarnation == n.incarnation {
+					it.results = append(it.results, seqResult{seq: c.Proposer.Seq, res: res})
+				}
+			})
+			var corrupt *kvsm.StoreError
+			switch {
+			case errors.As(err, &corrupt):
+				ov.fail(err)
+			case err != nil:
 				// Every replica decodes the same bytes the same way, so a
 				// value nobody can decode is skipped everywhere alike.
 				n.log.Error("skipping undecodable value", "group", r.id, "slot", e.Slot, "err", err)
-				break
-			}
-			for j := range cmds {
-				res := ov.apply(&cmds[j])
-				if cmds[j].Node == n.cfg.NodeID {
-					it.results = append(it.results, seqResult{seq: cmds[j].Seq, res: res})
-				}
 			}
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
@@ -294,7 +293,10 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	return out
 }
 
-// answer hands applied results to the clients waiting on this node.
+// answer hands applied results to the clients waiting on this node. A
+// command can be applied with no caller waiting: its caller was already
+// told its fate was unknown, or it was proposed twice (a new leader
+// re-proposed it) and the first copy answered.
 func (n *Node) answer(r *replica, results []seqResult) {
 	cbs := make([]writeCallback, len(results))
 	r.mu.Lock()
@@ -305,8 +307,13 @@ func (n *Node) answer(r *replica, results []seqResult) {
 	r.mu.Unlock()
 	for i, cb := range cbs {
 		delete(r.proposed, results[i].seq)
-		if cb != nil {
-			cb(results[i].res, nil)
+		if cb == nil {
+			continue
+		}
+		if res := results[i].res; res.Outcome == kvsm.Forgotten {
+			cb(res, errForgotten)
+		} else {
+			cb(res, nil)
 		}
 	}
 }
@@ -345,7 +352,7 @@ func (n *Node) lostLeadership(r *replica) {
 	r.mu.Unlock()
 	clear(r.proposed)
 	for _, cb := range cbs {
-		cb(batch.Result{}, errAmbiguous)
+		cb(kvsm.Result{}, errAmbiguous)
 	}
 	err := n.notLeader(r)
 	for ctx, reqs := range r.readsAwaitingIndex {
@@ -372,12 +379,19 @@ func (n *Node) proposeError(r *replica, err error) error {
 }
 
 // overlay gives the applies of one cycle read-your-writes over the engine:
-// a CAS must see a put applied earlier in the same batch.
+// a CAS must see a put applied earlier in the same batch, in any group.
 type overlay struct {
-	n   *Node
-	b   *engine.Batch
-	m   map[string]ovValue
-	err error
+	n *Node
+	b *engine.Batch
+	m map[string]ovValue
+	// local holds the range-local records written in the cycle.
+	local map[localRecord]ovValue
+	err   error
+}
+
+type localRecord struct {
+	g      engine.GroupID
+	suffix string
 }
 
 type ovValue struct {
@@ -385,56 +399,61 @@ type ovValue struct {
 	deleted bool
 }
 
-func (o *overlay) get(k []byte) ([]byte, bool) {
+func (o *overlay) fail(err error) {
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+}
+
+// Get, Put and Delete are the user data as kvsm sees it.
+func (o *overlay) Get(k []byte) ([]byte, bool) {
 	if x, ok := o.m[string(k)]; ok {
 		return x.v, !x.deleted
 	}
 	v, ok, err := o.n.eng.Get(k)
-	if err != nil && o.err == nil {
-		o.err = err
-	}
+	o.fail(err)
 	return v, ok
 }
 
-func (o *overlay) put(k, v []byte) {
+func (o *overlay) Put(k, v []byte) {
 	o.b.Put(k, v)
 	o.m[string(k)] = ovValue{v: v}
 }
 
-func (o *overlay) del(k []byte) {
+func (o *overlay) Delete(k []byte) {
 	o.b.Delete(k)
 	o.m[string(k)] = ovValue{deleted: true}
 }
 
-// apply executes one command, identically on every replica.
-func (o *overlay) apply(c *batch.Command) batch.Result {
-	switch c.Op {
-	case batch.OpPut:
-		o.put(c.Key, c.Value)
-		return batch.Result{Succeeded: true}
-	case batch.OpDelete:
-		_, found := o.get(c.Key)
-		o.del(c.Key)
-		return batch.Result{Found: found, Succeeded: true}
-	case batch.OpCAS:
-		cur, found := o.get(c.Key)
-		ok := expectationHolds(cur, found, c.Expected, c.ExpectAbsent)
-		if ok {
-			if c.Delete {
-				o.del(c.Key)
-			} else {
-				o.put(c.Key, c.Value)
-			}
-		}
-		return batch.Result{Found: found, Value: cur, Succeeded: ok}
-	case batch.OpBatch:
-		if failed := o.failedCheck(c.Checks); failed != 0 {
-			return batch.Result{FailedCheck: failed} // writes nothing
-		}
-		for i := range c.Ops {
-			o.apply(&c.Ops[i])
-		}
-		return batch.Result{Succeeded: true}
+// rangeStore is one group's kvsm.Store within a cycle's overlay: the
+// shared user data, and the group's range-local records.
+type rangeStore struct {
+	*overlay
+	g engine.GroupID
+}
+
+func (s rangeStore) GetLocal(suffix []byte) ([]byte, bool) {
+	if x, ok := s.local[localRecord{s.g, string(suffix)}]; ok {
+		return x.v, !x.deleted
 	}
-	return batch.Result{}
+	v, ok, err := s.n.eng.GetRangeLocal(s.g, suffix)
+	s.fail(err)
+	return v, ok
+}
+
+func (s rangeStore) PutLocal(suffix, v []byte) {
+	s.b.PutRangeLocal(s.g, suffix, v)
+	s.local[localRecord{s.g, string(suffix)}] = ovValue{v: v}
+}
+
+func (s rangeStore) DeleteLocal(suffix []byte) {
+	s.b.DeleteRangeLocal(s.g, suffix)
+	s.local[localRecord{s.g, string(suffix)}] = ovValue{deleted: true}
+}
+
+func (s rangeStore) ScanLocal(prefix []byte, fn func(suffix, value []byte)) {
+	s.fail(s.n.eng.ScanRangeLocal(s.g, prefix, func(k, v []byte) bool {
+		fn(k, v)
+		return true
+	}))
 }

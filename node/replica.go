@@ -8,12 +8,13 @@ import (
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
 )
 
 // writeCallback receives a write's result once it is applied, or why it
 // failed. It runs on a scheduler worker and must not block.
-type writeCallback func(batch.Result, error)
+type writeCallback func(kvsm.Result, error)
 
 // readRequest is a read waiting for the leader to confirm it may serve it.
 type readRequest struct {
@@ -44,7 +45,7 @@ type replica struct {
 	mu       sync.Mutex
 	inbox    []pb.Message
 	props    batch.Proposals
-	callers  map[uint64]writeCallback // by command Seq, for our own commands
+	callers  map[uint64]writeCallback // by Proposer.Seq, for our own commands
 	reads    []*readRequest
 	installs []*snapshotInstall
 	ticks    int
@@ -62,6 +63,7 @@ type replica struct {
 
 	// Owned by the processing worker.
 	rn            *group.Replica
+	kv            kvsm.Range // the range's state machine
 	appliedConfig pb.Config
 	syncedPromise pb.Ballot // the promise in the last hard state written
 	wasLeader     bool
@@ -73,6 +75,19 @@ type replica struct {
 	// proposed are our commands in values proposed while leading: if we
 	// lose leadership their fate is unknown, so their callers are told.
 	proposed map[uint64]struct{}
+}
+
+// takeCallers appends to cbs the callers waiting on cmds and forgets them;
+// r.mu must be held. A command whose caller is gone has none.
+func (r *replica) takeCallers(cmds []kvsm.Command, cbs []writeCallback) []writeCallback {
+	for i := range cmds {
+		seq := cmds[i].Proposer.Seq
+		if cb := r.callers[seq]; cb != nil {
+			cbs = append(cbs, cb)
+			delete(r.callers, seq)
+		}
+	}
+	return cbs
 }
 
 type indexedReads struct {

@@ -119,6 +119,7 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 		return
 	}
 	r.appliedConfig = in.meta.Config
+	r.kv.Reset() // the snapshot replaced the sessions too
 	r.desc.Store(in.meta.Desc)
 	n.reindex()
 	r.rn.Step(in.header)

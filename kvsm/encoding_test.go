@@ -1,4 +1,4 @@
-package batch
+package kvsm
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ func randBytes(r *rand.Rand) []byte {
 }
 
 func randCommand(r *rand.Rand, nested bool) Command {
-	c := Command{Node: r.Uint64N(10), Seq: r.Uint64(), Op: Op(1 + r.IntN(int(opMax))),
+	c := Command{Op: Op(1 + r.IntN(int(opMax))),
 		Key: randBytes(r), Value: randBytes(r), Expected: randBytes(r),
 		ExpectAbsent: r.IntN(2) == 0, Delete: r.IntN(2) == 0}
 	if c.Op == OpBatch && !nested {
@@ -32,6 +32,9 @@ func randCommand(r *rand.Rand, nested bool) Command {
 	}
 	if nested {
 		c.Op = OpPut
+	} else {
+		c.Proposer = Proposer{Node: r.Uint64N(10), Incarnation: r.Uint64N(5), Seq: r.Uint64()}
+		c.Session = Session{ClientID: r.Uint64(), Seq: r.Uint64N(1000), AckedBelow: r.Uint64N(1000)}
 	}
 	return c
 }
@@ -43,14 +46,15 @@ func TestRoundTrip(t *testing.T) {
 		for range r.IntN(5) {
 			cmds = append(cmds, randCommand(r, false))
 		}
-		got, err := Decode(Encode(nil, cmds))
+		at := r.Int64() - r.Int64()
+		got, err := Decode(Encode(nil, at, cmds))
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		if len(cmds) == 0 {
 			cmds = []Command{}
 		}
-		if !reflect.DeepEqual(got, cmds) {
+		if got.ProposedAt != at || !reflect.DeepEqual(got.Commands, cmds) {
 			t.Fatalf("case %d: got %+v, want %+v", i, got, cmds)
 		}
 	}
@@ -58,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestDecodeRejectsTruncationsAndGarbage(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	enc := Encode(nil, []Command{randCommand(r, false), randCommand(r, false)})
+	enc := Encode(nil, 0, []Command{randCommand(r, false), randCommand(r, false)})
 	for i := range len(enc) {
 		if _, err := Decode(enc[:i]); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("prefix of %d bytes: %v", i, err)
@@ -67,7 +71,7 @@ func TestDecodeRejectsTruncationsAndGarbage(t *testing.T) {
 	if _, err := Decode(append(enc, 0)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("trailing byte accepted: %v", err)
 	}
-	nested := Encode(nil, []Command{{Op: OpBatch, Ops: []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut}}}}}})
+	nested := Encode(nil, 0, []Command{{Op: OpBatch, Ops: []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut}}}}}})
 	if _, err := Decode(nested); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("nested batch accepted: %v", err)
 	}
@@ -75,48 +79,28 @@ func TestDecodeRejectsTruncationsAndGarbage(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	r := rand.New(rand.NewPCG(5, 6))
-	f.Add(Encode(nil, []Command{randCommand(r, false)}))
+	f.Add(Encode(nil, 0, []Command{randCommand(r, false)}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cmds, err := Decode(data)
-		if err != nil {
-			return
+		v, err := Decode(data)
+		if err != nil || data[0] != valueV2 {
+			return // version 1 values re-encode as version 2
 		}
-		again, err := Decode(Encode(nil, cmds))
-		if err != nil || len(again) != len(cmds) {
+		again, err := Decode(Encode(nil, v.ProposedAt, v.Commands))
+		if err != nil {
 			t.Fatalf("re-encoding a decoded value failed: %v", err)
 		}
-		if !reflect.DeepEqual(again, cmds) {
-			t.Fatalf("re-encoding changed the commands: %+v, then %+v", cmds, again)
+		if !reflect.DeepEqual(again, v) {
+			t.Fatalf("re-encoding changed the value: %+v, then %+v", v, again)
 		}
 	})
 }
 
-func TestProposalsTakeBoundsBytes(t *testing.T) {
-	var p Proposals
-	for i := range 100 {
-		p.Add(Command{Seq: uint64(i), Op: OpPut, Key: []byte("k"), Value: make([]byte, 100)})
-	}
-	cmds, val := p.Take(1000)
-	if len(cmds) == 0 || len(cmds) >= 100 || p.Len() != 100-len(cmds) {
-		t.Fatalf("took %d commands, %d left", len(cmds), p.Len())
-	}
-	dec, err := Decode(val)
-	if err != nil || len(dec) != len(cmds) || dec[0].Seq != 0 {
-		t.Fatalf("value decodes to %d commands: %v", len(dec), err)
-	}
-	// A single command larger than the bound still goes, alone.
-	var q Proposals
-	q.Add(Command{Op: OpPut, Key: []byte("k"), Value: make([]byte, 5000)})
-	if cmds, _ := q.Take(1000); len(cmds) != 1 {
-		t.Fatalf("an oversized command was not taken: %d", len(cmds))
-	}
-}
-
-// TestDecodesValuesFromBeforeChecks pins the encoding of a batch without
-// checks, as written before checks existed: such values sit in logs and
-// must decode, and re-encode, exactly as they did.
-func TestDecodesValuesFromBeforeChecks(t *testing.T) {
+// TestDecodesVersion1Values pins the encoding of version 1, as written
+// before sessions existed: such values sit in logs and must decode as
+// they did.
+func TestDecodesVersion1Values(t *testing.T) {
 	old := []byte{
 		1,    // version
 		1,    // one command
@@ -129,33 +113,30 @@ func TestDecodesValuesFromBeforeChecks(t *testing.T) {
 		1, 'k', 1, 'v', 0, // key, value, expected
 		0, // no ops
 	}
-	want := []Command{{Node: 7, Seq: 9, Op: OpBatch, Ops: []Command{{Op: OpPut, Key: []byte("k"), Value: []byte("v")}}}}
+	want := []Command{{Proposer: Proposer{Node: 7, Seq: 9}, Op: OpBatch, Ops: []Command{{Op: OpPut, Key: []byte("k"), Value: []byte("v")}}}}
 	got, err := Decode(old)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(got.Commands, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
-	}
-	if enc := Encode(nil, want); !reflect.DeepEqual(enc, old) {
-		t.Fatalf("encoding changed: %v, was %v", enc, old)
 	}
 }
 
 func TestChecksRoundTripAndAreRejectedOutsideBatches(t *testing.T) {
 	cmds := []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut, Key: []byte("a"), Value: []byte("1")}},
 		Checks: []Check{{Key: []byte("m/rev"), Expected: []byte{0, 1}}, {Key: []byte("x"), ExpectAbsent: true}}}}
-	got, err := Decode(Encode(nil, cmds))
-	if err != nil || !reflect.DeepEqual(got, cmds) {
+	got, err := Decode(Encode(nil, 0, cmds))
+	if err != nil || !reflect.DeepEqual(got.Commands, cmds) {
 		t.Fatalf("got %+v (%v), want %+v", got, err, cmds)
 	}
 	// A put carrying checks is not something the encoder is asked to
 	// write; if a value claims one, it is corrupt.
-	bad := Encode(nil, []Command{{Op: OpPut, Key: []byte("k"), Checks: []Check{{Key: []byte("k")}}}})
+	bad := Encode(nil, 0, []Command{{Op: OpPut, Key: []byte("k"), Checks: []Check{{Key: []byte("k")}}}})
 	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("checks on a put accepted: %v", err)
 	}
-	nested := Encode(nil, []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut, Checks: []Check{{Key: []byte("k")}}}}}})
+	nested := Encode(nil, 0, []Command{{Op: OpBatch, Ops: []Command{{Op: OpPut, Checks: []Check{{Key: []byte("k")}}}}}})
 	if _, err := Decode(nested); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("checks on a nested op accepted: %v", err)
 	}

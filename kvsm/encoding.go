@@ -1,4 +1,4 @@
-package batch
+package kvsm
 
 import (
 	"encoding/binary"
@@ -6,66 +6,33 @@ import (
 	"fmt"
 )
 
-// Op names what a Command does to the key-value state.
-type Op uint8
-
-const (
-	OpPut Op = iota + 1
-	OpDelete
-	// OpCAS writes Value (or deletes, with Delete) if the key holds
-	// Expected, or is absent with ExpectAbsent.
-	OpCAS
-	// OpBatch applies Ops (puts and deletes) atomically.
-	OpBatch
-	opMax = OpBatch
-)
-
-// Command is one client write. Node and Seq identify it so that the node
-// that proposed it can hand the result to the waiting client once it is
-// applied; every replica applies it the same way.
-type Command struct {
-	Node, Seq    uint64
-	Op           Op
-	Key, Value   []byte
-	Expected     []byte
-	ExpectAbsent bool
-	Delete       bool
-	Ops          []Command // OpBatch only: puts and deletes, without Node and Seq
-	// Checks (OpBatch only) must all hold when the batch is applied, or
-	// none of its Ops is: the fencing compare of a conditional batch.
-	Checks []Check
-}
-
-// Check is one condition of a conditional batch: Key holds Expected, or,
-// with ExpectAbsent, does not exist.
-type Check struct {
-	Key, Expected []byte
-	ExpectAbsent  bool
-}
-
-// Result is what applying a Command returned.
-type Result struct {
-	// Found reports whether the key existed before the command (delete,
-	// CAS); Value is what it held (CAS).
-	Found     bool
-	Value     []byte
-	Succeeded bool
-	// FailedCheck is, for a batch whose checks did not all hold, the index
-	// of the first failing one plus one; zero otherwise.
-	FailedCheck int
+// Value is one Paxos value: the commands a leader proposed together, and
+// when, on its clock, it proposed them (nanoseconds since the Unix epoch;
+// zero if unknown). That time is the state machine's only clock: client
+// sessions expire by it, identically on every replica.
+type Value struct {
+	ProposedAt int64
+	Commands   []Command
 }
 
 // ErrCorrupt is returned for a value that is not a valid encoding.
-var ErrCorrupt = errors.New("batch: corrupt command encoding")
+var ErrCorrupt = errors.New("kvsm: corrupt command encoding")
 
-const valueVersion = 1
+// Encoding versions: 1 carried (node, seq) per command and no time; 2
+// adds the value's time, the proposer's incarnation and the session.
+const (
+	valueV1 = 1
+	valueV2 = 2
+)
 
-// Encode appends the encoding of cmds as one Paxos value.
-func Encode(b []byte, cmds []Command) []byte {
-	b = append(b, valueVersion)
+// Encode appends the encoding of cmds, proposed at proposedAt, as one
+// Paxos value.
+func Encode(b []byte, proposedAt int64, cmds []Command) []byte {
+	b = append(b, valueV2)
+	b = binary.AppendVarint(b, proposedAt)
 	b = binary.AppendUvarint(b, uint64(len(cmds)))
 	for i := range cmds {
-		b = cmds[i].append(b)
+		b = cmds[i].append(b, true)
 	}
 	return b
 }
@@ -73,15 +40,22 @@ func Encode(b []byte, cmds []Command) []byte {
 const (
 	flagExpectAbsent = 1 << iota
 	flagDelete
-	// flagChecks says a count of checks follows the ops. Commands without
-	// checks never set it, so their encoding is what it was before checks
-	// existed, and values written then decode unchanged.
+	// flagChecks says a count of checks follows the ops.
 	flagChecks
 )
 
-func (c *Command) append(b []byte) []byte {
-	b = binary.AppendUvarint(b, c.Node)
-	b = binary.AppendUvarint(b, c.Seq)
+// append encodes c; top-level commands carry their ids, a batch's ops
+// don't.
+func (c *Command) append(b []byte, top bool) []byte {
+	if top {
+		p, s := &c.Proposer, &c.Session
+		b = binary.AppendUvarint(b, p.Node)
+		b = binary.AppendUvarint(b, p.Incarnation)
+		b = binary.AppendUvarint(b, p.Seq)
+		b = binary.AppendUvarint(b, s.ClientID)
+		b = binary.AppendUvarint(b, s.Seq)
+		b = binary.AppendUvarint(b, s.AckedBelow)
+	}
 	var flags byte
 	if c.ExpectAbsent {
 		flags |= flagExpectAbsent
@@ -98,7 +72,7 @@ func (c *Command) append(b []byte) []byte {
 	b = appendBytes(b, c.Expected)
 	b = binary.AppendUvarint(b, uint64(len(c.Ops)))
 	for i := range c.Ops {
-		b = c.Ops[i].append(b)
+		b = c.Ops[i].append(b, false)
 	}
 	if len(c.Checks) > 0 {
 		b = binary.AppendUvarint(b, uint64(len(c.Checks)))
@@ -120,29 +94,36 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-// Decode decodes a value written by Encode. The commands alias data.
-func Decode(data []byte) ([]Command, error) {
+// Decode decodes a value written by Encode (or by the version before it).
+// The commands alias data.
+func Decode(data []byte) (Value, error) {
 	d := decoder{b: data}
-	if v := d.byte(); v != valueVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrCorrupt, v)
+	var v Value
+	switch d.version = d.byte(); d.version {
+	case valueV1:
+	case valueV2:
+		v.ProposedAt = d.varint()
+	default:
+		return Value{}, fmt.Errorf("%w: version %d", ErrCorrupt, d.version)
 	}
 	n := d.count()
-	cmds := make([]Command, 0, n)
+	v.Commands = make([]Command, 0, n)
 	for range n {
-		cmds = append(cmds, d.command(0))
+		v.Commands = append(v.Commands, d.command(0))
 	}
 	if d.err != nil {
-		return nil, d.err
+		return Value{}, d.err
 	}
 	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
+		return Value{}, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
 	}
-	return cmds, nil
+	return v, nil
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	version byte
+	err     error
 }
 
 func (d *decoder) fail(what string) {
@@ -164,6 +145,16 @@ func (d *decoder) byte() byte {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
@@ -195,8 +186,15 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) command(depth int) Command {
 	var c Command
-	c.Node = d.uvarint()
-	c.Seq = d.uvarint()
+	switch {
+	case d.version == valueV1:
+		// Version 1 numbered every command, nested ones too, by (node,
+		// seq) alone.
+		c.Proposer.Node, c.Proposer.Seq = d.uvarint(), d.uvarint()
+	case depth == 0:
+		c.Proposer = Proposer{Node: d.uvarint(), Incarnation: d.uvarint(), Seq: d.uvarint()}
+		c.Session = Session{ClientID: d.uvarint(), Seq: d.uvarint(), AckedBelow: d.uvarint()}
+	}
 	c.Op = Op(d.byte())
 	flags := d.byte()
 	if d.err == nil && (c.Op == 0 || c.Op > opMax) {
@@ -213,7 +211,11 @@ func (d *decoder) command(depth int) Command {
 		return c
 	}
 	for range n {
-		c.Ops = append(c.Ops, d.command(depth+1))
+		sub := d.command(depth + 1)
+		if d.err == nil && sub.Op != OpPut && sub.Op != OpDelete {
+			d.fail(fmt.Sprintf("op %d inside a batch", sub.Op))
+		}
+		c.Ops = append(c.Ops, sub)
 	}
 	if flags&flagChecks != 0 {
 		if depth > 0 || c.Op != OpBatch {
