@@ -90,6 +90,8 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stats  counters
+	// session numbers the writes, for exactly-once application.
+	session *session
 
 	mu     sync.RWMutex
 	addrs  map[uint64]string // node id -> address
@@ -142,6 +144,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		source:  cfg.Source,
 		pool:    newPool(cfg.DialOptions),
 		cache:   newRangeCache(),
+		session: newSession(),
 		addrs:   make(map[uint64]string),
 		conns:   make(map[string]*nodeConn),
 		suspect: make(map[uint64]time.Time),

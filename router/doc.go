@@ -53,17 +53,31 @@
 // details), or DeadlineExceeded/Canceled when the context ends. Bad input
 // is InvalidArgument and never retried.
 //
-// # Writes whose fate is unknown
+// # Exactly-once writes and their fate
 //
-// A write in flight when its range's leader changes, or when the stream
-// carrying it breaks, may or may not have been applied. Put, Delete and
-// Batch are retried then: writing the same thing again is harmless to the
-// caller (though a retry may overwrite a write another client made in
-// between, and Delete's found then describes the last attempt).
-// CompareAndSwap is not retried once it may have been applied, because a
-// retry could see its own write and wrongly report a failed comparison:
-// it returns Unavailable (or the context's error), and the caller must
-// read the key to learn the outcome.
+// Every Client is a session with a random id, and numbers its writes;
+// every attempt of a write carries the same number, and the ranges
+// remember the result of each numbered write they applied (see package
+// kvsm). So a write whose outcome was lost (a leader change, or a broken
+// stream while it was in flight) is simply sent again: if it had been
+// applied, the range answers with the first result and applies nothing.
+// This holds for Put, Delete, Batch and CompareAndSwap alike: a retried
+// CAS does not compare against its own write.
+//
+// Every error a write returns says its fate, checked with errors.Is:
+//
+//   - ErrNotApplied: it was certainly not applied (InvalidArgument, a
+//     failed condition, or retries that ran out without any attempt
+//     having reached a node that could apply it).
+//   - ErrAmbiguous: it may or may not have been applied. An attempt may
+//     have been applied and no later attempt learned the outcome before
+//     the attempts, MaxRetryAge or the context ran out (the status code
+//     is then Unavailable, DeadlineExceeded or Canceled), or its range no
+//     longer remembers the result (Aborted). Read the key to find out.
+//
+// The Client tells the ranges which results it no longer needs (all
+// those below its oldest write in flight), so they keep only a few per
+// client; a range forgets a session ten minutes after its last write.
 //
 // # Transport
 //

@@ -60,32 +60,41 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (value
 	return g.Value, g.Found, nil
 }
 
-// Put sets key to value. Errors as for Get. A put that failed in a way
-// that leaves it unknown whether it was applied (a leader change or a
-// broken connection while it was in flight) is retried, since writing the
-// same value again does no harm to the caller; another client's write to
-// the same key in between may be overwritten by the retry.
+// writeOpts numbers a new write in the Client's session; the caller must
+// call done when the write is finished.
+func (c *Client) writeOpts() (o routeOpts, done func()) {
+	seq := c.session.begin()
+	return routeOpts{seq: seq}, func() { c.session.end(seq) }
+}
+
+// Put sets key to value. Errors as for Get, and the error says the put's
+// fate (ErrAmbiguous or ErrNotApplied). A put whose outcome was lost (a
+// leader change or a broken connection while it was in flight) is
+// retried: it is applied at most once however often it is sent.
 func (c *Client) Put(ctx context.Context, key, value []byte) error {
 	if len(key) == 0 {
-		return errEmptyKey
+		return writeFailed(errEmptyKey, false)
 	}
-	resp, err := c.run(ctx, key, routeOpts{}, func(h *kvpb.RequestHeader) *kvpb.Request {
+	o, done := c.writeOpts()
+	defer done()
+	resp, err := c.run(ctx, key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Put{Put: &kvpb.PutRequest{Header: h, Key: key, Value: value}}}
 	})
 	if err == nil && resp.GetPut() == nil {
-		err = unexpected("put")
+		err = writeFailed(unexpected("put"), true)
 	}
 	return err
 }
 
 // Delete removes key and reports whether it existed. Errors and retries
-// as for Put: after a retry, found describes the last attempt, so it may
-// be false although an earlier attempt deleted the key.
+// as for Put; found is what the one application of the delete saw.
 func (c *Client) Delete(ctx context.Context, key []byte) (found bool, err error) {
 	if len(key) == 0 {
-		return false, errEmptyKey
+		return false, writeFailed(errEmptyKey, false)
 	}
-	resp, err := c.run(ctx, key, routeOpts{}, func(h *kvpb.RequestHeader) *kvpb.Request {
+	o, done := c.writeOpts()
+	defer done()
+	resp, err := c.run(ctx, key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Delete{Delete: &kvpb.DeleteRequest{Header: h, Key: key}}}
 	})
 	if err != nil {
@@ -93,7 +102,7 @@ func (c *Client) Delete(ctx context.Context, key []byte) (found bool, err error)
 	}
 	d := resp.GetDelete()
 	if d == nil {
-		return false, unexpected("delete")
+		return false, writeFailed(unexpected("delete"), true)
 	}
 	return d.Found, nil
 }
@@ -117,27 +126,24 @@ type CASResult struct {
 	Current []byte
 }
 
-// CompareAndSwap applies cas atomically. Unlike the other writes, it is
-// NOT retried once it may have been applied, since a retry could see its
-// own write and report a failed comparison, or swap twice: if a leader
-// change or a broken connection leaves its fate unknown, it returns
-// Unavailable (the message says it may or may not have been applied), and
-// DeadlineExceeded or Canceled if ctx ends while it is in flight; the
-// caller must read the key to find out. It is retried when it was surely
-// not applied: redirects, stale descriptors, unreachable nodes, a busy
-// range. InvalidArgument reports a bad request (an empty key, Expected
-// with ExpectAbsent, NewValue with Delete).
+// CompareAndSwap applies cas atomically. It is retried like Put: a retry
+// of a CAS that was applied returns the first application's result (it
+// does not compare again against its own write). InvalidArgument reports
+// a bad request (an empty key, Expected with ExpectAbsent, NewValue with
+// Delete). Errors say the CAS's fate, as for Put.
 func (c *Client) CompareAndSwap(ctx context.Context, cas CAS) (CASResult, error) {
 	if len(cas.Key) == 0 {
-		return CASResult{}, errEmptyKey
+		return CASResult{}, writeFailed(errEmptyKey, false)
 	}
 	switch {
 	case cas.ExpectAbsent && len(cas.Expected) > 0:
-		return CASResult{}, status.Error(codes.InvalidArgument, "router: CAS has both ExpectAbsent and Expected")
+		return CASResult{}, writeFailed(status.Error(codes.InvalidArgument, "router: CAS has both ExpectAbsent and Expected"), false)
 	case cas.Delete && len(cas.NewValue) > 0:
-		return CASResult{}, status.Error(codes.InvalidArgument, "router: CAS has both Delete and NewValue")
+		return CASResult{}, writeFailed(status.Error(codes.InvalidArgument, "router: CAS has both Delete and NewValue"), false)
 	}
-	resp, err := c.run(ctx, cas.Key, routeOpts{notIdempotent: true}, func(h *kvpb.RequestHeader) *kvpb.Request {
+	o, done := c.writeOpts()
+	defer done()
+	resp, err := c.run(ctx, cas.Key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Cas{Cas: &kvpb.CompareAndSwapRequest{Header: h, Key: cas.Key,
 			ExpectedValue: cas.Expected, ExpectAbsent: cas.ExpectAbsent, NewValue: cas.NewValue, Delete: cas.Delete}}}
 	})
@@ -146,7 +152,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, cas CAS) (CASResult, error)
 	}
 	r := resp.GetCas()
 	if r == nil {
-		return CASResult{}, unexpected("compare-and-swap")
+		return CASResult{}, writeFailed(unexpected("compare-and-swap"), true)
 	}
 	return CASResult{Swapped: r.Succeeded, Found: r.Found, Current: r.Value}, nil
 }
@@ -162,6 +168,10 @@ type Op struct {
 // one, Batch returns InvalidArgument naming the boundary they straddle,
 // without sending anything. Other errors and retries are as for Put.
 func (c *Client) Batch(ctx context.Context, ops []Op) error {
+	return writeFailed(c.batch(ctx, ops), false)
+}
+
+func (c *Client) batch(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return status.Error(codes.InvalidArgument, "router: batch has no ops")
 	}
@@ -196,7 +206,10 @@ func (c *Client) Batch(ctx context.Context, ops []Op) error {
 			}
 		}
 	}
-	resp, err := c.run(ctx, lo, routeOpts{check: spans}, func(h *kvpb.RequestHeader) *kvpb.Request {
+	o, done := c.writeOpts()
+	defer done()
+	o.check = spans
+	resp, err := c.run(ctx, lo, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		b := &kvpb.BatchRequest{Header: h, Ops: make([]*kvpb.BatchOp, len(ops))}
 		for i, op := range ops {
 			if op.Delete {
@@ -208,7 +221,7 @@ func (c *Client) Batch(ctx context.Context, ops []Op) error {
 		return &kvpb.Request{Op: &kvpb.Request_Batch{Batch: b}}
 	})
 	if err == nil && resp.GetBatch() == nil {
-		err = unexpected("batch")
+		err = writeFailed(unexpected("batch"), true)
 	}
 	return err
 }

@@ -15,8 +15,10 @@ import (
 type routeOpts struct {
 	// stale lets any replica serve a read.
 	stale bool
-	// notIdempotent stops retries once the request may have been applied.
-	notIdempotent bool
+	// seq is a write's number in the Client's session (0 for a read):
+	// every attempt carries it, so the write is applied at most once
+	// however often it is sent.
+	seq uint64
 	// check vets the range the request is about to be routed to.
 	check func(*kvpb.RangeDescriptor) error
 }
@@ -33,19 +35,28 @@ type routeOpts struct {
 //     if it is newer and retry at once; otherwise drop the cached range,
 //     ask the Source, and retry (backing off if that keeps happening).
 //   - Unavailable, a broken stream, no connection: back off and retry,
-//     avoiding the failed node for a while. For a request that is not
-//     idempotent, an error that leaves it unknown whether it was applied
-//     is returned instead.
-//   - Anything else (InvalidArgument, Internal, ...) is returned at once.
+//     avoiding the failed node for a while.
+//   - Aborted (a write whose result its range no longer remembers) and
+//     anything else (InvalidArgument, Internal, ...) is returned at once.
 //
 // When attempts run out, the last error is returned with its message
 // prefixed; routing errors (FailedPrecondition) turn into Unavailable,
 // since they are the cluster's transient state, not the caller's doing.
-func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*kvpb.RequestHeader) *kvpb.Request) (*kvpb.Response, error) {
+//
+// A write's error says its fate (see ErrAmbiguous): ambiguous once an
+// attempt may have been applied and no later one learned the outcome.
+// Retrying such a write is safe because every attempt carries the same
+// session number; it stops MaxRetryAge after the first attempt.
+func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*kvpb.RequestHeader) *kvpb.Request) (_ *kvpb.Response, err error) {
+	maybeApplied := false
+	if o.seq != 0 {
+		defer func() { err = writeFailed(err, maybeApplied) }()
+	}
 	var lastErr error
 	tried := make(map[uint64]bool, 4)
 	backoffs, mismatches := 0, 0
 	wait := false
+	start := time.Now()
 	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
 		if attempt > 0 {
 			c.stats.retries.Add(1)
@@ -63,6 +74,9 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 		}
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, lastErr)
+		}
+		if maybeApplied && time.Since(start) > MaxRetryAge {
+			return nil, exhausted(lastErr, attempt)
 		}
 
 		d, leader := c.cache.lookup(key)
@@ -107,8 +121,12 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 		if o.stale {
 			h.Consistency = kvpb.ReadConsistency_STALE
 		}
+		if o.seq != 0 {
+			h.ClientId, h.Seq, h.AckedBelow = c.session.clientID, o.seq, min(c.session.ackedBelow(), o.seq)
+		}
 		r := nc.do(ctx, build(h))
 		if r.err != nil {
+			maybeApplied = maybeApplied || r.sent
 			switch {
 			case c.ctx.Err() != nil:
 				return nil, errClosed
@@ -117,9 +135,6 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 			}
 			c.markSuspect(node)
 			c.cache.forgetLeader(d.RangeId, node)
-			if o.notIdempotent && r.sent {
-				return nil, r.err
-			}
 			lastErr, wait = r.err, true
 			continue
 		}
@@ -168,10 +183,15 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 			// so even a compare-and-swap may go again.
 			wait = true
 		case codes.Code(e.Code) == codes.Unavailable:
-			if o.notIdempotent {
-				return nil, lastErr
-			}
+			// For a write: perhaps applied (the leader changed while it
+			// was in flight); a retry learns whether.
+			maybeApplied = maybeApplied || o.seq != 0
 			wait = true
+		case codes.Code(e.Code) == codes.Aborted && o.seq != 0:
+			// The range no longer remembers the write's result: nobody
+			// can learn its fate now.
+			maybeApplied = true
+			return nil, lastErr
 		default:
 			return nil, lastErr
 		}
