@@ -113,3 +113,97 @@ func TestCommandOfAnEarlierLifeAnswersNoCallerOfThisOne(t *testing.T) {
 		t.Fatalf("CAS a from %q reported swapped=%v, and a = %q: it got the earlier life's put's result", "zzz", res.resp.Succeeded, got.Value)
 	}
 }
+
+// TestFollowerAnswersNoCallerWithAnEarlierLifesResult is the three-node
+// form of the same bug: node 1 leads and applies a put (unsynced) when it
+// crashes; node 2 takes over; node 1 restarts as a follower and, as it
+// applies that put again, holds a client's put of its new life, which it
+// must refuse (it does not lead). Issue 9 saw such a put acknowledged
+// though never proposed, and the next cycle call the deleted callback:
+// the node died of a nil function call.
+func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
+	fss := map[uint64]*vfs.MemFS{1: vfs.NewCrashableMem(), 2: vfs.NewCrashableMem(), 3: vfs.NewCrashableMem()}
+	var knobs1 TestingKnobs
+	ranges := splitRanges(1, 3)
+	ranges[0].LeaderNodeId = 1
+	var mu sync.Mutex // guards fss and knobs1 against the cluster's starts
+	c := newTestCluster(t, 3, ranges, func(cfg *Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		cfg.FS, cfg.Dir = fss[cfg.NodeID], "data"
+		if cfg.NodeID == 1 {
+			cfg.Knobs = knobs1
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waitLeader := func(rangeID uint64, among ...uint64) uint64 {
+		for ctx.Err() == nil {
+			for _, id := range among {
+				if r := c.nodes[id].replica(rangeID); r != nil && r.leader.Load() == id {
+					return id
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("none of nodes %v led range %d", among, rangeID)
+		return 0
+	}
+	waitLeader(1, 1)
+	h := &kvpb.RequestHeader{RangeId: 1}
+	n1 := c.nodes[1]
+	if _, err := await(ctx, n1, func(done func(*kvpb.PutResponse, error)) {
+		n1.doPut(&kvpb.PutRequest{Header: h, Key: []byte("a"), Value: []byte("old")}, done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	addr := n1.Addr()
+	mu.Lock()
+	fss[1] = fss[1].CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	mu.Unlock()
+	n1.Stop()
+	waitLeader(1, 2, 3)
+
+	type putResult struct {
+		resp *kvpb.PutResponse
+		err  error
+	}
+	put := make(chan putResult, 1)
+	ready := make(chan struct{})
+	var once sync.Once
+	mu.Lock()
+	knobs1 = TestingKnobs{BeforeApply: func(_ uint64, entries []pb.Entry) {
+		<-ready
+		for _, e := range entries {
+			if e.Type == pb.EntryNormal && len(e.Data) > 0 {
+				once.Do(func() {
+					n := c.nodes[1]
+					n.doPut(&kvpb.PutRequest{Header: h, Key: []byte("b"), Value: []byte("new")},
+						func(resp *kvpb.PutResponse, err error) { put <- putResult{resp, err} })
+				})
+			}
+		}
+	}}
+	mu.Unlock()
+	c.start(1, addr)
+	restarted := c.nodes[1]
+	close(ready)
+	var res putResult
+	select {
+	case res = <-put:
+	case <-ctx.Done():
+		t.Fatal("node 1 never applied its earlier life's put again")
+	}
+	if status.Code(res.err) != codes.FailedPrecondition {
+		t.Fatalf("a put to a follower: %v; want FailedPrecondition (not the leader): it got the earlier life's result", res.err)
+	}
+	time.Sleep(50 * time.Millisecond) // the cycles after: no nil callback
+	if err := restarted.Err(); err != nil {
+		t.Fatalf("node 1 stopped: %v", err)
+	}
+	select {
+	case <-restarted.Done():
+		t.Fatal("node 1 stopped")
+	default:
+	}
+}
