@@ -543,8 +543,30 @@ func (r *Replica) setChosen(s uint64) {
 }
 
 // handleCommit learns chosen entries from a replica that knows them. A
-// chosen value is a fact, whoever reports it, so no ballot check applies.
+// chosen value is a fact, whoever reports it, so no ballot check applies
+// to a follower or a candidate.
+//
+// A leader is different: its chosen point is what its own Phase 2 decided
+// (maybeCommit), and moving it from outside would skip what goes with it:
+// the acks it drops, a pending configuration change it adopts, the lease
+// it re-derives under that configuration. A commit past a pending change
+// would leave the change below the chosen point, where nothing ever clears
+// it, and the send limit would hold every later slot back for good. The
+// leader needs no commit anyway: it re-proposed every value it recovered,
+// and those are the chosen ones (P2c), so its own quorum will choose them
+// again. A commit can only come from the leader of another ballot: from a
+// lower one (our Phase 1 ended its reign) it is refused as any other
+// request of that ballot, which tells the stale leader to step down; from
+// a higher one we are the stale leader, so we step down and learn.
 func (r *Replica) handleCommit(m pb.Message) {
+	if r.role == Leader {
+		if !r.ballot.Less(m.Ballot) {
+			r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Reject: pb.RejectBallot,
+				Hint: r.promised, Chosen: r.chosen})
+			return
+		}
+		r.becomeFollower(m.From)
+	}
 	if !m.Ballot.Less(r.promised) && m.Ballot.Node == m.From {
 		r.leader = m.From
 		r.electionElapsed = 0
