@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -96,4 +97,37 @@ func TestLateCommitDoesNotWedgeLeader(t *testing.T) {
 	if err := c.ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: 4}); err != nil {
 		t.Errorf("a further membership change: %v", err)
 	}
+}
+
+// TestPromoteNeedsConfiguredLearner is issue #9's defect 5: a learner that
+// never received its first snapshot reports chosen 0, which is within the
+// pipeline window of a young group's chosen point. Promoted, it is a voter
+// that knows no configuration, so it can never campaign; once the old
+// voters are removed nobody can. A learner is promoted only once it holds
+// the configuration that made it one and is caught up. The stall itself is
+// in testdata/promote_empty_learner.txt.
+func TestPromoteNeedsConfiguredLearner(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	l := n.node(1)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n.addReplica(4, State{}).clock.now = l.clock.now
+	n.dropTo(4)
+	n.tickAll(4)
+	if !isLearner(l.conf, 4) || l.chosen >= uint64(l.cfg.MaxInflight) {
+		t.Fatalf("want 4 a learner and chosen %d below the window %d: %+v", l.chosen, l.cfg.MaxInflight, l.conf)
+	}
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 4}); !errors.Is(err, ErrLearnerBehind) {
+		t.Fatalf("promoting a learner that has nothing: %v, want ErrLearnerBehind", err)
+	}
+	// Its first snapshot teaches it the configuration.
+	n.heal()
+	f := n.node(4)
+	n.waitFor("4 learns its configuration", 40, func() bool { return isLearner(f.conf, 4) && f.chosen == l.chosen })
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 4}); err != nil {
+		t.Fatalf("promoting a learner that holds the configuration: %v", err)
+	}
+	n.waitFor("4 votes", 40, func() bool { return isVoter(f.conf, 4) })
 }

@@ -623,7 +623,8 @@ func (r *Replica) Propose(data []byte) error {
 }
 
 // ProposeConfChange proposes a membership change. Only one may be in
-// flight; a learner is promoted only once it has caught up.
+// flight; a learner is promoted only once it has caught up (ErrLearnerBehind
+// otherwise; see canPromote).
 func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
@@ -631,13 +632,36 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if err := checkConfChange(r.conf, cc); err != nil {
 		return err
 	}
-	if cc.Type == pb.ConfPromote {
-		p := r.lead.member(cc.Replica)
-		if p == nil || p.chosen+uint64(r.cfg.MaxInflight) < r.chosen {
-			return ErrLearnerBehind
-		}
+	if cc.Type == pb.ConfPromote && !r.canPromote(cc.Replica) {
+		return ErrLearnerBehind
 	}
 	return r.propose(pb.EntryConfChange, cc.Marshal())
+}
+
+// canPromote reports whether learner id may become a voter. It must hold
+// the configuration that made it a learner: a voter that knows no
+// configuration can never campaign (canCampaign), and once the voters that
+// do are removed the group is stuck for good. Its reported chosen point
+// says so: a replica's chosen point only moves once it knows its
+// configuration (initialized), and reaching the slot of the last chosen
+// change means it has applied it. It must also lag the chosen point by no
+// more than the pipeline window, so that as a voter it helps choose new
+// slots at once instead of holding a quorum back while it catches up.
+func (r *Replica) canPromote(id uint64) bool {
+	p := r.lead.member(id)
+	return p != nil && p.chosen >= r.lastConfSlot() && p.chosen+uint64(r.cfg.MaxInflight) >= r.chosen
+}
+
+// lastConfSlot returns the slot of the last chosen configuration change.
+// If the log no longer holds it, the truncation point stands in for it: the
+// change is at or below it.
+func (r *Replica) lastConfSlot() uint64 {
+	for s := r.chosen; s > r.meta.Index; s-- {
+		if e := r.log.get(s); e != nil && e.Type == pb.EntryConfChange {
+			return s
+		}
+	}
+	return r.meta.Index
 }
 
 func (r *Replica) propose(t pb.EntryType, data []byte) error {
