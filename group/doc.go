@@ -46,6 +46,16 @@
 //     configuration it finds among the values it recovers.
 //   - Log truncation: applied entries beyond Config.LogRetention are
 //     dropped; a replica that needs them gets a snapshot.
+//   - A replica with no state (no configuration: a new learner, or a voter
+//     whose disk was wiped and that the node re-created empty) is no
+//     acceptor: it refuses every prepare, and answers accepts and
+//     heartbeats with RejectNotMember so that no leader counts them, until
+//     a snapshot or a bootstrap gives it a configuration. A wiped voter
+//     forgot its promises; counting it could break the quorum a candidate
+//     won with. The snapshot that brings it back raises its promise to its
+//     sender's, which is all it can know; the node keeps wiped stores out
+//     in the first place (store identity), and re-adding a wiped voter
+//     through a membership change is the fully safe way back.
 //
 // # Using a Replica
 //

@@ -187,14 +187,32 @@ func stepLeader(r *Replica, m pb.Message) {
 	if m.Ballot != r.ballot {
 		return
 	}
-	if m.Reject != pb.RejectNone {
-		if m.Reject == pb.RejectBallot && r.ballot.Less(m.Hint) {
+	l := r.lead
+	p := l.member(m.From)
+	switch m.Reject {
+	case pb.RejectNone:
+	case pb.RejectBallot:
+		if r.ballot.Less(m.Hint) {
 			r.becomeFollower(0)
 		}
 		return
+	case pb.RejectNotMember:
+		// The member holds no configuration (see isAcceptor): it is new, or
+		// it lost its state, whatever it told us before. A learner's
+		// answers count towards no quorum anyway and only track what it
+		// stores. A voter's must count for nothing until a snapshot makes
+		// it an acceptor again.
+		if p == nil {
+			return
+		}
+		p.chosen = m.Chosen
+		if r.countsTowardQuorum(m.From) {
+			r.offerSnapshot(m.From, p)
+			return
+		}
+	default:
+		return
 	}
-	l := r.lead
-	p := l.member(m.From)
 	switch m.Type {
 	case pb.MsgAccepted:
 		for s := max(m.Index, r.chosen+1); s <= m.LastIndex; s++ {
@@ -234,14 +252,21 @@ func (r *Replica) sendCatchUp(to uint64, p *progress) {
 	// even know the group's initial configuration, which is in no entry:
 	// only a snapshot carries it (see initialized).
 	if lo <= r.meta.Index || (p.chosen == 0 && r.applied > 0) {
-		if p.snapshotWait == 0 {
-			p.snapshotWait = r.cfg.ElectionTicks
-			r.sendSnapshot(to)
-		}
+		r.offerSnapshot(to, p)
 		return
 	}
 	hi := min(r.chosen, lo+uint64(r.cfg.MaxEntriesPerMsg)-1)
 	r.send(pb.Message{Type: pb.MsgCommit, To: to, Ballot: r.ballot, Index: lo, LastIndex: hi, Entries: r.log.slice(lo, hi)})
+}
+
+// offerSnapshot sends a member our applied state, unless a snapshot went
+// to it less than an election timeout ago: a slow transfer must not be
+// restarted by every heartbeat.
+func (r *Replica) offerSnapshot(to uint64, p *progress) {
+	if p.snapshotWait == 0 {
+		p.snapshotWait = r.cfg.ElectionTicks
+		r.sendSnapshot(to)
+	}
 }
 
 // maybeCommit advances the chosen point over slots accepted by a majority
@@ -420,12 +445,32 @@ func (r *Replica) quorumOf(ackers []uint64) bool {
 	if !hasMajority(r.conf.Voters, has) {
 		return false
 	}
-	if pc := r.lead.pendingConf; pc != 0 {
-		if e := r.log.get(pc); e != nil {
-			return hasMajority(applyEntry(r.conf, e).Voters, has)
-		}
+	if next, ok := r.pendingConfig(); ok {
+		return hasMajority(next.Voters, has)
 	}
 	return true
+}
+
+// countsTowardQuorum reports whether replica id's answers may count towards
+// a quorum or a lease: it votes in the configuration in force or in the
+// one after a pending change.
+func (r *Replica) countsTowardQuorum(id uint64) bool {
+	if isVoter(r.conf, id) {
+		return true
+	}
+	next, ok := r.pendingConfig()
+	return ok && isVoter(next, id)
+}
+
+// pendingConfig returns the configuration after the pending change, if
+// there is one.
+func (r *Replica) pendingConfig() (pb.Config, bool) {
+	if pc := r.lead.pendingConf; pc != 0 {
+		if e := r.log.get(pc); e != nil {
+			return applyEntry(r.conf, e), true
+		}
+	}
+	return pb.Config{}, false
 }
 
 // onRoundAcked extends the lease once a round is acknowledged by a quorum.

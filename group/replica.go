@@ -423,7 +423,9 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	case m.Ballot.Less(r.promised):
 		reject(pb.RejectBallot)
 		return
-	case len(r.conf.Voters) > 0 && !isVoter(r.conf, m.From):
+	case !r.isAcceptor() || !isVoter(r.conf, m.From):
+		// Only a voter campaigns, and only a replica that knows its
+		// configuration promises (see isAcceptor).
 		reject(pb.RejectNotMember)
 		return
 	case r.leaseBlocks(m):
@@ -485,7 +487,7 @@ func (r *Replica) handleAccept(m pb.Message) {
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
 	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex,
-		Chosen: r.chosen, Seq: m.Seq})
+		Chosen: r.chosen, Seq: m.Seq, Reject: r.acceptorReject()})
 }
 
 func (r *Replica) handleHeartbeat(m pb.Message) {
@@ -493,8 +495,10 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 		return
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
-	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen}
-	if m.Type == pb.MsgQuiesce && r.chosen == m.Chosen && r.cfg.Liveness != nil && r.releasedFrom.Less(m.Ballot) {
+	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen,
+		Reject: r.acceptorReject()}
+	if m.Type == pb.MsgQuiesce && resp.Reject == pb.RejectNone && r.chosen == m.Chosen && r.cfg.Liveness != nil &&
+		r.releasedFrom.Less(m.Ballot) {
 		// Bind to the leader for as long as our node supports its node at
 		// the current epoch, and tell it which epoch that is.
 		if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {
@@ -527,10 +531,32 @@ func (r *Replica) learnChosen(leaderChosen uint64, b pb.Ballot) {
 
 // initialized reports whether the replica knows its group's membership. A
 // new replica doesn't until its first snapshot: the initial configuration
-// is in no log entry. Until then it accepts values as any acceptor, but
-// learns nothing as chosen, so it keeps reporting chosen 0 and its leader
-// keeps offering it a snapshot (sendCatchUp).
+// is in no log entry. Until then it stores the values it is sent as a
+// learner does, but learns nothing as chosen, so it keeps reporting chosen
+// 0 and its leader keeps offering it a snapshot (sendCatchUp).
 func (r *Replica) initialized() bool { return len(r.conf.Voters)+len(r.conf.Learners) > 0 }
+
+// isAcceptor reports whether this replica's promises, acceptances and lease
+// acknowledgements may count towards a quorum. A replica that holds no
+// configuration may not: it may be a new learner, but it may as well be a
+// voter that lost its state (the node creates an empty replica for a
+// message to a group it does not host, as after its data directory was
+// wiped). That one forgot what it promised; counting it would let a quorum
+// that its former self was part of, and that some candidate won Phase 1
+// with, miss the values chosen with it now ("Paxos Made Live", 5.1, and
+// CockroachDB and TiKV likewise never let a replica with no state vote).
+// It becomes one when a snapshot or a bootstrap gives it a configuration.
+func (r *Replica) isAcceptor() bool { return r.initialized() }
+
+// acceptorReject is the refusal that a response to a leader carries so
+// that the leader does not count it: RejectNotMember from a replica that
+// is no acceptor yet (isAcceptor). The leader sends it a snapshot instead.
+func (r *Replica) acceptorReject() pb.RejectReason {
+	if r.isAcceptor() {
+		return pb.RejectNone
+	}
+	return pb.RejectNotMember
+}
 
 // setChosen moves the chosen point to s, applying configuration changes.
 func (r *Replica) setChosen(s uint64) {
@@ -589,6 +615,13 @@ func (r *Replica) handleCommit(m pb.Message) {
 func (r *Replica) handleSnapshot(m pb.Message) {
 	s := m.Snapshot
 	if s != nil && s.Meta.Index > r.chosen {
+		if !r.isAcceptor() && r.promised.Less(m.Ballot) {
+			// A replica that may have lost its state becomes an acceptor
+			// now. It can't know what its former self promised; the
+			// sender's promise is the best floor it has, so it refuses
+			// anything older from now on, as if it had promised it.
+			r.setPromised(m.Ballot)
+		}
 		r.meta = pb.Meta{Index: s.Meta.Index, Config: cloneConfig(s.Meta.Config)}
 		r.log.truncate(s.Meta.Index)
 		r.chosen = s.Meta.Index
