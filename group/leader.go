@@ -7,9 +7,6 @@ import (
 	pb "github.com/shardd/shardd/paxospb"
 )
 
-// maxRounds bounds the heartbeat rounds a leader remembers for its lease.
-const maxRounds = 16
-
 // progress is what a leader knows of one other member.
 type progress struct {
 	id uint64
@@ -20,14 +17,6 @@ type progress struct {
 	// snapshotWait counts down the ticks before another snapshot may be
 	// sent, so a slow transfer isn't restarted every heartbeat.
 	snapshotWait int
-}
-
-// hbRound is one lease round: a heartbeat sent at sentAt and the replicas
-// that acknowledged it.
-type hbRound struct {
-	seq    uint64
-	sentAt int64
-	ackers []uint64
 }
 
 type pendingRead struct {
@@ -49,14 +38,9 @@ type leadership struct {
 	// progress is sorted by id so that output is deterministic.
 	progress []*progress
 
-	seq    uint64
-	rounds []hbRound
-	// roundElapsed counts ticks since the last lease round began. Accepts
-	// carry rounds too, so a busy leader needs no separate heartbeats.
-	roundElapsed int
-	leaseExpiry  int64
-	noLease      int // consecutive ticks without a valid lease
-	reads        []pendingRead
+	// lease is the leader's side of its lease; see lease.go.
+	lease leaderLease
+	reads []pendingRead
 
 	// pendingConf is the lowest unchosen slot holding a configuration
 	// change. Nothing above it is sent until it is chosen, so every slot
@@ -65,17 +49,6 @@ type leadership struct {
 	pendingConf     uint64
 	transferee      uint64
 	transferElapsed int
-
-	// quiesceSeq is the heartbeat round sent as MsgQuiesce, and bound the
-	// followers that acknowledged one, with the support epoch of ours they
-	// bound themselves at.
-	quiesceSeq uint64
-	bound      []boundAck
-}
-
-type boundAck struct {
-	id    uint64
-	epoch uint64
 }
 
 func newLeadership(base uint64) *leadership {
@@ -163,24 +136,15 @@ func (l *leadership) flush(r *Replica) {
 	lim := r.sendLimit()
 	for _, p := range l.progress {
 		for p.next <= lim {
-			if l.roundElapsed > 0 {
+			if l.lease.roundElapsed > 0 {
 				l.newRound(r)
 			}
 			hi := min(lim, p.next+uint64(r.cfg.MaxEntriesPerMsg)-1)
 			r.send(pb.Message{Type: pb.MsgAccept, To: p.id, Ballot: r.ballot, Index: p.next, LastIndex: hi,
-				Chosen: r.chosen, Seq: l.seq, Entries: r.log.slice(p.next, hi)})
+				Chosen: r.chosen, Seq: l.lease.seq, Entries: r.log.slice(p.next, hi)})
 			p.next = hi + 1
 		}
 	}
-}
-
-// newRound starts a lease round. The leader's own acceptor renews the
-// lease it grants itself, so that it refuses other candidates too.
-func (l *leadership) newRound(r *Replica) {
-	l.seq++
-	l.roundElapsed = 0
-	r.grantLease(r.ballot)
-	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
 }
 
 func stepLeader(r *Replica, m pb.Message) {
@@ -226,7 +190,7 @@ func stepLeader(r *Replica, m pb.Message) {
 		if m.Seq != 0 {
 			l.ackRound(r, m.Seq, m.From)
 		}
-		if m.Seq == l.quiesceSeq && m.Epoch != 0 {
+		if m.Seq == l.lease.quiesceSeq && m.Epoch != 0 {
 			l.bind(r, m.From, m.Epoch)
 		}
 		// The member could not advance to the chosen point we told it: it
@@ -316,77 +280,19 @@ func (r *Replica) tickLeader() {
 	}
 	// A leader cut off from a majority steps down, so that clients look
 	// for the leader the majority elects instead.
-	if l.leaseValid(r) {
-		l.noLease = 0
-	} else if l.noLease++; l.noLease >= 2*r.cfg.ElectionTicks {
+	if l.tickLease(r) {
 		r.becomeFollower(0)
 		return
 	}
-	l.roundElapsed++
 	r.heartbeatElapsed++
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 		r.heartbeatElapsed = 0
 		// Accepts sent since the last heartbeat renewed the lease already.
-		if l.roundElapsed >= r.cfg.HeartbeatTicks {
+		if l.lease.roundElapsed >= r.cfg.HeartbeatTicks {
 			r.bcastHeartbeat(r.canQuiesce())
 		}
 		r.retransmit()
 	}
-}
-
-// canQuiesce reports whether the group is idle: nothing in flight or
-// pending, and every follower whose node supports ours caught up. A
-// follower whose node is down doesn't hold the group awake.
-func (r *Replica) canQuiesce() bool {
-	l := r.lead
-	if r.cfg.Liveness == nil || len(l.reads) > 0 || l.transferee != 0 || l.pendingConf != 0 ||
-		r.chosen != r.log.last() || r.applied != r.chosen || !l.leaseValid(r) {
-		return false
-	}
-	now := r.now()
-	for _, p := range l.progress {
-		if _, until := r.cfg.Liveness.SupportFrom(p.id); now < until && p.chosen != r.chosen {
-			return false
-		}
-	}
-	return true
-}
-
-// bind records that a follower bound itself to us at a support epoch. Once
-// every supported follower did, and they are a quorum, the leader quiesces
-// too: its lease now rests on node support (boundLeaseValid).
-func (l *leadership) bind(r *Replica, id, epoch uint64) {
-	l.bound = slices.DeleteFunc(l.bound, func(b boundAck) bool { return b.id == id })
-	l.bound = append(l.bound, boundAck{id: id, epoch: epoch})
-	if !r.canQuiesce() {
-		return
-	}
-	now := r.now()
-	for _, p := range l.progress {
-		_, until := r.cfg.Liveness.SupportFrom(p.id)
-		if now < until && !slices.ContainsFunc(l.bound, func(b boundAck) bool { return b.id == p.id }) {
-			return
-		}
-	}
-	if l.boundLeaseValid(r) {
-		r.quiesced = true
-	}
-}
-
-// boundLeaseValid reports whether the followers bound to us, whose nodes
-// still support ours at the epoch they bound at, form a quorum with us.
-func (l *leadership) boundLeaseValid(r *Replica) bool {
-	if r.cfg.Liveness == nil || len(l.bound) == 0 {
-		return false
-	}
-	now := r.now()
-	ackers := []uint64{r.id}
-	for _, b := range l.bound {
-		if e, until := r.cfg.Liveness.SupportFrom(b.id); e == b.epoch && now < until {
-			ackers = append(ackers, b.id)
-		}
-	}
-	return r.quorumOf(ackers)
 }
 
 // retransmit rewinds each member to its lowest unacknowledged slot, so that
@@ -399,41 +305,6 @@ func (r *Replica) retransmit() {
 				p.next = s
 				break
 			}
-		}
-	}
-}
-
-// bcastHeartbeat starts a lease round, as MsgQuiesce if the group is idle.
-func (r *Replica) bcastHeartbeat(quiesce bool) {
-	l := r.lead
-	l.newRound(r)
-	t := pb.MsgHeartbeat
-	if quiesce {
-		t = pb.MsgQuiesce
-		l.quiesceSeq = l.seq
-	}
-	for _, p := range l.progress {
-		r.send(pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
-	}
-}
-
-func (l *leadership) addRound(r *Replica, rd hbRound) {
-	if len(l.rounds) == maxRounds {
-		l.rounds = append(l.rounds[:0], l.rounds[1:]...)
-	}
-	l.rounds = append(l.rounds, rd)
-	l.onRoundAcked(r, &l.rounds[len(l.rounds)-1])
-}
-
-func (l *leadership) ackRound(r *Replica, seq, from uint64) {
-	for i := range l.rounds {
-		rd := &l.rounds[i]
-		if rd.seq == seq {
-			if !slices.Contains(rd.ackers, from) {
-				rd.ackers = append(rd.ackers, from)
-				l.onRoundAcked(r, rd)
-			}
-			return
 		}
 	}
 }
@@ -473,47 +344,6 @@ func (r *Replica) pendingConfig() (pb.Config, bool) {
 	return pb.Config{}, false
 }
 
-// onRoundAcked extends the lease once a round is acknowledged by a quorum.
-// It counts from when the round was sent, not when it was acknowledged:
-// every acceptor's promise started later than that.
-func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
-	if !r.quorumOf(rd.ackers) {
-		return
-	}
-	l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(rd))
-	n := 0
-	for _, pr := range l.reads {
-		if pr.seq <= rd.seq {
-			r.readStates = append(r.readStates, ReadState{Ctx: pr.ctx, Index: pr.index})
-		} else {
-			l.reads[n] = pr
-			n++
-		}
-	}
-	l.reads = l.reads[:n]
-}
-
-// leaseEnd is when a lease granted by a quorum for round rd runs out on
-// our clock: from when the round was sent, less the drift margin.
-func (r *Replica) leaseEnd(rd *hbRound) int64 {
-	return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift
-}
-
-// recomputeLease re-derives the lease under a new configuration: rounds
-// acknowledged by a quorum of the old voters may not be one of the new.
-func (l *leadership) recomputeLease(r *Replica) {
-	l.leaseExpiry = 0
-	for i := range l.rounds {
-		if r.quorumOf(l.rounds[i].ackers) {
-			l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(&l.rounds[i]))
-		}
-	}
-}
-
-func (l *leadership) leaseValid(r *Replica) bool {
-	return r.now() < l.leaseExpiry || l.boundLeaseValid(r)
-}
-
 // readIndex serves a read at the current chosen point (or our election
 // no-op, whichever is later). Under a lease no other leader can have chosen
 // anything, so the answer is immediate; otherwise a heartbeat round sent
@@ -526,7 +356,7 @@ func (r *Replica) readIndex(ctx []byte) error {
 		return nil
 	}
 	r.Unquiesce()
-	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})
+	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.lease.seq + 1})
 	r.bcastHeartbeat(false)
 	return nil
 }

@@ -49,28 +49,10 @@ type Replica struct {
 	// decides quorums for slot chosen+1.
 	conf pb.Config
 
-	// Acceptor lease: until leaseUntil on this replica's clock it promises
-	// nobody but leaseBallot's owner. A zero leaseBallot with a future
-	// leaseUntil (after a restart) refuses everybody.
-	leaseBallot pb.Ballot
-	leaseUntil  int64
-	// bound is the leader ballot this acceptor acknowledged a MsgQuiesce
-	// from, at support epoch boundEpoch of the leader's node. Until that
-	// support lapses it promises nobody else, as under a lease. It holds
-	// only while promised is still bound.
-	bound      pb.Ballot
-	boundEpoch uint64
-	// quiesced: the group is idle and the caller need not tick it.
-	quiesced bool
-	// released is the ballot this replica stopped leading at, and
-	// releasing the followers that may be bound to it and have not yet
-	// acknowledged a MsgRelease. Without it they would stay bound to a
-	// leader that no longer leads, for as long as its node lives.
-	released  pb.Ballot
-	releasing []boundAck
-	// releasedFrom is the highest ballot whose leader released us: a
-	// MsgQuiesce from it that the network delayed must not bind us again.
-	releasedFrom pb.Ballot
+	// lease is what this replica promised leaders beyond promised, by
+	// leases and quiesce bindings, and whom it must release as a former
+	// leader; see lease.go.
+	lease leaseState
 
 	// ballot is this replica's own ballot as candidate or leader.
 	ballot pb.Ballot
@@ -133,7 +115,7 @@ func New(cfg Config, st State) (*Replica, error) {
 	// can't remember, and refuses every Phase 1 for a full lease. A replica
 	// that never promised anything (a new group) has nothing to honor.
 	if !st.HardState.Promised.IsZero() || len(st.Entries) > 0 || st.Applied > 0 {
-		r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration
+		r.lease.grant(pb.Ballot{}, cfg.Clock.Now()+cfg.LeaseDuration)
 	}
 	r.prevHard = r.hardState()
 	r.becomeFollower(0)
@@ -199,71 +181,20 @@ func (r *Replica) observe(b pb.Ballot) {
 	r.maxRound = max(r.maxRound, b.Round)
 }
 
-// grantLease promises, until LeaseDuration from now on this replica's
-// clock, that no ballot other than b's owner gets a promise from us.
-func (r *Replica) grantLease(b pb.Ballot) {
-	r.leaseBallot = b
-	r.leaseUntil = r.now() + r.cfg.LeaseDuration
-}
-
 // setPromised records a promise; a promise to another ballot ends the
 // quiesce binding.
 func (r *Replica) setPromised(b pb.Ballot) {
 	r.promised = b
-	if b != r.bound {
-		r.bound, r.boundEpoch = pb.Ballot{}, 0
-	}
-}
-
-// leaseHolder returns the ballot this acceptor is bound to right now,
-// by a lease or by a quiesce binding, and whether it is bound at all. A
-// zero ballot that is bound means "somebody": it just restarted.
-func (r *Replica) leaseHolder() (pb.Ballot, bool) {
-	now := r.now()
-	if now < r.leaseUntil {
-		return r.leaseBallot, true
-	}
-	if !r.bound.IsZero() && r.cfg.Liveness != nil {
-		e, until := r.cfg.Liveness.SupportFor(r.bound.Node)
-		if e == r.boundEpoch && now < until {
-			return r.bound, true
-		}
-	}
-	return pb.Ballot{}, false
-}
-
-func (r *Replica) boundNow() pb.Ballot {
-	b, _ := r.leaseHolder()
-	return b
-}
-
-// leaseBlocks reports whether the acceptor's lease forbids promising m.
-func (r *Replica) leaseBlocks(m pb.Message) bool {
-	holder, bound := r.leaseHolder()
-	switch {
-	case !bound:
-		return false
-	case holder.IsZero():
-		return true // restarted: the holder is unknown
-	case holder.Node == m.Ballot.Node:
-		return false // the holder itself, preparing a higher ballot
-	}
-	return m.Transfer.IsZero() || m.Transfer != holder
+	r.lease.promised(b)
 }
 
 // becomeFollower makes the replica a follower of leader (zero if unknown).
 func (r *Replica) becomeFollower(leader uint64) {
-	if r.role == Leader && r.lead.quiesceSeq != 0 {
-		// Any member may have bound itself to us: its acknowledgement may
-		// have been lost.
-		r.released, r.releasing = r.ballot, nil
-		for _, p := range r.lead.progress {
-			e, _ := r.cfg.Liveness.SupportFrom(p.id)
-			r.releasing = append(r.releasing, boundAck{id: p.id, epoch: e})
-		}
+	if r.role == Leader && r.lead.lease.quiesceSeq != 0 {
+		r.startReleasing()
 		defer r.sendReleases()
 	}
-	r.quiesced = false
+	r.lease.quiesced = false
 	r.role = Follower
 	r.step = stepFollower
 	r.leader = leader
@@ -286,57 +217,11 @@ func (r *Replica) Tick() {
 		if r.electionElapsed >= r.electionTimeout {
 			if r.canCampaign() {
 				r.campaign(pb.Ballot{})
-			} else if r.role == Follower && !r.bound.IsZero() {
-				// Woken while still bound to a live leader that is idle:
-				// nothing to do, so go back to sleep.
-				if _, ok := r.leaseHolder(); ok {
-					r.quiesced = true
-					r.resetElectionTimer()
-				}
+			} else {
+				r.requiesce()
 			}
 		}
 	}
-}
-
-// sendReleases tells the followers that may still be bound to the ballot we
-// stopped leading at that they are free, until each acknowledged it, its
-// node supports ours at a new epoch (it restarted and forgot the binding,
-// or withdrew support, which ended it), or we promised a newer ballot
-// (whose leader will override the binding). A lapse seen only from our
-// side proves nothing: our view of support is the conservative one.
-func (r *Replica) sendReleases() {
-	if len(r.releasing) == 0 {
-		return
-	}
-	if r.promised != r.released {
-		r.releasing = nil
-		return
-	}
-	r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool {
-		e, _ := r.cfg.Liveness.SupportFrom(b.id)
-		return e != b.epoch
-	})
-	for _, b := range r.releasing {
-		r.send(pb.Message{Type: pb.MsgRelease, To: b.id, Ballot: r.released, Chosen: r.chosen})
-	}
-}
-
-// handleRelease frees this acceptor from a leader that gave up: its quiesce
-// binding and its lease. The leader no longer believes in either.
-func (r *Replica) handleRelease(m pb.Message) {
-	if r.bound == m.Ballot {
-		r.bound, r.boundEpoch = pb.Ballot{}, 0
-	}
-	if r.releasedFrom.Less(m.Ballot) {
-		r.releasedFrom = m.Ballot
-	}
-	if r.leaseBallot == m.Ballot {
-		r.leaseUntil = 0
-	}
-	if r.promised == m.Ballot {
-		r.learnChosen(m.Chosen, m.Ballot)
-	}
-	r.send(pb.Message{Type: pb.MsgReleaseResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
 }
 
 // Campaign starts Phase 1 now, as an election timeout would. The node
@@ -347,20 +232,6 @@ func (r *Replica) Campaign() {
 	if r.role != Leader && r.canCampaign() {
 		r.Unquiesce()
 		r.campaign(pb.Ballot{})
-	}
-}
-
-// Quiesced reports whether the group is idle: the caller may stop ticking
-// it until it is woken by a message, a request or Unquiesce.
-func (r *Replica) Quiesced() bool { return r.quiesced }
-
-// Unquiesce wakes the group, for example because node liveness reports
-// that the leader's node, or a follower's, lost support.
-func (r *Replica) Unquiesce() {
-	if r.quiesced {
-		r.quiesced = false
-		r.resetElectionTimer()
-		r.heartbeatElapsed = 0
 	}
 }
 
@@ -379,7 +250,7 @@ func (r *Replica) Step(m pb.Message) {
 	}
 	r.observe(m.Ballot)
 	r.observe(m.Hint)
-	if m.Type != pb.MsgQuiesce && m.Type != pb.MsgHeartbeatResp && m.Type != pb.MsgReleaseResp {
+	if wakes(m.Type) {
 		r.Unquiesce()
 	}
 	switch m.Type {
@@ -396,9 +267,7 @@ func (r *Replica) Step(m pb.Message) {
 	case pb.MsgRelease:
 		r.handleRelease(m)
 	case pb.MsgReleaseResp:
-		if m.Ballot == r.released {
-			r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool { return b.id == m.From })
-		}
+		r.handleReleaseResp(m)
 	case pb.MsgTimeoutNow:
 		if r.role == Follower && m.Ballot == r.promised && isVoter(r.conf, r.id) {
 			r.campaign(m.Ballot)
@@ -497,16 +366,7 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 	r.learnChosen(m.Chosen, m.Ballot)
 	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen,
 		Reject: r.acceptorReject()}
-	if m.Type == pb.MsgQuiesce && resp.Reject == pb.RejectNone && r.chosen == m.Chosen && r.cfg.Liveness != nil &&
-		r.releasedFrom.Less(m.Ballot) {
-		// Bind to the leader for as long as our node supports its node at
-		// the current epoch, and tell it which epoch that is.
-		if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {
-			r.quiesced = true
-			r.bound, r.boundEpoch = m.Ballot, e
-			resp.Epoch = e
-		}
-	}
+	r.maybeBind(m, &resp)
 	r.send(resp)
 }
 
@@ -854,18 +714,12 @@ func (r *Replica) maybeTruncate() {
 	r.metaDirty = true
 }
 
-// LeaseValid reports whether this replica is a leader holding a valid lease
-// right now, on its own clock.
-func (r *Replica) LeaseValid() bool {
-	return r.role == Leader && r.lead.leaseValid(r)
-}
-
 // Status returns a snapshot of the replica's state.
 func (r *Replica) Status() Status {
 	return Status{
 		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
 		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
-		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.quiesced,
+		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.lease.quiesced,
 		Bound: r.boundNow(),
 	}
 }
