@@ -51,13 +51,11 @@ func TestLateCommitDoesNotWedgeLeader(t *testing.T) {
 	n.heal()
 
 	// A heartbeat round: 3's answer shows it lacks slot s, so 1 sends it a
-	// MsgCommit, which the network holds. The retransmitted accept of slot
-	// s is lost.
+	// MsgCommit, which the network holds.
 	for range l.cfg.HeartbeatTicks {
 		n.tick(1)
 	}
 	n.processReady(1)
-	n.dropQueued(isMsg(pb.MsgAccept, 1, 3))
 	n.deliverMatching(isMsg(pb.MsgHeartbeat, 1, 3))
 	n.processReady(3)
 	n.deliverMatching(isMsg(pb.MsgHeartbeatResp, 3, 1))
