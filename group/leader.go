@@ -166,7 +166,7 @@ func stepLeader(r *Replica, m pb.Message) {
 		// answers count towards no quorum anyway and only track what it
 		// stores. A voter's must count for nothing until a snapshot makes
 		// it an acceptor again.
-		if p == nil {
+		if p == nil || (m.Type != pb.MsgAccepted && m.Type != pb.MsgHeartbeatResp) {
 			return
 		}
 		p.chosen = m.Chosen

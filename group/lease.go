@@ -100,9 +100,9 @@ func (s *leaseState) grant(b pb.Ballot, until int64) {
 	s.until = until
 }
 
-// promised notes a promise to b: a promise to another ballot than the one
-// we are bound to ends the binding.
-func (s *leaseState) promised(b pb.Ballot) {
+// notePromise notes a promise to b: a promise to another ballot than the
+// one we are bound to ends the binding.
+func (s *leaseState) notePromise(b pb.Ballot) {
 	if b != s.bound {
 		s.bound, s.boundEpoch = pb.Ballot{}, 0
 	}

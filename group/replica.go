@@ -185,7 +185,7 @@ func (r *Replica) observe(b pb.Ballot) {
 // quiesce binding.
 func (r *Replica) setPromised(b pb.Ballot) {
 	r.promised = b
-	r.lease.promised(b)
+	r.lease.notePromise(b)
 }
 
 // becomeFollower makes the replica a follower of leader (zero if unknown).
