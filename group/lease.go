@@ -14,7 +14,7 @@ import (
 // those of b's owner (preparing a higher ballot) and of a candidate that
 // names b as the lease it was handed in a leader transfer. So while a
 // quorum's promises last, no other proposer can finish Phase 1, and the
-// leader may serve reads from its own state (Spanner, section 4.1.2).
+// leader may serve reads from its own state (Spanner, section 4.1.1).
 // A restarted acceptor can't remember whom it promised, so it refuses
 // every prepare for one lease (New).
 //
