@@ -26,12 +26,21 @@
 //     snapshot when the leader truncated it.
 //   - Leases (Spanner style): an acceptor that hears from a leader promises
 //     nobody else for Config.LeaseDuration on its own clock. The leader
-//     counts its lease from when it sent the heartbeat that a quorum
-//     acknowledged, minus Config.MaxClockDrift, so it expires before any
-//     acceptor's promise does. Under a valid lease the leader serves reads
-//     locally (ReadIndex answers at once); otherwise a read waits for a
-//     quorum round. A restarted acceptor refuses every Phase 1 for a full
-//     lease, since it can't remember whom it promised.
+//     counts its lease from when it sent the heartbeat (or accepts) that a
+//     quorum acknowledged, never from when the acknowledgements arrived,
+//     minus Config.MaxClockDrift, so it expires before any acceptor's
+//     promise does. Under a valid lease the leader serves reads locally
+//     (ReadIndex answers at once); otherwise a read waits for a quorum
+//     round. A restarted acceptor refuses every Phase 1 for a full lease,
+//     since it can't remember whom it promised.
+//   - Quiescence: an idle leader sends its heartbeat round as MsgQuiesce.
+//     A follower whose node supports the leader's node (Config.Liveness)
+//     binds its acceptor to the leader's ballot at that support epoch and
+//     stops ticking; once a quorum is bound the leader stops too, and its
+//     lease rests on node-to-node support, which costs nothing per group.
+//     Any request or message that needs the group wakes it (Unquiesce). A
+//     leader that steps down sends MsgRelease to followers that may be
+//     bound to it until each acknowledges (MsgReleaseResp).
 //   - Elections: a voter that hears nothing from a leader for a randomized
 //     election timeout, and is not bound by a lease, campaigns.
 //   - Leader transfer: the leader waits until the target knows every
@@ -39,13 +48,27 @@
 //     MsgTimeoutNow; the target's prepare names the released lease, so
 //     acceptors let it through. There is no moment at which both hold one.
 //   - Membership changes go through the log, one voter at a time: add a
-//     learner, promote it once caught up, remove a replica. A change takes
-//     effect for the slots after it once chosen, and the leader sends
-//     nothing beyond a pending change, so every slot in flight is decided
-//     by one configuration. A candidate must win a majority of every
-//     configuration it finds among the values it recovers.
+//     learner, promote it once it holds its configuration and has caught
+//     up, remove a replica. A change takes effect for the slots after it
+//     once chosen, and the leader sends nothing beyond a pending change,
+//     so every slot in flight is decided by one configuration. A
+//     candidate must win a majority of every configuration it finds among
+//     the values it recovers.
 //   - Log truncation: applied entries beyond Config.LogRetention are
 //     dropped; a replica that needs them gets a snapshot.
+//   - A replica with no state (no configuration: a new learner, or a voter
+//     whose disk was wiped and that the node re-created empty) is no
+//     acceptor: it refuses every prepare, and answers accepts and
+//     heartbeats with RejectNotMember so that no leader counts them, until
+//     a snapshot or a bootstrap gives it a configuration. A wiped voter
+//     forgot its promises; counting it could break the quorum a candidate
+//     won with. The snapshot that brings it back raises its promise to its
+//     sender's, which is all it can know; the node keeps wiped stores out
+//     in the first place (store identity), and replacing a wiped voter by
+//     a new replica through membership changes is the fully safe way back.
+//
+// lease.go holds all of the lease and quiescence logic, with the full
+// argument for it.
 //
 // # Using a Replica
 //

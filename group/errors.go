@@ -27,7 +27,9 @@ var (
 	// current configuration (for example promoting a replica that is not a
 	// learner).
 	ErrInvalidConfChange = errors.New("group: invalid configuration change")
-	// ErrLearnerBehind means a learner is too far behind to be promoted.
+	// ErrLearnerBehind means a learner can't be promoted yet: it does not
+	// hold the configuration that made it a learner (it has had no
+	// snapshot), or it lags the chosen point by more than MaxInflight.
 	ErrLearnerBehind = errors.New("group: learner not caught up")
 	// ErrTransferTargetDown means a leader transfer was refused because the
 	// target's node does not support this one (see Liveness): it is likely

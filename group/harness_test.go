@@ -245,6 +245,17 @@ func (n *network) crashAndRestart(id uint64) {
 	n.start(id)
 }
 
+// wipe loses everything replica id ever persisted and rebuilds it empty
+// under the same id, as a node whose data directory was wiped creates it
+// for the first message of a group it no longer hosts.
+func (n *network) wipe(id uint64) {
+	n.t.Helper()
+	tr := n.node(id)
+	tr.disk = storage{entries: make(map[uint64]pb.Entry)}
+	tr.restarts++
+	n.start(id)
+}
+
 func (n *network) advanceClocks(d int64) {
 	for _, id := range n.ids() {
 		n.nodes[id].clock.now += d

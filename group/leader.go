@@ -7,9 +7,6 @@ import (
 	pb "github.com/shardd/shardd/paxospb"
 )
 
-// maxRounds bounds the heartbeat rounds a leader remembers for its lease.
-const maxRounds = 16
-
 // progress is what a leader knows of one other member.
 type progress struct {
 	id uint64
@@ -20,14 +17,6 @@ type progress struct {
 	// snapshotWait counts down the ticks before another snapshot may be
 	// sent, so a slow transfer isn't restarted every heartbeat.
 	snapshotWait int
-}
-
-// hbRound is one lease round: a heartbeat sent at sentAt and the replicas
-// that acknowledged it.
-type hbRound struct {
-	seq    uint64
-	sentAt int64
-	ackers []uint64
 }
 
 type pendingRead struct {
@@ -49,14 +38,9 @@ type leadership struct {
 	// progress is sorted by id so that output is deterministic.
 	progress []*progress
 
-	seq    uint64
-	rounds []hbRound
-	// roundElapsed counts ticks since the last lease round began. Accepts
-	// carry rounds too, so a busy leader needs no separate heartbeats.
-	roundElapsed int
-	leaseExpiry  int64
-	noLease      int // consecutive ticks without a valid lease
-	reads        []pendingRead
+	// lease is the leader's side of its lease; see lease.go.
+	lease leaderLease
+	reads []pendingRead
 
 	// pendingConf is the lowest unchosen slot holding a configuration
 	// change. Nothing above it is sent until it is chosen, so every slot
@@ -65,17 +49,6 @@ type leadership struct {
 	pendingConf     uint64
 	transferee      uint64
 	transferElapsed int
-
-	// quiesceSeq is the heartbeat round sent as MsgQuiesce, and bound the
-	// followers that acknowledged one, with the support epoch of ours they
-	// bound themselves at.
-	quiesceSeq uint64
-	bound      []boundAck
-}
-
-type boundAck struct {
-	id    uint64
-	epoch uint64
 }
 
 func newLeadership(base uint64) *leadership {
@@ -163,38 +136,47 @@ func (l *leadership) flush(r *Replica) {
 	lim := r.sendLimit()
 	for _, p := range l.progress {
 		for p.next <= lim {
-			if l.roundElapsed > 0 {
+			if l.lease.roundElapsed > 0 {
 				l.newRound(r)
 			}
 			hi := min(lim, p.next+uint64(r.cfg.MaxEntriesPerMsg)-1)
 			r.send(pb.Message{Type: pb.MsgAccept, To: p.id, Ballot: r.ballot, Index: p.next, LastIndex: hi,
-				Chosen: r.chosen, Seq: l.seq, Entries: r.log.slice(p.next, hi)})
+				Chosen: r.chosen, Seq: l.lease.seq, Entries: r.log.slice(p.next, hi)})
 			p.next = hi + 1
 		}
 	}
-}
-
-// newRound starts a lease round. The leader's own acceptor renews the
-// lease it grants itself, so that it refuses other candidates too.
-func (l *leadership) newRound(r *Replica) {
-	l.seq++
-	l.roundElapsed = 0
-	r.grantLease(r.ballot)
-	l.addRound(r, hbRound{seq: l.seq, sentAt: r.now(), ackers: []uint64{r.id}})
 }
 
 func stepLeader(r *Replica, m pb.Message) {
 	if m.Ballot != r.ballot {
 		return
 	}
-	if m.Reject != pb.RejectNone {
-		if m.Reject == pb.RejectBallot && r.ballot.Less(m.Hint) {
+	l := r.lead
+	p := l.member(m.From)
+	switch m.Reject {
+	case pb.RejectNone:
+	case pb.RejectBallot:
+		if r.ballot.Less(m.Hint) {
 			r.becomeFollower(0)
 		}
 		return
+	case pb.RejectNotMember:
+		// The member holds no configuration (see isAcceptor): it is new, or
+		// it lost its state, whatever it told us before. A learner's
+		// answers count towards no quorum anyway and only track what it
+		// stores. A voter's must count for nothing until a snapshot makes
+		// it an acceptor again.
+		if p == nil || (m.Type != pb.MsgAccepted && m.Type != pb.MsgHeartbeatResp) {
+			return
+		}
+		p.chosen = m.Chosen
+		if r.countsTowardQuorum(m.From) {
+			r.offerSnapshot(m.From, p)
+			return
+		}
+	default:
+		return
 	}
-	l := r.lead
-	p := l.member(m.From)
 	switch m.Type {
 	case pb.MsgAccepted:
 		for s := max(m.Index, r.chosen+1); s <= m.LastIndex; s++ {
@@ -208,7 +190,7 @@ func stepLeader(r *Replica, m pb.Message) {
 		if m.Seq != 0 {
 			l.ackRound(r, m.Seq, m.From)
 		}
-		if m.Seq == l.quiesceSeq && m.Epoch != 0 {
+		if m.Seq == l.lease.quiesceSeq && m.Epoch != 0 {
 			l.bind(r, m.From, m.Epoch)
 		}
 		// The member could not advance to the chosen point we told it: it
@@ -234,14 +216,21 @@ func (r *Replica) sendCatchUp(to uint64, p *progress) {
 	// even know the group's initial configuration, which is in no entry:
 	// only a snapshot carries it (see initialized).
 	if lo <= r.meta.Index || (p.chosen == 0 && r.applied > 0) {
-		if p.snapshotWait == 0 {
-			p.snapshotWait = r.cfg.ElectionTicks
-			r.sendSnapshot(to)
-		}
+		r.offerSnapshot(to, p)
 		return
 	}
 	hi := min(r.chosen, lo+uint64(r.cfg.MaxEntriesPerMsg)-1)
 	r.send(pb.Message{Type: pb.MsgCommit, To: to, Ballot: r.ballot, Index: lo, LastIndex: hi, Entries: r.log.slice(lo, hi)})
+}
+
+// offerSnapshot sends a member our applied state, unless a snapshot went
+// to it less than an election timeout ago: a slow transfer must not be
+// restarted by every heartbeat.
+func (r *Replica) offerSnapshot(to uint64, p *progress) {
+	if p.snapshotWait == 0 {
+		p.snapshotWait = r.cfg.ElectionTicks
+		r.sendSnapshot(to)
+	}
 }
 
 // maybeCommit advances the chosen point over slots accepted by a majority
@@ -291,77 +280,19 @@ func (r *Replica) tickLeader() {
 	}
 	// A leader cut off from a majority steps down, so that clients look
 	// for the leader the majority elects instead.
-	if l.leaseValid(r) {
-		l.noLease = 0
-	} else if l.noLease++; l.noLease >= 2*r.cfg.ElectionTicks {
+	if l.tickLease(r) {
 		r.becomeFollower(0)
 		return
 	}
-	l.roundElapsed++
 	r.heartbeatElapsed++
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 		r.heartbeatElapsed = 0
 		// Accepts sent since the last heartbeat renewed the lease already.
-		if l.roundElapsed >= r.cfg.HeartbeatTicks {
+		if l.lease.roundElapsed >= r.cfg.HeartbeatTicks {
 			r.bcastHeartbeat(r.canQuiesce())
 		}
 		r.retransmit()
 	}
-}
-
-// canQuiesce reports whether the group is idle: nothing in flight or
-// pending, and every follower whose node supports ours caught up. A
-// follower whose node is down doesn't hold the group awake.
-func (r *Replica) canQuiesce() bool {
-	l := r.lead
-	if r.cfg.Liveness == nil || len(l.reads) > 0 || l.transferee != 0 || l.pendingConf != 0 ||
-		r.chosen != r.log.last() || r.applied != r.chosen || !l.leaseValid(r) {
-		return false
-	}
-	now := r.now()
-	for _, p := range l.progress {
-		if _, until := r.cfg.Liveness.SupportFrom(p.id); now < until && p.chosen != r.chosen {
-			return false
-		}
-	}
-	return true
-}
-
-// bind records that a follower bound itself to us at a support epoch. Once
-// every supported follower did, and they are a quorum, the leader quiesces
-// too: its lease now rests on node support (boundLeaseValid).
-func (l *leadership) bind(r *Replica, id, epoch uint64) {
-	l.bound = slices.DeleteFunc(l.bound, func(b boundAck) bool { return b.id == id })
-	l.bound = append(l.bound, boundAck{id: id, epoch: epoch})
-	if !r.canQuiesce() {
-		return
-	}
-	now := r.now()
-	for _, p := range l.progress {
-		_, until := r.cfg.Liveness.SupportFrom(p.id)
-		if now < until && !slices.ContainsFunc(l.bound, func(b boundAck) bool { return b.id == p.id }) {
-			return
-		}
-	}
-	if l.boundLeaseValid(r) {
-		r.quiesced = true
-	}
-}
-
-// boundLeaseValid reports whether the followers bound to us, whose nodes
-// still support ours at the epoch they bound at, form a quorum with us.
-func (l *leadership) boundLeaseValid(r *Replica) bool {
-	if r.cfg.Liveness == nil || len(l.bound) == 0 {
-		return false
-	}
-	now := r.now()
-	ackers := []uint64{r.id}
-	for _, b := range l.bound {
-		if e, until := r.cfg.Liveness.SupportFrom(b.id); e == b.epoch && now < until {
-			ackers = append(ackers, b.id)
-		}
-	}
-	return r.quorumOf(ackers)
 }
 
 // retransmit rewinds each member to its lowest unacknowledged slot, so that
@@ -378,41 +309,6 @@ func (r *Replica) retransmit() {
 	}
 }
 
-// bcastHeartbeat starts a lease round, as MsgQuiesce if the group is idle.
-func (r *Replica) bcastHeartbeat(quiesce bool) {
-	l := r.lead
-	l.newRound(r)
-	t := pb.MsgHeartbeat
-	if quiesce {
-		t = pb.MsgQuiesce
-		l.quiesceSeq = l.seq
-	}
-	for _, p := range l.progress {
-		r.send(pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.seq})
-	}
-}
-
-func (l *leadership) addRound(r *Replica, rd hbRound) {
-	if len(l.rounds) == maxRounds {
-		l.rounds = append(l.rounds[:0], l.rounds[1:]...)
-	}
-	l.rounds = append(l.rounds, rd)
-	l.onRoundAcked(r, &l.rounds[len(l.rounds)-1])
-}
-
-func (l *leadership) ackRound(r *Replica, seq, from uint64) {
-	for i := range l.rounds {
-		rd := &l.rounds[i]
-		if rd.seq == seq {
-			if !slices.Contains(rd.ackers, from) {
-				rd.ackers = append(rd.ackers, from)
-				l.onRoundAcked(r, rd)
-			}
-			return
-		}
-	}
-}
-
 // quorumOf reports whether ackers hold a majority of the voters in force
 // and, while a change is pending, of the voters after it.
 func (r *Replica) quorumOf(ackers []uint64) bool {
@@ -420,53 +316,32 @@ func (r *Replica) quorumOf(ackers []uint64) bool {
 	if !hasMajority(r.conf.Voters, has) {
 		return false
 	}
-	if pc := r.lead.pendingConf; pc != 0 {
-		if e := r.log.get(pc); e != nil {
-			return hasMajority(applyEntry(r.conf, e).Voters, has)
-		}
+	if next, ok := r.pendingConfig(); ok {
+		return hasMajority(next.Voters, has)
 	}
 	return true
 }
 
-// onRoundAcked extends the lease once a round is acknowledged by a quorum.
-// It counts from when the round was sent, not when it was acknowledged:
-// every acceptor's promise started later than that.
-func (l *leadership) onRoundAcked(r *Replica, rd *hbRound) {
-	if !r.quorumOf(rd.ackers) {
-		return
+// countsTowardQuorum reports whether replica id's answers may count towards
+// a quorum or a lease: it votes in the configuration in force or in the
+// one after a pending change.
+func (r *Replica) countsTowardQuorum(id uint64) bool {
+	if isVoter(r.conf, id) {
+		return true
 	}
-	l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(rd))
-	n := 0
-	for _, pr := range l.reads {
-		if pr.seq <= rd.seq {
-			r.readStates = append(r.readStates, ReadState{Ctx: pr.ctx, Index: pr.index})
-		} else {
-			l.reads[n] = pr
-			n++
+	next, ok := r.pendingConfig()
+	return ok && isVoter(next, id)
+}
+
+// pendingConfig returns the configuration after the pending change, if
+// there is one.
+func (r *Replica) pendingConfig() (pb.Config, bool) {
+	if pc := r.lead.pendingConf; pc != 0 {
+		if e := r.log.get(pc); e != nil {
+			return applyEntry(r.conf, e), true
 		}
 	}
-	l.reads = l.reads[:n]
-}
-
-// leaseEnd is when a lease granted by a quorum for round rd runs out on
-// our clock: from when the round was sent, less the drift margin.
-func (r *Replica) leaseEnd(rd *hbRound) int64 {
-	return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift
-}
-
-// recomputeLease re-derives the lease under a new configuration: rounds
-// acknowledged by a quorum of the old voters may not be one of the new.
-func (l *leadership) recomputeLease(r *Replica) {
-	l.leaseExpiry = 0
-	for i := range l.rounds {
-		if r.quorumOf(l.rounds[i].ackers) {
-			l.leaseExpiry = max(l.leaseExpiry, r.leaseEnd(&l.rounds[i]))
-		}
-	}
-}
-
-func (l *leadership) leaseValid(r *Replica) bool {
-	return r.now() < l.leaseExpiry || l.boundLeaseValid(r)
+	return pb.Config{}, false
 }
 
 // readIndex serves a read at the current chosen point (or our election
@@ -481,7 +356,7 @@ func (r *Replica) readIndex(ctx []byte) error {
 		return nil
 	}
 	r.Unquiesce()
-	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})
+	l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.lease.seq + 1})
 	r.bcastHeartbeat(false)
 	return nil
 }

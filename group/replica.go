@@ -49,28 +49,10 @@ type Replica struct {
 	// decides quorums for slot chosen+1.
 	conf pb.Config
 
-	// Acceptor lease: until leaseUntil on this replica's clock it promises
-	// nobody but leaseBallot's owner. A zero leaseBallot with a future
-	// leaseUntil (after a restart) refuses everybody.
-	leaseBallot pb.Ballot
-	leaseUntil  int64
-	// bound is the leader ballot this acceptor acknowledged a MsgQuiesce
-	// from, at support epoch boundEpoch of the leader's node. Until that
-	// support lapses it promises nobody else, as under a lease. It holds
-	// only while promised is still bound.
-	bound      pb.Ballot
-	boundEpoch uint64
-	// quiesced: the group is idle and the caller need not tick it.
-	quiesced bool
-	// released is the ballot this replica stopped leading at, and
-	// releasing the followers that may be bound to it and have not yet
-	// acknowledged a MsgRelease. Without it they would stay bound to a
-	// leader that no longer leads, for as long as its node lives.
-	released  pb.Ballot
-	releasing []boundAck
-	// releasedFrom is the highest ballot whose leader released us: a
-	// MsgQuiesce from it that the network delayed must not bind us again.
-	releasedFrom pb.Ballot
+	// lease is what this replica promised leaders beyond promised, by
+	// leases and quiesce bindings, and whom it must release as a former
+	// leader; see lease.go.
+	lease leaseState
 
 	// ballot is this replica's own ballot as candidate or leader.
 	ballot pb.Ballot
@@ -133,7 +115,7 @@ func New(cfg Config, st State) (*Replica, error) {
 	// can't remember, and refuses every Phase 1 for a full lease. A replica
 	// that never promised anything (a new group) has nothing to honor.
 	if !st.HardState.Promised.IsZero() || len(st.Entries) > 0 || st.Applied > 0 {
-		r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration
+		r.lease.grant(pb.Ballot{}, cfg.Clock.Now()+cfg.LeaseDuration)
 	}
 	r.prevHard = r.hardState()
 	r.becomeFollower(0)
@@ -199,71 +181,20 @@ func (r *Replica) observe(b pb.Ballot) {
 	r.maxRound = max(r.maxRound, b.Round)
 }
 
-// grantLease promises, until LeaseDuration from now on this replica's
-// clock, that no ballot other than b's owner gets a promise from us.
-func (r *Replica) grantLease(b pb.Ballot) {
-	r.leaseBallot = b
-	r.leaseUntil = r.now() + r.cfg.LeaseDuration
-}
-
 // setPromised records a promise; a promise to another ballot ends the
 // quiesce binding.
 func (r *Replica) setPromised(b pb.Ballot) {
 	r.promised = b
-	if b != r.bound {
-		r.bound, r.boundEpoch = pb.Ballot{}, 0
-	}
-}
-
-// leaseHolder returns the ballot this acceptor is bound to right now,
-// by a lease or by a quiesce binding, and whether it is bound at all. A
-// zero ballot that is bound means "somebody": it just restarted.
-func (r *Replica) leaseHolder() (pb.Ballot, bool) {
-	now := r.now()
-	if now < r.leaseUntil {
-		return r.leaseBallot, true
-	}
-	if !r.bound.IsZero() && r.cfg.Liveness != nil {
-		e, until := r.cfg.Liveness.SupportFor(r.bound.Node)
-		if e == r.boundEpoch && now < until {
-			return r.bound, true
-		}
-	}
-	return pb.Ballot{}, false
-}
-
-func (r *Replica) boundNow() pb.Ballot {
-	b, _ := r.leaseHolder()
-	return b
-}
-
-// leaseBlocks reports whether the acceptor's lease forbids promising m.
-func (r *Replica) leaseBlocks(m pb.Message) bool {
-	holder, bound := r.leaseHolder()
-	switch {
-	case !bound:
-		return false
-	case holder.IsZero():
-		return true // restarted: the holder is unknown
-	case holder.Node == m.Ballot.Node:
-		return false // the holder itself, preparing a higher ballot
-	}
-	return m.Transfer.IsZero() || m.Transfer != holder
+	r.lease.notePromise(b)
 }
 
 // becomeFollower makes the replica a follower of leader (zero if unknown).
 func (r *Replica) becomeFollower(leader uint64) {
-	if r.role == Leader && r.lead.quiesceSeq != 0 {
-		// Any member may have bound itself to us: its acknowledgement may
-		// have been lost.
-		r.released, r.releasing = r.ballot, nil
-		for _, p := range r.lead.progress {
-			e, _ := r.cfg.Liveness.SupportFrom(p.id)
-			r.releasing = append(r.releasing, boundAck{id: p.id, epoch: e})
-		}
+	if r.role == Leader && r.lead.lease.quiesceSeq != 0 {
+		r.startReleasing()
 		defer r.sendReleases()
 	}
-	r.quiesced = false
+	r.lease.quiesced = false
 	r.role = Follower
 	r.step = stepFollower
 	r.leader = leader
@@ -286,57 +217,11 @@ func (r *Replica) Tick() {
 		if r.electionElapsed >= r.electionTimeout {
 			if r.canCampaign() {
 				r.campaign(pb.Ballot{})
-			} else if r.role == Follower && !r.bound.IsZero() {
-				// Woken while still bound to a live leader that is idle:
-				// nothing to do, so go back to sleep.
-				if _, ok := r.leaseHolder(); ok {
-					r.quiesced = true
-					r.resetElectionTimer()
-				}
+			} else {
+				r.requiesce()
 			}
 		}
 	}
-}
-
-// sendReleases tells the followers that may still be bound to the ballot we
-// stopped leading at that they are free, until each acknowledged it, its
-// node supports ours at a new epoch (it restarted and forgot the binding,
-// or withdrew support, which ended it), or we promised a newer ballot
-// (whose leader will override the binding). A lapse seen only from our
-// side proves nothing: our view of support is the conservative one.
-func (r *Replica) sendReleases() {
-	if len(r.releasing) == 0 {
-		return
-	}
-	if r.promised != r.released {
-		r.releasing = nil
-		return
-	}
-	r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool {
-		e, _ := r.cfg.Liveness.SupportFrom(b.id)
-		return e != b.epoch
-	})
-	for _, b := range r.releasing {
-		r.send(pb.Message{Type: pb.MsgRelease, To: b.id, Ballot: r.released, Chosen: r.chosen})
-	}
-}
-
-// handleRelease frees this acceptor from a leader that gave up: its quiesce
-// binding and its lease. The leader no longer believes in either.
-func (r *Replica) handleRelease(m pb.Message) {
-	if r.bound == m.Ballot {
-		r.bound, r.boundEpoch = pb.Ballot{}, 0
-	}
-	if r.releasedFrom.Less(m.Ballot) {
-		r.releasedFrom = m.Ballot
-	}
-	if r.leaseBallot == m.Ballot {
-		r.leaseUntil = 0
-	}
-	if r.promised == m.Ballot {
-		r.learnChosen(m.Chosen, m.Ballot)
-	}
-	r.send(pb.Message{Type: pb.MsgReleaseResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
 }
 
 // Campaign starts Phase 1 now, as an election timeout would. The node
@@ -347,20 +232,6 @@ func (r *Replica) Campaign() {
 	if r.role != Leader && r.canCampaign() {
 		r.Unquiesce()
 		r.campaign(pb.Ballot{})
-	}
-}
-
-// Quiesced reports whether the group is idle: the caller may stop ticking
-// it until it is woken by a message, a request or Unquiesce.
-func (r *Replica) Quiesced() bool { return r.quiesced }
-
-// Unquiesce wakes the group, for example because node liveness reports
-// that the leader's node, or a follower's, lost support.
-func (r *Replica) Unquiesce() {
-	if r.quiesced {
-		r.quiesced = false
-		r.resetElectionTimer()
-		r.heartbeatElapsed = 0
 	}
 }
 
@@ -379,7 +250,7 @@ func (r *Replica) Step(m pb.Message) {
 	}
 	r.observe(m.Ballot)
 	r.observe(m.Hint)
-	if m.Type != pb.MsgQuiesce && m.Type != pb.MsgHeartbeatResp && m.Type != pb.MsgReleaseResp {
+	if wakes(m.Type) {
 		r.Unquiesce()
 	}
 	switch m.Type {
@@ -396,9 +267,7 @@ func (r *Replica) Step(m pb.Message) {
 	case pb.MsgRelease:
 		r.handleRelease(m)
 	case pb.MsgReleaseResp:
-		if m.Ballot == r.released {
-			r.releasing = slices.DeleteFunc(r.releasing, func(b boundAck) bool { return b.id == m.From })
-		}
+		r.handleReleaseResp(m)
 	case pb.MsgTimeoutNow:
 		if r.role == Follower && m.Ballot == r.promised && isVoter(r.conf, r.id) {
 			r.campaign(m.Ballot)
@@ -423,7 +292,9 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	case m.Ballot.Less(r.promised):
 		reject(pb.RejectBallot)
 		return
-	case len(r.conf.Voters) > 0 && !isVoter(r.conf, m.From):
+	case !r.isAcceptor() || !isVoter(r.conf, m.From):
+		// Only a voter campaigns, and only a replica that knows its
+		// configuration promises (see isAcceptor).
 		reject(pb.RejectNotMember)
 		return
 	case r.leaseBlocks(m):
@@ -485,7 +356,7 @@ func (r *Replica) handleAccept(m pb.Message) {
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
 	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex,
-		Chosen: r.chosen, Seq: m.Seq})
+		Chosen: r.chosen, Seq: m.Seq, Reject: r.acceptorReject()})
 }
 
 func (r *Replica) handleHeartbeat(m pb.Message) {
@@ -493,16 +364,9 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 		return
 	}
 	r.learnChosen(m.Chosen, m.Ballot)
-	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen}
-	if m.Type == pb.MsgQuiesce && r.chosen == m.Chosen && r.cfg.Liveness != nil && r.releasedFrom.Less(m.Ballot) {
-		// Bind to the leader for as long as our node supports its node at
-		// the current epoch, and tell it which epoch that is.
-		if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {
-			r.quiesced = true
-			r.bound, r.boundEpoch = m.Ballot, e
-			resp.Epoch = e
-		}
-	}
+	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen,
+		Reject: r.acceptorReject()}
+	r.maybeBind(m, &resp)
 	r.send(resp)
 }
 
@@ -527,10 +391,32 @@ func (r *Replica) learnChosen(leaderChosen uint64, b pb.Ballot) {
 
 // initialized reports whether the replica knows its group's membership. A
 // new replica doesn't until its first snapshot: the initial configuration
-// is in no log entry. Until then it accepts values as any acceptor, but
-// learns nothing as chosen, so it keeps reporting chosen 0 and its leader
-// keeps offering it a snapshot (sendCatchUp).
+// is in no log entry. Until then it stores the values it is sent as a
+// learner does, but learns nothing as chosen, so it keeps reporting chosen
+// 0 and its leader keeps offering it a snapshot (sendCatchUp).
 func (r *Replica) initialized() bool { return len(r.conf.Voters)+len(r.conf.Learners) > 0 }
+
+// isAcceptor reports whether this replica's promises, acceptances and lease
+// acknowledgements may count towards a quorum. A replica that holds no
+// configuration may not: it may be a new learner, but it may as well be a
+// voter that lost its state (the node creates an empty replica for a
+// message to a group it does not host, as after its data directory was
+// wiped). That one forgot what it promised; counting it would let a quorum
+// that its former self was part of, and that some candidate won Phase 1
+// with, miss the values chosen with it now ("Paxos Made Live", 5.1, and
+// CockroachDB and TiKV likewise never let a replica with no state vote).
+// It becomes one when a snapshot or a bootstrap gives it a configuration.
+func (r *Replica) isAcceptor() bool { return r.initialized() }
+
+// acceptorReject is the refusal that a response to a leader carries so
+// that the leader does not count it: RejectNotMember from a replica that
+// is no acceptor yet (isAcceptor). The leader sends it a snapshot instead.
+func (r *Replica) acceptorReject() pb.RejectReason {
+	if r.isAcceptor() {
+		return pb.RejectNone
+	}
+	return pb.RejectNotMember
+}
 
 // setChosen moves the chosen point to s, applying configuration changes.
 func (r *Replica) setChosen(s uint64) {
@@ -543,8 +429,30 @@ func (r *Replica) setChosen(s uint64) {
 }
 
 // handleCommit learns chosen entries from a replica that knows them. A
-// chosen value is a fact, whoever reports it, so no ballot check applies.
+// chosen value is a fact, whoever reports it, so no ballot check applies
+// to a follower or a candidate.
+//
+// A leader is different: its chosen point is what its own Phase 2 decided
+// (maybeCommit), and moving it from outside would skip what goes with it:
+// the acks it drops, a pending configuration change it adopts, the lease
+// it re-derives under that configuration. A commit past a pending change
+// would leave the change below the chosen point, where nothing ever clears
+// it, and the send limit would hold every later slot back for good. The
+// leader needs no commit anyway: it re-proposed every value it recovered,
+// and those are the chosen ones (P2c), so its own quorum will choose them
+// again. A commit can only come from the leader of another ballot: from a
+// lower one (our Phase 1 ended its reign) it is refused as any other
+// request of that ballot, which tells the stale leader to step down; from
+// a higher one we are the stale leader, so we step down and learn.
 func (r *Replica) handleCommit(m pb.Message) {
+	if r.role == Leader {
+		if !r.ballot.Less(m.Ballot) {
+			r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Reject: pb.RejectBallot,
+				Hint: r.promised, Chosen: r.chosen})
+			return
+		}
+		r.becomeFollower(m.From)
+	}
 	if !m.Ballot.Less(r.promised) && m.Ballot.Node == m.From {
 		r.leader = m.From
 		r.electionElapsed = 0
@@ -567,6 +475,13 @@ func (r *Replica) handleCommit(m pb.Message) {
 func (r *Replica) handleSnapshot(m pb.Message) {
 	s := m.Snapshot
 	if s != nil && s.Meta.Index > r.chosen {
+		if !r.isAcceptor() && r.promised.Less(m.Ballot) {
+			// A replica that may have lost its state becomes an acceptor
+			// now. It can't know what its former self promised; the
+			// sender's promise is the best floor it has, so it refuses
+			// anything older from now on, as if it had promised it.
+			r.setPromised(m.Ballot)
+		}
 		r.meta = pb.Meta{Index: s.Meta.Index, Config: cloneConfig(s.Meta.Config)}
 		r.log.truncate(s.Meta.Index)
 		r.chosen = s.Meta.Index
@@ -601,7 +516,8 @@ func (r *Replica) Propose(data []byte) error {
 }
 
 // ProposeConfChange proposes a membership change. Only one may be in
-// flight; a learner is promoted only once it has caught up.
+// flight; a learner is promoted only once it has caught up (ErrLearnerBehind
+// otherwise; see canPromote).
 func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
@@ -609,13 +525,36 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if err := checkConfChange(r.conf, cc); err != nil {
 		return err
 	}
-	if cc.Type == pb.ConfPromote {
-		p := r.lead.member(cc.Replica)
-		if p == nil || p.chosen+uint64(r.cfg.MaxInflight) < r.chosen {
-			return ErrLearnerBehind
-		}
+	if cc.Type == pb.ConfPromote && !r.canPromote(cc.Replica) {
+		return ErrLearnerBehind
 	}
 	return r.propose(pb.EntryConfChange, cc.Marshal())
+}
+
+// canPromote reports whether learner id may become a voter. It must hold
+// the configuration that made it a learner: a voter that knows no
+// configuration can never campaign (canCampaign), and once the voters that
+// do are removed the group is stuck for good. Its reported chosen point
+// says so: a replica's chosen point only moves once it knows its
+// configuration (initialized), and reaching the slot of the last chosen
+// change means it has applied it. It must also lag the chosen point by no
+// more than the pipeline window, so that as a voter it helps choose new
+// slots at once instead of holding a quorum back while it catches up.
+func (r *Replica) canPromote(id uint64) bool {
+	p := r.lead.member(id)
+	return p != nil && p.chosen >= r.lastConfSlot() && p.chosen+uint64(r.cfg.MaxInflight) >= r.chosen
+}
+
+// lastConfSlot returns the slot of the last chosen configuration change.
+// If the log no longer holds it, the truncation point stands in for it: the
+// change is at or below it.
+func (r *Replica) lastConfSlot() uint64 {
+	for s := r.chosen; s > r.meta.Index; s-- {
+		if e := r.log.get(s); e != nil && e.Type == pb.EntryConfChange {
+			return s
+		}
+	}
+	return r.meta.Index
 }
 
 func (r *Replica) propose(t pb.EntryType, data []byte) error {
@@ -775,18 +714,12 @@ func (r *Replica) maybeTruncate() {
 	r.metaDirty = true
 }
 
-// LeaseValid reports whether this replica is a leader holding a valid lease
-// right now, on its own clock.
-func (r *Replica) LeaseValid() bool {
-	return r.role == Leader && r.lead.leaseValid(r)
-}
-
 // Status returns a snapshot of the replica's state.
 func (r *Replica) Status() Status {
 	return Status{
 		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
 		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
-		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.quiesced,
+		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.lease.quiesced,
 		Bound: r.boundNow(),
 	}
 }

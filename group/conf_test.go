@@ -1,0 +1,131 @@
+package group
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// dropQueued removes the queued messages for which pred holds, as if the
+// network lost them, and returns them.
+func (n *network) dropQueued(pred func(pb.Message) bool) []pb.Message {
+	var out []pb.Message
+	n.queue = slices.DeleteFunc(n.queue, func(m pb.Message) bool {
+		if pred(m) {
+			out = append(out, m)
+			return true
+		}
+		return false
+	})
+	return out
+}
+
+func isMsg(t pb.MessageType, from, to uint64) func(pb.Message) bool {
+	return func(m pb.Message) bool { return m.Type == t && m.From == from && m.To == to }
+}
+
+// TestLateCommitDoesNotWedgeLeader is issue #9's defect 2. Leader 1 gets a
+// membership change chosen with 2 alone; its catch-up MsgCommit to 3 is
+// delayed; 3 wins the next election and recovers the change as pending;
+// then the delayed commit arrives. A leader that let the commit move its
+// chosen point past its pending change without the bookkeeping of
+// maybeCommit would stop sending (the send limit is the pending slot) and
+// drop every proposal, while its heartbeats kept its lease, and so the
+// group, alive for good. testdata/late_commit.txt is the same scenario.
+func TestLateCommitDoesNotWedgeLeader(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	n.dropTo(3)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n.stabilize()
+	s := l.chosen
+	if !isLearner(l.conf, 4) || n.node(3).chosen >= s {
+		t.Fatalf("the change is not chosen at 1 (chosen %d, %+v) or 3 knows it (chosen %d)", s, l.conf, n.node(3).chosen)
+	}
+	n.heal()
+
+	// A heartbeat round: 3's answer shows it lacks slot s, so 1 sends it a
+	// MsgCommit, which the network holds.
+	for range l.cfg.HeartbeatTicks {
+		n.tick(1)
+	}
+	n.processReady(1)
+	n.deliverMatching(isMsg(pb.MsgHeartbeat, 1, 3))
+	n.processReady(3)
+	n.deliverMatching(isMsg(pb.MsgHeartbeatResp, 3, 1))
+	n.processReady(1)
+	late := n.dropQueued(isMsg(pb.MsgCommit, 1, 3))
+	if len(late) != 1 || late[0].LastIndex < s {
+		t.Fatalf("want one MsgCommit of slot %d from 1 to 3, got %v", s, describeMsgs(late))
+	}
+	n.stabilize()
+
+	// 1 hears nothing more and every lease runs out; 3 wins with 2's promise,
+	// which carries the change: 3 recovers it as pending.
+	n.dropTo(1)
+	n.advanceClocks(testLease)
+	c := n.node(3)
+	c.campaign(pb.Ballot{})
+	n.processReady(3)
+	n.deliverMatching(isMsg(pb.MsgPrepare, 3, 2))
+	n.processReady(2)
+	n.deliverMatching(isMsg(pb.MsgPromise, 2, 3))
+	if c.role != Leader || c.lead.pendingConf != s {
+		t.Fatalf("3 is %v with pending change %d, want leader with pending change %d", c.role, c.lead.pendingConf, s)
+	}
+	// The delayed commit arrives before 2's acceptance of the change.
+	n.deliver(late[0])
+	n.stabilize()
+
+	if err := c.Propose([]byte("after")); err != nil {
+		t.Fatalf("Propose on the new leader after the late commit: %v", err)
+	}
+	n.waitFor("2 and 3 apply after", 20, func() bool {
+		return slices.Contains(n.node(2).disk.app, "after") && slices.Contains(c.disk.app, "after")
+	})
+	if c.lead.pendingConf != 0 {
+		t.Errorf("pending change %d still set at chosen %d", c.lead.pendingConf, c.chosen)
+	}
+	if err := c.ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: 4}); err != nil {
+		t.Errorf("a further membership change: %v", err)
+	}
+}
+
+// TestPromoteNeedsConfiguredLearner is issue #9's defect 5: a learner that
+// never received its first snapshot reports chosen 0, which is within the
+// pipeline window of a young group's chosen point. Promoted, it is a voter
+// that knows no configuration, so it can never campaign; once the old
+// voters are removed nobody can. A learner is promoted only once it holds
+// the configuration that made it one and is caught up. The stall itself is
+// in testdata/promote_empty_learner.txt.
+func TestPromoteNeedsConfiguredLearner(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	l := n.node(1)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n.addReplica(4, State{}).clock.now = l.clock.now
+	n.dropTo(4)
+	n.tickAll(4)
+	if !isLearner(l.conf, 4) || l.chosen >= uint64(l.cfg.MaxInflight) {
+		t.Fatalf("want 4 a learner and chosen %d below the window %d: %+v", l.chosen, l.cfg.MaxInflight, l.conf)
+	}
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 4}); !errors.Is(err, ErrLearnerBehind) {
+		t.Fatalf("promoting a learner that has nothing: %v, want ErrLearnerBehind", err)
+	}
+	// Its first snapshot teaches it the configuration.
+	n.heal()
+	f := n.node(4)
+	n.waitFor("4 learns its configuration", 40, func() bool { return isLearner(f.conf, 4) && f.chosen == l.chosen })
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 4}); err != nil {
+		t.Fatalf("promoting a learner that holds the configuration: %v", err)
+	}
+	n.waitFor("4 votes", 40, func() bool { return isVoter(f.conf, 4) })
+}
