@@ -58,6 +58,27 @@ type ReadState struct {
 // Persisting before sending Messages is what makes a promise or an
 // acceptance survive a crash: no other replica may learn of one that could
 // be lost. SendFirst holds only messages that claim no such thing.
+//
+// Three shortcuts keep that guarantee, and a caller may take them (the
+// node runtime takes all three; the simulator recovers the same way):
+//
+//   - HardState.Chosen is a hint. Only a change of Promised must be
+//     persisted (and synced); a replica restarted with an older Chosen,
+//     or none, learns the rest again from its peers. Accepted entries are
+//     always persisted, so nothing chosen is lost with the hint.
+//   - Meta need not be stored as such. A caller that persists, atomically
+//     with the applied state, the applied point and the configuration in
+//     force at it may restart the replica with State.Meta = {Index:
+//     applied point, Config: that configuration}, ignoring the entries at
+//     or below it: Meta.Index never exceeds the applied point, and a peer
+//     that needs the entries it then lacks gets a snapshot.
+//   - A received snapshot may be installed before its MsgSnapshot is
+//     stepped, provided AcceptsSnapshot reports that the replica will
+//     adopt it: the Ready that then carries Snapshot asks for nothing
+//     more than what was installed.
+//
+// The applied state itself (step 3) need not be synced: a replica that
+// restarts behind applies the entries again from its log.
 type Ready struct {
 	// SoftState is non-nil when the role or the known leader changed.
 	SoftState *SoftState

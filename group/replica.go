@@ -474,7 +474,7 @@ func (r *Replica) handleCommit(m pb.Message) {
 // entries above it are acceptor state and are kept.
 func (r *Replica) handleSnapshot(m pb.Message) {
 	s := m.Snapshot
-	if s != nil && s.Meta.Index > r.chosen {
+	if s != nil && r.AcceptsSnapshot(s.Meta.Index) {
 		if !r.isAcceptor() && r.promised.Less(m.Ballot) {
 			// A replica that may have lost its state becomes an acceptor
 			// now. It can't know what its former self promised; the
@@ -497,6 +497,12 @@ func (r *Replica) handleSnapshot(m pb.Message) {
 	}
 	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
 }
+
+// AcceptsSnapshot reports whether the replica would adopt a snapshot of
+// its group's state at index, if stepped now: only one ahead of every slot
+// it knows to be chosen replaces its log. A caller that installs a
+// snapshot before stepping it asks this first (see Ready).
+func (r *Replica) AcceptsSnapshot(index uint64) bool { return index > r.chosen }
 
 // sendSnapshot asks the caller to send our applied state to a replica that
 // needs slots we truncated. The caller attaches the data.

@@ -105,8 +105,7 @@ func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byt
 // is ahead of what the group has chosen, atomically with the applied point
 // and membership it describes, and then lets the group adopt it.
 func (n *Node) install(r *replica, in *snapshotInstall) {
-	idx := in.header.Snapshot.Meta.Index
-	if idx <= r.rn.Chosen() {
+	if !r.rn.AcceptsSnapshot(in.header.Snapshot.Meta.Index) {
 		in.w.Abort()
 		in.done <- errStaleSnapshot
 		return
