@@ -30,6 +30,11 @@ serves the KV and Admin gRPC APIs on --listen and joins the cluster, then
 runs until SIGINT or SIGTERM, stops cleanly and exits 0. If the node stops
 by itself because its disk failed, start logs why and exits 1.
 
+A data dir belongs to one node of one cluster: start exits 1, saying what
+to do, on a data dir created with another --id, and (with --placement) on
+a placement service of another cluster, or one that knew this node with
+another data dir (a wiped one must not rejoin as if it had its state).
+
 Peers find each other through gossip (--gossip, --join), through static
 addresses (--peers), through the placement service, or any of these.
 
