@@ -71,8 +71,9 @@ type Node struct {
 	// JoinCluster).
 	identMu sync.Mutex
 	ident   engine.StoreIdent
-	// createMu serialises createEmpty: the check for a durable meta, its
-	// write and the replica's registration.
+	// createMu serialises the creation of replicas (createEmpty,
+	// CreateGroups): each checks that the group has no replica, persists
+	// its meta and registers it, as one step.
 	createMu sync.Mutex
 }
 
@@ -491,6 +492,10 @@ func (n *Node) bootstrap() error {
 // LeaderNodeId campaigns at once, so a new cluster has leaders where its
 // creator wants them without waiting for election timeouts.
 func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
+	// From the check for an existing replica to the registration of the
+	// new ones: see createEmpty.
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
 	b := n.eng.NewBatch()
 	defer b.Close()
 	var metas []groupMeta
@@ -710,9 +715,9 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 // accepts is persisted in its cycles; had the meta not been durable by
 // then, a crash would leave that hard state behind a group that loadGroups
 // skips (no meta), and the next message would create an empty replica
-// that forgot its promises. If the group has durable records already
-// (CreateGroups persisted its meta and is about to register it), the
-// replica is built from them instead.
+// that forgot its promises. createMu, which CreateGroups holds too, keeps
+// the empty meta from overwriting the one of a range CreateGroups is
+// creating: whoever comes second finds the replica registered.
 func (n *Node) createEmpty(id uint64) (*replica, error) {
 	if r := n.replica(id); r != nil {
 		return r, nil
@@ -722,28 +727,21 @@ func (n *Node) createEmpty(id uint64) (*replica, error) {
 	if r := n.replica(id); r != nil {
 		return r, nil // created while we waited
 	}
-	g := engine.GroupID(id)
-	st, err := n.eng.LoadGroup(g)
-	if err != nil {
-		n.fatal(err)
-		return nil, err
-	}
-	if st.Meta != nil {
-		return n.openReplica(id, st)
-	}
 	meta := groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
 	b := n.eng.NewBatch()
 	defer b.Close()
-	b.SetGroupMeta(g, meta.marshal())
+	b.SetGroupMeta(engine.GroupID(id), meta.marshal())
 	if err := n.committer.Commit(b, true); err != nil {
 		n.fatal(err)
 		return nil, err
 	}
-	rn, err := n.newGroup(id, st, pb.Config{})
+	cfg := n.groupConfig()
+	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+	rn, err := group.New(cfg, group.State{})
 	if err != nil {
 		return nil, err
 	}
-	r, _ := n.addReplica(id, rn, meta) // or the one CreateGroups registered meanwhile
+	r, _ := n.addReplica(id, rn, meta) // created: createMu excludes every other creator
 	return r, nil
 }
 
