@@ -10,13 +10,15 @@
 //
 // # Key layout
 //
-// Every key starts with a one-byte prefix that separates the groups' local
-// state from the user data. Integers are 8-byte big-endian, so byte order
-// is numeric order: a group's records are contiguous, groups never
-// interleave, and a group's entries sort by slot.
+// Every key starts with a one-byte prefix that separates the store's own
+// records, the groups' local state and the user data. Integers are 8-byte
+// big-endian, so byte order is numeric order: a group's records are
+// contiguous, groups never interleave, and a group's entries sort by slot.
 //
 //	+--------+--------------+------+-------------+-------------------------+
 //	| prefix | group id     | kind | suffix      | value                   |
+//	+--------+--------------+------+-------------+-------------------------+
+//	| 0x00   |              | 0x01 |             | store identity          |
 //	+--------+--------------+------+-------------+-------------------------+
 //	| 0x01   | 8 bytes BE   | 0x01 |             | hard state (opaque)     |
 //	| 0x01   | 8 bytes BE   | 0x02 |             | applied point, 8 B BE   |
@@ -32,6 +34,10 @@
 // The group's meta is where the caller keeps the range bounds. Removing a
 // group's state (DeleteGroup) and truncating its log (DeleteEntries) are one
 // range tombstone each.
+//
+// The store identity (StoreIdent: node id, random store id, cluster id)
+// belongs to no group: a node writes it at its first start and refuses to
+// serve a store that names another node.
 //
 // Range-local records (kind 0x05, keyed by a suffix of the caller's, like
 // CockroachDB's range-ID replicated keys) are replicated state of the

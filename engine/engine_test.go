@@ -283,6 +283,48 @@ func TestRangeLocalRecords(t *testing.T) {
 	}
 }
 
+// TestStoreIdent checks that the store identity survives a reopen, is
+// replaced by a later write, stays out of the groups and the user data,
+// and that a corrupt one is reported, not misread.
+func TestStoreIdent(t *testing.T) {
+	fs := vfs.NewMem()
+	o := testOptions(fs)
+	e := mustOpen(t, o)
+	if id, ok, err := e.StoreIdent(); err != nil || ok {
+		t.Fatalf("new store: StoreIdent = %+v %v %v, want none", id, ok, err)
+	}
+	want := StoreIdent{NodeID: 7, StoreID: "store-a"}
+	commit(t, e, true, func(b *Batch) {
+		b.SetStoreIdent(want)
+		b.Put([]byte("k"), []byte("v"))
+	})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = mustOpen(t, o)
+	defer func() { _ = e.Close() }()
+	if id, ok, err := e.StoreIdent(); err != nil || !ok || id != want {
+		t.Fatalf("after reopen: StoreIdent = %+v %v %v, want %+v", id, ok, err, want)
+	}
+	want.ClusterID = "cluster-x"
+	commit(t, e, true, func(b *Batch) { b.SetStoreIdent(want) })
+	if id, _, _ := e.StoreIdent(); id != want {
+		t.Fatalf("StoreIdent = %+v, want %+v", id, want)
+	}
+	if groups, err := e.Groups(); err != nil || len(groups) != 0 {
+		t.Fatalf("the identity shows as groups %v (%v)", groups, err)
+	}
+	if got := scanAll(t, e, nil, nil, 0); len(got) != 1 {
+		t.Fatalf("the identity shows in the user data: %v", got)
+	}
+	for _, bad := range [][]byte{nil, {7}, {7, 3, 'a'}, {7, 0, 0, 0}, {0x80}} {
+		commit(t, e, true, func(b *Batch) { b.set(storeKey(storeKindIdent), bad) })
+		if id, ok, err := e.StoreIdent(); !errors.Is(err, ErrCorrupt) || ok {
+			t.Fatalf("identity %x read as %+v %v, err %v; want ErrCorrupt", bad, id, ok, err)
+		}
+	}
+}
+
 func TestGetPutDelete(t *testing.T) {
 	e := openMem(t)
 	if _, ok, err := e.Get([]byte("a")); ok || err != nil {

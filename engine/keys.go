@@ -9,6 +9,9 @@ import (
 // that knows it; everything else goes through them.
 
 const (
+	// storePrefix starts the store's own records, which belong to no
+	// group (its identity).
+	storePrefix byte = 0x00
 	// localPrefix starts every key of a group's Paxos state.
 	localPrefix byte = 0x01
 	// dataPrefix starts every user data key. All groups share this space,
@@ -17,6 +20,14 @@ const (
 	// dataPrefixEnd is the first byte past the user data space.
 	dataPrefixEnd byte = 0x03
 )
+
+// storeKind is the byte after storePrefix in a store record's key.
+type storeKind byte
+
+const storeKindIdent storeKind = 0x01
+
+// storeKey returns the key of the store's record of kind k.
+func storeKey(k storeKind) []byte { return []byte{storePrefix, byte(k)} }
 
 // keyKind is the byte after the group id in a local key. The small records
 // sort before the entries so LoadGroup reads them first; the range-local

@@ -8,6 +8,7 @@ package node
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,15 @@ type Node struct {
 	cancel   context.CancelFunc
 	bg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
+
+	// identMu guards ident, the store's identity (see claimStore and
+	// JoinCluster).
+	identMu sync.Mutex
+	ident   engine.StoreIdent
+	// createMu serialises the creation of replicas (createEmpty,
+	// CreateGroups): each checks that the group has no replica, persists
+	// its meta and registers it, as one step.
+	createMu sync.Mutex
 }
 
 // Now is the node's monotonic clock in nanoseconds: leases and liveness
@@ -105,6 +115,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.eng = eng
 	n.committer = engine.NewCommitter(eng)
+	if err := n.claimStore(); err != nil {
+		n.closeStore()
+		return nil, err
+	}
 	incarnation, err := n.bumpIncarnation()
 	if err != nil {
 		n.closeStore()
@@ -243,6 +257,102 @@ func (n *Node) bumpIncarnation() (uint64, error) {
 		return 0, err
 	}
 	return inc, nil
+}
+
+// ErrIdentity is matched (errors.Is) by the error of a node that refuses a
+// data directory created for another node, or a cluster other than the
+// one its store joined.
+var ErrIdentity = errors.New("node: store identity mismatch")
+
+// identityError is a refusal that explains itself; it matches ErrIdentity.
+type identityError string
+
+func (e identityError) Error() string      { return string(e) }
+func (identityError) Is(target error) bool { return target == ErrIdentity }
+
+// claimStore checks that the store was created for this node; at the
+// store's first start it writes the store's identity first, synced: the
+// node id and a random store id. A data directory started under another
+// --id would otherwise serve with the wrong replica id in every group (and
+// time out on every request), and a wiped one could not be told from the
+// one it replaces (the placement service compares store ids).
+func (n *Node) claimStore() error {
+	id, ok, err := n.eng.StoreIdent()
+	if err != nil {
+		return fmt.Errorf("node: read the identity of the store in %s: %w", n.cfg.Dir, err)
+	}
+	if ok {
+		if id.NodeID != n.cfg.NodeID {
+			return identityError(fmt.Sprintf("node: data dir %s belongs to node %d, not node %d: start with --id %d or an empty directory",
+				n.cfg.Dir, id.NodeID, n.cfg.NodeID, id.NodeID))
+		}
+		n.ident = id
+		return nil
+	}
+	if inc, err := n.eng.LoadGroup(incarnationGroup); err != nil {
+		return err
+	} else if inc.HasApplied {
+		n.log.Warn("the store has no identity (an older shardd wrote it): claiming it for this node", "dir", n.cfg.Dir)
+	}
+	id = engine.StoreIdent{NodeID: n.cfg.NodeID, StoreID: crand.Text()}
+	b := n.eng.NewBatch()
+	defer b.Close()
+	b.SetStoreIdent(id)
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("node: write the store identity: %w", err)
+	}
+	n.ident = id
+	return nil
+}
+
+// StoreID returns the random id of the node's store, chosen when the store
+// was created.
+func (n *Node) StoreID() string {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	return n.ident.StoreID
+}
+
+// ClusterID returns the id of the cluster the node's store joined, or ""
+// before its first JoinCluster.
+func (n *Node) ClusterID() string {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	return n.ident.ClusterID
+}
+
+// JoinCluster records, durably, that the node's store belongs to cluster
+// id, the first time it is called (the node's first registration with a
+// placement service); later calls accept the same id and refuse any other
+// with an error matching ErrIdentity: a node must not serve its promises
+// to a cluster whose groups never heard of them.
+func (n *Node) JoinCluster(id string) error {
+	if id == "" {
+		return errors.New("node: the cluster id is empty")
+	}
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	switch n.ident.ClusterID {
+	case id:
+		return nil
+	case "":
+	default:
+		return identityError(fmt.Sprintf("node: data dir %s belongs to cluster %s, but the placement service belongs to cluster %s: "+
+			"point --placement at the placement service of cluster %s, or start with an empty directory",
+			n.cfg.Dir, n.ident.ClusterID, id, n.ident.ClusterID))
+	}
+	joined := n.ident
+	joined.ClusterID = id
+	b := n.eng.NewBatch()
+	defer b.Close()
+	b.SetStoreIdent(joined)
+	if err := n.committer.Commit(b, true); err != nil {
+		n.fatal(err)
+		return err
+	}
+	n.ident = joined
+	n.log.Info("joined cluster", "cluster", id)
+	return nil
 }
 
 // groupConfig is the template every hosted group uses.
@@ -386,6 +496,10 @@ func (n *Node) bootstrap() error {
 // LeaderNodeId campaigns at once, so a new cluster has leaders where its
 // creator wants them without waiting for election timeouts.
 func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
+	// From the check for an existing replica to the registration of the
+	// new ones: see createEmpty.
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
 	b := n.eng.NewBatch()
 	defer b.Close()
 	var metas []groupMeta
@@ -599,26 +713,25 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 // createEmpty creates an uninitialized replica for a group this node is
 // joining. It has no configuration, so it never campaigns, and no range,
 // so it serves nothing until its first snapshot arrives.
+//
+// The replica's meta is durable before the replica is registered: once
+// registered, any message can reach it, and whatever it promises or
+// accepts is persisted in its cycles; had the meta not been durable by
+// then, a crash would leave that hard state behind a group that loadGroups
+// skips (no meta), and the next message would create an empty replica
+// that forgot its promises. createMu, which CreateGroups holds too, keeps
+// the empty meta from overwriting the one of a range CreateGroups is
+// creating: whoever comes second finds the replica registered.
 func (n *Node) createEmpty(id uint64) (*replica, error) {
-	n.mu.Lock()
-	if r := n.replicas[id]; r != nil {
-		n.mu.Unlock()
+	if r := n.replica(id); r != nil {
 		return r, nil
 	}
-	n.mu.Unlock()
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
+	if r := n.replica(id); r != nil {
+		return r, nil // created while we waited
+	}
 	meta := groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
-	cfg := n.groupConfig()
-	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
-	rn, err := group.New(cfg, group.State{})
-	if err != nil {
-		return nil, err
-	}
-	r, created := n.addReplica(id, rn, meta)
-	if !created {
-		return r, nil // somebody created it first
-	}
-	// Persist the meta so that the replica, and whatever it promises or
-	// accepts before its first snapshot, survives a restart.
 	b := n.eng.NewBatch()
 	defer b.Close()
 	b.SetGroupMeta(engine.GroupID(id), meta.marshal())
@@ -626,6 +739,13 @@ func (n *Node) createEmpty(id uint64) (*replica, error) {
 		n.fatal(err)
 		return nil, err
 	}
+	cfg := n.groupConfig()
+	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+	rn, err := group.New(cfg, group.State{})
+	if err != nil {
+		return nil, err
+	}
+	r, _ := n.addReplica(id, rn, meta) // created: createMu excludes every other creator
 	return r, nil
 }
 

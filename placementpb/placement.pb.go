@@ -32,8 +32,15 @@ type RegisterNodeRequest struct {
 	// addr is the node's gRPC address (KV, Admin and Transport).
 	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	// Load figures the node reports about itself.
-	Replicas      uint32 `protobuf:"varint,3,opt,name=replicas,proto3" json:"replicas,omitempty"`
-	Leaders       uint32 `protobuf:"varint,4,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Replicas uint32 `protobuf:"varint,3,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders  uint32 `protobuf:"varint,4,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	// store_id is the random id of the node's store (required). The service
+	// refuses a known node id with another store id: its data directory was
+	// lost, and the node must not rejoin as if it had its state.
+	StoreId string `protobuf:"bytes,5,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// cluster_id is the cluster the node's store joined, empty before its
+	// first registration. The service refuses another cluster's node.
+	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,12 +103,30 @@ func (x *RegisterNodeRequest) GetLeaders() uint32 {
 	return 0
 }
 
+func (x *RegisterNodeRequest) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
+func (x *RegisterNodeRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 type RegisterNodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// revision is the map's revision at the leader when it answered.
 	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// bootstrapped reports whether the first ranges have been created.
-	Bootstrapped  bool `protobuf:"varint,2,opt,name=bootstrapped,proto3" json:"bootstrapped,omitempty"`
+	Bootstrapped bool `protobuf:"varint,2,opt,name=bootstrapped,proto3" json:"bootstrapped,omitempty"`
+	// cluster_id is the cluster's id, chosen when the placement state was
+	// created. A node records it at its first registration and refuses any
+	// other afterwards.
+	ClusterId     string `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -150,6 +175,61 @@ func (x *RegisterNodeResponse) GetBootstrapped() bool {
 	return false
 }
 
+func (x *RegisterNodeResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// RegistrationRefused is the detail of a FailedPrecondition answer to
+// RegisterNode that a retry cannot change: the node belongs to another
+// cluster, or its store is not the one it registered with. The node must
+// stop.
+type RegistrationRefused struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistrationRefused) Reset() {
+	*x = RegistrationRefused{}
+	mi := &file_placementpb_placement_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistrationRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistrationRefused) ProtoMessage() {}
+
+func (x *RegistrationRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistrationRefused.ProtoReflect.Descriptor instead.
+func (*RegistrationRefused) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RegistrationRefused) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type LookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -159,7 +239,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_placementpb_placement_proto_msgTypes[2]
+	mi := &file_placementpb_placement_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +251,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[2]
+	mi := &file_placementpb_placement_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +264,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{2}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LookupRequest) GetKey() []byte {
@@ -207,7 +287,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_placementpb_placement_proto_msgTypes[3]
+	mi := &file_placementpb_placement_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +299,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[3]
+	mi := &file_placementpb_placement_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +312,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{3}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LookupResponse) GetDescriptor_() *kvpb.RangeDescriptor {
@@ -270,7 +350,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_placementpb_placement_proto_msgTypes[4]
+	mi := &file_placementpb_placement_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +362,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[4]
+	mi := &file_placementpb_placement_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +375,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{4}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListRangesRequest) GetPageToken() []byte {
@@ -324,7 +404,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_placementpb_placement_proto_msgTypes[5]
+	mi := &file_placementpb_placement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +416,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[5]
+	mi := &file_placementpb_placement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +429,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{5}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRangesResponse) GetRanges() []*kvpb.RangeDescriptor {
@@ -381,7 +461,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_placementpb_placement_proto_msgTypes[6]
+	mi := &file_placementpb_placement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +473,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[6]
+	mi := &file_placementpb_placement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +486,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{6}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{7}
 }
 
 type NodeInfo struct {
@@ -431,7 +511,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_placementpb_placement_proto_msgTypes[7]
+	mi := &file_placementpb_placement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +523,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[7]
+	mi := &file_placementpb_placement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +536,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{7}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeInfo) GetNodeId() uint64 {
@@ -531,7 +611,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_placementpb_placement_proto_msgTypes[8]
+	mi := &file_placementpb_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +623,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[8]
+	mi := &file_placementpb_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +636,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{8}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -578,7 +658,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_placementpb_placement_proto_msgTypes[9]
+	mi := &file_placementpb_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +670,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[9]
+	mi := &file_placementpb_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +683,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{9}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchRequest) GetFromRevision() uint64 {
@@ -629,7 +709,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_placementpb_placement_proto_msgTypes[10]
+	mi := &file_placementpb_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +721,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[10]
+	mi := &file_placementpb_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +734,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{10}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchEvent) GetRevision() uint64 {
@@ -697,7 +777,7 @@ type NotPlacementLeader struct {
 
 func (x *NotPlacementLeader) Reset() {
 	*x = NotPlacementLeader{}
-	mi := &file_placementpb_placement_proto_msgTypes[11]
+	mi := &file_placementpb_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +789,7 @@ func (x *NotPlacementLeader) String() string {
 func (*NotPlacementLeader) ProtoMessage() {}
 
 func (x *NotPlacementLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[11]
+	mi := &file_placementpb_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +802,7 @@ func (x *NotPlacementLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotPlacementLeader.ProtoReflect.Descriptor instead.
 func (*NotPlacementLeader) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{11}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NotPlacementLeader) GetLeaderId() uint64 {
@@ -745,13 +825,15 @@ type NodeRecord struct {
 	NodeId              uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Addr                string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	RegisteredUnixNanos int64                  `protobuf:"varint,3,opt,name=registered_unix_nanos,json=registeredUnixNanos,proto3" json:"registered_unix_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// store_id is the store the node first registered with.
+	StoreId       string `protobuf:"bytes,4,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_placementpb_placement_proto_msgTypes[12]
+	mi := &file_placementpb_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +845,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[12]
+	mi := &file_placementpb_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +858,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{12}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -800,19 +882,33 @@ func (x *NodeRecord) GetRegisteredUnixNanos() int64 {
 	return 0
 }
 
+func (x *NodeRecord) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
 var File_placementpb_placement_proto protoreflect.FileDescriptor
 
 const file_placementpb_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"x\n" +
+	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"\xb2\x01\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
 	"\breplicas\x18\x03 \x01(\rR\breplicas\x12\x18\n" +
-	"\aleaders\x18\x04 \x01(\rR\aleaders\"V\n" +
+	"\aleaders\x18\x04 \x01(\rR\aleaders\x12\x19\n" +
+	"\bstore_id\x18\x05 \x01(\tR\astoreId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\"u\n" +
 	"\x14RegisterNodeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\"\n" +
-	"\fbootstrapped\x18\x02 \x01(\bR\fbootstrapped\"!\n" +
+	"\fbootstrapped\x18\x02 \x01(\bR\fbootstrapped\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"-\n" +
+	"\x13RegistrationRefused\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"!\n" +
 	"\rLookupRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"\xfc\x01\n" +
 	"\x0eLookupResponse\x12=\n" +
@@ -857,12 +953,13 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x12NotPlacementLeader\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x04R\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x02 \x01(\tR\n" +
-	"leaderAddr\"m\n" +
+	"leaderAddr\"\x88\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x122\n" +
-	"\x15registered_unix_nanos\x18\x03 \x01(\x03R\x13registeredUnixNanos2\xcd\x03\n" +
+	"\x15registered_unix_nanos\x18\x03 \x01(\x03R\x13registeredUnixNanos\x12\x19\n" +
+	"\bstore_id\x18\x04 \x01(\tR\astoreId2\xcd\x03\n" +
 	"\tPlacement\x12c\n" +
 	"\fRegisterNode\x12(.shardd.placement.v1.RegisterNodeRequest\x1a).shardd.placement.v1.RegisterNodeResponse\x12Q\n" +
 	"\x06Lookup\x12\".shardd.placement.v1.LookupRequest\x1a#.shardd.placement.v1.LookupResponse\x12]\n" +
@@ -883,40 +980,41 @@ func file_placementpb_placement_proto_rawDescGZIP() []byte {
 	return file_placementpb_placement_proto_rawDescData
 }
 
-var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_placementpb_placement_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),  // 0: shardd.placement.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil), // 1: shardd.placement.v1.RegisterNodeResponse
-	(*LookupRequest)(nil),        // 2: shardd.placement.v1.LookupRequest
-	(*LookupResponse)(nil),       // 3: shardd.placement.v1.LookupResponse
-	(*ListRangesRequest)(nil),    // 4: shardd.placement.v1.ListRangesRequest
-	(*ListRangesResponse)(nil),   // 5: shardd.placement.v1.ListRangesResponse
-	(*ListNodesRequest)(nil),     // 6: shardd.placement.v1.ListNodesRequest
-	(*NodeInfo)(nil),             // 7: shardd.placement.v1.NodeInfo
-	(*ListNodesResponse)(nil),    // 8: shardd.placement.v1.ListNodesResponse
-	(*WatchRequest)(nil),         // 9: shardd.placement.v1.WatchRequest
-	(*WatchEvent)(nil),           // 10: shardd.placement.v1.WatchEvent
-	(*NotPlacementLeader)(nil),   // 11: shardd.placement.v1.NotPlacementLeader
-	(*NodeRecord)(nil),           // 12: shardd.placement.v1.NodeRecord
-	nil,                          // 13: shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	(*kvpb.RangeDescriptor)(nil), // 14: shardd.kv.v1.RangeDescriptor
+	(*RegistrationRefused)(nil),  // 2: shardd.placement.v1.RegistrationRefused
+	(*LookupRequest)(nil),        // 3: shardd.placement.v1.LookupRequest
+	(*LookupResponse)(nil),       // 4: shardd.placement.v1.LookupResponse
+	(*ListRangesRequest)(nil),    // 5: shardd.placement.v1.ListRangesRequest
+	(*ListRangesResponse)(nil),   // 6: shardd.placement.v1.ListRangesResponse
+	(*ListNodesRequest)(nil),     // 7: shardd.placement.v1.ListNodesRequest
+	(*NodeInfo)(nil),             // 8: shardd.placement.v1.NodeInfo
+	(*ListNodesResponse)(nil),    // 9: shardd.placement.v1.ListNodesResponse
+	(*WatchRequest)(nil),         // 10: shardd.placement.v1.WatchRequest
+	(*WatchEvent)(nil),           // 11: shardd.placement.v1.WatchEvent
+	(*NotPlacementLeader)(nil),   // 12: shardd.placement.v1.NotPlacementLeader
+	(*NodeRecord)(nil),           // 13: shardd.placement.v1.NodeRecord
+	nil,                          // 14: shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	(*kvpb.RangeDescriptor)(nil), // 15: shardd.kv.v1.RangeDescriptor
 }
 var file_placementpb_placement_proto_depIdxs = []int32{
-	14, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	13, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	14, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	7,  // 3: shardd.placement.v1.ListNodesResponse.nodes:type_name -> shardd.placement.v1.NodeInfo
-	14, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
+	15, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	14, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	15, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	8,  // 3: shardd.placement.v1.ListNodesResponse.nodes:type_name -> shardd.placement.v1.NodeInfo
+	15, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
 	0,  // 5: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
-	2,  // 6: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
-	4,  // 7: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
-	6,  // 8: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
-	9,  // 9: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
+	3,  // 6: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
+	5,  // 7: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
+	7,  // 8: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
+	10, // 9: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
 	1,  // 10: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
-	3,  // 11: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
-	5,  // 12: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
-	8,  // 13: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
-	10, // 14: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
+	4,  // 11: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
+	6,  // 12: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
+	9,  // 13: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
+	11, // 14: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
 	10, // [10:15] is the sub-list for method output_type
 	5,  // [5:10] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
@@ -935,7 +1033,7 @@ func file_placementpb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_placementpb_placement_proto_rawDesc), len(file_placementpb_placement_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

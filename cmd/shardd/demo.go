@@ -137,7 +137,9 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 			n.SetPeer(m.ID(), m.Addr())
 		}
 	}
-	unregister, err := register([]string{pl.Addr()}, nodes)
+	ctx, refused := context.WithCancelCause(ctx)
+	defer refused(nil)
+	unregister, err := register([]string{pl.Addr()}, nodes, refused)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,11 @@ Start runs one node: it opens (or creates) the node's store in --data-dir,
 serves the KV and Admin gRPC APIs on --listen and joins the cluster, then
 runs until SIGINT or SIGTERM, stops cleanly and exits 0. If the node stops
 by itself because its disk failed, start logs why and exits 1.
+
+A data dir belongs to one node of one cluster: start exits 1, saying what
+to do, on a data dir created with another --id, and (with --placement) on
+a placement service of another cluster, or one that knew this node with
+another data dir (a wiped one must not rejoin as if it had its state).
 
 Peers find each other through gossip (--gossip, --join), through static
 addresses (--peers), through the placement service, or any of these.
@@ -281,8 +287,10 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 	if gossip == "" {
 		gossip = "off"
 	}
+	ctx, refused := context.WithCancelCause(ctx)
+	defer refused(nil)
 	if len(o.placement) > 0 {
-		stop, err := register(o.placement, []*node.Node{n})
+		stop, err := register(o.placement, []*node.Node{n}, refused)
 		if err != nil {
 			n.Stop()
 			return err
@@ -299,8 +307,11 @@ const heartbeatInterval = time.Second
 
 // register registers nodes with the placement service at addrs, keeps
 // reporting their load and teaches them the other nodes' addresses, until
-// the returned function is called.
-func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
+// the returned function is called. If a registration is refused for good
+// (the node belongs to another cluster, or its store is not the one it
+// registered with), it calls refused with the error, which matches
+// service.ErrRefused: the node must stop.
+func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFunc) (stop func(), err error) {
 	pc, err := service.NewClient(addrs)
 	if err != nil {
 		return nil, err
@@ -309,10 +320,13 @@ func register(addrs []string, nodes []*node.Node) (stop func(), err error) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			service.Heartbeat(ctx, pc, n.ID(), n.Addr(), heartbeatInterval, func() (uint32, uint32) {
+			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() (uint32, uint32) {
 				st := n.Stats()
 				return uint32(st.Groups), uint32(st.Leaders)
 			})
+			if err != nil {
+				refused(fmt.Errorf("node %d: %w", n.ID(), err))
+			}
 		})
 	}
 	// Peers' addresses come from the service too, so a node needs neither
@@ -351,9 +365,10 @@ func startNode(e *env, cfg node.Config, bootstrap []*kvpb.RangeDescriptor, logge
 	return n, nil
 }
 
-// serve runs until ctx is cancelled (a signal), then stops the nodes. If a
-// node stops by itself first (a disk error), it stops the others and
-// returns the node's error.
+// serve runs until ctx is cancelled (a signal, or a refused registration:
+// see register), then stops the nodes. If a node stops by itself first (a
+// disk error), it stops the others and returns the node's error; a refused
+// registration is returned too.
 func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger) error {
 	died := make(chan *node.Node, len(nodes))
 	quit := make(chan struct{})
@@ -368,8 +383,14 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger)
 		}()
 	}
 	var failed *node.Node
+	var refused error
 	select {
 	case <-ctx.Done():
+		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+			refused = cause
+			logger.Error("the placement service and the node do not belong together: stopping", "err", cause)
+			break
+		}
 		logger.Info("signal received: stopping")
 		if e.releaseSignals != nil {
 			e.releaseSignals()
@@ -383,6 +404,9 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger)
 		if err := n.Err(); err != nil {
 			return fmt.Errorf("node %d stopped after a disk error: %w", n.ID(), err)
 		}
+	}
+	if refused != nil {
+		return refused
 	}
 	if failed != nil {
 		return fmt.Errorf("node %d stopped unexpectedly", failed.ID())

@@ -20,6 +20,8 @@ type api struct {
 const (
 	defaultListLimit = 1000
 	maxKeyBytes      = kvpb.DefaultMaxKeyBytes
+	// maxIDBytes bounds a store or cluster id; shardd's are 26 bytes.
+	maxIDBytes = 128
 )
 
 // notLeader is the answer of a process that does not lead: where the
@@ -72,12 +74,21 @@ func (a *api) RegisterNode(ctx context.Context, req *placementpb.RegisterNodeReq
 		return nil, status.Error(codes.InvalidArgument, "addr must be the node's gRPC host:port")
 	case len(req.GetAddr()) > 1024:
 		return nil, status.Error(codes.InvalidArgument, "addr is longer than 1024 bytes")
+	case req.GetStoreId() == "":
+		return nil, status.Error(codes.InvalidArgument, "store_id must be the id of the node's store")
+	case len(req.GetStoreId()) > maxIDBytes || len(req.GetClusterId()) > maxIDBytes:
+		return nil, status.Errorf(codes.InvalidArgument, "store_id and cluster_id are at most %d bytes", maxIDBytes)
 	}
 	if _, err := a.s.leading(); err != nil {
 		return nil, err
 	}
 	resp, err := a.s.register(ctx, req)
-	if err != nil {
+	var refused *refusedError
+	switch {
+	case errors.As(err, &refused):
+		a.s.log.Warn("registration refused", "node", req.GetNodeId(), "addr", req.GetAddr(), "reason", refused.reason)
+		return nil, refused.status()
+	case err != nil:
 		return nil, a.s.writeError(err)
 	}
 	return resp, nil

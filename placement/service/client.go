@@ -3,11 +3,13 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -227,19 +229,59 @@ func (c *Client) Watch(ctx context.Context, fromRevision uint64, fn func(*placem
 	}
 }
 
+// ErrRefused is matched (errors.Is) by the error Heartbeat returns when
+// the node must stop: the placement service refused its registration (it
+// belongs to another cluster, or its store is not the one it registered
+// with), or the node refused the service's cluster.
+var ErrRefused = errors.New("placement: registration refused")
+
+var _ Registrant = (*node.Node)(nil)
+
+// Registrant is the node side of a registration. *node.Node implements it.
+type Registrant interface {
+	ID() uint64
+	// Addr is the node's gRPC address.
+	Addr() string
+	// StoreID is the random id of the node's store.
+	StoreID() string
+	// ClusterID is the cluster the node's store joined, "" before the
+	// first registration.
+	ClusterID() string
+	// JoinCluster records the cluster id of a registration's answer the
+	// first time and refuses any other afterwards.
+	JoinCluster(clusterID string) error
+}
+
 // Heartbeat registers a node and then re-registers it every interval with
-// the load that load reports (nil: none), until ctx ends. Failures are
-// retried at the next interval; the first registration error, if the
-// first attempt fails, is not fatal either. shardd nodes run it for the
-// life of the process.
-func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, interval time.Duration, load func() (replicas, leaders uint32)) {
-	every(ctx, interval, func(ctx context.Context) {
-		req := &placementpb.RegisterNodeRequest{NodeId: nodeID, Addr: addr}
+// the load that load reports (nil: none), until ctx ends (it then returns
+// nil) or the registration is refused for good (it returns an error
+// matching ErrRefused, and the node must stop). Other failures are retried
+// at the next interval, the first registration's too. shardd nodes run it
+// for the life of the process.
+func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() (replicas, leaders uint32)) error {
+	var refused error
+	every(ctx, interval, func(ctx context.Context) bool {
+		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
 			req.Replicas, req.Leaders = load()
 		}
-		_, _ = c.RegisterNode(ctx, req)
+		resp, err := c.RegisterNode(ctx, req)
+		if err != nil {
+			for _, d := range status.Convert(err).Details() {
+				if r, ok := d.(*placementpb.RegistrationRefused); ok {
+					refused = fmt.Errorf("%w by the placement service: %s", ErrRefused, r.Reason)
+					return false
+				}
+			}
+			return true
+		}
+		if err := n.JoinCluster(resp.ClusterId); err != nil {
+			refused = fmt.Errorf("%w: %w", ErrRefused, err)
+			return false
+		}
+		return true
 	})
+	return refused
 }
 
 // FollowNodes tells learn the id and address of every registered node now
@@ -247,28 +289,33 @@ func Heartbeat(ctx context.Context, c *Client, nodeID uint64, addr string, inter
 // its peers through the placement service alone, without gossip or static
 // peers. Failures are retried at the next interval.
 func FollowNodes(ctx context.Context, c *Client, interval time.Duration, learn func(id uint64, addr string)) {
-	every(ctx, interval, func(ctx context.Context) {
+	every(ctx, interval, func(ctx context.Context) bool {
 		resp, err := c.ListNodes(ctx)
 		if err != nil {
-			return
+			return true
 		}
 		for _, n := range resp.Nodes {
 			if n.Addr != "" {
 				learn(n.NodeId, n.Addr)
 			}
 		}
+		return true
 	})
 }
 
-// every runs call now and then every interval until ctx ends, each call
-// bounded by the interval plus one attempt's timeout.
-func every(ctx context.Context, interval time.Duration, call func(context.Context)) {
+// every runs call now and then every interval until ctx ends or call
+// returns false, each call bounded by the interval plus one attempt's
+// timeout.
+func every(ctx context.Context, interval time.Duration, call func(context.Context) bool) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
-		call(cctx)
+		goOn := call(cctx)
 		cancel()
+		if !goOn {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return

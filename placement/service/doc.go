@@ -17,6 +17,7 @@
 //	n/<node id, 8 bytes big-endian>   placementpb.NodeRecord
 //	m/rev                             revision, bumped by every mutation
 //	m/boot, m/created, m/nextid       bootstrap progress, next range id
+//	m/cluster                         the cluster id
 //
 // # Leadership and fencing
 //
@@ -32,6 +33,19 @@
 // fails for any reason ends the leader's term; if its node still leads, it
 // reloads the state from the store and goes on, so memory never runs ahead
 // of, or behind, what is durable.
+//
+// # Identity
+//
+// The first leader of a new placement state chooses a random cluster id.
+// Every registration answers it, and a node records it in its store at
+// its first registration (node.JoinCluster). A node's registration names
+// its store id (random, chosen when its store was created) and, after the
+// first, its cluster id. The service refuses, with FailedPrecondition and
+// a placementpb.RegistrationRefused detail, a node of another cluster, and
+// a known node id with another store id than it first registered with: a
+// node whose data directory was wiped must not rejoin as if it still held
+// its promises. Heartbeat returns such a refusal (ErrRefused), and the
+// node must stop.
 //
 // # Control work
 //

@@ -45,7 +45,7 @@ func ExampleRouterSource() {
 	// The node registers, and keeps reporting its load, until ctx ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go service.Heartbeat(ctx, pc, n.ID(), n.Addr(), time.Second, nil)
+	go func() { _ = service.Heartbeat(ctx, pc, n, time.Second, nil) }()
 
 	// The first lookup waits (with retries) for the service to create
 	// the ranges.

@@ -118,6 +118,7 @@ type dataCluster struct {
 	ctx    context.Context // ends the heartbeats
 	wg     sync.WaitGroup
 	nodes  map[uint64]*node.Node
+	dirs   map[uint64]string // every node's data dir, kept across restarts
 	conns  map[uint64]*grpc.ClientConn
 	beats  map[uint64]context.CancelFunc // ends one node's heartbeats
 }
@@ -136,7 +137,8 @@ func startNodes(t *testing.T, n int, pc *placementCluster) *dataCluster {
 func newDataCluster(t *testing.T, n int, pc *placementCluster) *dataCluster {
 	t.Helper()
 	dc := &dataCluster{t: t, peers: map[uint64]string{}, client: pc.client(),
-		nodes: map[uint64]*node.Node{}, conns: map[uint64]*grpc.ClientConn{}, beats: map[uint64]context.CancelFunc{}}
+		nodes: map[uint64]*node.Node{}, dirs: map[uint64]string{}, conns: map[uint64]*grpc.ClientConn{},
+		beats: map[uint64]context.CancelFunc{}}
 	for i, a := range testutil.FreeAddrs(t, n) {
 		dc.peers[uint64(i+1)] = a
 	}
@@ -155,6 +157,14 @@ func newDataCluster(t *testing.T, n int, pc *placementCluster) *dataCluster {
 	return dc
 }
 
+// dir returns node id's data dir.
+func (dc *dataCluster) dir(id uint64) string {
+	if dc.dirs[id] == "" {
+		dc.dirs[id] = dc.t.TempDir()
+	}
+	return dc.dirs[id]
+}
+
 // start starts node id, which registers and heartbeats until the test ends.
 func (dc *dataCluster) start(id uint64) {
 	t := dc.t
@@ -162,7 +172,7 @@ func (dc *dataCluster) start(id uint64) {
 	var nd *node.Node
 	for attempt := 1; ; attempt++ {
 		var err error
-		nd, err = node.Start(node.Config{NodeID: id, Dir: t.TempDir(), ListenAddr: dc.peers[id], Peers: dc.peers,
+		nd, err = node.Start(node.Config{NodeID: id, Dir: dc.dir(id), ListenAddr: dc.peers[id], Peers: dc.peers,
 			TickInterval: 50 * time.Millisecond, Logger: testLogger()})
 		if err == nil {
 			break
@@ -187,10 +197,13 @@ func (dc *dataCluster) start(id uint64) {
 	ctx, cancel := context.WithCancel(dc.ctx)
 	dc.beats[id] = cancel
 	dc.wg.Go(func() {
-		Heartbeat(ctx, dc.client, id, nd.Addr(), 200*time.Millisecond, func() (uint32, uint32) {
+		err := Heartbeat(ctx, dc.client, nd, 200*time.Millisecond, func() (uint32, uint32) {
 			st := nd.Stats()
 			return uint32(st.Groups), uint32(st.Leaders)
 		})
+		if err != nil {
+			t.Errorf("node %d: %v", id, err)
+		}
 	})
 }
 
@@ -289,4 +302,36 @@ func waitCreated(t *testing.T, pc *placementCluster, dc *dataCluster, n int) {
 		}
 		return false
 	})
+}
+
+// fakeNode registers as a node that runs nowhere: an id, an address and a
+// store id.
+type fakeNode struct {
+	id          uint64
+	addr, store string
+	// refuse makes JoinCluster refuse every cluster.
+	refuse bool
+
+	mu      sync.Mutex
+	cluster string
+}
+
+func (f *fakeNode) ID() uint64      { return f.id }
+func (f *fakeNode) Addr() string    { return f.addr }
+func (f *fakeNode) StoreID() string { return f.store }
+
+func (f *fakeNode) ClusterID() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cluster
+}
+
+func (f *fakeNode) JoinCluster(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuse || (f.cluster != "" && f.cluster != id) {
+		return fmt.Errorf("fake node %d refuses cluster %s", f.id, id)
+	}
+	f.cluster = id
+	return nil
 }

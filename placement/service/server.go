@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,9 @@ import (
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -230,6 +233,7 @@ type term struct {
 	bootstrapped bool
 	created      bool
 	nextRangeID  uint64
+	clusterID    string
 	// pending are the nodes that were down when the first ranges were
 	// created, and have not created their replicas since.
 	pending map[uint64]bool
@@ -400,8 +404,22 @@ func (s *Server) takeOver() error {
 	if err != nil {
 		return err
 	}
+	if st.clusterID == "" {
+		// A new placement state: this leader names the cluster, fenced
+		// like every mutation, so that of two processes that both think
+		// they lead, one id wins and the other takes over again.
+		id := rand.Text()
+		m := &mutation{}
+		m.put(keyCluster, []byte(id))
+		if err := s.store.commit(ctx, st.rev, m); err != nil {
+			return fmt.Errorf("create the cluster id: %w", err)
+		}
+		st.rev, st.clusterID = st.rev+1, id
+		s.log.Info("created the cluster", "cluster", id)
+	}
 	tm := &term{nodes: st.nodes, rev: st.rev, bootstrapped: st.bootstrapped, created: st.created,
-		nextRangeID: st.nextRangeID, pending: st.pending, changed: make(chan struct{}), done: make(chan struct{})}
+		nextRangeID: st.nextRangeID, clusterID: st.clusterID, pending: st.pending,
+		changed: make(chan struct{}), done: make(chan struct{})}
 	if st.bootstrapped {
 		if tm.rm, err = placement.NewRangeMap(st.descs); err != nil {
 			return fmt.Errorf("placement state is corrupt: %w", err)
@@ -485,17 +503,63 @@ func (s *Server) mutate(ctx context.Context, build func(tm *term) (*mutation, fu
 	return nil
 }
 
+// refusedError is a registration the service refuses for good (see
+// placementpb.RegistrationRefused).
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return "registration refused: " + e.reason }
+
+// status is the answer to the node.
+func (e *refusedError) status() error {
+	st, err := status.New(codes.FailedPrecondition, e.Error()).
+		WithDetails(&placementpb.RegistrationRefused{Reason: e.reason})
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, e.Error())
+	}
+	return st.Err()
+}
+
+// refusalLocked returns why req must be refused, or nil: a node of another
+// cluster, or a known node with another store than the one it registered
+// with (its data directory was lost: it must not rejoin as an acceptor
+// that forgot its promises).
+func refusalLocked(tm *term, req *placementpb.RegisterNodeRequest) error {
+	if req.ClusterId != "" && req.ClusterId != tm.clusterID {
+		return &refusedError{fmt.Sprintf("node %d belongs to cluster %s, but this placement service runs cluster %s: "+
+			"point the node's --placement at its own cluster's placement service, or start it with an empty data directory to join this one",
+			req.NodeId, req.ClusterId, tm.clusterID)}
+	}
+	if old := tm.nodes[req.NodeId]; old != nil && old.StoreId != "" && old.StoreId != req.StoreId {
+		return &refusedError{fmt.Sprintf("node %d registered with store %s, but now comes with store %s: its data directory was wiped or replaced, "+
+			"and a node that lost its state must not rejoin as if it had it. Restore the node's data directory, "+
+			"or start it with a new --id and an empty data directory and replace node %d's replicas",
+			req.NodeId, old.StoreId, req.StoreId, req.NodeId)}
+	}
+	return nil
+}
+
 // register records a node's heartbeat and, the first time or when its
-// address changed, persists it.
+// address changed, persists it, after checking that the node may join.
 func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequest) (*placementpb.RegisterNodeResponse, error) {
 	s.mu.Lock()
+	if s.term != nil {
+		// Checked before the heartbeat counts the node as live.
+		if err := refusalLocked(s.term, req); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
 	s.heartbeats[req.NodeId] = heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders}
 	s.mu.Unlock()
 	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-		if old := tm.nodes[req.NodeId]; old != nil && old.Addr == req.Addr {
+		if err := refusalLocked(tm, req); err != nil {
+			return nil, nil, err
+		}
+		if old := tm.nodes[req.NodeId]; old != nil && old.Addr == req.Addr && old.StoreId == req.StoreId {
 			return nil, nil, nil
 		}
-		rec := &placementpb.NodeRecord{NodeId: req.NodeId, Addr: req.Addr, RegisteredUnixNanos: time.Now().UnixNano()}
+		rec := &placementpb.NodeRecord{NodeId: req.NodeId, Addr: req.Addr, RegisteredUnixNanos: time.Now().UnixNano(),
+			StoreId: req.StoreId}
 		if old := tm.nodes[req.NodeId]; old != nil {
 			rec.RegisteredUnixNanos = old.RegisteredUnixNanos
 		}
@@ -514,7 +578,8 @@ func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequ
 	if s.term == nil {
 		return nil, errNotLeading
 	}
-	return &placementpb.RegisterNodeResponse{Revision: s.term.rev, Bootstrapped: s.term.bootstrapped}, nil
+	return &placementpb.RegisterNodeResponse{Revision: s.term.rev, Bootstrapped: s.term.bootstrapped,
+		ClusterId: s.term.clusterID}, nil
 }
 
 // liveNodes returns the registered nodes that heartbeated recently.

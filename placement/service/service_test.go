@@ -12,6 +12,7 @@ import (
 
 	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placementpb"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
@@ -115,7 +116,7 @@ func TestBootstrapAndAPI(t *testing.T) {
 	if !first.Full || len(first.Updated) != ranges {
 		t.Fatalf("first watch event: full=%v, %d ranges", first.Full, len(first.Updated))
 	}
-	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 77, Addr: "127.0.0.1:1"}); err != nil {
+	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 77, Addr: "127.0.0.1:1", StoreId: "s77"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -143,8 +144,11 @@ func TestBootstrapAndAPI(t *testing.T) {
 	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{Addr: "x"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("register node 0: %v", err)
 	}
-	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 5}); status.Code(err) != codes.InvalidArgument {
+	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 5, StoreId: "s5"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("register without addr: %v", err)
+	}
+	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 5, Addr: "x"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("register without a store id: %v", err)
 	}
 	if _, err := c.Lookup(tctx(t), make([]byte, maxKeyBytes+1)); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("lookup of a huge key: %v", err)
@@ -297,7 +301,7 @@ func TestSurvivesLossOfOnePlacementProcess(t *testing.T) {
 			t.Fatalf("range %d changed in the failover: %v, was %v", i, after[i], before[i])
 		}
 	}
-	resp, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 9, Addr: "127.0.0.1:9"})
+	resp, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 9, Addr: "127.0.0.1:9", StoreId: "s9"})
 	if err != nil {
 		t.Fatalf("register a node after the failover: %v", err)
 	}
@@ -367,7 +371,7 @@ func TestStaleLeaderIsFenced(t *testing.T) {
 	pc := startPlacement(t, 1, nil)
 	s := pc.servers[pc.leader()]
 	c := pc.client()
-	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 1, Addr: "127.0.0.1:1"}); err != nil {
+	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 1, Addr: "127.0.0.1:1", StoreId: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -396,7 +400,7 @@ func TestStaleLeaderIsFenced(t *testing.T) {
 	s.mu.Lock()
 	tm := s.term
 	s.mu.Unlock()
-	_, err = s.register(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 2, Addr: "127.0.0.1:2"})
+	_, err = s.register(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 2, Addr: "127.0.0.1:2", StoreId: "s2"})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("mutation of a stale leader: %v, want FailedPrecondition", err)
 	}
@@ -405,7 +409,7 @@ func TestStaleLeaderIsFenced(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.term != nil && s.term != tm && s.term.rev == rev+1
 	})
-	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 2, Addr: "127.0.0.1:2"}); err != nil {
+	if _, err := c.RegisterNode(tctx(t), &placementpb.RegisterNodeRequest{NodeId: 2, Addr: "127.0.0.1:2", StoreId: "s2"}); err != nil {
 		t.Fatalf("register after reloading: %v", err)
 	}
 	nodes, err := c.ListNodes(tctx(t))
@@ -428,11 +432,20 @@ func TestNodeDownAtBootstrap(t *testing.T) {
 	s := pc.servers[pc.leader()]
 	dc := newDataCluster(t, 3, pc)
 	c := pc.client()
-	// Node 3 registers from nowhere (nothing listens at its address yet)
-	// and heartbeats until the map is built; then it is gone.
+	// Node 3 registers from nowhere (nothing listens at its address yet),
+	// with the store it comes back with later, and heartbeats until the
+	// map is built; then it is gone.
+	n3, err := node.Start(node.Config{NodeID: 3, Dir: dc.dir(3), ListenAddr: "127.0.0.1:0", Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store3 := n3.StoreID()
+	n3.Stop()
 	ctx3, stop3 := context.WithCancel(tctx(t))
 	var beat sync.WaitGroup
-	beat.Go(func() { Heartbeat(ctx3, c, 3, dc.peers[3], 100*time.Millisecond, nil) })
+	beat.Go(func() {
+		_ = Heartbeat(ctx3, c, &fakeNode{id: 3, addr: dc.peers[3], store: store3}, 100*time.Millisecond, nil)
+	})
 	dc.start(1)
 	dc.start(2)
 	termState := func(f func(tm *term) bool) func() bool {

@@ -23,6 +23,9 @@ var (
 	keyBoot    = []byte("m/boot")
 	keyCreated = []byte("m/created")
 	keyNextID  = []byte("m/nextid")
+	// keyCluster holds the cluster id, chosen by the first leader of a new
+	// placement state (see Server.takeOver).
+	keyCluster = []byte("m/cluster")
 	// pendingPrefix marks nodes that were down when the first ranges were
 	// created: m/pending/<node id> until they have created their replicas.
 	pendingPrefix = []byte("m/pending/")
@@ -56,6 +59,7 @@ type storedState struct {
 	bootstrapped bool
 	created      bool
 	nextRangeID  uint64
+	clusterID    string
 	descs        []*kvpb.RangeDescriptor
 	nodes        map[uint64]*placementpb.NodeRecord
 	pending      map[uint64]bool
@@ -125,6 +129,10 @@ func (s store) load(ctx context.Context) (*storedState, error) {
 			return nil, err
 		}
 	}
+	if v, _, err = s.get(ctx, keyCluster); err != nil {
+		return nil, err
+	}
+	st.clusterID = string(v)
 	err = s.scan(ctx, descPrefix, func(k, v []byte) error {
 		d := &kvpb.RangeDescriptor{}
 		if err := proto.Unmarshal(v, d); err != nil {
