@@ -109,6 +109,12 @@ func TestCreateRangesAndTransferLeader(t *testing.T) {
 	lead := c.leaderFor(1)
 	target := lead%3 + 1
 	other := target%3 + 1
+	// The hint is what the other node knows: wait until it has heard.
+	for deadline := time.Now().Add(10 * time.Second); c.nodes[other].replica(1).leader.Load() != lead; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d never heard of leader %d", other, lead)
+		}
+	}
 	_, err := c.admin(other).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: target})
 	st := status.Convert(err)
 	if st.Code() != codes.FailedPrecondition || len(st.Details()) == 0 {

@@ -19,7 +19,7 @@ func singleReplicaRange() *kvpb.RangeDescriptor {
 		Replicas: []*kvpb.ReplicaDescriptor{{NodeId: 1}}}
 }
 
-func startOn(t *testing.T, fs vfs.FS, knobs TestingKnobs) *Node {
+func startNode1(t *testing.T, fs vfs.FS, knobs TestingKnobs) *Node {
 	t.Helper()
 	n, err := Start(Config{NodeID: 1, FS: fs, Dir: "data/node1", ListenAddr: "127.0.0.1:0",
 		TickInterval: 10 * time.Millisecond, Logger: testLogger(), Knobs: knobs})
@@ -51,7 +51,7 @@ func untilLeading[T any](ctx context.Context, n *Node, op func(done func(T, erro
 // (node, seq) with seq restarting at 1 in every process life.
 func TestCommandOfAnEarlierLifeAnswersNoCallerOfThisOne(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	n := startOn(t, fs, TestingKnobs{})
+	n := startNode1(t, fs, TestingKnobs{})
 	if err := n.CreateGroup(singleReplicaRange()); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestCommandOfAnEarlierLifeAnswersNoCallerOfThisOne(t *testing.T) {
 	var once sync.Once
 	var restarted *Node
 	ready := make(chan struct{})
-	restarted = startOn(t, crashed, TestingKnobs{BeforeApply: func(_ uint64, entries []pb.Entry) {
+	restarted = startNode1(t, crashed, TestingKnobs{BeforeApply: func(_ uint64, entries []pb.Entry) {
 		<-ready
 		for _, e := range entries {
 			if e.Type == pb.EntryNormal && len(e.Data) > 0 {
