@@ -87,6 +87,15 @@ func (w *World) faultStep() {
 	if w.chance(f.isolateLeader) {
 		if l := w.pick(w.leaders()); l != nil {
 			w.isolate(l)
+			if f.clockJump > 0 {
+				// The moment a jump can hurt: the acceptors' promises to
+				// the old leader end early, and a new one is elected.
+				for _, n := range w.nodes {
+					if n != l {
+						w.jumpClock(n)
+					}
+				}
+			}
 		}
 	}
 	if len(w.cut) > 0 && w.chance(f.heal) {

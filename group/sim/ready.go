@@ -53,6 +53,9 @@ func (w *World) handleReady(n *node) {
 	for _, m := range rd.SendFirst {
 		w.send(m)
 	}
+	if w.opt.SendBeforeSync {
+		w.sendMessages(n, rd.Messages)
+	}
 	// 1. Persist, as one batch, and sync.
 	if rd.HardState != nil || len(rd.Entries) > 0 || rd.Meta != nil || rd.Snapshot != nil {
 		var app []string
@@ -91,12 +94,9 @@ func (w *World) handleReady(n *node) {
 	if w.crashMidReady(n, "after persisting, before sending") {
 		return
 	}
-	// 2. Send, attaching the state machine to snapshots.
-	for _, m := range rd.Messages {
-		if m.Type == pb.MsgSnapshot {
-			m.Snapshot = w.takeSnapshot(n, m.Snapshot.Meta)
-		}
-		w.send(m)
+	// 2. Send.
+	if !w.opt.SendBeforeSync {
+		w.sendMessages(n, rd.Messages)
 	}
 	// 3. Apply, unsynced, then serve the reads whose index is applied.
 	crashAt := -1
@@ -116,6 +116,17 @@ func (w *World) handleReady(n *node) {
 	w.serveReads(n)
 	// 4.
 	n.r.Advance(rd)
+}
+
+// sendMessages sends n's messages, attaching its state machine to
+// snapshots.
+func (w *World) sendMessages(n *node, msgs []pb.Message) {
+	for _, m := range msgs {
+		if m.Type == pb.MsgSnapshot {
+			m.Snapshot = w.takeSnapshot(n, m.Snapshot.Meta)
+		}
+		w.send(m)
+	}
 }
 
 func value(e pb.Entry) string {

@@ -54,6 +54,10 @@ type Options struct {
 	JumpScale float64
 	// Knobs plant bugs in every replica.
 	Knobs *group.TestingKnobs
+	// SendBeforeSync plants a bug in the caller: it sends Messages before
+	// syncing what the Ready asked to persist, so a crash can lose a
+	// promise or an acceptance that others have seen.
+	SendBeforeSync bool
 	// Hostile multiplies the crash and partition rates, as one seed in four
 	// does anyway.
 	Hostile bool
