@@ -129,6 +129,11 @@ func (w *World) checkLiveness() {
 				}
 			}
 		}
+		if w.opt.Wipes && w.chance(0.05) {
+			// An operator still removes and adds back a wiped replica;
+			// until then it may hold the group back.
+			w.reconfigure(true)
+		}
 		w.advance()
 		for _, v := range values {
 			if w.appliedEverywhere(v) {

@@ -196,31 +196,44 @@ func (w *World) maxNodes() int {
 }
 
 // changeConfig asks a leader for the next sensible membership change:
-// remove a wiped voter and add it back as a learner; promote a learner;
-// remove a voter to get back to the initial size; or add a learner. Ids
-// are not reused otherwise: only a replica known to have lost its state is
-// added back under its old id, once it is out of the configuration.
-func (w *World) changeConfig() {
+// remove a wiped replica and add it back; promote a learner; remove a
+// voter to get back to the initial size; or add a learner. Ids are not
+// reused otherwise.
+func (w *World) changeConfig() { w.reconfigure(false) }
+
+// reconfigure proposes the next membership change, or with repairOnly
+// only one that removes or adds back a wiped replica.
+func (w *World) reconfigure(repairOnly bool) {
 	l := w.pick(w.leaders())
 	if l == nil {
 		return
 	}
 	c := l.r.Status().Config
 	var cc pb.ConfChange
-	i := slices.IndexFunc(w.nodes, func(n *node) bool { return n.wiped })
-	if i >= 0 && slices.Contains(c.Learners, w.nodes[i].id) {
-		// Added back, or wiped while a learner, which is the same: it
-		// learns the group from a snapshot, as a new learner does.
-		w.nodes[i].wiped = false
-		i = -1
+	if n := w.wipedNode(); n != nil {
+		// A replica that lost its state is removed, whatever it was, and
+		// added back as a learner, which learns the group from a snapshot
+		// like any new one. Only then is it whole again.
+		member := slices.Contains(c.Voters, n.id) || slices.Contains(c.Learners, n.id)
+		switch {
+		case member && n.readded:
+			n.wiped, n.readded = false, false
+		case member:
+			cc = pb.ConfChange{Type: pb.ConfRemove, Replica: n.id}
+		default:
+			cc = pb.ConfChange{Type: pb.ConfAddLearner, Replica: n.id}
+		}
 	}
 	switch {
-	case i >= 0 && slices.Contains(c.Voters, w.nodes[i].id):
-		cc = pb.ConfChange{Type: pb.ConfRemove, Replica: w.nodes[i].id}
-	case i >= 0:
-		cc = pb.ConfChange{Type: pb.ConfAddLearner, Replica: w.nodes[i].id}
+	case cc.Type != 0:
+	case repairOnly:
+		return
 	case len(c.Learners) > 0:
 		cc = pb.ConfChange{Type: pb.ConfPromote, Replica: c.Learners[0]}
+	case len(c.Voters) > w.opt.Replicas && w.opt.Churn:
+		// A replica move: the oldest voter makes way for the new one, so
+		// the voters turn over.
+		cc = pb.ConfChange{Type: pb.ConfRemove, Replica: c.Voters[0]}
 	case len(c.Voters) > w.opt.Replicas:
 		cc = pb.ConfChange{Type: pb.ConfRemove, Replica: c.Voters[w.rng.IntN(len(c.Voters))]}
 	case len(w.nodes) < w.maxNodes():
@@ -232,10 +245,25 @@ func (w *World) changeConfig() {
 		return
 	}
 	w.tracef("%d proposes %v %d", l.id, cc.Type, cc.Replica)
-	if cc.Type == pb.ConfAddLearner && w.node(cc.Replica) == nil {
-		// The new replica starts empty and learns everything from the group.
-		w.addNode(cc.Replica, pb.Meta{})
+	if cc.Type == pb.ConfAddLearner {
+		if n := w.node(cc.Replica); n != nil {
+			n.readded = true // its empty replica runs already
+		} else {
+			// The new replica starts empty and learns everything from the
+			// group.
+			w.addNode(cc.Replica, pb.Meta{})
+		}
 	}
+}
+
+// wipedNode returns a node whose storage was wiped and that is not whole
+// again yet, if any.
+func (w *World) wipedNode() *node {
+	i := slices.IndexFunc(w.nodes, func(n *node) bool { return n.wiped })
+	if i < 0 {
+		return nil
+	}
+	return w.nodes[i]
 }
 
 // mayWipe reports whether wiping n leaves a majority of the initial voters

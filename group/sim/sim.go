@@ -116,9 +116,9 @@ type node struct {
 	// serving are reads released by the replica, waiting for it to apply
 	// their index.
 	serving []group.ReadState
-	// wiped: its storage was erased since a membership change last added
-	// it, so it must be removed and added again.
-	wiped bool
+	// wiped: its storage was erased, so it must be removed from the
+	// configuration and added back; readded: it was proposed back.
+	wiped, readded bool
 }
 
 func (n *node) paused() bool { return n.pausedUntil != 0 }
@@ -342,7 +342,7 @@ func (w *World) wipe(n *node) {
 		w.crash(n)
 	}
 	n.store = newStore(pb.Meta{})
-	n.wiped = true
+	n.wiped, n.readded = true, false
 	w.count(Wipes)
 	w.tracef("wipe %d", n.id)
 }

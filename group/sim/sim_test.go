@@ -3,7 +3,9 @@
 //
 //	go test ./group/sim -run TestSimulation -sim.seeds=5000 -timeout 30m -v
 //
-// A failure prints the go test command that replays its seed with a trace.
+// Configurations skipped until a fix in group/ lands run with
+// -sim.skipped. A failure prints the go test command that replays its seed
+// with a trace.
 package sim
 
 import (
@@ -17,9 +19,10 @@ import (
 )
 
 var (
-	flagSeeds = flag.Int("sim.seeds", 500, "seeds to run per configuration")
-	flagSeed  = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
-	flagSteps = flag.Int("sim.steps", 2000, "faulty steps per run")
+	flagSeeds   = flag.Int("sim.seeds", 500, "seeds to run per configuration")
+	flagSeed    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
+	flagSteps   = flag.Int("sim.steps", 2000, "faulty steps per run")
+	flagSkipped = flag.Bool("sim.skipped", false, "also run the configurations skipped until a fix lands")
 )
 
 // seeds returns the seeds to run: the one asked for, or the first n
@@ -49,12 +52,22 @@ type simConfig struct {
 var simConfigs = []simConfig{
 	{name: "replicas=3", opt: Options{Replicas: 3}},
 	{name: "replicas=5", opt: Options{Replicas: 5}},
+	// Replica moves ten times as often as by default. On the code before
+	// the fix seed 220 wedges: learners promoted with nothing, then the
+	// old voters removed, leave voters that can't campaign.
+	{name: "churn", opt: Options{Replicas: 3, Churn: true},
+		skip: "waits for issue #9 defect 5 (promote only a caught-up learner): a learner promoted before it has " +
+			"anything, then the old voters removed, wedges the group; run with -sim.skipped once the fix is in"},
+	// Replicas whose storage is wiped come back empty under their ids.
+	{name: "wipes", opt: Options{Replicas: 3, Wipes: true},
+		skip: "waits for issue #9 (a replica that lost its state must not vote until re-added): today a wiped " +
+			"replica promises and accepts as if new, and two values get chosen for a slot; run with -sim.skipped once the fix is in"},
 }
 
 func TestSimulation(t *testing.T) {
 	for _, c := range simConfigs {
 		t.Run(c.name, func(t *testing.T) {
-			if c.skip != "" {
+			if c.skip != "" && !*flagSkipped {
 				t.Skip(c.skip)
 			}
 			t.Parallel()
@@ -77,8 +90,8 @@ func runSeeds(t *testing.T, c simConfig, n int) {
 			// Replay with the trace on, so the report shows how it happened.
 			opt.Trace = true
 			_, err = Run(opt)
-			t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/%s$' -sim.seed=%d -sim.steps=%d -v",
-				err, c.name, seed, *flagSteps)
+			t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/%s$' -sim.seed=%d -sim.steps=%d%s -v",
+				err, c.name, seed, *flagSteps, replayFlags(c))
 		}
 		total.Add(st)
 	}
@@ -88,6 +101,13 @@ func runSeeds(t *testing.T, c simConfig, n int) {
 			t.Fatalf("%s: %d seeds never exercised %v; raise their rates or the seed count", c.name, len(ss), missed)
 		}
 	}
+}
+
+func replayFlags(c simConfig) string {
+	if c.skip != "" {
+		return " -sim.skipped"
+	}
+	return ""
 }
 
 // TestStoreCrash checks the storage model: a crash keeps what was synced
