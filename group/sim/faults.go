@@ -266,17 +266,10 @@ func (w *World) wipedNode() *node {
 	return w.nodes[i]
 }
 
-// mayWipe reports whether wiping n leaves a majority of the initial voters
-// with their state, so that the group can still remove n and add it back.
+// mayWipe reports whether n's storage may be wiped now: one replica at a
+// time, and only while the group is at full strength, so that the others
+// hold a majority of the voters' state and can remove n and add it back.
+// Losing the state of a majority is a disaster no protocol recovers from.
 func (w *World) mayWipe(n *node) bool {
-	if n.wiped {
-		return false
-	}
-	wiped := 0
-	for _, o := range w.nodes {
-		if o.wiped {
-			wiped++
-		}
-	}
-	return 2*(wiped+1) < w.opt.Replicas
+	return w.wipedNode() == nil && len(w.conf.Learners) == 0 && len(w.conf.Voters) >= w.opt.Replicas
 }
