@@ -117,7 +117,7 @@ func (w *World) faultStep() {
 		w.jumpClock(w.pick(w.nodes))
 	}
 	if w.chance(f.wipe) {
-		if n := w.pick(w.nodes); n != nil && w.mayWipe(n) {
+		if n := w.pick(w.nodes); n != nil && w.mayWipe() {
 			w.wipe(n)
 		}
 	}
@@ -266,10 +266,10 @@ func (w *World) wipedNode() *node {
 	return w.nodes[i]
 }
 
-// mayWipe reports whether n's storage may be wiped now: one replica at a
+// mayWipe reports whether a replica's storage may be wiped now: one at a
 // time, and only while the group is at full strength, so that the others
-// hold a majority of the voters' state and can remove n and add it back.
+// hold a majority of the voters' state and can remove it and add it back.
 // Losing the state of a majority is a disaster no protocol recovers from.
-func (w *World) mayWipe(n *node) bool {
+func (w *World) mayWipe() bool {
 	return w.wipedNode() == nil && len(w.conf.Learners) == 0 && len(w.conf.Voters) >= w.opt.Replicas
 }
