@@ -64,6 +64,11 @@ var simConfigs = []simConfig{
 			"the group; run with -sim.skipped once the fixes are in"},
 	// Replicas whose storage is wiped come back empty under their ids. On
 	// the code before the fix seed 59 chooses two values for slot 57.
+	// With that fixed, seed 1224 (of -sim.seeds=3000) still wedges: a
+	// MsgQuiesce delayed from a wiped leader's previous life binds its
+	// followers at the support epoch their nodes grant its new
+	// incarnation, and its empty replica can neither campaign nor
+	// release them. A quiesce should name the epoch it relies on.
 	{name: "wipes", opt: Options{Replicas: 3, Wipes: true},
 		skip: "waits for issue #9 (a replica that lost its state must not vote until re-added): today a wiped " +
 			"replica promises and accepts as if new, and two values get chosen for a slot; run with -sim.skipped once the fix is in"},
