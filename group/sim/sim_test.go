@@ -1,24 +1,36 @@
+// The simulation runs each configuration at a fixed set of seeds in CI
+// (fewer under -short). Ten times as many, a few minutes on one core:
+//
+//	go test ./group/sim -run TestSimulation -sim.seeds=5000 -timeout 30m -v
+//
+// Configurations skipped until a fix in group/ lands run with
+// -sim.skipped. A failure prints the go test command that replays its seed
+// with a trace.
 package sim
 
 import (
+	"encoding/binary"
 	"flag"
-	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/shardd/shardd/group"
+	pb "github.com/shardd/shardd/paxospb"
 )
 
 var (
-	flagSeeds = flag.Int("sim.seeds", 500, "seeds to run per configuration")
-	flagSeed  = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
-	flagSteps = flag.Int("sim.steps", 2000, "faulty steps per run")
+	flagSeeds   = flag.Int("sim.seeds", 500, "seeds to run per configuration")
+	flagSeed    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
+	flagSteps   = flag.Int("sim.steps", 2000, "faulty steps per run")
+	flagSkipped = flag.Bool("sim.skipped", false, "also run the configurations skipped until a fix lands")
 )
 
-// seeds returns the seeds to run: the one asked for, or the first
-// -sim.seeds (fewer under -short, which the race detector run uses).
-func seeds() []uint64 {
+// seeds returns the seeds to run: the one asked for, or the first n
+// (fewer under -short, which the race detector run uses).
+func seeds(n int) []uint64 {
 	if *flagSeed != 0 {
 		return []uint64{*flagSeed}
 	}
-	n := *flagSeeds
 	if testing.Short() {
 		n = min(n, 50)
 	}
@@ -29,40 +41,145 @@ func seeds() []uint64 {
 	return out
 }
 
+// simConfig is a configuration of the world that CI runs at many seeds.
+type simConfig struct {
+	name string
+	opt  Options
+	// skip, if set, says why the configuration can't pass yet.
+	skip string
+}
+
+var simConfigs = []simConfig{
+	{name: "replicas=3", opt: Options{Replicas: 3}},
+	{name: "replicas=5", opt: Options{Replicas: 5}},
+	// Replica moves ten times as often as by default. On the code before
+	// the fixes seed 220 wedges: learners promoted with nothing, then the
+	// old voters removed, leave voters that can't campaign (defect 5).
+	// With that fixed alone, seed 2308 (of -sim.seeds=3000) wedges a
+	// leader whose recovered membership change a late MsgCommit chose
+	// (defect 2).
+	{name: "churn", opt: Options{Replicas: 3, Churn: true},
+		skip: "waits for issue #9 defect 5 (promote only a caught-up learner) and defect 2 (a late MsgCommit " +
+			"wedges a leader): a learner promoted before it has anything, then the old voters removed, wedges " +
+			"the group; run with -sim.skipped once the fixes are in"},
+	// Replicas whose storage is wiped come back empty under their ids. On
+	// the code before the fix seed 59 chooses two values for slot 57.
+	// With that fixed, seed 1224 (of -sim.seeds=3000) still wedges: a
+	// MsgQuiesce delayed from a wiped leader's previous life binds its
+	// followers at the support epoch their nodes grant its new
+	// incarnation, and its empty replica can neither campaign nor
+	// release them. A quiesce should name the epoch it relies on.
+	{name: "wipes", opt: Options{Replicas: 3, Wipes: true},
+		skip: "waits for issue #9 (a replica that lost its state must not vote until re-added): today a wiped " +
+			"replica promises and accepts as if new, and two values get chosen for a slot; run with -sim.skipped once the fix is in"},
+}
+
 func TestSimulation(t *testing.T) {
-	for _, replicas := range []int{3, 5} {
-		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+	for _, c := range simConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			if c.skip != "" && !*flagSkipped {
+				t.Skip(c.skip)
+			}
 			t.Parallel()
-			var total Stats
-			for _, seed := range seeds() {
-				st, err := Run(Options{Seed: seed, Replicas: replicas, Steps: *flagSteps})
-				if err != nil {
-					// Replay with the trace on, so the report shows how it happened.
-					_, err = Run(Options{Seed: seed, Replicas: replicas, Steps: *flagSteps, Trace: true})
-					t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/replicas=%d$' -sim.seed=%d -sim.steps=%d",
-						err, replicas, seed, *flagSteps)
-				}
-				total.add(st)
-			}
-			t.Logf("%d seeds: %+v", len(seeds()), total)
-			// The world must have exercised what it claims to.
-			if total.Chosen == 0 || total.Crashes == 0 || total.Elections == 0 || total.Dropped == 0 || total.Quiesced == 0 {
-				t.Fatalf("the simulation did not exercise the protocol: %+v", total)
-			}
+			runSeeds(t, c, *flagSeeds)
 		})
 	}
 }
 
-func (s *Stats) add(o Stats) {
-	s.Chosen += o.Chosen
-	s.Proposed += o.Proposed
-	s.Delivered += o.Delivered
-	s.Dropped += o.Dropped
-	s.Crashes += o.Crashes
-	s.Elections += o.Elections
-	s.Transfers += o.Transfers
-	s.ConfChanges += o.ConfChanges
-	s.Snapshots += o.Snapshots
-	s.Reads += o.Reads
-	s.Quiesced += o.Quiesced
+// runSeeds runs c at n seeds, fails at the first violation with the
+// command that replays it, and then requires the seeds to have exercised,
+// between them, every event c claims to test.
+func runSeeds(t *testing.T, c simConfig, n int) {
+	var total Stats
+	ss := seeds(n)
+	for _, seed := range ss {
+		opt := c.opt
+		opt.Seed, opt.Steps = seed, *flagSteps
+		st, err := Run(opt)
+		if err != nil {
+			// Replay with the trace on, so the report shows how it happened.
+			opt.Trace = true
+			_, err = Run(opt)
+			t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/%s$' -sim.seed=%d -sim.steps=%d%s -v",
+				err, c.name, seed, *flagSteps, replayFlags(c))
+		}
+		total.Add(st)
+	}
+	t.Logf("%s, %d seeds: %v", c.name, len(ss), total)
+	if *flagSeed == 0 {
+		if missed := total.Missing(MustExercise(c.opt)); len(missed) > 0 {
+			t.Fatalf("%s: %d seeds never exercised %v; raise their rates or the seed count", c.name, len(ss), missed)
+		}
+	}
+}
+
+func replayFlags(c simConfig) string {
+	if c.skip != "" {
+		return " -sim.skipped"
+	}
+	return ""
+}
+
+// TestStoreCrash checks the storage model: a crash keeps what was synced
+// and a prefix of the rest, and a sync covers every write before it.
+func TestStoreCrash(t *testing.T) {
+	appendApp := func(v string) func(*disk) { return func(d *disk) { d.app = append(d.app, v) } }
+	s := newStore(pb.Meta{})
+	s.write(appendApp("a"))
+	s.write(appendApp("b"))
+	s.sync()
+	for _, v := range []string{"c", "d", "e"} {
+		s.write(appendApp(v))
+	}
+	if !slices.Equal(s.live.app, []string{"a", "b", "c", "d", "e"}) {
+		t.Fatalf("live state %v: a write must be visible at once", s.live.app)
+	}
+	if lost := s.crash(1); lost != 2 || !slices.Equal(s.live.app, []string{"a", "b", "c"}) {
+		t.Fatalf("after a crash keeping 1 of 3 unsynced writes: lost %d, state %v", lost, s.live.app)
+	}
+	s.write(appendApp("f"))
+	if lost := s.crash(0); lost != 1 || !slices.Equal(s.durable.app, []string{"a", "b", "c"}) {
+		t.Fatalf("after a crash keeping none: lost %d, state %v", lost, s.durable.app)
+	}
+}
+
+// TestReadOracleUsesChosen checks the read oracle against the case that
+// the old one, which took the highest slot applied anywhere as what a read
+// must observe, let through: a leader knows a slot is chosen (and may have
+// acknowledged its write) before any replica has applied it, so a read
+// begun then must not be answered as of the slot before.
+func TestReadOracleUsesChosen(t *testing.T) {
+	w := newWorld(Options{Seed: 1, Replicas: 3})
+	w.f = faults{propose: 1}
+	for range 2000 {
+		w.faultStep()
+		// Stop between the messages and the Readys: a leader may have
+		// counted a quorum and applied nothing yet.
+		w.elapse()
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+		var ahead *node
+		for _, n := range w.up() {
+			if n.r.Chosen() > w.maxChosen {
+				ahead = n
+			}
+		}
+		if ahead == nil {
+			w.processReadys()
+			w.check()
+			continue
+		}
+		const id = 1
+		w.reads[id] = w.readStart(false)
+		stale := group.ReadState{Ctx: binary.BigEndian.AppendUint64(nil, id), Index: w.maxChosen}
+		w.checkRead(ahead, stale)
+		if w.err == nil {
+			t.Fatalf("a read answered as of slot %d passed, but replica %d knew slot %d chosen when it began",
+				stale.Index, ahead.id, ahead.r.Chosen())
+		}
+		t.Logf("caught: %s", w.err.What)
+		return
+	}
+	t.Fatal("no step left a chosen slot unapplied: the test did not reach its case")
 }
