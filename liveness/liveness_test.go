@@ -58,6 +58,42 @@ func TestSupportIsConservativeOnTheRequester(t *testing.T) {
 	}
 }
 
+// Support counts from when the request was sent, not from when the answer
+// arrived: the supporter's promise started somewhere in between, so only
+// the send time is sure to be before it.
+func TestSupportCountsFromTheRequest(t *testing.T) {
+	a, b, ca, cb := pair(t)
+	sent := ca.t
+	msgs, _ := a.Tick()
+	ca.t += 300
+	cb.t += 150
+	deliver(t, a, b, msgs)
+	if _, until := a.SupportFrom(2); until != sent+sd-drift {
+		t.Fatalf("support until %d, want the request's send time %d + %d - %d", until, sent, sd, drift)
+	}
+}
+
+// Support from a peer that resumes after a lapse is reported once: the
+// groups we lead with a replica there must catch it up.
+func TestRegainedSupportIsReportedOnce(t *testing.T) {
+	a, b, ca, cb := pair(t)
+	exchange(t, a, b)
+	a.Tick() // reports the first support as regained
+	ca.t += 2 * sd
+	cb.t += 2 * sd
+	msgs, l := a.Tick()
+	if len(l.NotSupported) != 1 || len(l.Regained) != 0 {
+		t.Fatalf("lapse: %+v", l)
+	}
+	deliver(t, a, b, msgs)
+	if _, l := a.Tick(); len(l.Regained) != 1 || l.Regained[0] != 2 {
+		t.Fatalf("support regained from 2 was not reported: %+v", l)
+	}
+	if _, l := a.Tick(); len(l.Regained) != 0 {
+		t.Fatalf("regained support reported twice: %+v", l)
+	}
+}
+
 func TestLapsedSupportIsNeverRenewedAtTheSameEpoch(t *testing.T) {
 	a, b, ca, cb := pair(t)
 	exchange(t, a, b)
