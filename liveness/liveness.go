@@ -8,6 +8,14 @@
 // MaxClockDrift, so its view always expires first. Support that lapses is
 // withdrawn for good: the next grant uses a higher epoch, so anything
 // promised under the old epoch (a quiesced group's lease) stays dead.
+// Epochs never repeat for a peer within one incarnation of this node, even
+// across RemovePeer and AddPeer, and each incarnation's epochs start above
+// every earlier one's.
+//
+// A response counts only for the life of this node that sent its request:
+// it echoes the requester's incarnation, and a response from an earlier
+// life (delayed across a restart) is dropped, because its request time was
+// read on that life's clock.
 //
 // Groups use it to stay idle: a quiesced group sends no heartbeats of its
 // own, and its leader's lease lasts as long as a quorum of its followers'
@@ -65,6 +73,10 @@ type peer struct {
 	// restarted: the peer restarted while we supported it; the next Tick
 	// reports the old epoch's support as lapsed.
 	restarted bool
+	// removed: RemovePeer was called. We no longer ask the peer for
+	// support nor renew ours, but support already granted runs out at its
+	// time. The entry is kept, so that the peer's epochs never repeat.
+	removed bool
 }
 
 // Liveness is one node's support state. It is safe for concurrent use:
@@ -82,20 +94,29 @@ func New(cfg Config) *Liveness {
 	return &Liveness{cfg: cfg, peers: make(map[uint64]*peer)}
 }
 
-// AddPeer starts asking id for support.
+// AddPeer starts asking id for support, and granting it, again if id was
+// removed: epochs continue from where they were.
 func (l *Liveness) AddPeer(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.peerLocked(id)
+	l.peerLocked(id).removed = false
 }
 
-// RemovePeer forgets id. Support granted to it simply runs out.
+// RemovePeer stops asking id for support and stops renewing the support
+// we give it. Support already granted runs out at its time, not now: a
+// group led from id may hold a lease that counts on followers here staying
+// bound until then, and unbinding them early could let two leases overlap.
+// Tick reports the end of that support as usual.
 func (l *Liveness) RemovePeer(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.peers, id)
+	if p := l.peers[id]; p != nil {
+		p.removed = true
+	}
 }
 
+// peerLocked returns id's entry, creating it if id was never heard of.
+// Entries are never deleted: the epoch counter of a peer lives in its entry.
 func (l *Liveness) peerLocked(id uint64) *peer {
 	p := l.peers[id]
 	if p == nil {
@@ -153,6 +174,9 @@ func (l *Liveness) Tick() ([]pb.Message, Lapses) {
 	l.sent, l.lastSent = true, now
 	msgs := make([]pb.Message, 0, len(ids))
 	for _, id := range ids {
+		if l.peers[id].removed {
+			continue
+		}
 		msgs = append(msgs, pb.Message{Type: pb.MsgSupportRequest, From: l.cfg.NodeID, To: id, Seq: uint64(now), Epoch: l.cfg.Incarnation})
 	}
 	return msgs, lapses
@@ -167,6 +191,12 @@ func (l *Liveness) Handle(m pb.Message) (pb.Message, bool) {
 	p := l.peerLocked(m.From)
 	switch m.Type {
 	case pb.MsgSupportRequest:
+		if p.removed || m.Epoch < p.forIncarnation {
+			// Removed: its support only runs out. An older incarnation: a
+			// request delayed across the peer's restart, which must not end
+			// the support its current life holds.
+			return pb.Message{}, false
+		}
 		if now >= p.forUntil || m.Epoch != p.forIncarnation {
 			// Support lapsed (or never started), or the peer restarted and
 			// forgot what it held: whatever was promised under the old
@@ -179,8 +209,15 @@ func (l *Liveness) Handle(m pb.Message) (pb.Message, bool) {
 		}
 		p.forUntil = now + l.cfg.SupportDuration
 		p.forLapsed = false
-		return pb.Message{Type: pb.MsgSupportResponse, From: l.cfg.NodeID, To: m.From, Seq: m.Seq, Epoch: p.forEpoch}, true
+		return pb.Message{Type: pb.MsgSupportResponse, From: l.cfg.NodeID, To: m.From, Seq: m.Seq, Index: m.Epoch, Epoch: p.forEpoch}, true
 	case pb.MsgSupportResponse:
+		if m.Index != l.cfg.Incarnation || !l.sent || int64(m.Seq) > l.lastSent {
+			// Not a response to a request of this life: its request time
+			// is on another clock (or on none), so the support it reports
+			// cannot be placed on ours. Support is counted from a request's
+			// send time, never later than our latest request's.
+			return pb.Message{}, false
+		}
 		until := int64(m.Seq) + l.cfg.SupportDuration - l.cfg.MaxClockDrift
 		switch {
 		case m.Epoch > p.fromEpoch:

@@ -181,8 +181,10 @@ const (
 	MsgQuiesce
 	// MsgSupportRequest and MsgSupportResponse are node-to-node liveness
 	// heartbeats (Group is zero): one per node pair, whatever the number
-	// of groups. Seq carries the sender's clock reading, Epoch the epoch
-	// of support granted.
+	// of groups. A request carries the requester's clock reading in Seq
+	// and its incarnation in Epoch; the response echoes both, the
+	// incarnation in Index, and carries the epoch of support granted in
+	// Epoch.
 	MsgSupportRequest
 	MsgSupportResponse
 	// MsgRelease is sent by a replica that stopped leading at Ballot to the

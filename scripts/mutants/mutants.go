@@ -1,0 +1,331 @@
+package main
+
+// mutant is one planted bug: in File, the text Old (which must occur
+// exactly once) becomes New.
+type mutant struct {
+	// Name identifies the mutant in the table and in -run.
+	Name string
+	// File is relative to the repository root.
+	File string
+	// Old is the exact original text, usually one line or part of one;
+	// New replaces it.
+	Old, New string
+	// Desc says, in one line, what bug this is.
+	Desc string
+	// Equivalent, if set, says in one line why the mutant cannot change
+	// behaviour, so that no test can catch it.
+	Equivalent string
+}
+
+// mutants is the one list of planted bugs. When the code changes under a
+// snippet, the script stops with the mutant's name: re-anchor Old on the
+// new code (keep the bug the same), or drop the mutant if the code it
+// broke is gone. TestEveryMutantMatchesOnce checks the whole list in CI.
+var mutants = []mutant{
+	// Liveness: support between node pairs (liveness/liveness.go).
+	{
+		Name: "liveness/support-from-receipt",
+		File: "liveness/liveness.go",
+		Old:  "until := int64(m.Seq) + l.cfg.SupportDuration - l.cfg.MaxClockDrift",
+		New:  "until := now + l.cfg.SupportDuration - l.cfg.MaxClockDrift",
+		Desc: "the requester counts support from when the response arrived, not from when it asked",
+	},
+	{
+		Name: "liveness/no-drift-margin",
+		File: "liveness/liveness.go",
+		Old:  "until := int64(m.Seq) + l.cfg.SupportDuration - l.cfg.MaxClockDrift",
+		New:  "until := int64(m.Seq) + l.cfg.SupportDuration",
+		Desc: "the requester does not subtract the clock drift margin from support",
+	},
+	{
+		Name: "liveness/supporter-uses-requester-clock",
+		File: "liveness/liveness.go",
+		Old:  "p.forUntil = now + l.cfg.SupportDuration",
+		New:  "p.forUntil = int64(m.Seq) + l.cfg.SupportDuration",
+		Desc: "the supporter counts support on the requester's clock reading instead of its own",
+	},
+	{
+		Name: "liveness/epoch-kept-after-lapse",
+		File: "liveness/liveness.go",
+		Old:  "if now >= p.forUntil || m.Epoch != p.forIncarnation {",
+		New:  "if m.Epoch != p.forIncarnation {",
+		Desc: "support that lapsed is renewed at the same epoch (epoch not bumped)",
+	},
+	{
+		Name: "liveness/epoch-kept-after-peer-restart",
+		File: "liveness/liveness.go",
+		Old:  "if now >= p.forUntil || m.Epoch != p.forIncarnation {",
+		New:  "if now >= p.forUntil {",
+		Desc: "a restarted peer keeps the epoch its previous life was supported at",
+	},
+	{
+		Name: "liveness/epochs-restart-at-zero",
+		File: "liveness/liveness.go",
+		Old:  "p = &peer{forEpoch: l.cfg.Incarnation << 32,",
+		New:  "p = &peer{forEpoch: 0,",
+		Desc: "a restarted supporter grants epochs its previous incarnation already granted",
+	},
+	{
+		Name: "liveness/restart-not-reported",
+		File: "liveness/liveness.go",
+		Old:  "if (!p.forLapsed && now >= p.forUntil) || p.restarted {",
+		New:  "if !p.forLapsed && now >= p.forUntil {",
+		Desc: "the end of a restarted peer's old epoch is not reported, so its groups never wake",
+	},
+	{
+		Name: "liveness/regained-not-reported",
+		File: "liveness/liveness.go",
+		Old:  "p.fromLapsed = false\n\t\t\tp.regained = true",
+		New:  "p.fromLapsed = false",
+		Desc: "support that resumes after a lapse is not reported, so a follower that missed commits is not caught up",
+	},
+	{
+		Name: "liveness/stale-epoch-accepted",
+		File: "liveness/liveness.go",
+		Old:  "case m.Epoch > p.fromEpoch:",
+		New:  "case m.Epoch != p.fromEpoch:",
+		Desc: "a delayed response at an older epoch rolls the supported epoch back",
+	},
+	{
+		Name: "liveness/remove-unbinds-at-once",
+		File: "liveness/liveness.go",
+		Old:  "p.removed = true",
+		New:  "delete(l.peers, id)",
+		Desc: "RemovePeer withdraws granted support at once instead of letting it run out",
+	},
+	{
+		Name: "liveness/removed-peer-renewed",
+		File: "liveness/liveness.go",
+		Old:  "if p.removed || m.Epoch < p.forIncarnation {",
+		New:  "if m.Epoch < p.forIncarnation {",
+		Desc: "a removed peer's requests still renew its support",
+	},
+	{
+		Name: "liveness/request-from-old-life-accepted",
+		File: "liveness/liveness.go",
+		Old:  "if p.removed || m.Epoch < p.forIncarnation {",
+		New:  "if p.removed {",
+		Desc: "a request delayed from a peer's previous life ends the support its current life holds",
+	},
+	{
+		Name: "liveness/response-from-old-life-accepted",
+		File: "liveness/liveness.go",
+		Old:  "if m.Index != l.cfg.Incarnation || !l.sent || int64(m.Seq) > l.lastSent {",
+		New:  "if !l.sent || int64(m.Seq) > l.lastSent {",
+		Desc: "a response to our previous life's request counts, with a request time from the old clock",
+	},
+	{
+		Name: "liveness/response-outruns-request",
+		File: "liveness/liveness.go",
+		Old:  "if m.Index != l.cfg.Incarnation || !l.sent || int64(m.Seq) > l.lastSent {",
+		New:  "if m.Index != l.cfg.Incarnation {",
+		Desc: "a response may set support beyond our latest request's send time + duration",
+	},
+	{
+		Name: "liveness/pacing-off-by-one",
+		File: "liveness/liveness.go",
+		Old:  "if l.sent && now-l.lastSent < l.cfg.Interval {",
+		New:  "if l.sent && now-l.lastSent <= l.cfg.Interval {",
+		Desc: "support requests go out one Interval late",
+	},
+
+	// The Paxos core (group/).
+	{
+		Name: "group/promise-before-persist",
+		File: "group/replica.go",
+		Old:  "case pb.MsgAccept, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:",
+		New:  "case pb.MsgAccept, pb.MsgPromise, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:",
+		Desc: "a promise leaves in SendFirst, before the promised ballot is persisted",
+	},
+	{
+		Name: "group/accepted-before-persist",
+		File: "group/replica.go",
+		Old:  "case pb.MsgAccept, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:",
+		New:  "case pb.MsgAccept, pb.MsgAccepted, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:",
+		Desc: "an acceptance leaves in SendFirst, before the accepted entry is persisted",
+	},
+	{
+		Name: "group/own-accept-counted-early",
+		File: "group/replica.go",
+		Old:  "r.accept(pb.Entry{Slot: s, Ballot: r.ballot, Type: t, Data: data})",
+		New:  "r.accept(pb.Entry{Slot: s, Ballot: r.ballot, Type: t, Data: data}); r.lead.ack(s, r.id)",
+		Desc: "the leader counts its own acceptance of a new value before it is persisted",
+	},
+	{
+		Name: "group/lease-from-ack",
+		File: "group/leader.go",
+		Old:  "return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
+		New:  "return r.now() + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
+		Desc: "the leader's lease counts from when the quorum's acks arrived, not from when the heartbeat was sent",
+	},
+	{
+		Name: "group/lease-no-drift-margin",
+		File: "group/leader.go",
+		Old:  "return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
+		New:  "return rd.sentAt + r.cfg.LeaseDuration",
+		Desc: "the leader's lease does not subtract the clock drift margin",
+	},
+	{
+		Name: "group/no-lease-after-restart",
+		File: "group/replica.go",
+		Old:  "r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration",
+		New:  "r.leaseUntil = cfg.Clock.Now()",
+		Desc: "a restarted acceptor does not refuse Phase 1 for a lease, though it forgot whom it promised",
+	},
+	{
+		Name: "group/acceptor-lease-not-renewed",
+		File: "group/replica.go",
+		Old:  "\tr.grantLease(m.Ballot)\n\tr.electionElapsed = 0",
+		New:  "\tr.leaseBallot = m.Ballot\n\tr.electionElapsed = 0",
+		Desc: "an acceptor does not renew the leader's lease when it hears from the leader",
+	},
+	{
+		Name: "group/campaign-through-own-lease",
+		File: "group/replica.go",
+		Old:  "return isVoter(r.conf, r.id) && !r.leaseBlocks(pb.Message{Ballot: pb.Ballot{Node: r.id}})",
+		New:  "return isVoter(r.conf, r.id)",
+		Desc: "a replica campaigns (and promises itself) while its own acceptor is bound by another leader's lease",
+	},
+	{
+		Name: "group/transfer-any-ballot",
+		File: "group/replica.go",
+		Old:  "return m.Transfer.IsZero() || m.Transfer != holder",
+		New:  "return m.Transfer.IsZero()",
+		Desc: "a prepare naming any transferred lease gets past the lease of the current holder",
+	},
+	{
+		Name: "group/commit-counts-learners",
+		File: "group/leader.go",
+		Old:  "if !hasMajority(r.conf.Voters, func(id uint64) bool { return l.acked(s, id) }) {",
+		New:  "if !hasMajority(members(r.conf), func(id uint64) bool { return l.acked(s, id) }) {",
+		Desc: "a slot counts as chosen by a majority of voters and learners",
+	},
+	{
+		Name: "group/send-past-pending-conf",
+		File: "group/leader.go",
+		Old:  "lim = min(lim, pc)",
+		New:  "lim = max(lim, pc)",
+		Desc: "the leader sends accepts beyond a pending membership change",
+	},
+	{
+		Name: "group/prepare-from-non-member",
+		File: "group/replica.go",
+		Old:  "case len(r.conf.Voters) > 0 && !isVoter(r.conf, m.From):",
+		New:  "case len(r.conf.Voters) > 0 && isLearner(r.conf, m.From):",
+		Desc: "an acceptor promises a prepare from a replica that is no longer a member",
+	},
+	{
+		Name: "group/promise-lower-ballot",
+		File: "group/replica.go",
+		Old:  "case m.Ballot.Less(r.promised):\n\t\treject(pb.RejectBallot)",
+		New:  "case m.Ballot.Less(r.promised) && m.Ballot.Round < r.promised.Round:\n\t\treject(pb.RejectBallot)",
+		Desc: "an acceptor promises a lower ballot of the same round (ballots compared by round only)",
+	},
+	{
+		Name: "group/adopt-lowest-ballot",
+		File: "group/candidate.go",
+		Old:  "if old, ok := vals[e.Slot]; !ok || old.Ballot.Less(e.Ballot) {",
+		New:  "if old, ok := vals[e.Slot]; !ok || e.Ballot.Less(old.Ballot) {",
+		Desc: "a new leader re-proposes the lowest-ballot value it learned in Phase 1, not the highest",
+	},
+	{
+		Name:       "group/adopt-equal-ballot",
+		File:       "group/candidate.go",
+		Old:        "if old, ok := vals[e.Slot]; !ok || old.Ballot.Less(e.Ballot) {",
+		New:        "if old, ok := vals[e.Slot]; !ok || !e.Ballot.Less(old.Ballot) {",
+		Desc:       "Phase 1 compares accepted ballots with >= instead of >",
+		Equivalent: "a leader proposes one value per slot per ballot, so two promises at the same ballot carry the same value",
+	},
+	{
+		Name: "group/promise-omits-values",
+		File: "group/replica.go",
+		Old:  "Entries: r.log.slice(m.Chosen+1, r.log.last()),",
+		New:  "Entries: r.log.slice(r.chosen+1, r.log.last()),",
+		Desc: "a promise reports accepted values only above the acceptor's chosen point, not the candidate's",
+	},
+	{
+		Name: "group/quorum-off-by-one",
+		File: "group/conf.go",
+		Old:  "return len(voters) > 0 && 2*n > len(voters)",
+		New:  "return len(voters) > 0 && 2*n >= len(voters)",
+		Desc: "half of an even number of voters counts as a majority",
+	},
+	{
+		Name: "group/win-under-either-config",
+		File: "group/candidate.go",
+		Old:  "won = won && hasMajority(c.Voters, promised)",
+		New:  "won = won || hasMajority(c.Voters, promised)",
+		Desc: "a candidate wins with a majority of either configuration around a recovered change, not of both",
+	},
+	{
+		Name: "group/lease-ignores-pending-conf",
+		File: "group/leader.go",
+		Old:  "return hasMajority(applyEntry(r.conf, e).Voters, has)",
+		New:  "return true",
+		Desc: "while a membership change is pending, a lease needs a quorum of the old voters only",
+	},
+	{
+		Name: "group/lease-kept-across-conf",
+		File: "group/leader.go",
+		Old:  "\tr.syncProgress()\n\tl.recomputeLease(r)\n",
+		New:  "\tr.syncProgress()\n",
+		Desc: "a lease granted by the old voters outlives a membership change",
+	},
+	{
+		Name: "group/learn-chosen-any-ballot",
+		File: "group/replica.go",
+		Old:  "if e == nil || e.Ballot != b {",
+		New:  "if e == nil {",
+		Desc: "a follower learns as chosen a value it accepted at another ballot than the leader's",
+	},
+	{
+		Name: "group/binding-outlives-epoch",
+		File: "group/replica.go",
+		Old:  "if e == r.boundEpoch && now < until {",
+		New:  "if now < until {",
+		Desc: "a quiesce binding survives a new support epoch (the old epoch's lease stays alive)",
+	},
+	{
+		Name: "group/bound-lease-any-epoch",
+		File: "group/leader.go",
+		Old:  "if e, until := r.cfg.Liveness.SupportFrom(b.id); e == b.epoch && now < until {",
+		New:  "if _, until := r.cfg.Liveness.SupportFrom(b.id); now < until {",
+		Desc: "a quiesced leader counts a follower's binding under any support epoch",
+	},
+	{
+		Name: "group/rebind-after-release",
+		File: "group/replica.go",
+		Old:  "r.cfg.Liveness != nil && r.releasedFrom.Less(m.Ballot) {",
+		New:  "r.cfg.Liveness != nil {",
+		Desc: "a delayed MsgQuiesce binds a follower again to a leader that released it",
+	},
+	{
+		Name: "group/read-before-noop",
+		File: "group/leader.go",
+		Old:  "idx := max(r.chosen, l.startSlot)",
+		New:  "idx := r.chosen",
+		Desc: "a new leader serves reads before its election no-op is chosen",
+	},
+	{
+		Name: "group/read-on-old-round",
+		File: "group/leader.go",
+		Old:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})",
+		New:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq})",
+		Desc: "a read without a lease is released by a heartbeat round sent before it arrived",
+	},
+	{
+		Name: "group/stale-snapshot-installed",
+		File: "group/replica.go",
+		Old:  "if s != nil && s.Meta.Index > r.chosen {",
+		New:  "if s != nil && s.Meta.Index >= r.meta.Index {",
+		Desc: "a snapshot older than the chosen point is installed and moves the chosen point back",
+	},
+	{
+		Name:       "group/overwrite-chosen-slot",
+		File:       "group/replica.go",
+		Old:        "if e.Slot > r.chosen && e.Slot > r.meta.Index {",
+		New:        "if e.Slot > r.meta.Index {",
+		Desc:       "an accept overwrites a slot this replica already knows is chosen",
+		Equivalent: "by P2c any later ballot proposes the chosen value again, so the slot's value is unchanged",
+	},
+}
