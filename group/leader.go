@@ -195,8 +195,11 @@ func stepLeader(r *Replica, m pb.Message) {
 		}
 		// The member could not advance to the chosen point we told it: it
 		// lacks values at our ballot, so teach it the chosen ones.
+		// Its report is what it knows now: it may know less than it told
+		// us before (it restarted without its chosen hint, or was wiped),
+		// so catch it up from there, not from the most it ever reported.
 		if p != nil && m.Chosen < r.chosen && (m.Seq == 0 || m.Chosen < m.Index) {
-			p.chosen = max(p.chosen, m.Chosen)
+			p.chosen = m.Chosen
 			r.sendCatchUp(m.From, p)
 		}
 	default:

@@ -204,7 +204,10 @@ func (r *Replica) maybeBind(m pb.Message, resp *pb.Message) {
 		!r.lease.releasedFrom.Less(m.Ballot) {
 		return
 	}
-	if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {
+	// The quiesce names the epoch at which the leader's node believes we
+	// support it: one delayed from the leader node's earlier process life
+	// names an older epoch than we grant its new one, and binds nothing.
+	if e, until := r.cfg.Liveness.SupportFor(m.From); e == m.Epoch && r.now() < until {
 		r.lease.quiesced = true
 		r.lease.bound, r.lease.boundEpoch = m.Ballot, e
 		resp.Epoch = e
@@ -392,7 +395,11 @@ func (r *Replica) bcastHeartbeat(quiesce bool) {
 		l.lease.quiesceSeq = l.lease.seq
 	}
 	for _, p := range l.progress {
-		r.send(pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.lease.seq})
+		m := pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.lease.seq}
+		if quiesce {
+			m.Epoch, _ = r.cfg.Liveness.SupportFrom(p.id)
+		}
+		r.send(m)
 	}
 }
 

@@ -175,9 +175,10 @@ const (
 	// the sender has given up its lease.
 	MsgTimeoutNow
 	// MsgQuiesce is a heartbeat after which an idle group stops ticking.
-	// A follower that acknowledges it binds its acceptor to the leader's
-	// ballot for as long as its node supports the leader's node at the
-	// Epoch it reports back in a MsgHeartbeatResp.
+	// Epoch is the support epoch the leader's node holds from the
+	// follower's. A follower whose node grants exactly that epoch binds
+	// its acceptor to the leader's ballot for as long as that support
+	// lasts, and reports the epoch back in a MsgHeartbeatResp.
 	MsgQuiesce
 	// MsgSupportRequest and MsgSupportResponse are node-to-node liveness
 	// heartbeats (Group is zero): one per node pair, whatever the number

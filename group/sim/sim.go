@@ -480,7 +480,11 @@ func (w *World) leaders() []*node {
 func (w *World) heal() {
 	w.tracef("heal all")
 	clear(w.cut)
-	w.f = faults{}
+	// Whether nodes run node liveness is how the world is built, not a
+	// fault: a node brought back here must get a new incarnation like any
+	// restarted one, or its epochs repeat and followers stay bound to a
+	// leader its new life knows nothing of.
+	w.f = faults{liveness: w.f.liveness}
 	for _, n := range w.nodes {
 		if !n.up {
 			w.start(n)
