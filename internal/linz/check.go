@@ -98,13 +98,45 @@ func explain(ops []porcupine.Operation, info porcupine.LinearizationInfo) string
 			fmt.Fprintf(&b, "  %s\n", line(op))
 		}
 		b.WriteString("  and none of these can come next:\n")
+		var stuck []porcupine.Operation
 		for _, op := range rest {
 			if op.Call <= firstReturn {
+				stuck = append(stuck, op)
+				fmt.Fprintf(&b, "  %s\n", line(op))
+			}
+		}
+		writers := writersOf(parts[i], append(longest[max(0, len(longest)-6):], stuck...))
+		if len(writers) > 0 {
+			b.WriteString("  where the values they expected or found were written by:\n")
+			for _, op := range writers {
 				fmt.Fprintf(&b, "  %s\n", line(op))
 			}
 		}
 	}
 	return b.String()
+}
+
+// writersOf returns the writes in ops of the values that shown expected or
+// found, in the order of ops: a value written twice is the sign of a write
+// applied twice, and a value read long after it was written, of a lost
+// overwrite.
+func writersOf(ops, shown []porcupine.Operation) []porcupine.Operation {
+	values := map[string]bool{}
+	for _, op := range shown {
+		in, out := op.Input.(Input), op.Output.(Output)
+		values[in.Expected] = true
+		if !out.Unknown {
+			values[out.Value] = true
+		}
+	}
+	delete(values, "")
+	var writers []porcupine.Operation
+	for _, op := range ops {
+		if in := op.Input.(Input); in.Kind != Get && values[in.Value] && !slices.ContainsFunc(shown, func(s porcupine.Operation) bool { return sameOp(s, op) }) {
+			writers = append(writers, op)
+		}
+	}
+	return writers
 }
 
 func sameOp(a, b porcupine.Operation) bool {

@@ -101,6 +101,11 @@ func NewHistory() *History { return &History{start: time.Now()} }
 // now is the time since the history started, on the monotonic clock.
 func (h *History) now() int64 { return int64(time.Since(h.start)) }
 
+// Since returns the time since the history started, on the clock of its
+// operations' times, so that other events (faults) can be placed among
+// them.
+func (h *History) Since() time.Duration { return time.Duration(h.now()) }
+
 // Call is an operation that was invoked and has not returned yet.
 type Call struct {
 	h      *History
