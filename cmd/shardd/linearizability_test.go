@@ -26,8 +26,9 @@ import (
 //
 //	SHARDD_LINZ_DURATION=60s go test -run TestLinearizability -v -timeout 20m ./cmd/shardd
 //
-// SHARDD_LINZ_SEED replays a run's choices of operations and faults (not
-// its timing, which the processes decide).
+// SHARDD_LINZ_SEED replays a run's choices of operations and faults, as
+// far as the processes' timing (and so the leaders the nemesis targets)
+// repeats.
 const (
 	linzDurationEnv = "SHARDD_LINZ_DURATION"
 	linzSeedEnv     = "SHARDD_LINZ_SEED"
@@ -62,8 +63,8 @@ var linzKeys = []string{"k1000", "k2000", "k5000", "k7000", "k9000"}
 // whose outcome is unknown is kept as possibly applied (linz.Definite
 // decides which). On a violation the test prints the seed, the operations
 // where the linearization gets stuck, and the path of porcupine's HTML
-// visualization and the processes' logs, in a directory under $TMPDIR
-// that outlives the test.
+// visualization, beside the illegal keys' operations (history.txt) and the
+// processes' logs, in a directory under $TMPDIR that outlives the test.
 func TestLinearizability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and runs four processes under faults for half a minute")
@@ -147,7 +148,7 @@ func TestLinearizability(t *testing.T) {
 		t.Logf("the check ran out of time on keys %v without finding a violation", res.TimedOut)
 	default:
 		c.keepLogs(t, out)
-		t.Errorf("NOT LINEARIZABLE on keys %v (seed %d, %s=%d replays the choices)\n%s\nfaults:\n%s\nporcupine's visualization: %s\nlogs: %s",
+		t.Errorf("NOT LINEARIZABLE on keys %v (seed %d, %s=%d replays the choices)\n%s\nfaults:\n%s\nporcupine's visualization: %s\nthe illegal keys' operations (history.txt) and the processes' logs: %s",
 			res.Illegal, seed, linzSeedEnv, seed, res.Explanation, nem.describe(), res.Visualization, out)
 	}
 }
@@ -221,6 +222,7 @@ type linzCluster struct {
 	procs                   map[uint64]*proc
 	logs                    []string
 	faults                  map[uint64]kvpb.FaultClient
+	admin                   map[uint64]kvpb.AdminClient
 }
 
 func startLinzCluster(t *testing.T) *linzCluster {
@@ -229,7 +231,8 @@ func startLinzCluster(t *testing.T) *linzCluster {
 	base := t.TempDir()
 	ports := freePorts(t, 1+linzNodes)
 	c := &linzCluster{shardd: shardd, base: base, placement: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		addrs: map[uint64]string{}, args: map[uint64][]string{}, procs: map[uint64]*proc{}, faults: map[uint64]kvpb.FaultClient{}}
+		addrs: map[uint64]string{}, args: map[uint64][]string{}, procs: map[uint64]*proc{},
+		faults: map[uint64]kvpb.FaultClient{}, admin: map[uint64]kvpb.AdminClient{}}
 	plLog := filepath.Join(base, "placement.log")
 	c.logs = append(c.logs, plLog)
 	pl := startProcUntil(t, placementBin, "placement", plLog, "serving on",
@@ -251,6 +254,7 @@ func startLinzCluster(t *testing.T) *linzCluster {
 		}
 		t.Cleanup(func() { conn.Close() })
 		c.faults[id] = kvpb.NewFaultClient(conn)
+		c.admin[id] = kvpb.NewAdminClient(conn)
 	}
 	return c
 }
@@ -336,27 +340,51 @@ func others(id uint64) []uint64 {
 	return ids
 }
 
+// target picks the node a fault hits: three times in four the leader of
+// a random range, as some node reports it, since a leader has writes in
+// flight whose outcome a fault can make unknown; else any node.
+func (n *nemesis) target(t *testing.T) uint64 {
+	if n.rng.IntN(4) > 0 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		resp, err := n.c.admin[uint64(1+n.rng.IntN(linzNodes))].Ranges(ctx, &kvpb.RangesRequest{})
+		cancel()
+		if err == nil && len(resp.Ranges) > 0 {
+			if lead := resp.Ranges[n.rng.IntN(len(resp.Ranges))].LeaderNodeId; lead >= 1 && lead <= linzNodes {
+				return lead
+			}
+		}
+	}
+	return uint64(1 + n.rng.IntN(linzNodes))
+}
+
 // run injects faults for d, then leaves every node running and healed.
+// The faults that leave writes in flight with an unknown outcome (a kill,
+// a cut between a leader and its clients or its peers) come most often.
 func (n *nemesis) run(t *testing.T, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		n.pause(500*time.Millisecond, 1500*time.Millisecond)
-		id := uint64(1 + n.rng.IntN(linzNodes))
+		n.pause(300*time.Millisecond, time.Second)
+		id := n.target(t)
 		ev := nemesisEvent{start: n.h.Since()}
-		switch f := n.rng.IntN(4); f {
-		case 0:
+		switch f := n.rng.IntN(100); {
+		case f < 30:
 			ev.kind, ev.what = "kill", fmt.Sprintf("kill -9 node %d, restart it", id)
 			n.c.procs[id].kill(t)
 			n.pause(500*time.Millisecond, 2*time.Second)
 			n.c.start(t, id)
-		case 1:
+		case f < 55:
+			ev.kind, ev.what = "clients", fmt.Sprintf("node %d's KV service cut off from its clients", id)
+			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{CutClients: true})
+			n.pause(500*time.Millisecond, 2*time.Second)
+			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{})
+		case f < 80:
 			cutClients := n.rng.IntN(2) == 0
 			ev.kind, ev.what = "isolate", fmt.Sprintf("node %d cut off from its peers both ways (clients cut too: %v)", id, cutClients)
 			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{DropOutgoing: others(id), DropIncoming: others(id), CutClients: cutClients})
 			n.pause(time.Second, 4*time.Second)
 			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{})
-		case 2:
+		default:
 			peer := others(id)[n.rng.IntN(linzNodes-1)]
 			req := &kvpb.SetFaultsRequest{DropOutgoing: []uint64{peer}}
 			ev.kind, ev.what = "one-way", fmt.Sprintf("node %d's messages to node %d lost", id, peer)
@@ -366,11 +394,6 @@ func (n *nemesis) run(t *testing.T, d time.Duration) {
 			}
 			n.c.setFaults(t, id, req)
 			n.pause(time.Second, 4*time.Second)
-			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{})
-		case 3:
-			ev.kind, ev.what = "clients", fmt.Sprintf("node %d's KV service cut off from its clients", id)
-			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{CutClients: true})
-			n.pause(500*time.Millisecond, 2*time.Second)
 			n.c.setFaults(t, id, &kvpb.SetFaultsRequest{})
 		}
 		ev.end = n.h.Since()

@@ -20,7 +20,8 @@ type Result struct {
 	// TimedOut the ones whose check ran out of time.
 	Illegal, TimedOut []string
 	// Visualization is the path of porcupine's HTML visualization of the
-	// illegal keys' histories, written only if there are any.
+	// illegal keys' histories, written only if there are any, beside
+	// history.txt, their operations one per line.
 	Visualization string
 	// Explanation describes, for each illegal key, where the longest
 	// linearization the checker found gets stuck.
@@ -66,7 +67,19 @@ func Check(ops []porcupine.Operation, timeout time.Duration, dir string) (Result
 		return res, err
 	}
 	res.Visualization = path
-	return res, nil
+	return res, writeHistory(filepath.Join(dir, "history.txt"), illegal)
+}
+
+// writeHistory writes ops, one line each in the order of their
+// invocations, for reading and grep.
+func writeHistory(path string, ops []porcupine.Operation) error {
+	ops = slices.Clone(ops)
+	slices.SortStableFunc(ops, func(a, b porcupine.Operation) int { return cmpInt(a.Call, b.Call) })
+	var b strings.Builder
+	for _, op := range ops {
+		fmt.Fprintf(&b, "%s %s\n", op.Input.(Input).Key, line(op))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // explain describes each illegal key's violation: the end of the longest

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,9 @@ func TestIssue9History(t *testing.T) {
 		}
 		if fi, err := os.Stat(res.Visualization); err != nil || fi.Size() == 0 || !strings.HasPrefix(res.Visualization, dir) {
 			t.Errorf("visualization %q: %v", res.Visualization, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "history.txt")); err != nil || strings.Count(string(b), "\n") != 4 {
+			t.Errorf("history.txt: %v:\n%s", err, b)
 		}
 		if !strings.Contains(res.Explanation, `cas(k1, "8.4417" -> "8.4420") -> swapped`) {
 			t.Errorf("the explanation does not name the CAS that cannot linearize:\n%s", res.Explanation)
