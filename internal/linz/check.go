@@ -118,10 +118,16 @@ func explain(ops []porcupine.Operation, info porcupine.LinearizationInfo) string
 				fmt.Fprintf(&b, "  %s\n", line(op))
 			}
 		}
-		writers := writersOf(parts[i], append(longest[max(0, len(longest)-6):], stuck...))
-		if len(writers) > 0 {
+		shown := slices.Concat(longest[max(0, len(longest)-6):], stuck)
+		if writers := writersOf(parts[i], shown); len(writers) > 0 {
 			b.WriteString("  where the values they expected or found were written by:\n")
 			for _, op := range writers {
+				fmt.Fprintf(&b, "  %s\n", line(op))
+			}
+		}
+		if seen := firstSeen(parts[i], shown); len(seen) > 0 {
+			b.WriteString("  and first seen by:\n")
+			for _, op := range seen {
 				fmt.Fprintf(&b, "  %s\n", line(op))
 			}
 		}
@@ -129,11 +135,8 @@ func explain(ops []porcupine.Operation, info porcupine.LinearizationInfo) string
 	return b.String()
 }
 
-// writersOf returns the writes in ops of the values that shown expected or
-// found, in the order of ops: a value written twice is the sign of a write
-// applied twice, and a value read long after it was written, of a lost
-// overwrite.
-func writersOf(ops, shown []porcupine.Operation) []porcupine.Operation {
+// shownValues returns the values that shown expected or found.
+func shownValues(shown []porcupine.Operation) map[string]bool {
 	values := map[string]bool{}
 	for _, op := range shown {
 		in, out := op.Input.(Input), op.Output.(Output)
@@ -143,6 +146,46 @@ func writersOf(ops, shown []porcupine.Operation) []porcupine.Operation {
 		}
 	}
 	delete(values, "")
+	return values
+}
+
+// firstSeen returns, for each value that shown expected or found, the
+// first operation to return that saw it (a get that read it, a CAS that
+// found it), unless shown has it: a value seen, overwritten and seen
+// again with no write in between is a write applied twice.
+func firstSeen(ops, shown []porcupine.Operation) []porcupine.Operation {
+	first := map[string]porcupine.Operation{}
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		var v string
+		switch {
+		case out.Unknown || in.Kind == Put:
+			continue
+		case in.Kind == CAS && out.Swapped:
+			v = in.Expected
+		default:
+			v = out.Value
+		}
+		if f, ok := first[v]; v != "" && (!ok || op.Return < f.Return) {
+			first[v] = op
+		}
+	}
+	var seen []porcupine.Operation
+	for v := range shownValues(shown) {
+		if op, ok := first[v]; ok && !slices.ContainsFunc(shown, func(s porcupine.Operation) bool { return sameOp(s, op) }) {
+			seen = append(seen, op)
+		}
+	}
+	slices.SortFunc(seen, func(a, b porcupine.Operation) int { return cmpInt(a.Return, b.Return) })
+	return seen
+}
+
+// writersOf returns the writes in ops of the values that shown expected or
+// found, in the order of ops: a value written twice is the sign of a write
+// applied twice, and a value read long after it was written, of a lost
+// overwrite.
+func writersOf(ops, shown []porcupine.Operation) []porcupine.Operation {
+	values := shownValues(shown)
 	var writers []porcupine.Operation
 	for _, op := range ops {
 		if in := op.Input.(Input); in.Kind != Get && values[in.Value] && !slices.ContainsFunc(shown, func(s porcupine.Operation) bool { return sameOp(s, op) }) {
