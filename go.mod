@@ -3,6 +3,7 @@ module github.com/shardd/shardd
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/hashicorp/memberlist v0.7.0
 	google.golang.org/grpc v1.85.0

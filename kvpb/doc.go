@@ -10,9 +10,13 @@
 //     Paxos message frames between two nodes, and Snapshot, which streams
 //     a group's snapshot in chunks.
 //
+// fault.proto defines Fault, a test hook that cuts a node's links to
+// given peers (either direction) and to its clients; a node serves it only
+// when started with --enable-fault-injection.
+//
 // kv.pb.go (messages, by protoc-gen-go) and kv_grpc.pb.go (service stubs, by
 // protoc-gen-go-grpc) are generated; do not edit them. After changing
-// kv.proto, regenerate both from the repository root with
+// kv.proto or fault.proto, regenerate them from the repository root with
 //
 //	./scripts/genproto
 //

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -157,4 +160,155 @@ func (n *Node) RangeLeader(rangeID uint64) (uint64, bool) {
 		return 0, false
 	}
 	return r.leader.Load(), true
+}
+
+// faultInjection returns, with Config.EnableFaultInjection, the server
+// options that let the Fault service cut the KV service off from clients,
+// and a function that registers the Fault service; without it, nothing and
+// a function that does nothing.
+func (n *Node) faultInjection() ([]grpc.ServerOption, func(*grpc.Server)) {
+	if !n.cfg.EnableFaultInjection {
+		return nil, func(*grpc.Server) {}
+	}
+	n.log.Warn("fault injection is enabled: any client can cut this node's links (a test hook, never for production)")
+	cut := &clientCut{node: n.cfg.NodeID, cutting: make(chan struct{})}
+	s := &faultServer{n: n, cut: cut}
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(cut.unary), grpc.ChainStreamInterceptor(cut.stream)}
+	return opts, func(g *grpc.Server) { kvpb.RegisterFaultServer(g, s) }
+}
+
+// faultServer implements the Fault service (kvpb/fault.proto), a test
+// hook served only with Config.EnableFaultInjection.
+type faultServer struct {
+	kvpb.UnimplementedFaultServer
+	n   *Node
+	cut *clientCut
+}
+
+// SetFaults replaces the node's faults: its transport's cuts to and from
+// peers (transport.Faults) and the cut between its KV service and clients.
+func (s *faultServer) SetFaults(_ context.Context, req *kvpb.SetFaultsRequest) (*kvpb.SetFaultsResponse, error) {
+	f := s.n.trans.Faults()
+	f.HealAll()
+	for _, id := range req.DropOutgoing {
+		f.Cut(id)
+	}
+	for _, id := range req.DropIncoming {
+		f.CutFrom(id)
+	}
+	s.cut.set(req.CutClients)
+	s.n.log.Info("faults set", "drop_outgoing", req.DropOutgoing, "drop_incoming", req.DropIncoming, "cut_clients", req.CutClients)
+	return &kvpb.SetFaultsResponse{}, nil
+}
+
+// clientCut cuts the KV service off from its clients, as a network
+// partition between them would: a call that arrives during a cut is
+// refused, and a call in flight when a cut starts loses its reply, so
+// that its caller cannot tell whether it was applied. A stream that a cut
+// crossed stays broken after the cut heals, like a TCP connection that
+// timed out. Other services (Admin, Transport, Fault) are not affected.
+type clientCut struct {
+	node uint64
+
+	mu sync.Mutex
+	on bool
+	// cutting is closed when a cut starts, then replaced: a call that
+	// took it when it began learns from it that a cut began since.
+	cutting chan struct{}
+}
+
+// kvMethods prefixes the full method names of the KV service.
+var kvMethods = "/" + kvpb.KV_ServiceDesc.ServiceName + "/"
+
+func (c *clientCut) set(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on && !c.on {
+		close(c.cutting)
+		c.cutting = make(chan struct{})
+	}
+	c.on = on
+}
+
+// begin returns the channel a call that starts now watches, or false if
+// the cut is on.
+func (c *clientCut) begin() (<-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cutting, !c.on
+}
+
+func (c *clientCut) err(what string) error {
+	return status.Errorf(codes.Unavailable, "fault injection: node %d's KV service is cut off from its clients: %s", c.node, what)
+}
+
+func (c *clientCut) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !strings.HasPrefix(info.FullMethod, kvMethods) {
+		return handler(ctx, req)
+	}
+	cutting, ok := c.begin()
+	if !ok {
+		return nil, c.err("request refused")
+	}
+	resp, err := handler(ctx, req)
+	select {
+	case <-cutting:
+		return nil, c.err("reply lost")
+	default:
+		return resp, err
+	}
+}
+
+func (c *clientCut) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !strings.HasPrefix(info.FullMethod, kvMethods) {
+		return handler(srv, ss)
+	}
+	cutting, ok := c.begin()
+	if !ok {
+		return c.err("stream refused")
+	}
+	return handler(srv, &cutStream{ServerStream: ss, c: c, cutting: cutting})
+}
+
+// cutStream is a KV stream that breaks for good once a cut starts.
+type cutStream struct {
+	grpc.ServerStream
+	c       *clientCut
+	cutting <-chan struct{}
+}
+
+func (s *cutStream) broken() bool {
+	select {
+	case <-s.cutting:
+		return true
+	default:
+		return false
+	}
+}
+
+// RecvMsg returns as soon as a cut starts, so that the handler returns and
+// the stream ends with the requests in it in flight. The receive it
+// abandons then ends with the stream.
+func (s *cutStream) RecvMsg(m any) error {
+	if s.broken() {
+		return s.c.err("stream broken")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-done:
+		if err == nil && s.broken() {
+			return s.c.err("stream broken")
+		}
+		return err
+	case <-s.cutting:
+		return s.c.err("stream broken")
+	}
+}
+
+func (s *cutStream) SendMsg(m any) error {
+	if s.broken() {
+		return s.c.err("stream broken")
+	}
+	return s.ServerStream.SendMsg(m)
 }

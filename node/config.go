@@ -67,6 +67,12 @@ type Config struct {
 	// server before it serves (the placement service shares its node's
 	// listener this way).
 	RegisterServices func(*grpc.Server)
+	// EnableFaultInjection serves the Fault service (kvpb/fault.proto), a
+	// test hook through which other processes cut this node's links to
+	// given peers, either way, and to its clients. Multi-process tests
+	// use it to partition real processes; it must stay off in
+	// production. The default value is false.
+	EnableFaultInjection bool
 	// Logger is where the node logs. The default value is slog.Default().
 	Logger *slog.Logger
 	// OnFatal is called once if the node stops because of a disk error.

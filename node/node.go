@@ -155,12 +155,15 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.ListenAddr, err)
 	}
 	n.peers[cfg.NodeID] = n.lis.Addr().String()
-	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20),
+	faultOpts, registerFaults := n.faultInjection()
+	n.server = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20),
 		// Let routers probe idle connections, so a hung node is noticed.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})},
+		faultOpts...)...)
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
 	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})
+	registerFaults(n.server)
 	if cfg.RegisterServices != nil {
 		cfg.RegisterServices(n.server)
 	}

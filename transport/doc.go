@@ -52,6 +52,8 @@
 //
 // # Testing hooks
 //
-// Faults cuts, degrades and delays links on the sending side, so that
-// tests of real multi-node clusters can partition them.
+// Faults cuts, degrades and delays links on the sending side, and cuts
+// them on the receiving side (CutFrom), so that tests of real multi-node
+// clusters can partition them; shardd's --enable-fault-injection serves
+// them to other processes.
 package transport

@@ -8,11 +8,14 @@ import (
 	pb "github.com/shardd/shardd/paxospb"
 )
 
-// Faults injects network faults into what one Transport sends, so that
-// multi-node tests can partition, degrade and slow links between real
-// processes. Faults act on the sending side only: a partition between nodes
-// A and B is A.Faults().Cut(B) plus B.Faults().Cut(A), and a one-way cut is
-// just one of the two.
+// Faults injects network faults into what one Transport sends and
+// receives, so that multi-node tests can partition, degrade and slow links
+// between real processes. Most faults act on the sending side: a partition
+// between nodes A and B is A.Faults().Cut(B) plus B.Faults().Cut(A), and a
+// one-way cut is just one of the two. CutFrom drops what a peer sends on
+// the receiving side instead, so that one process can be cut off from its
+// peers both ways without their cooperation (a process that is killed and
+// restarted forgets its own faults, not the ones its peers hold).
 //
 // Message faults are applied by the destination's sender goroutine when it
 // builds frames, so they cost a Send caller nothing and a delayed link
@@ -24,6 +27,9 @@ type Faults struct {
 
 	mu    sync.Mutex
 	links map[uint64]*link
+	// from holds the peers whose frames and snapshots are dropped on
+	// arrival (CutFrom).
+	from map[uint64]bool
 }
 
 // link is the fault state of the link to one destination.
@@ -38,7 +44,7 @@ type link struct {
 }
 
 func newFaults(seed uint64) *Faults {
-	return &Faults{seed: seed, links: make(map[uint64]*link)}
+	return &Faults{seed: seed, links: make(map[uint64]*link), from: make(map[uint64]bool)}
 }
 
 // linkLocked returns the fault state for to, creating it. f.mu is held.
@@ -69,13 +75,32 @@ func (f *Faults) Heal(to uint64) {
 	}
 }
 
-// HealAll removes every fault on every link.
+// CutFrom drops every frame and snapshot that arrives from node from,
+// until HealFrom or HealAll. Frames are dropped whole after they are read
+// from the stream, so the peer's stream stays open and its sender sees no
+// error, as on a link that silently loses packets one way; a snapshot is
+// refused with Unavailable.
+func (f *Faults) CutFrom(from uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.from[from] = true
+}
+
+// HealFrom removes the cut of CutFrom(from).
+func (f *Faults) HealFrom(from uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.from, from)
+}
+
+// HealAll removes every fault on every link, both directions.
 func (f *Faults) HealAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, l := range f.links {
 		l.cut, l.drop, l.delay = false, 0, 0
 	}
+	clear(f.from)
 }
 
 // SetDrop makes each message to node to be dropped with probability p,
@@ -102,6 +127,13 @@ func (f *Faults) cut(to uint64) bool {
 	defer f.mu.Unlock()
 	l := f.links[to]
 	return l != nil && l.cut
+}
+
+// cutFrom reports whether what node from sends is dropped on arrival.
+func (f *Faults) cutFrom(from uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.from[from]
 }
 
 // filter applies the faults on the link to node to to a batch about to be

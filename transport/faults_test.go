@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "github.com/shardd/shardd/paxospb"
 )
 
@@ -126,4 +129,38 @@ func TestFaultsDelay(t *testing.T) {
 	if s := a.tr.Stats(); s.FramesSent >= 20 {
 		t.Errorf("%d frames for 20 delayed messages", s.FramesSent)
 	}
+}
+
+// TestFaultsCutFrom cuts what b receives from a on b's side alone: a's
+// frames are read and dropped, a's stream stays up, a's snapshots are
+// refused, and c still reaches b. Healing lets the next frame through.
+func TestFaultsCutFrom(t *testing.T) {
+	nodes := startCluster(t, 3, true, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	a.tr.Send(heartbeat(a.id, b.id, 1, 1))
+	waitFor(t, "the first message", func() bool { return b.h.count.Load() == 1 }, b.h)
+
+	b.tr.Faults().CutFrom(a.id)
+	const n = 10
+	for i := range uint64(n) {
+		a.tr.Send(heartbeat(a.id, b.id, 2, i+1))
+		c.tr.Send(heartbeat(c.id, b.id, 2, i+1))
+	}
+	waitFor(t, "b to drop a's messages on arrival", func() bool { return b.tr.Stats().DroppedOnArrival == n })
+	waitFor(t, "b to hear from c", func() bool { return b.h.count.Load() == 1+n }, b.h)
+	err := a.tr.SendSnapshot(t.Context(), b.id, pb.Message{Type: pb.MsgSnapshot, Group: 1}, Chunks([]byte("x")))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("snapshot into a cut link: %v, want Unavailable", err)
+	}
+
+	b.tr.Faults().HealFrom(a.id)
+	a.tr.Send(heartbeat(a.id, b.id, 3, 1))
+	waitFor(t, "a's message after healing", func() bool { return b.h.count.Load() == 2+n }, b.h)
+	if s := a.tr.Stats(); s.StreamsOpened != 1 || s.Dropped.Total() != 0 {
+		t.Errorf("a's side saw the cut: %d streams opened, drops %+v; want 1 stream and no drops", s.StreamsOpened, s.Dropped)
+	}
+	b.tr.Faults().CutFrom(c.id)
+	b.tr.Faults().HealAll()
+	c.tr.Send(heartbeat(c.id, b.id, 3, 1))
+	waitFor(t, "c's message after HealAll", func() bool { return b.h.count.Load() == 3+n }, b.h)
 }

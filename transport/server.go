@@ -74,6 +74,10 @@ func (t *Transport) receiveMessages(stream kvpb.Transport_MessagesServer) error 
 			t.cfg.Logger.Warn("transport: corrupt frame", "node", t.cfg.NodeID, "peer", from, "err", err)
 			return status.Errorf(codes.InvalidArgument, "transport: frame from node %d: %v", from, err)
 		}
+		if t.faults.cutFrom(from) {
+			t.stats.droppedOnArrival.Add(uint64(len(msgs)))
+			continue
+		}
 		t.stats.framesReceived.Add(1)
 		t.stats.messagesReceived.Add(uint64(len(msgs)))
 		t.stats.bytesReceived.Add(uint64(len(f.Messages)))
@@ -131,6 +135,9 @@ func (t *Transport) receiveSnapshot(stream kvpb.Transport_SnapshotServer) error 
 	var from uint64
 	if err := t.checkAddress(first.FromNode, first.ToNode, &from); err != nil {
 		return err
+	}
+	if t.faults.cutFrom(from) {
+		return status.Errorf(codes.Unavailable, "transport: node %d drops what node %d sends (Faults.CutFrom)", t.cfg.NodeID, from)
 	}
 	var header pb.Message
 	if err := header.Unmarshal(first.Header); err != nil {

@@ -14,6 +14,9 @@ type Stats struct {
 	// FramesReceived, MessagesReceived and BytesReceived count frames that
 	// decoded and were handed to the Handler.
 	FramesReceived, MessagesReceived, BytesReceived uint64
+	// DroppedOnArrival counts received messages that Faults.CutFrom
+	// dropped; they are not in MessagesReceived.
+	DroppedOnArrival uint64
 	// CorruptFrames counts received frames (and snapshot headers) that
 	// failed to decode or were misaddressed; each one closed its stream.
 	CorruptFrames uint64
@@ -80,7 +83,7 @@ const (
 type counters struct {
 	framesSent, messagesSent, bytesSent             atomic.Uint64
 	framesReceived, messagesReceived, bytesReceived atomic.Uint64
-	corruptFrames                                   atomic.Uint64
+	corruptFrames, droppedOnArrival                 atomic.Uint64
 	dropped                                         [numDropReasons]atomic.Uint64
 	streamsOpened, dialFailures, streamFailures     atomic.Uint64
 	snapshotsSent, snapshotsReceived                atomic.Uint64
@@ -102,6 +105,7 @@ func (c *counters) load() Stats {
 		MessagesReceived:  c.messagesReceived.Load(),
 		BytesReceived:     c.bytesReceived.Load(),
 		CorruptFrames:     c.corruptFrames.Load(),
+		DroppedOnArrival:  c.droppedOnArrival.Load(),
 		StreamsOpened:     c.streamsOpened.Load(),
 		DialFailures:      c.dialFailures.Load(),
 		StreamFailures:    c.streamFailures.Load(),

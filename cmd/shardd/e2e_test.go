@@ -38,13 +38,7 @@ func buildShardd(t *testing.T) string {
 // to this one) into a temporary directory.
 func buildBinary(t *testing.T, pkg string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if _, statErr := os.Stat(goBin); statErr != nil {
-			t.Fatalf("no go command on PATH (%v) or in $GOROOT/bin", err)
-		}
-	}
+	goBin := goCommand(t)
 	name := filepath.Base(pkg)
 	if pkg == "." {
 		name = "shardd"
@@ -55,6 +49,19 @@ func buildBinary(t *testing.T, pkg string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// goCommand returns the path of the go command: on PATH, or in $GOROOT/bin.
+func goCommand(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		if _, statErr := os.Stat(goBin); statErr != nil {
+			t.Fatalf("no go command on PATH (%v) or in $GOROOT/bin", err)
+		}
+	}
+	return goBin
 }
 
 // freePorts returns n distinct loopback ports that were free for both TCP

@@ -126,7 +126,7 @@ func TestStartFlagDefaults(t *testing.T) {
 	}
 	cfg := o.nodeConfig(slog.Default())
 	if cfg.NodeID != 3 || cfg.Dir != "/d" || cfg.ListenAddr != "127.0.0.1:7100" || cfg.GossipAddr != "127.0.0.1:7946" ||
-		cfg.TickInterval != 100*time.Millisecond || cfg.Peers != nil || cfg.Seeds != nil {
+		cfg.TickInterval != 100*time.Millisecond || cfg.Peers != nil || cfg.Seeds != nil || cfg.EnableFaultInjection {
 		t.Errorf("node config: %+v", cfg)
 	}
 }
@@ -134,7 +134,7 @@ func TestStartFlagDefaults(t *testing.T) {
 func TestStartFlags(t *testing.T) {
 	o, err := startOpts(t, "--id=2", "--data-dir=/d", "--listen=127.0.0.1:7101", "--gossip=127.0.0.1:7201",
 		"--join=127.0.0.1:7200,127.0.0.1:7201", "--peers=1=127.0.0.1:7100,2=127.0.0.1:7101",
-		"--bootstrap-ranges=4", "--bootstrap-replicas=1,2,3", "--tick=20ms", "--log-level=debug")
+		"--bootstrap-ranges=4", "--bootstrap-replicas=1,2,3", "--tick=20ms", "--log-level=debug", "--enable-fault-injection")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestStartFlags(t *testing.T) {
 		t.Errorf("options: %+v", o)
 	}
 	cfg := o.nodeConfig(slog.Default())
-	if !maps.Equal(cfg.Peers, o.peers) || !slices.Equal(cfg.Seeds, o.join) || cfg.GossipAddr != "127.0.0.1:7201" {
+	if !maps.Equal(cfg.Peers, o.peers) || !slices.Equal(cfg.Seeds, o.join) || cfg.GossipAddr != "127.0.0.1:7201" || !cfg.EnableFaultInjection {
 		t.Errorf("node config: %+v", cfg)
 	}
 

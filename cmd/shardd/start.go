@@ -110,6 +110,7 @@ type startFlags struct {
 	logLevel          string
 	pprof             string
 	placement         string
+	faultInjection    bool
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -127,6 +128,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
+	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
 // startOptions are start's checked settings.
@@ -140,6 +142,8 @@ type startOptions struct {
 	tick     time.Duration
 	logLevel slog.Level
 	pprof    string
+	// faultInjection serves the Fault service (node.Config.EnableFaultInjection).
+	faultInjection bool
 	// placement are the placement processes' addresses, nil for none.
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
@@ -148,7 +152,7 @@ type startOptions struct {
 
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
-	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof}
+	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof, faultInjection: f.faultInjection}
 	var err error
 	switch {
 	case f.id == 0:
@@ -258,6 +262,8 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		Seeds:        o.join,
 		TickInterval: o.tick,
 		Logger:       logger,
+
+		EnableFaultInjection: o.faultInjection,
 	}
 	if len(o.peers) > 0 {
 		cfg.Peers = maps.Clone(o.peers)

@@ -1,0 +1,206 @@
+package linz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// op builds an operation with times in milliseconds.
+func op(client int, call, ret int64, in Input, out Output) porcupine.Operation {
+	return porcupine.Operation{ClientId: client, Input: in, Call: call * 1e6, Output: out, Return: ret * 1e6}
+}
+
+func put(k, v string) Input          { return Input{Kind: Put, Key: k, Value: v} }
+func get(k string) Input             { return Input{Kind: Get, Key: k} }
+func cas(k, from, to string) Input   { return Input{Kind: CAS, Key: k, Expected: from, Value: to} }
+func read(v string) Output           { return Output{Value: v} }
+func swapped() Output                { return Output{Swapped: true} }
+func notSwapped(found string) Output { return Output{Value: found} }
+
+var unknown = Output{Unknown: true}
+
+// historyOf is ops as History.Operations returns them: the unknown
+// outcomes' returns moved to the end.
+func historyOf(ops []porcupine.Operation) []porcupine.Operation {
+	h := &History{ops: ops}
+	for i, o := range ops {
+		if o.Output.(Output).Unknown {
+			h.unknown = append(h.unknown, i)
+		}
+		h.last = max(h.last, o.Return)
+	}
+	return h.Operations()
+}
+
+func check(t *testing.T, ops []porcupine.Operation) Result {
+	t.Helper()
+	res, err := Check(ops, 10*time.Second, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestLinearizableHistories(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ops  []porcupine.Operation
+	}{
+		{"sequential", []porcupine.Operation{
+			op(0, 0, 1, get("k"), read("")),
+			op(0, 2, 3, put("k", "a"), Output{}),
+			op(0, 4, 5, cas("k", "a", "b"), swapped()),
+			op(0, 6, 7, cas("k", "a", "c"), notSwapped("b")),
+			op(0, 8, 9, cas("j", "", "x"), swapped()),
+			op(0, 10, 11, get("k"), read("b")),
+		}},
+		{"concurrent writes read in either order", []porcupine.Operation{
+			op(0, 0, 10, put("k", "a"), Output{}),
+			op(1, 0, 10, put("k", "b"), Output{}),
+			op(2, 11, 12, get("k"), read("a")),
+		}},
+		// A write whose outcome is unknown may have happened, at any
+		// time after its invocation ...
+		{"unknown put applied late", []porcupine.Operation{
+			op(0, 0, 1, put("k", "a"), unknown),
+			op(1, 5, 6, put("k", "b"), Output{}),
+			op(1, 7, 8, get("k"), read("a")),
+		}},
+		// ... or not at all.
+		{"unknown put never applied", []porcupine.Operation{
+			op(0, 0, 1, put("k", "a"), unknown),
+			op(1, 5, 6, get("k"), read("")),
+		}},
+		{"unknown cas", []porcupine.Operation{
+			op(0, 0, 1, put("k", "a"), Output{}),
+			op(1, 2, 3, cas("k", "a", "b"), unknown),
+			op(0, 4, 5, get("k"), read("b")),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if res := check(t, historyOf(tc.ops)); res.Verdict != porcupine.Ok {
+				t.Errorf("verdict %v, want Ok: %+v", res.Verdict, res)
+			}
+		})
+	}
+}
+
+// TestIssue9History is the smallest violation issue #9 reports (key k1, a
+// partition run), with times in ms: worker 8's put is acknowledged; worker
+// 14 reads it; worker 3's later put is acknowledged; then worker 8's CAS
+// finds worker 8's value again, because the router retried worker 8's put
+// and the nodes applied it twice. One application cannot explain it,
+// whether worker 8's put returned or its outcome stayed unknown.
+func TestIssue9History(t *testing.T) {
+	history := func(put8 Output) []porcupine.Operation {
+		return historyOf([]porcupine.Operation{
+			op(8, 34702, 35966, put("k1", "8.4417"), put8),
+			op(14, 35950, 35954, get("k1"), read("8.4417")),
+			op(3, 35955, 35957, put("k1", "3.4400"), Output{}),
+			op(8, 35971, 35975, cas("k1", "8.4417", "8.4420"), swapped()),
+			op(5, 0, 1, put("k2", "5.1"), Output{}), // another key, linearizable
+		})
+	}
+	for _, put8 := range []Output{{}, unknown} {
+		dir := t.TempDir()
+		res, err := Check(history(put8), 10*time.Second, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Verdict != porcupine.Illegal || len(res.Illegal) != 1 || res.Illegal[0] != "k1" {
+			t.Fatalf("put8 %+v: verdict %v on %v, want Illegal on k1", put8, res.Verdict, res.Illegal)
+		}
+		if fi, err := os.Stat(res.Visualization); err != nil || fi.Size() == 0 || !strings.HasPrefix(res.Visualization, dir) {
+			t.Errorf("visualization %q: %v", res.Visualization, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "history.txt")); err != nil || strings.Count(string(b), "\n") != 4 {
+			t.Errorf("history.txt: %v:\n%s", err, b)
+		}
+		if !strings.Contains(res.Explanation, `cas(k1, "8.4417" -> "8.4420") -> swapped`) {
+			t.Errorf("the explanation does not name the CAS that cannot linearize:\n%s", res.Explanation)
+		}
+		t.Logf("put8 %+v:\n%s", put8, res.Explanation)
+	}
+}
+
+func TestIllegalCASOutcomes(t *testing.T) {
+	for name, ops := range map[string][]porcupine.Operation{
+		"swapped on a mismatch": {
+			op(0, 0, 1, put("k", "a"), Output{}),
+			op(0, 2, 3, cas("k", "b", "c"), swapped()),
+		},
+		"failed on a match": {
+			op(0, 0, 1, put("k", "a"), Output{}),
+			op(0, 2, 3, cas("k", "a", "c"), notSwapped("a")),
+		},
+		"failed reporting a value never there": {
+			op(0, 0, 1, put("k", "a"), Output{}),
+			op(0, 2, 3, cas("k", "b", "c"), notSwapped("z")),
+		},
+		"read of a definitely failed write": {
+			op(0, 0, 1, get("k"), read("a")),
+		},
+	} {
+		if res := check(t, ops); res.Verdict != porcupine.Illegal {
+			t.Errorf("%s: verdict %v, want Illegal", name, res.Verdict)
+		}
+	}
+}
+
+// TestFinish checks how Finish files an operation by its error.
+func TestFinish(t *testing.T) {
+	h := NewHistory()
+	ambiguous := status.Error(codes.Unavailable, "stream broke with requests in flight")
+	if h.Invoke(0, put("k", "a")).Finish(Output{}, status.Error(codes.InvalidArgument, "key too long")) {
+		t.Error("a refused put counted as unknown")
+	}
+	if !h.Invoke(0, put("k", "b")).Finish(Output{}, fmt.Errorf("router: %w", ambiguous)) {
+		t.Error("a put that broke in flight is not unknown")
+	}
+	if h.Invoke(1, get("k")).Finish(Output{}, ambiguous) {
+		t.Error("a failed get counted as unknown")
+	}
+	h.Invoke(2, get("k")).Finish(read("b"), nil)
+	ops := h.Operations()
+	if len(ops) != 2 {
+		t.Fatalf("%d operations recorded, want the unknown put and the get", len(ops))
+	}
+	if ops[0].Return <= ops[1].Return {
+		t.Errorf("the unknown put returns at %d, not after the end of the history (%d)", ops[0].Return, ops[1].Return)
+	}
+	if known, unknown := Counts(ops); known != [3]int{Get: 1} || unknown != [3]int{Put: 1} {
+		t.Errorf("counts %v known, %v unknown", known, unknown)
+	}
+	if res := check(t, ops); res.Verdict != porcupine.Ok {
+		t.Errorf("verdict %v", res.Verdict)
+	}
+}
+
+func TestDefinite(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.InvalidArgument, "empty key"), true},
+		{status.Error(codes.FailedPrecondition, "batch not applied: condition 0 failed"), true},
+		{fmt.Errorf("wrapped: %w", status.Error(codes.InvalidArgument, "x")), true},
+		{status.Error(codes.Unavailable, "leadership changed while the write was in flight"), false},
+		{status.Error(codes.DeadlineExceeded, "deadline"), false},
+		{context.DeadlineExceeded, false},
+		{errors.New("plain"), false},
+	} {
+		if got := Definite(tc.err); got != tc.want {
+			t.Errorf("Definite(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/kvpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+func (c *testCluster) faults(id uint64) kvpb.FaultClient {
+	c.t.Helper()
+	conn, err := grpc.NewClient(c.nodes[id].Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.conns = append(c.conns, conn)
+	return kvpb.NewFaultClient(conn)
+}
+
+// TestFaultService drives the Fault service of a node started with
+// EnableFaultInjection: cutting its clients refuses KV calls and breaks an
+// open KV stream while Admin still answers; cutting its links to its peers
+// both ways, on its side alone, lets the others elect a leader without it;
+// an empty fault set heals both.
+func TestFaultService(t *testing.T) {
+	c := newTestCluster(t, 3, splitRanges(1, 3), func(cfg *Config) { cfg.EnableFaultInjection = true })
+	put(t, c, 1, "a", "1")
+	lead := c.leaderFor(1)
+	fc := c.faults(lead)
+	st, err := c.clients[lead].Stream(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := fc.SetFaults(ctx(t), &kvpb.SetFaultsRequest{CutClients: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.clients[lead].Put(ctx(t), &kvpb.PutRequest{Key: []byte("a"), Value: []byte("2")}); status.Code(err) != codes.Unavailable {
+		t.Errorf("put while the clients are cut: %v, want Unavailable", err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("a stream open when the cut started: %v, want it broken with Unavailable", err)
+	}
+	if _, err := c.admin(lead).Ranges(ctx(t), &kvpb.RangesRequest{}); err != nil {
+		t.Errorf("Admin while the clients are cut: %v", err)
+	}
+	if _, err := fc.SetFaults(ctx(t), &kvpb.SetFaultsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, 1, "a", "3")
+
+	var others []uint64
+	for id := range c.nodes {
+		if id != lead {
+			others = append(others, id)
+		}
+	}
+	if _, err := fc.SetFaults(ctx(t), &kvpb.SetFaultsRequest{DropOutgoing: others, DropIncoming: others}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for newLead := uint64(0); newLead == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the others elected no leader while the old one was cut off")
+		}
+		time.Sleep(10 * time.Millisecond)
+		for _, id := range others {
+			if c.nodes[id].replica(1).leader.Load() == id {
+				newLead = id
+			}
+		}
+	}
+	if s := c.nodes[lead].trans.Stats(); s.DroppedOnArrival == 0 || s.Dropped.Fault == 0 {
+		t.Errorf("the cut node dropped %d messages on arrival and %d on sending; want both", s.DroppedOnArrival, s.Dropped.Fault)
+	}
+	if _, err := fc.SetFaults(ctx(t), &kvpb.SetFaultsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, 1, "a", "4")
+}
+
+// TestFaultServiceOffByDefault checks that a node serves no Fault service
+// unless it is asked to.
+func TestFaultServiceOffByDefault(t *testing.T) {
+	c := newTestCluster(t, 1, splitRanges(1, 1), nil)
+	_, err := c.faults(1).SetFaults(ctx(t), &kvpb.SetFaultsRequest{CutClients: true})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("SetFaults on a node without fault injection: %v, want Unimplemented", err)
+	}
+}
