@@ -18,13 +18,13 @@
 package linz
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/shardd/shardd/router"
 )
 
 // Kind is the kind of an operation.
@@ -61,24 +61,13 @@ type Output struct {
 	Swapped bool
 }
 
-// Definite reports whether err says for certain that the operation it
-// ended did not take effect: the store refused it (InvalidArgument) or a
-// condition did not hold (FailedPrecondition, which the router returns
-// only from a node's answer). Every other error, Unavailable and
-// DeadlineExceeded included, leaves the outcome unknown: the write may
-// have been applied. This is the one place that decides it; once the
-// router reports an outcome it cannot know with a typed error, it becomes
-// !errors.Is(err, router.ErrAmbiguous).
+// Definite reports whether err says for certain that the write it ended
+// did not take effect: the router's ErrNotApplied. The check holds the
+// router to that claim: a write it calls not applied that was applied
+// makes the history illegal. Every other error (router.ErrAmbiguous)
+// leaves the outcome unknown: the write may have been applied.
 func Definite(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.InvalidArgument, codes.FailedPrecondition:
-		return true
-	}
-	return false
+	return errors.Is(err, router.ErrNotApplied)
 }
 
 // History is the record of every operation of a run. It is safe for

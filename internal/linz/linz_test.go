@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -160,11 +161,12 @@ func TestIllegalCASOutcomes(t *testing.T) {
 // TestFinish checks how Finish files an operation by its error.
 func TestFinish(t *testing.T) {
 	h := NewHistory()
-	ambiguous := status.Error(codes.Unavailable, "stream broke with requests in flight")
-	if h.Invoke(0, put("k", "a")).Finish(Output{}, status.Error(codes.InvalidArgument, "key too long")) {
+	ambiguous := fmt.Errorf("stream broke with requests in flight: %w", router.ErrAmbiguous)
+	refused := fmt.Errorf("key too long: %w", router.ErrNotApplied)
+	if h.Invoke(0, put("k", "a")).Finish(Output{}, refused) {
 		t.Error("a refused put counted as unknown")
 	}
-	if !h.Invoke(0, put("k", "b")).Finish(Output{}, fmt.Errorf("router: %w", ambiguous)) {
+	if !h.Invoke(0, put("k", "b")).Finish(Output{}, ambiguous) {
 		t.Error("a put that broke in flight is not unknown")
 	}
 	if h.Invoke(1, get("k")).Finish(Output{}, ambiguous) {
@@ -191,11 +193,11 @@ func TestDefinite(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{status.Error(codes.InvalidArgument, "empty key"), true},
-		{status.Error(codes.FailedPrecondition, "batch not applied: condition 0 failed"), true},
-		{fmt.Errorf("wrapped: %w", status.Error(codes.InvalidArgument, "x")), true},
+		{fmt.Errorf("put: %w", router.ErrNotApplied), true},
+		{fmt.Errorf("put: %w", router.ErrAmbiguous), false},
+		// A bare status says nothing of the write's fate.
+		{status.Error(codes.InvalidArgument, "empty key"), false},
 		{status.Error(codes.Unavailable, "leadership changed while the write was in flight"), false},
-		{status.Error(codes.DeadlineExceeded, "deadline"), false},
 		{context.DeadlineExceeded, false},
 		{errors.New("plain"), false},
 	} {
