@@ -63,12 +63,17 @@ func (w *World) handleReady(n *node) {
 			app = w.snapshotData(rd.Snapshot)
 		}
 		hard, meta, ents, snap := rd.HardState, rd.Meta, rd.Entries, rd.Snapshot
+		// As the node does: only a new promise is written.
+		if hard != nil && hard.Promised == n.writtenPromise {
+			hard = nil
+		} else if hard != nil {
+			n.writtenPromise = hard.Promised
+		}
 		n.store.write(func(d *disk) {
 			if hard != nil {
 				d.hard = *hard
 			}
 			if meta != nil {
-				d.meta = *meta
 				for s := range d.entries {
 					if s <= meta.Index {
 						delete(d.entries, s)
@@ -81,6 +86,7 @@ func (w *World) handleReady(n *node) {
 			if snap != nil {
 				d.app = slices.Clone(app)
 				d.applied = snap.Meta.Index
+				d.conf = snap.Meta.Config
 			}
 		})
 		if w.crashMidReady(n, "before its batch is synced") {
@@ -156,9 +162,14 @@ func (w *World) apply(n *node, e pb.Entry) {
 	if w.learn(n.id, e.Slot, v) && e.Type == pb.EntryConfChange {
 		w.applyConf(e)
 	}
+	var cc pb.ConfChange
+	isConf := e.Type == pb.EntryConfChange && cc.Unmarshal(e.Data) == nil
 	n.store.write(func(d *disk) {
 		d.app = append(d.app, v)
 		d.applied = e.Slot
+		if isConf {
+			d.conf = group.ApplyConfChange(d.conf, cc)
+		}
 	})
 }
 

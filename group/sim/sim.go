@@ -110,6 +110,9 @@ type node struct {
 	// quiesced is the replica's Quiesced() at the last check, to count
 	// changes.
 	quiesced bool
+	// writtenPromise is the promise in the last hard state written in
+	// this process life.
+	writtenPromise pb.Ballot
 	// transferBallot is the ballot the replica campaigns at because a
 	// leader handed it leadership.
 	transferBallot pb.Ballot
@@ -297,10 +300,15 @@ func (w *World) start(n *node) {
 		}
 	}
 	d := &n.store.durable
-	st := group.State{HardState: d.hard, Meta: d.meta, Applied: d.applied}
+	// As the node recovers: the log starts after the applied point, with
+	// the configuration stored at it.
+	st := group.State{HardState: d.hard, Meta: pb.Meta{Index: d.applied, Config: d.conf}, Applied: d.applied}
 	for _, e := range d.entries {
-		st.Entries = append(st.Entries, e)
+		if e.Slot > d.applied {
+			st.Entries = append(st.Entries, e)
+		}
 	}
+	n.writtenPromise = pb.Ballot{}
 	slices.SortFunc(st.Entries, func(a, b pb.Entry) int { return cmp.Compare(a.Slot, b.Slot) })
 	r, err := group.New(w.config(n), st)
 	if err != nil {

@@ -3,9 +3,8 @@
 //
 //	go test ./group/sim -run TestSimulation -sim.seeds=5000 -timeout 30m -v
 //
-// Configurations skipped until a fix in group/ lands run with
-// -sim.skipped. A failure prints the go test command that replays its seed
-// with a trace.
+// A failure prints the go test command that replays its seed with a
+// trace.
 package sim
 
 import (
@@ -19,10 +18,9 @@ import (
 )
 
 var (
-	flagSeeds   = flag.Int("sim.seeds", 500, "seeds to run per configuration")
-	flagSeed    = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
-	flagSteps   = flag.Int("sim.steps", 2000, "faulty steps per run")
-	flagSkipped = flag.Bool("sim.skipped", false, "also run the configurations skipped until a fix lands")
+	flagSeeds = flag.Int("sim.seeds", 500, "seeds to run per configuration")
+	flagSeed  = flag.Uint64("sim.seed", 0, "run only this seed (replays a failure)")
+	flagSteps = flag.Int("sim.steps", 2000, "faulty steps per run")
 )
 
 // seeds returns the seeds to run: the one asked for, or the first n
@@ -45,41 +43,27 @@ func seeds(n int) []uint64 {
 type simConfig struct {
 	name string
 	opt  Options
-	// skip, if set, says why the configuration can't pass yet.
-	skip string
 }
 
 var simConfigs = []simConfig{
 	{name: "replicas=3", opt: Options{Replicas: 3}},
 	{name: "replicas=5", opt: Options{Replicas: 5}},
 	// Replica moves ten times as often as by default. On the code before
-	// the fixes seed 220 wedges: learners promoted with nothing, then the
-	// old voters removed, leave voters that can't campaign (defect 5).
-	// With that fixed alone, seed 2308 (of -sim.seeds=3000) wedges a
-	// leader whose recovered membership change a late MsgCommit chose
-	// (defect 2).
-	{name: "churn", opt: Options{Replicas: 3, Churn: true},
-		skip: "waits for issue #9 defect 5 (promote only a caught-up learner) and defect 2 (a late MsgCommit " +
-			"wedges a leader): a learner promoted before it has anything, then the old voters removed, wedges " +
-			"the group; run with -sim.skipped once the fixes are in"},
+	// issue 9's fixes seed 220 wedged: learners promoted with nothing,
+	// then the old voters removed, left voters that can't campaign
+	// (defect 5); with that fixed alone, seed 2308 (of -sim.seeds=3000)
+	// wedged a leader whose recovered membership change a late MsgCommit
+	// chose (defect 2).
+	{name: "churn", opt: Options{Replicas: 3, Churn: true}},
 	// Replicas whose storage is wiped come back empty under their ids. On
-	// the code before the fix seed 59 chooses two values for slot 57.
-	// With that fixed, seed 1224 (of -sim.seeds=3000) still wedges: a
-	// MsgQuiesce delayed from a wiped leader's previous life binds its
-	// followers at the support epoch their nodes grant its new
-	// incarnation, and its empty replica can neither campaign nor
-	// release them. A quiesce should name the epoch it relies on.
-	{name: "wipes", opt: Options{Replicas: 3, Wipes: true},
-		skip: "waits for issue #9 (a replica that lost its state must not vote until re-added): today a wiped " +
-			"replica promises and accepts as if new, and two values get chosen for a slot; run with -sim.skipped once the fix is in"},
+	// the code before the fix seed 59 chose two values for slot 57: the
+	// wiped replica promised and accepted as if new.
+	{name: "wipes", opt: Options{Replicas: 3, Wipes: true}},
 }
 
 func TestSimulation(t *testing.T) {
 	for _, c := range simConfigs {
 		t.Run(c.name, func(t *testing.T) {
-			if c.skip != "" && !*flagSkipped {
-				t.Skip(c.skip)
-			}
 			t.Parallel()
 			runSeeds(t, c, *flagSeeds)
 		})
@@ -100,8 +84,8 @@ func runSeeds(t *testing.T, c simConfig, n int) {
 			// Replay with the trace on, so the report shows how it happened.
 			opt.Trace = true
 			_, err = Run(opt)
-			t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/%s$' -sim.seed=%d -sim.steps=%d%s -v",
-				err, c.name, seed, *flagSteps, replayFlags(c))
+			t.Fatalf("%v\nreplay: go test ./group/sim -run 'TestSimulation/%s$' -sim.seed=%d -sim.steps=%d -v",
+				err, c.name, seed, *flagSteps)
 		}
 		total.Add(st)
 	}
@@ -111,13 +95,6 @@ func runSeeds(t *testing.T, c simConfig, n int) {
 			t.Fatalf("%s: %d seeds never exercised %v; raise their rates or the seed count", c.name, len(ss), missed)
 		}
 	}
-}
-
-func replayFlags(c simConfig) string {
-	if c.skip != "" {
-		return " -sim.skipped"
-	}
-	return ""
 }
 
 // TestStoreCrash checks the storage model: a crash keeps what was synced

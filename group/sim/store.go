@@ -9,11 +9,18 @@ import (
 
 // disk is a node's stored state: everything the replica's Readys asked to
 // persist, and the state machine with its applied point.
+//
+// It keeps what the node runtime keeps, to recover as the node does (see
+// the shortcuts in group/ready.go): the hard state is written only when
+// the promise changes, so its Chosen is a stale hint; Meta is not stored,
+// only the truncation it asks for; the configuration in force at the
+// applied point is stored with the applied point instead.
 type disk struct {
 	hard    pb.HardState
-	meta    pb.Meta
 	entries map[uint64]pb.Entry
 	applied uint64
+	// conf is the configuration in force at applied.
+	conf pb.Config
 	// app is the applied value of every slot from 1 to applied.
 	app []string
 }
@@ -43,7 +50,7 @@ type store struct {
 }
 
 func newStore(meta pb.Meta) *store {
-	d := disk{meta: meta, entries: make(map[uint64]pb.Entry)}
+	d := disk{applied: meta.Index, conf: meta.Config, entries: make(map[uint64]pb.Entry)}
 	return &store{live: d, durable: d.clone()}
 }
 
