@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/shardd/shardd/group"
 	pb "github.com/shardd/shardd/paxospb"
 )
 
@@ -117,7 +118,7 @@ func (w *World) faultStep() {
 		w.jumpClock(w.pick(w.nodes))
 	}
 	if w.chance(f.wipe) {
-		if n := w.pick(w.nodes); n != nil && w.mayWipe() {
+		if n := w.pick(w.nodes); n != nil && w.mayWipe(n) {
 			w.wipe(n)
 		}
 	}
@@ -266,10 +267,45 @@ func (w *World) wipedNode() *node {
 	return w.nodes[i]
 }
 
-// mayWipe reports whether a replica's storage may be wiped now: one at a
-// time, and only while the group is at full strength, so that the others
-// hold a majority of the voters' state and can remove it and add it back.
-// Losing the state of a majority is a disaster no protocol recovers from.
-func (w *World) mayWipe() bool {
-	return w.wipedNode() == nil && len(w.conf.Learners) == 0 && len(w.conf.Voters) >= w.opt.Replicas
+// mayWipe reports whether n's storage may be wiped now: one at a time,
+// and only while the group is at full strength, so that the others hold a
+// majority of the voters' state and can remove it and add it back. That
+// must hold in every configuration a new leader may have to recover too:
+// the one after any membership change that some replica accepted and that
+// may not be chosen yet. Were n half of such a configuration (a removal
+// pending in a group of three), its loss could leave the group no quorum
+// that knows what it accepted, and no candidate could safely win. Losing
+// the state of a majority is a disaster no protocol recovers from.
+func (w *World) mayWipe(n *node) bool {
+	if w.wipedNode() != nil || len(w.conf.Learners) > 0 || len(w.conf.Voters) < w.opt.Replicas {
+		return false
+	}
+	others := func(id uint64) bool { return id != n.id }
+	if !hasMajority(w.conf.Voters, others) {
+		return false
+	}
+	applied := uint64(len(w.chosen))
+	for _, o := range w.nodes {
+		for slot, e := range o.store.live.entries {
+			var cc pb.ConfChange
+			if slot <= applied || e.Type != pb.EntryConfChange || cc.Unmarshal(e.Data) != nil {
+				continue
+			}
+			if !hasMajority(group.ApplyConfChange(w.conf, cc).Voters, others) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hasMajority reports whether the ids in has form a majority of voters.
+func hasMajority(voters []uint64, has func(uint64) bool) bool {
+	n := 0
+	for _, id := range voters {
+		if has(id) {
+			n++
+		}
+	}
+	return 2*n > len(voters)
 }
