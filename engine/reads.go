@@ -46,7 +46,12 @@ func (e *Engine) Get(key []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer e.release()
-	v, closer, err := e.db.Get(dataKey(key))
+	return e.get(dataKey(key))
+}
+
+// get reads one storage key; the caller holds acquire.
+func (e *Engine) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := e.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -151,15 +156,7 @@ func (e *Engine) GetRangeLocal(g GroupID, suffix []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer e.release()
-	v, closer, err := e.db.Get(appendRangeLocalKey(nil, g, suffix))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := cloneNonNil(v)
-	return out, true, closer.Close()
+	return e.get(appendRangeLocalKey(nil, g, suffix))
 }
 
 // ScanRangeLocal calls fn for each of group g's range-local records whose
