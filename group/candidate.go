@@ -58,6 +58,18 @@ func stepCandidate(r *Replica, m pb.Message) {
 		// after the next election timeout.
 		return
 	}
+	// The promiser's entries up to its chosen point are chosen values, a
+	// fact whoever reports it (as in handleCommit): learn them, so that
+	// only configurations still undecided constrain the win. Otherwise a
+	// candidate that lags behind a membership change would need a
+	// majority of the older configuration, of which a voter may since
+	// have lost its state, and the group would wait for nothing.
+	for _, e := range m.Entries {
+		if e.Slot == r.chosen+1 && e.Slot <= m.Chosen && r.initialized() {
+			r.accept(e)
+			r.setChosen(e.Slot)
+		}
+	}
 	r.cand.promises[m.From] = m.Entries
 	r.maybeWin()
 }
@@ -94,6 +106,9 @@ func (r *Replica) maybeWin() {
 	vals, top := r.recovered()
 	promised := func(id uint64) bool { _, ok := r.cand.promises[id]; return ok }
 	c := r.conf
+	for _, id := range members(c) {
+		r.sendPrepare(id) // c may have changed with the chosen values we learned
+	}
 	won := hasMajority(c.Voters, promised)
 	for s := r.chosen + 1; s <= top; s++ {
 		if e, ok := vals[s]; ok && e.Type == pb.EntryConfChange {

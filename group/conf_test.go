@@ -64,7 +64,14 @@ func TestLateCommitDoesNotWedgeLeader(t *testing.T) {
 	if len(late) != 1 || late[0].LastIndex < s {
 		t.Fatalf("want one MsgCommit of slot %d from 1 to 3, got %v", s, describeMsgs(late))
 	}
+	// 2 does not learn that the change was chosen either: a candidate
+	// learns chosen values from its promisers, and would then not recover
+	// the change as pending.
+	n.dropQueued(isMsg(pb.MsgHeartbeat, 1, 2))
 	n.stabilize()
+	if n.node(2).chosen >= s {
+		t.Fatalf("2 knows slot %d is chosen (chosen %d)", s, n.node(2).chosen)
+	}
 
 	// 1 hears nothing more and every lease runs out; 3 wins with 2's promise,
 	// which carries the change: 3 recovers it as pending.
@@ -128,4 +135,45 @@ func TestPromoteNeedsConfiguredLearner(t *testing.T) {
 		t.Fatalf("promoting a learner that holds the configuration: %v", err)
 	}
 	n.waitFor("4 votes", 40, func() bool { return isVoter(f.conf, 4) })
+}
+
+// TestCandidateLearnsChosenFromPromises: voters 2 and 3 promote learner 1
+// (chosen with both); 1 and 3 learn it, 2 does not; then 3 is lost. 2,
+// whose chosen point still says voters {2, 3}, must win with 1's promise:
+// 1 reports the promotion chosen, so only {1, 2, 3} decides the next
+// slots. A candidate that required a majority of {2, 3} as well would wait
+// for 3 forever (the simulator's wipes profile found that, seed 2417).
+func TestCandidateLearnsChosenFromPromises(t *testing.T) {
+	n := newNetwork(t, pb.Config{Voters: []uint64{2, 3}, Learners: []uint64{1}}, nil)
+	n.elect(3)
+	n.tickAll(2)
+	n.propose(3, "x")
+	n.stabilize()
+	l := n.node(3)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// 2 accepts the promotion, but hears nothing after that.
+	n.processReady(3)
+	n.deliverMatching(isMsg(pb.MsgAccept, 3, 2))
+	n.processReady(2)
+	n.dropTo(2)
+	n.stabilize()
+	for range l.cfg.HeartbeatTicks { // 1 learns the chosen point
+		n.tick(3)
+	}
+	n.stabilize()
+	s := l.chosen
+	if !isVoter(l.conf, 1) || !isVoter(n.node(1).conf, 1) || n.node(2).chosen >= s {
+		t.Fatalf("promotion at %d: 3 %+v, 1 %+v, 2 chosen %d", s, l.conf, n.node(1).conf, n.node(2).chosen)
+	}
+	n.heal()
+	n.isolate(3)
+	n.advanceClocks(testLease)
+	c := n.node(2)
+	c.campaign(pb.Ballot{})
+	n.waitFor("2 leads", 50, func() bool { return c.role == Leader })
+	if !isVoter(c.conf, 1) {
+		t.Fatalf("2 leads with configuration %+v", c.conf)
+	}
 }
