@@ -271,8 +271,9 @@ func (w *World) wipedNode() *node {
 // and only while the group is at full strength, so that the others hold a
 // majority of the voters' state and can remove it and add it back. That
 // must hold in every configuration a new leader may have to recover too:
-// the one after any membership change that some replica accepted and that
-// may not be chosen yet. Were n half of such a configuration (a removal
+// the one in force at any replica's chosen point (a lagging replica knows
+// no later one), and the one after any membership change that some
+// replica accepted and that may not be chosen yet. Were n half of such a configuration (a removal
 // pending in a group of three), its loss could leave the group no quorum
 // that knows what it accepted, and no candidate could safely win. Losing
 // the state of a majority is a disaster no protocol recovers from.
@@ -286,6 +287,11 @@ func (w *World) mayWipe(n *node) bool {
 	}
 	applied := uint64(len(w.chosen))
 	for _, o := range w.nodes {
+		// The configuration at o's chosen point decides o's next slots
+		// until o learns more.
+		if o.up && !hasMajority(o.r.Status().Config.Voters, others) {
+			return false
+		}
 		for slot, e := range o.store.live.entries {
 			var cc pb.ConfChange
 			if slot <= applied || e.Type != pb.EntryConfChange || cc.Unmarshal(e.Data) != nil {
