@@ -150,6 +150,9 @@ func mainErr(run string, list, full, keep bool, timeout time.Duration, unit, sim
 	r.layers[2] = layer{"sim10x", strings.Fields(sim10x)}
 
 	start := time.Now()
+	if err := r.compileAll(selected); err != nil {
+		return err
+	}
 	for i := range 2 {
 		if err := r.baseline(i); err != nil {
 			return err
@@ -340,14 +343,35 @@ func (r *runner) try(m *mutant) (*result, error) {
 	return res, nil
 }
 
-// runLayers runs the layers on the copy with m planted in path.
-func (r *runner) runLayers(m *mutant, path string, orig []byte) (*result, error) {
-	// A mutant must compile, tests included, or it proves nothing.
-	build := exec.Command("go", "test", "-count=1", "-run", "^$", "./group/...", "./liveness/...")
-	build.Dir = r.dir
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("does not compile:\n%s", tail(out, 20))
+// compileAll plants each mutant in turn and compiles the packages it
+// touches, tests included: a mutant that does not compile proves nothing,
+// and it is better to hear of it before a long run than in the middle.
+func (r *runner) compileAll(ms []*mutant) error {
+	var errs []error
+	for _, m := range ms {
+		path := filepath.Join(r.dir, m.File)
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, apply(orig, m), 0o644); err != nil {
+			return err
+		}
+		build := exec.Command("go", "test", "-count=1", "-run", "^$", "./"+filepath.Dir(m.File)+"/...")
+		build.Dir = r.dir
+		if out, err := build.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("mutant %s does not compile:\n%s", m.Name, tail(out, 10)))
+		}
+		if err := os.WriteFile(path, orig, 0o644); err != nil {
+			return err
+		}
 	}
+	return errors.Join(errs...)
+}
+
+// runLayers runs the layers on the copy with m planted in path, whose
+// unmutated text is orig.
+func (r *runner) runLayers(m *mutant, path string, orig []byte) (*result, error) {
 	res := &result{m: m}
 	var err error
 	for i := range 2 {
