@@ -91,34 +91,41 @@ func (r *result) verdict() string {
 	return "NO"
 }
 
+// options are the command's flags. Layer commands are split at spaces.
+type options struct {
+	run               string
+	list, full, keep  bool
+	timeout           time.Duration
+	unit, sim, sim10x string
+}
+
 func main() {
-	var (
-		run     = flag.String("run", "", "run only the mutants whose name matches this regexp")
-		list    = flag.Bool("list", false, "print the mutants and exit")
-		full    = flag.Bool("full", false, "run sim10x for every mutant sim missed, not only those no layer caught")
-		keep    = flag.Bool("keep", false, "keep the temporary copy of the repository")
-		timeout = flag.Duration("timeout", 20*time.Minute, "timeout of one layer's run")
-		unit    = flag.String("unit", "go test -count=1 ./group/ ./liveness/", "the unit layer's command")
-		sim     = flag.String("sim", "go test -count=1 ./group/sim/", "the simulator layer's command, at CI seeds")
-		sim10x  = flag.String("sim10x", "", "the simulator layer's command at 10x seeds (default: derived from go test ./group/sim -args -h)")
-	)
+	var o options
+	flag.StringVar(&o.run, "run", "", "run only the mutants whose name matches this regexp")
+	flag.BoolVar(&o.list, "list", false, "print the mutants and exit")
+	flag.BoolVar(&o.full, "full", false, "run sim10x for every mutant sim missed, not only those no layer caught")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary copy of the repository")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "timeout of one layer's run (a run that times out counts as caught)")
+	flag.StringVar(&o.unit, "unit", "go test -count=1 ./group/ ./liveness/", "the unit layer's command")
+	flag.StringVar(&o.sim, "sim", "go test -count=1 ./group/sim/", "the simulator layer's command, at CI seeds")
+	flag.StringVar(&o.sim10x, "sim10x", "", "the simulator layer's command at 10x seeds (default: -sim.seeds at ten times its default, read from go test ./group/sim -args -h)")
 	flag.Parse()
-	if err := mainErr(*run, *list, *full, *keep, *timeout, *unit, *sim, *sim10x); err != nil {
+	if err := mainErr(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mutants:", err)
 		os.Exit(1)
 	}
 }
 
-func mainErr(run string, list, full, keep bool, timeout time.Duration, unit, sim, sim10x string) error {
+func mainErr(o options) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
-	selected, err := selectMutants(run)
+	selected, err := selectMutants(o.run)
 	if err != nil {
 		return err
 	}
-	if list {
+	if o.list {
 		for _, m := range selected {
 			fmt.Printf("%s\t%s\n", m.Name, m.Desc)
 		}
@@ -131,7 +138,7 @@ func mainErr(run string, list, full, keep bool, timeout time.Duration, unit, sim
 	if err != nil {
 		return err
 	}
-	if keep {
+	if o.keep {
 		fmt.Fprintln(os.Stderr, "copy kept in", tmp)
 	} else {
 		defer os.RemoveAll(tmp)
@@ -139,17 +146,20 @@ func mainErr(run string, list, full, keep bool, timeout time.Duration, unit, sim
 	if err := copyTree(root, tmp); err != nil {
 		return err
 	}
-	r := &runner{dir: tmp, timeout: timeout, full: full}
-	r.layers[0] = layer{"unit", strings.Fields(unit)}
-	r.layers[1] = layer{"sim", strings.Fields(sim)}
-	if sim10x == "" {
-		if sim10x, err = r.derivedSim10x(); err != nil {
+	r := &runner{dir: tmp, timeout: o.timeout, full: o.full}
+	r.layers[0] = layer{"unit", strings.Fields(o.unit)}
+	r.layers[1] = layer{"sim", strings.Fields(o.sim)}
+	if o.sim10x == "" {
+		if o.sim10x, err = r.derivedSim10x(); err != nil {
 			return err
 		}
 	}
-	r.layers[2] = layer{"sim10x", strings.Fields(sim10x)}
+	r.layers[2] = layer{"sim10x", strings.Fields(o.sim10x)}
 
 	start := time.Now()
+	if err := r.compileAll(selected); err != nil {
+		return err
+	}
 	for i := range 2 {
 		if err := r.baseline(i); err != nil {
 			return err
@@ -340,14 +350,35 @@ func (r *runner) try(m *mutant) (*result, error) {
 	return res, nil
 }
 
-// runLayers runs the layers on the copy with m planted in path.
-func (r *runner) runLayers(m *mutant, path string, orig []byte) (*result, error) {
-	// A mutant must compile, tests included, or it proves nothing.
-	build := exec.Command("go", "test", "-count=1", "-run", "^$", "./group/...", "./liveness/...")
-	build.Dir = r.dir
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("does not compile:\n%s", tail(out, 20))
+// compileAll plants each mutant in turn and compiles the packages it
+// touches, tests included: a mutant that does not compile proves nothing,
+// and it is better to hear of it before a long run than in the middle.
+func (r *runner) compileAll(ms []*mutant) error {
+	var errs []error
+	for _, m := range ms {
+		path := filepath.Join(r.dir, m.File)
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, apply(orig, m), 0o644); err != nil {
+			return err
+		}
+		build := exec.Command("go", "test", "-count=1", "-run", "^$", "./"+filepath.Dir(m.File)+"/...")
+		build.Dir = r.dir
+		if out, err := build.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("mutant %s does not compile:\n%s", m.Name, tail(out, 10)))
+		}
+		if err := os.WriteFile(path, orig, 0o644); err != nil {
+			return err
+		}
 	}
+	return errors.Join(errs...)
+}
+
+// runLayers runs the layers on the copy with m planted in path, whose
+// unmutated text is orig.
+func (r *runner) runLayers(m *mutant, path string, orig []byte) (*result, error) {
 	res := &result{m: m}
 	var err error
 	for i := range 2 {

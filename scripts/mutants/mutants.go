@@ -281,8 +281,8 @@ var mutants = []mutant{
 	{
 		Name: "group/binding-outlives-epoch",
 		File: "group/replica.go",
-		Old:  "if e == r.boundEpoch && now < until {",
-		New:  "if now < until {",
+		Old:  "e, until := r.cfg.Liveness.SupportFor(r.bound.Node)\n\t\tif e == r.boundEpoch && now < until {",
+		New:  "_, until := r.cfg.Liveness.SupportFor(r.bound.Node)\n\t\tif now < until {",
 		Desc: "a quiesce binding survives a new support epoch (the old epoch's lease stays alive)",
 	},
 	{
