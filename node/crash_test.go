@@ -1,21 +1,29 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/shardd/shardd/engine"
+	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
 	"github.com/shardd/shardd/router"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // The crash tests run three nodes in this process, each on its own
@@ -79,12 +87,7 @@ func forEachCrashSeed(t *testing.T, ci, short int, body func(t *testing.T, seed 
 
 // testName is the top-level test of a subtest.
 func testName(t *testing.T) string {
-	name := t.Name()
-	for i := range name {
-		if name[i] == '/' {
-			return name[:i]
-		}
-	}
+	name, _, _ := strings.Cut(t.Name(), "/")
 	return name
 }
 
@@ -108,17 +111,21 @@ func (p crashPoint) String() string {
 var cyclePoints = []crashPoint{crashBeforeApply, crashBeforeCommit, crashAfterPersist, crashAfterSend}
 
 // crashPlan crashes node the countdown-th time it reaches point, keeping
-// unsyncedPct percent of its unsynced writes (chosen by rngSeed).
+// unsyncedPct percent of its unsynced writes (chosen by rngSeed). With
+// afterWrites, the countdown starts once the node's current life has
+// numbered that many of its clients' writes.
 type crashPlan struct {
 	node        uint64
 	point       crashPoint
 	countdown   int
+	afterWrites uint64
 	unsyncedPct int
 	rngSeed     uint64
 }
 
-// randomPlan draws a crash of a random node at a random point among
-// points.
+// randomPlan draws a crash of node at one of points, within the first
+// maxCountdown times it passes there, keeping a random share of its
+// unsynced writes.
 func randomPlan(rng *rand.Rand, node uint64, points []crashPoint, maxCountdown int) crashPlan {
 	return crashPlan{
 		node:        node,
@@ -130,12 +137,12 @@ func randomPlan(rng *rand.Rand, node uint64, points []crashPoint, maxCountdown i
 }
 
 // crash is a plan that fired: the crashed node's filesystem as the crash
-// left it, and the applied point of each of its ranges just after (an
-// upper bound of what the clone holds).
+// left it, and each of its replicas' status at the crash (upper bounds of
+// what the clone holds).
 type crash struct {
-	plan    crashPlan
-	clone   *vfs.MemFS
-	applied map[uint64]uint64
+	plan   crashPlan
+	clone  *vfs.MemFS
+	status map[uint64]group.Status
 }
 
 // crashCluster is a three-node testCluster whose nodes run on crash-clone
@@ -157,16 +164,19 @@ type crashCluster struct {
 	mu      sync.Mutex
 	fs      map[uint64]*vfs.MemFS // each node's filesystem in its current life
 	plan    *crashPlan
-	ingests map[uint64]int // snapshots ingested, by node
-	crashed chan crash
-	addrs   map[uint64]string
+	ingests map[uint64]int   // snapshots ingested, by node
+	running map[uint64]*Node // each node's current life, nil while starting
+	// beforeApply, if set, runs in every node's BeforeApply knob.
+	beforeApply func(node, group uint64, entries []pb.Entry)
+	crashed     chan crash
+	addrs       map[uint64]string
 }
 
 // newCrashCluster starts the cluster with ranges and waits for their
 // leaders. A non-zero logRetention shortens the groups' logs so that a
 // node down for a few writes needs a snapshot.
 func newCrashCluster(t *testing.T, ranges []*kvpb.RangeDescriptor, logRetention uint64) *crashCluster {
-	cc := &crashCluster{logRetention: logRetention, fs: map[uint64]*vfs.MemFS{}, ingests: map[uint64]int{},
+	cc := &crashCluster{logRetention: logRetention, fs: map[uint64]*vfs.MemFS{}, ingests: map[uint64]int{}, running: map[uint64]*Node{},
 		crashed: make(chan crash, 1), addrs: map[uint64]string{}}
 	for id := uint64(1); id <= 3; id++ {
 		cc.fs[id] = vfs.NewCrashableMem()
@@ -180,6 +190,7 @@ func newCrashCluster(t *testing.T, ranges []*kvpb.RangeDescriptor, logRetention 
 	})
 	for id, n := range cc.nodes {
 		cc.addrs[id] = n.Addr()
+		cc.running[id] = n
 	}
 	for _, d := range ranges {
 		cc.leaderFor(d.RangeId)
@@ -190,7 +201,15 @@ func newCrashCluster(t *testing.T, ranges []*kvpb.RangeDescriptor, logRetention 
 func (cc *crashCluster) knobs(id uint64) TestingKnobs {
 	at := func(p crashPoint) func() { return func() { cc.at(id, p) } }
 	return TestingKnobs{
-		BeforeApply:  func(uint64, []pb.Entry) { cc.at(id, crashBeforeApply) },
+		BeforeApply: func(g uint64, entries []pb.Entry) {
+			cc.mu.Lock()
+			k := cc.beforeApply
+			cc.mu.Unlock()
+			if k != nil {
+				k(id, g, entries)
+			}
+			cc.at(id, crashBeforeApply)
+		},
 		BeforeCommit: at(crashBeforeCommit),
 		AfterPersist: at(crashAfterPersist),
 		AfterSend:    at(crashAfterSend),
@@ -207,7 +226,7 @@ func (cc *crashCluster) knobs(id uint64) TestingKnobs {
 
 // arm sets the plan the nodes' knobs follow.
 func (cc *crashCluster) arm(p crashPlan) {
-	cc.t.Logf("crash plan: node %d at %v, countdown %d, keeping %d%% of unsynced writes", p.node, p.point, p.countdown, p.unsyncedPct)
+	cc.t.Logf("crash plan: node %d at %v, countdown %d after %d writes, keeping %d%% of unsynced writes", p.node, p.point, p.countdown, p.afterWrites, p.unsyncedPct)
 	cc.mu.Lock()
 	cc.plan = &p
 	cc.mu.Unlock()
@@ -219,6 +238,10 @@ func (cc *crashCluster) at(id uint64, p crashPoint) {
 	cc.mu.Lock()
 	plan := cc.plan
 	if plan == nil || plan.node != id || plan.point != p {
+		cc.mu.Unlock()
+		return
+	}
+	if n := cc.running[id]; plan.afterWrites > 0 && (n == nil || n.seq.Load() < plan.afterWrites) {
 		cc.mu.Unlock()
 		return
 	}
@@ -245,19 +268,48 @@ func (cc *crashCluster) awaitCrash(timeout time.Duration) crash {
 		cc.mu.Lock()
 		p := cc.plan
 		cc.mu.Unlock()
-		cc.t.Fatalf("the crash plan did not fire within %v (left: %+v)", timeout, p)
+		cc.t.Fatalf("the crash plan did not fire within %v (left: %+v)\n%s", timeout, p, cc.statuses())
 	}
 	n := cc.nodes[cr.plan.node]
-	cr.applied = make(map[uint64]uint64)
+	// The node's only worker is gone, so its replicas are ours to read.
+	cr.status = make(map[uint64]group.Status)
+	var points []string
 	n.mu.RLock()
 	for id, r := range n.replicas {
-		cr.applied[id] = r.applied.Load()
+		st := r.rn.Status()
+		cr.status[id] = st
+		points = append(points, fmt.Sprintf("range %d applied %d chosen %d last %d", id, st.Applied, st.Chosen, st.LastIndex))
 	}
 	n.mu.RUnlock()
 	n.Stop()
 	delete(cc.nodes, cr.plan.node)
-	cc.t.Logf("node %d crashed at %v (applied %v)", cr.plan.node, cr.plan.point, cr.applied)
+	slices.Sort(points)
+	cc.t.Logf("node %d crashed at %v: %s", cr.plan.node, cr.plan.point, strings.Join(points, "; "))
 	return cr
+}
+
+// statuses describes every replica of every running node, for a failure
+// message. Each status is read on the replica's worker.
+func (cc *crashCluster) statuses() string {
+	var b strings.Builder
+	ids := slices.Sorted(maps.Keys(cc.nodes))
+	for _, id := range ids {
+		n := cc.nodes[id]
+		n.mu.RLock()
+		reps := slices.SortedFunc(maps.Values(n.replicas), func(a, b *replica) int { return cmp.Compare(a.id, b.id) })
+		n.mu.RUnlock()
+		for _, r := range reps {
+			ch := make(chan group.Status, 1)
+			n.onWorker(r, func() { ch <- r.rn.Status() })
+			select {
+			case st := <-ch:
+				fmt.Fprintf(&b, "node %d range %d: %+v\n", id, r.id, st)
+			case <-time.After(time.Second):
+				fmt.Fprintf(&b, "node %d range %d: its worker does not answer\n", id, r.id)
+			}
+		}
+	}
+	return b.String()
 }
 
 // restart starts node id again, on fs, at its old address.
@@ -265,9 +317,13 @@ func (cc *crashCluster) restart(id uint64, fs *vfs.MemFS) {
 	cc.t.Helper()
 	cc.mu.Lock()
 	cc.fs[id] = fs
+	cc.running[id] = nil
 	cc.mu.Unlock()
 	cc.start(id, cc.addrs[id])
 	n := cc.nodes[id]
+	cc.mu.Lock()
+	cc.running[id] = n
+	cc.mu.Unlock()
 	for other, m := range cc.nodes {
 		n.SetPeer(other, m.Addr())
 	}
@@ -311,9 +367,16 @@ func (cc *crashCluster) startLoad(seed uint64, workers int) *workload {
 	}
 	slices.Sort(seeds)
 	w := &workload{h: newHistory(), opTimeout: 3 * time.Second}
+	// The clients retry and reconnect within milliseconds (gRPC's default
+	// waits a second before redialing), so writes reach a restarted node
+	// while it recovers.
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := router.New(ctx, router.Config{Seeds: seeds})
+		c, err := router.New(ctx, router.Config{Seeds: seeds,
+			InitialBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxAttempts: 500,
+			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second, Backoff: backoff.Config{
+					BaseDelay: 5 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 50 * time.Millisecond}})}})
 		cancel()
 		if err != nil {
 			cc.t.Fatal(err)
@@ -371,7 +434,7 @@ func (cc *crashCluster) checkReplicasAgree() {
 				break
 			}
 			if time.Now().After(deadline) {
-				cc.t.Errorf("range %d: replicas never reached the same applied point", d.RangeId)
+				cc.t.Errorf("range %d: replicas never reached the same applied point\n%s", d.RangeId, cc.statuses())
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -438,12 +501,22 @@ func TestCrashRestart(t *testing.T) {
 	forEachCrashSeed(t, 4, 2, func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 0))
 		cc := newCrashCluster(t, crashRanges(true), 0)
-		w := cc.startLoad(seed, 8)
-		time.Sleep(200 * time.Millisecond) // writes in flight everywhere
-		plan := randomPlan(rng, uint64(1+rng.IntN(3)), cyclePoints, 200)
+		// The first crash comes once the node has numbered up to a few
+		// hundred of its clients' writes: early or well into its life.
+		plan := randomPlan(rng, uint64(1+rng.IntN(3)), cyclePoints, 50)
+		plan.afterWrites = 1 + rng.Uint64N(300)
 		cc.arm(plan)
+		w := cc.startLoad(seed, 8)
 		cr := cc.awaitCrash(15 * time.Second)
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		// The restarted node crashes again early in its new life, a crash
+		// loop: its next life gives out the same command numbers again
+		// while it replays them.
+		loop := randomPlan(rng, plan.node, cyclePoints, 3)
+		loop.afterWrites = 1 + rng.Uint64N(20)
+		cc.arm(loop)
+		cc.restart(plan.node, cr.clone)
+		cr = cc.awaitCrash(15 * time.Second)
 		cc.restart(plan.node, cr.clone)
 		time.Sleep(700 * time.Millisecond) // writes through the recovery
 		cc.finish(w)
@@ -466,11 +539,17 @@ func TestCrashDuringSnapshotIngest(t *testing.T) {
 		victim := uint64(1 + rng.IntN(3))
 		cc.arm(randomPlan(rng, victim, cyclePoints, 200))
 		cr := cc.awaitCrash(15 * time.Second)
+		// Its peers drop what they send it while it is down, as a long
+		// outage would, rather than queue it for its next life.
+		for _, n := range cc.nodes {
+			n.trans.Faults().Cut(victim)
+		}
 		// The log is truncated LogRetention entries below the applied
-		// point once twice as many accumulate, so this far ahead the
-		// peers hold no entry the crashed node lacks.
+		// point once twice as many accumulate, so this far ahead of the
+		// crashed node's last entry its peers' logs start above all it
+		// has.
 		for _, d := range cc.ranges {
-			need := cr.applied[d.RangeId] + 3*retention
+			need := cr.status[d.RangeId].LastIndex + 3*retention
 			for _, rd := range d.Replicas {
 				if rd.NodeId == victim {
 					continue
@@ -485,6 +564,9 @@ func TestCrashDuringSnapshotIngest(t *testing.T) {
 				}
 			}
 		}
+		for _, n := range cc.nodes {
+			n.trans.Faults().Heal(victim)
+		}
 		cc.arm(randomPlan(rng, victim, []crashPoint{crashBeforeIngest, crashAfterIngest}, 2))
 		cc.restart(victim, cr.clone)
 		mid := cc.awaitCrash(20 * time.Second)
@@ -495,4 +577,126 @@ func TestCrashDuringSnapshotIngest(t *testing.T) {
 		t.Logf("node %d ingested %d snapshots in all", victim, cc.ingests[victim])
 		cc.mu.Unlock()
 	})
+}
+
+// TestCrashReplayOnFollowerAnswersNoNewCaller is issue 9's three-node case
+// of command ids that repeat across process lives. The leader of a range
+// crashes with a write in flight (its accept sent, the write not yet
+// applied: before or after its own copy is committed); the next leader
+// chooses the write, and the restarted node, now a follower, applies it
+// in its new life. Just before that apply, the new life numbers clients'
+// writes up to the numbers the replayed commands carry, with a CAS from
+// "absent" on a fresh key each: every one must be refused (the node does
+// not lead) or really applied, never answered with the earlier life's
+// result, which would be a CAS on an absent key that did not swap.
+func TestCrashReplayOnFollowerAnswersNoNewCaller(t *testing.T) {
+	for _, point := range []crashPoint{crashBeforeCommit, crashAfterPersist} {
+		t.Run(point.String(), func(t *testing.T) {
+			cc := newCrashCluster(t, crashRanges(false)[:1], 0)
+			victim := cc.leaderFor(1)
+			cc.arm(crashPlan{node: victim, point: point, countdown: 1, afterWrites: 5})
+			n := cc.nodes[victim]
+			go func() {
+				for i := 0; ; i++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_, err := await(ctx, n, func(done func(*kvpb.PutResponse, error)) {
+						n.doPut(&kvpb.PutRequest{Key: []byte(fmt.Sprintf("a/put%d", i)), Value: []byte("old life")}, done)
+					})
+					cancel()
+					if err != nil {
+						return // the node crashed
+					}
+				}
+			}()
+			cr := cc.awaitCrash(10 * time.Second)
+
+			type casResult struct {
+				key, value string
+				resp       *kvpb.CompareAndSwapResponse
+				err        error
+			}
+			var (
+				mu       sync.Mutex
+				results  []casResult
+				pending  sync.WaitGroup
+				replayed []uint64
+			)
+			cc.mu.Lock()
+			cc.beforeApply = func(id, _ uint64, entries []pb.Entry) {
+				cc.mu.Lock()
+				life, done := cc.running[id], replayed != nil
+				cc.mu.Unlock()
+				if id != victim || life == nil || done {
+					return // life is nil while the node starts: it serves nobody yet
+				}
+				var seqs []uint64
+				for _, e := range entries {
+					if v, err := kvsm.Decode(e.Data); e.Type == pb.EntryNormal && err == nil {
+						for _, c := range v.Commands {
+							if c.Proposer.Node == id && c.Proposer.Incarnation < life.incarnation {
+								seqs = append(seqs, c.Proposer.Seq)
+							}
+						}
+					}
+				}
+				if len(seqs) == 0 {
+					return
+				}
+				cc.mu.Lock()
+				replayed = seqs
+				cc.mu.Unlock()
+				for i := 0; life.seq.Load() < slices.Max(seqs); i++ {
+					key, value := fmt.Sprintf("a/fresh%d", i), fmt.Sprintf("new life %d", i)
+					pending.Add(1)
+					life.doCAS(&kvpb.CompareAndSwapRequest{Key: []byte(key), ExpectAbsent: true, NewValue: []byte(value)},
+						func(resp *kvpb.CompareAndSwapResponse, err error) {
+							mu.Lock()
+							results = append(results, casResult{key: key, value: value, resp: resp, err: err})
+							mu.Unlock()
+							pending.Done()
+						})
+				}
+			}
+			cc.mu.Unlock()
+			cc.restart(victim, cr.clone)
+
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				cc.mu.Lock()
+				done := replayed != nil
+				cc.mu.Unlock()
+				if done {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the restarted node never applied a command of its earlier life")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			finished := make(chan struct{})
+			go func() { pending.Wait(); close(finished) }()
+			select {
+			case <-finished:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the new life's writes were never answered")
+			}
+			cc.mu.Lock()
+			t.Logf("replayed commands %v of the earlier life; %d writes of the new life were waiting", replayed, len(results))
+			cc.mu.Unlock()
+			// pending.Wait ordered every callback's append before this.
+			for _, r := range results {
+				switch {
+				case r.err != nil:
+					// Refused: a follower proposes nothing.
+				case !r.resp.Succeeded:
+					t.Errorf("CAS %s from absent reported not swapped (found=%v %q): it got another command's result",
+						r.key, r.resp.Found, r.resp.Value)
+				default:
+					if v, ok := get(t, cc.testCluster, 1, r.key); !ok || v != r.value {
+						t.Errorf("CAS %s from absent to %q reported swapped, but the key holds %q (found=%v)", r.key, r.value, v, ok)
+					}
+				}
+			}
+		})
+	}
 }
