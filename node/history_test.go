@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -336,7 +337,7 @@ func checkKey(ops []*histOp) []string {
 	}
 	// latest[i] is, among the acknowledged writes ending no later than
 	// acked[i] (by end), the one that started last.
-	slices.SortFunc(acked, func(a, b *histOp) int { return int(a.end - b.end) })
+	slices.SortFunc(acked, func(a, b *histOp) int { return cmp.Compare(a.end, b.end) })
 	latest := make([]*histOp, len(acked))
 	for i, o := range acked {
 		latest[i] = o
@@ -378,7 +379,7 @@ func checkKey(ops []*histOp) []string {
 				bad("%s: did not swap, yet reports finding what it expected", o)
 			}
 		}
-		wEnd := time.Duration(0) // the initial absence "ended" at time 0
+		wEnd := time.Duration(-1) // the initial absence ended before anything started
 		var w *histOp
 		if found {
 			w = writer[v]
@@ -406,10 +407,56 @@ func checkKey(ops []*histOp) []string {
 	return out
 }
 
-// summarize joins the first violations into one message.
-func summarize(violations []string, max int) string {
-	if len(violations) > max {
-		return strings.Join(violations[:max], "\n") + fmt.Sprintf("\n... and %d more", len(violations)-max)
+// summarize joins the first limit violations into one message.
+func summarize(violations []string, limit int) string {
+	if len(violations) > limit {
+		return strings.Join(violations[:limit], "\n") + fmt.Sprintf("\n... and %d more", len(violations)-limit)
 	}
 	return strings.Join(violations, "\n")
+}
+
+// TestHistoryCheck proves the checker on small histories: a clean one
+// passes, and each defect the crash tests look for is reported.
+func TestHistoryCheck(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	put := func(v string, start, end int) *histOp {
+		return &histOp{kind: opPut, key: "k", value: v, start: ms(start), end: ms(end)}
+	}
+	get := func(v string, start, end int) *histOp {
+		return &histOp{kind: opGet, key: "k", found: v != "", current: v, start: ms(start), end: ms(end)}
+	}
+	cas := func(from, to string, swapped bool, current string, start, end int) *histOp {
+		return &histOp{kind: opCAS, key: "k", expected: from, expectAbsent: from == "", value: to, swapped: swapped,
+			found: current != "", current: current, start: ms(start), end: ms(end)}
+	}
+	ambiguous := func(o *histOp) *histOp { o.fate, o.end = fateAmbiguous, math.MaxInt64; return o }
+	notApplied := func(o *histOp) *histOp { o.fate = fateNotApplied; return o }
+	for _, tc := range []struct {
+		name string
+		ops  []*histOp
+		bad  bool
+	}{
+		{"clean", []*histOp{put("k=a", 0, 1), cas("k=a", "k=b", true, "k=a", 2, 3), get("k=b", 4, 5),
+			cas("k=a", "k=c", false, "k=b", 6, 7)}, false},
+		{"concurrent writes, either order", []*histOp{put("k=a", 0, 10), put("k=b", 1, 9), get("k=a", 11, 12)}, false},
+		{"an ambiguous write may land late", []*histOp{put("k=a", 0, 1), ambiguous(put("k=b", 2, 0)),
+			put("k=c", 3, 4), get("k=b", 5, 6)}, false},
+		{"lost acknowledged write", []*histOp{put("k=a", 0, 1), put("k=b", 2, 3), get("k=a", 4, 5)}, true},
+		{"lost, seen as absence", []*histOp{put("k=a", 0, 1), get("", 2, 3)}, true},
+		{"write applied twice", []*histOp{put("k=a", 0, 1), cas("k=a", "k=b", true, "k=a", 2, 3),
+			ambiguous(put("k=a", 4, 0)), cas("k=a", "k=c", true, "k=a", 5, 6)}, true},
+		{"another key's value", []*histOp{put("k=a", 0, 1), get("j=a", 2, 3)}, true},
+		{"a write refused as not applied", []*histOp{notApplied(put("k=a", 0, 1)), get("k=a", 2, 3)}, true},
+		{"a value from the future", []*histOp{get("k=a", 0, 1), ambiguous(put("k=a", 2, 0))}, true},
+		{"swapped, reporting another value", []*histOp{put("k=a", 0, 1), cas("k=a", "k=b", true, "k=x", 2, 3)}, true},
+		{"not swapped, reporting the expected value", []*histOp{put("k=a", 0, 1), cas("k=a", "k=b", false, "k=a", 2, 3)}, true},
+	} {
+		h := newHistory()
+		for _, o := range tc.ops {
+			h.add(o)
+		}
+		if v := h.check(); (len(v) > 0) != tc.bad {
+			t.Errorf("%s: violations %q, want any: %v", tc.name, v, tc.bad)
+		}
+	}
 }
