@@ -141,6 +141,28 @@ func (c *Config) Validate() error {
 // manner of CockroachDB's testing knobs. Each runs on a scheduler worker.
 type TestingKnobs struct {
 	// BeforeApply is called with a group's chosen entries just before the
-	// worker applies them.
+	// worker applies them into the cycle's batch: nothing of the cycle is
+	// committed or sent yet.
 	BeforeApply func(group uint64, entries []pb.Entry)
+	// BeforeCommit is called once per cycle after the leaders' SendFirst
+	// accepts were handed to the transport and before the cycle's batch is
+	// committed: peers may accept what this node has not persisted.
+	BeforeCommit func()
+	// AfterPersist is called once per cycle after its batch is committed
+	// (synced if it holds promises or accepted entries) and before any of
+	// its Messages is sent or any client answered.
+	AfterPersist func()
+	// AfterSend is called at the end of every cycle: its clients were
+	// answered, its groups advanced, and its Messages handed to the
+	// transport.
+	AfterSend func()
+	// BeforeIngest and AfterIngest are called on the group's worker around
+	// the ingest of a received snapshot (SnapshotWriter.Finish): before,
+	// its data is staged on disk; after, it is ingested, and the group has
+	// not yet heard of it.
+	BeforeIngest, AfterIngest func(group uint64)
+	// LogRetention, if not zero, replaces every group's
+	// group.Config.LogRetention, so a test can make leaders truncate past
+	// a stopped replica after a few writes.
+	LogRetention uint64
 }

@@ -368,6 +368,9 @@ func (n *Node) groupConfig() group.Config {
 	c.MaxClockDrift = int64(n.cfg.MaxClockDrift)
 	c.Clock = n
 	c.Liveness = n.live
+	if k := n.cfg.Knobs.LogRetention; k != 0 {
+		c.LogRetention = k
+	}
 	return c
 }
 

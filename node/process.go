@@ -62,6 +62,9 @@ func (n *Node) process(reps []*replica) {
 		n.fatal(ov.err)
 		return
 	}
+	if k := n.cfg.Knobs.BeforeCommit; k != nil {
+		k()
+	}
 	if !b.Empty() {
 		// A cycle that needs no fsync (it only applies and learns) commits
 		// on its own rather than joining, and waiting for, the committer's
@@ -77,6 +80,9 @@ func (n *Node) process(reps []*replica) {
 			return
 		}
 	}
+	if k := n.cfg.Knobs.AfterPersist; k != nil {
+		k()
+	}
 	var out []pb.Message
 	for i := range items {
 		items[i].r.kv.Committed()
@@ -84,6 +90,9 @@ func (n *Node) process(reps []*replica) {
 	}
 	if len(out) > 0 {
 		n.trans.SendBatch(out)
+	}
+	if k := n.cfg.Knobs.AfterSend; k != nil {
+		k()
 	}
 }
 

@@ -110,12 +110,18 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 		in.done <- errStaleSnapshot
 		return
 	}
+	if k := n.cfg.Knobs.BeforeIngest; k != nil {
+		k(r.id)
+	}
 	if err := in.w.Finish(); err != nil {
 		if errors.Is(err, engine.ErrFailed) {
 			n.fatal(err)
 		}
 		in.done <- err
 		return
+	}
+	if k := n.cfg.Knobs.AfterIngest; k != nil {
+		k(r.id)
 	}
 	r.appliedConfig = in.meta.Config
 	r.kv.Reset() // the snapshot replaced the sessions too
