@@ -152,7 +152,8 @@ func (t *sessions) check(good bool) {
 	}
 }
 
-// forget drops every result of s below seq.
+// forgetBelow drops every result of s below seq: the client holds their
+// outcomes, or gave up on them.
 func (s *session) forgetBelow(st LocalStore, client, seq uint64) {
 	if seq <= s.ackedBelow {
 		return
@@ -166,7 +167,7 @@ func (s *session) forgetBelow(st LocalStore, client, seq uint64) {
 	s.ackedBelow = seq
 }
 
-// record remembers the result of write seq, applied at now, and the
+// record remembers the result of c, applied at now, and the
 // client's acknowledgement, and bounds what is kept.
 func (s *session) record(st LocalStore, client uint64, c *Command, res Result, now int64) {
 	if res.Outcome == Applied {
