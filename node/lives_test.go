@@ -115,15 +115,24 @@ func TestCommandOfAnEarlierLifeAnswersNoCallerOfThisOne(t *testing.T) {
 }
 
 // TestFollowerAnswersNoCallerWithAnEarlierLifesResult is the three-node
-// form of the same bug: node 1 leads and applies a put (unsynced) when it
-// crashes; node 2 takes over; node 1 restarts as a follower and, as it
-// applies that put again, holds a client's put of its new life, which it
-// must refuse (it does not lead). Issue 9 saw such a put acknowledged
+// form of the same bug: node 1 leads and is applying a put when it
+// crashes (the entry is durable, the apply is not); node 2 takes over;
+// node 1 restarts as a follower and, as it applies that put again, holds a
+// client's put of its new life, which it must refuse (it does not lead). Issue 9 saw such a put acknowledged
 // though never proposed, and the next cycle call the deleted callback:
 // the node died of a nil function call.
 func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
 	fss := map[uint64]*vfs.MemFS{1: vfs.NewCrashableMem(), 2: vfs.NewCrashableMem(), 3: vfs.NewCrashableMem()}
-	var knobs1 TestingKnobs
+	// Node 1 crashes as it applies the put: the clone is taken then.
+	crashed := make(chan *vfs.MemFS, 1)
+	var cloneOnce sync.Once
+	knobs1 := TestingKnobs{BeforeApply: func(_ uint64, entries []pb.Entry) {
+		for _, e := range entries {
+			if e.Type == pb.EntryNormal && len(e.Data) > 0 {
+				cloneOnce.Do(func() { crashed <- fss[1].CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}) })
+			}
+		}
+	}}
 	ranges := splitRanges(1, 3)
 	ranges[0].LeaderNodeId = 1
 	var mu sync.Mutex // guards fss and knobs1 against the cluster's starts
@@ -159,7 +168,7 @@ func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
 	}
 	addr := n1.Addr()
 	mu.Lock()
-	fss[1] = fss[1].CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	fss[1] = <-crashed
 	mu.Unlock()
 	n1.Stop()
 	waitLeader(1, 2, 3)

@@ -46,6 +46,9 @@ func TestFaultsCut(t *testing.T) {
 	if got := b.h.count.Load(); got != 2 {
 		t.Errorf("received %d messages, want the first and the marker only", got)
 	}
+	// The sender counts a frame once its write returns, which may be
+	// after the receiver has it.
+	waitFor(t, "MessagesSent = 2", func() bool { return a.tr.Stats().MessagesSent == 2 })
 	if s := a.tr.Stats(); s.MessagesSent != 2 {
 		t.Errorf("MessagesSent = %d, want 2", s.MessagesSent)
 	}
