@@ -177,3 +177,58 @@ func TestCandidateLearnsChosenFromPromises(t *testing.T) {
 		t.Fatalf("2 leads with configuration %+v", c.conf)
 	}
 }
+
+// TestNoAcceptBeyondPendingChange: a leader sends nothing above a pending
+// membership change until it is chosen (sendLimit), so that every slot in
+// flight is decided by the configuration in force. Here 1 recovers an
+// unchosen change at slot 1 in its election and appends its no-op at slot
+// 2: the no-op waits.
+func TestNoAcceptBeyondPendingChange(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	cc := pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}
+	// 1 accepted a change from leader 1.2 that nobody else heard of.
+	n.handle(acceptMsg(2, 1, bal(1, 2), 0, pb.Entry{Slot: 1, Type: pb.EntryConfChange, Data: cc.Marshal()}))
+	l := n.node(1)
+	l.campaign(pb.Ballot{})
+	n.processReady(1)
+	n.deliverMatching(func(m pb.Message) bool { return m.Type == pb.MsgPrepare })
+	n.processReady(2)
+	n.processReady(3)
+	n.deliverMatching(func(m pb.Message) bool { return m.Type == pb.MsgPromise })
+	if l.role != Leader || l.lead.pendingConf != 1 || l.log.last() != 2 {
+		t.Fatalf("1 is %v with pending change %d and last slot %d, want leader with the change at 1 and its no-op at 2",
+			l.role, l.lead.pendingConf, l.log.last())
+	}
+	n.processReady(1)
+	for _, m := range n.queue {
+		if m.Type == pb.MsgAccept && m.LastIndex > 1 {
+			t.Errorf("sent past the pending change at slot 1: %s", describeMsg(m))
+		}
+	}
+	n.stabilize()
+	if l.chosen != 2 || !isLearner(l.conf, 4) {
+		t.Fatalf("chosen %d with %+v, want the change and the no-op chosen", l.chosen, l.conf)
+	}
+}
+
+// TestRemovedVoterPrepareIsRefused: 3 never heard that it was removed and
+// campaigns as a voter; 2, which knows the removal is chosen, refuses it.
+func TestRemovedVoterPrepareIsRefused(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	n.dropTo(3)
+	if err := n.node(1).ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: 3}); err != nil {
+		t.Fatal(err)
+	}
+	n.tickAll(4) // a heartbeat round tells 2 that the removal is chosen
+	if f := n.node(2); isVoter(f.conf, 3) || !isVoter(n.node(3).conf, 3) {
+		t.Fatalf("2 has %+v, 3 has %+v: want 3 removed, and 3 not knowing it", f.conf, n.node(3).conf)
+	}
+	n.heal()
+	n.advanceClocks(testLease)
+	p := only(t, n.handle(prepareMsg(3, 2, bal(9, 3), n.node(3).chosen)))
+	if p.Reject != pb.RejectNotMember {
+		t.Fatalf("prepare from removed replica 3: got %s, want reject=not-member", describeMsg(p))
+	}
+}

@@ -288,7 +288,9 @@ func (n *network) heal() {
 }
 
 // processReady handles one Ready of replica id as the Ready contract says:
-// persist, send, apply, Advance. It reports whether there was one.
+// persist, send, apply, Advance. It reports whether there was one. Tests
+// that need a caller to stop between the steps (a crash before persisting,
+// an Advance that comes late) call the steps themselves.
 func (n *network) processReady(id uint64) bool {
 	n.t.Helper()
 	tr := n.node(id)
@@ -296,8 +298,19 @@ func (n *network) processReady(id uint64) bool {
 		return false
 	}
 	rd := tr.Ready()
+	n.persist(id, rd)
+	n.transmit(id, append(rd.SendFirst, rd.Messages...))
+	n.apply(id, rd)
+	tr.Advance(rd)
+	return true
+}
+
+// persist is step 1 of the Ready contract: it writes to replica id's disk
+// what rd asks to persist and installs its snapshot.
+func (n *network) persist(id uint64, rd Ready) {
+	n.t.Helper()
+	tr := n.node(id)
 	d := &tr.disk
-	// 1. Persist.
 	if hs := rd.HardState; hs != nil {
 		if hs.Promised.Less(d.hard.Promised) {
 			n.t.Errorf("replica %d: durable promise goes back from %v to %v", id, d.hard.Promised, hs.Promised)
@@ -334,8 +347,15 @@ func (n *network) processReady(id uint64) bool {
 		d.applied = s.Meta.Index
 		tr.installed = append(tr.installed, cloneMeta(s.Meta))
 	}
-	// 2. Send (SendFirst could have gone before step 1).
-	for _, m := range append(rd.SendFirst, rd.Messages...) {
+}
+
+// transmit is step 2 (and 0, for SendFirst): it queues replica id's
+// messages on the network, attaching the state machine's data to
+// snapshots.
+func (n *network) transmit(id uint64, msgs []pb.Message) {
+	n.t.Helper()
+	d := &n.node(id).disk
+	for _, m := range msgs {
 		if m.From != id {
 			n.t.Errorf("replica %d sends a message from %d: %s", id, m.From, describeMsg(m))
 		}
@@ -350,7 +370,14 @@ func (n *network) processReady(id uint64) bool {
 		n.sent = append(n.sent, describeMsg(m))
 		n.queue = append(n.queue, m)
 	}
-	// 3. Apply.
+}
+
+// apply is step 3: it applies rd's committed entries to replica id's state
+// machine and collects its read states.
+func (n *network) apply(id uint64, rd Ready) {
+	n.t.Helper()
+	tr := n.node(id)
+	d := &tr.disk
 	for _, e := range rd.Committed {
 		if e.Slot != d.applied+1 {
 			n.t.Errorf("replica %d applies slot %d after %d", id, e.Slot, d.applied)
@@ -361,9 +388,6 @@ func (n *network) processReady(id uint64) bool {
 		d.applied = e.Slot
 	}
 	tr.reads = append(tr.reads, rd.ReadStates...)
-	// 4. Advance.
-	tr.Advance(rd)
-	return true
 }
 
 // learn records that replica id applied v at slot s and fails the test if

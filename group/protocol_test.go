@@ -555,6 +555,43 @@ func TestReadIndex(t *testing.T) {
 			t.Fatalf("read states %+v, want one for r at >= %d", l.reads, chosen)
 		}
 	})
+	t.Run("a round sent before the read does not release it", func(t *testing.T) {
+		// Round k's acknowledgements are held by the network for longer
+		// than a lease, and meanwhile a read arrives. They prove that 1
+		// led when it sent round k, not when the read arrived: another
+		// leader may have been elected since, and chosen a write the read
+		// must see.
+		n := newNetwork(t, voters(1, 2, 3), nil)
+		n.elect(1)
+		l := n.node(1)
+		for range l.cfg.HeartbeatTicks {
+			n.tick(1)
+		}
+		n.processReady(1)
+		n.deliverMatching(func(m pb.Message) bool { return m.Type == pb.MsgHeartbeat })
+		n.processReady(2)
+		n.processReady(3)
+		late := n.dropQueued(func(m pb.Message) bool { return m.Type == pb.MsgHeartbeatResp })
+		n.advanceClock(1, testLease)
+		if l.LeaseValid() {
+			t.Fatalf("lease still valid")
+		}
+		if err := l.ReadIndex([]byte("r")); err != nil {
+			t.Fatal(err)
+		}
+		n.processReady(1)
+		for _, m := range late {
+			n.deliver(m)
+		}
+		n.processReady(1)
+		if len(l.reads) != 0 {
+			t.Fatalf("read released by the acknowledgements of a round sent before it: %+v", l.reads)
+		}
+		n.stabilize() // the round sent for the read
+		if len(l.reads) != 1 {
+			t.Fatalf("read states %+v, want one", l.reads)
+		}
+	})
 	t.Run("follower redirects", func(t *testing.T) {
 		n := newNetwork(t, voters(1, 2, 3), nil)
 		n.elect(1)
@@ -693,17 +730,22 @@ func TestRepeatedTransferKeepsItsDeadline(t *testing.T) {
 }
 
 // supportTable is a Liveness in which node id supports (and is supported
-// by) every other node until until[id].
-type supportTable map[uint64]int64
+// by) every other node at s[id].epoch until s[id].until.
+type supportTable map[uint64]support
 
-func (s supportTable) SupportFor(id uint64) (uint64, int64)  { return 1, s[id] }
-func (s supportTable) SupportFrom(id uint64) (uint64, int64) { return 1, s[id] }
+type support struct {
+	epoch uint64
+	until int64
+}
+
+func (s supportTable) SupportFor(id uint64) (uint64, int64)  { return s[id].epoch, s[id].until }
+func (s supportTable) SupportFrom(id uint64) (uint64, int64) { return s[id].epoch, s[id].until }
 
 // TestTransferToADownNodeIsRefused: with node liveness, a transfer to a
 // replica whose node does not support the leader's is refused at once
 // rather than holding proposals back while it waits for a dead target.
 func TestTransferToADownNodeIsRefused(t *testing.T) {
-	live := supportTable{1: math.MaxInt64, 2: math.MaxInt64, 3: 0}
+	live := supportTable{1: {1, math.MaxInt64}, 2: {1, math.MaxInt64}, 3: {1, 0}}
 	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
 	n.elect(1)
 	l := n.node(1)

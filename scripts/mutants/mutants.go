@@ -153,14 +153,14 @@ var mutants = []mutant{
 	},
 	{
 		Name: "group/lease-from-ack",
-		File: "group/leader.go",
+		File: "group/lease.go",
 		Old:  "return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
 		New:  "return r.now() + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
 		Desc: "the leader's lease counts from when the quorum's acks arrived, not from when the heartbeat was sent",
 	},
 	{
 		Name: "group/lease-no-drift-margin",
-		File: "group/leader.go",
+		File: "group/lease.go",
 		Old:  "return rd.sentAt + r.cfg.LeaseDuration - r.cfg.MaxClockDrift",
 		New:  "return rd.sentAt + r.cfg.LeaseDuration",
 		Desc: "the leader's lease does not subtract the clock drift margin",
@@ -168,15 +168,15 @@ var mutants = []mutant{
 	{
 		Name: "group/no-lease-after-restart",
 		File: "group/replica.go",
-		Old:  "r.leaseUntil = cfg.Clock.Now() + cfg.LeaseDuration",
-		New:  "r.leaseUntil = cfg.Clock.Now()",
+		Old:  "r.lease.grant(pb.Ballot{}, cfg.Clock.Now()+cfg.LeaseDuration)",
+		New:  "r.lease.grant(pb.Ballot{}, cfg.Clock.Now())",
 		Desc: "a restarted acceptor does not refuse Phase 1 for a lease, though it forgot whom it promised",
 	},
 	{
 		Name: "group/acceptor-lease-not-renewed",
 		File: "group/replica.go",
 		Old:  "\tr.grantLease(m.Ballot)\n\tr.electionElapsed = 0",
-		New:  "\tr.leaseBallot = m.Ballot\n\tr.electionElapsed = 0",
+		New:  "\tr.lease.ballot = m.Ballot\n\tr.electionElapsed = 0",
 		Desc: "an acceptor does not renew the leader's lease when it hears from the leader",
 	},
 	{
@@ -188,7 +188,7 @@ var mutants = []mutant{
 	},
 	{
 		Name: "group/transfer-any-ballot",
-		File: "group/replica.go",
+		File: "group/lease.go",
 		Old:  "return m.Transfer.IsZero() || m.Transfer != holder",
 		New:  "return m.Transfer.IsZero()",
 		Desc: "a prepare naming any transferred lease gets past the lease of the current holder",
@@ -210,8 +210,8 @@ var mutants = []mutant{
 	{
 		Name: "group/prepare-from-non-member",
 		File: "group/replica.go",
-		Old:  "case len(r.conf.Voters) > 0 && !isVoter(r.conf, m.From):",
-		New:  "case len(r.conf.Voters) > 0 && isLearner(r.conf, m.From):",
+		Old:  "case !r.isAcceptor() || !isVoter(r.conf, m.From):",
+		New:  "case !r.isAcceptor() || isLearner(r.conf, m.From):",
 		Desc: "an acceptor promises a prepare from a replica that is no longer a member",
 	},
 	{
@@ -260,8 +260,8 @@ var mutants = []mutant{
 	{
 		Name: "group/lease-ignores-pending-conf",
 		File: "group/leader.go",
-		Old:  "return hasMajority(applyEntry(r.conf, e).Voters, has)",
-		New:  "return true",
+		Old:  "\tif next, ok := r.pendingConfig(); ok {\n\t\treturn hasMajority(next.Voters, has)\n\t}\n",
+		New:  "",
 		Desc: "while a membership change is pending, a lease needs a quorum of the old voters only",
 	},
 	{
@@ -280,23 +280,23 @@ var mutants = []mutant{
 	},
 	{
 		Name: "group/binding-outlives-epoch",
-		File: "group/replica.go",
-		Old:  "e, until := r.cfg.Liveness.SupportFor(r.bound.Node)\n\t\tif e == r.boundEpoch && now < until {",
-		New:  "_, until := r.cfg.Liveness.SupportFor(r.bound.Node)\n\t\tif now < until {",
+		File: "group/lease.go",
+		Old:  "e, until := lv.SupportFor(s.bound.Node)\n\t\tif e == s.boundEpoch && now < until {",
+		New:  "_, until := lv.SupportFor(s.bound.Node)\n\t\tif now < until {",
 		Desc: "a quiesce binding survives a new support epoch (the old epoch's lease stays alive)",
 	},
 	{
 		Name: "group/bound-lease-any-epoch",
-		File: "group/leader.go",
+		File: "group/lease.go",
 		Old:  "if e, until := r.cfg.Liveness.SupportFrom(b.id); e == b.epoch && now < until {",
 		New:  "if _, until := r.cfg.Liveness.SupportFrom(b.id); now < until {",
 		Desc: "a quiesced leader counts a follower's binding under any support epoch",
 	},
 	{
 		Name: "group/rebind-after-release",
-		File: "group/replica.go",
-		Old:  "r.cfg.Liveness != nil && r.releasedFrom.Less(m.Ballot) {",
-		New:  "r.cfg.Liveness != nil {",
+		File: "group/lease.go",
+		Old:  "r.cfg.Liveness == nil ||\n\t\t!r.lease.releasedFrom.Less(m.Ballot) {",
+		New:  "r.cfg.Liveness == nil {",
 		Desc: "a delayed MsgQuiesce binds a follower again to a leader that released it",
 	},
 	{
@@ -309,15 +309,15 @@ var mutants = []mutant{
 	{
 		Name: "group/read-on-old-round",
 		File: "group/leader.go",
-		Old:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq + 1})",
-		New:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.seq})",
+		Old:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.lease.seq + 1})",
+		New:  "l.reads = append(l.reads, pendingRead{ctx: ctx, index: idx, seq: l.lease.seq})",
 		Desc: "a read without a lease is released by a heartbeat round sent before it arrived",
 	},
 	{
 		Name: "group/stale-snapshot-installed",
 		File: "group/replica.go",
-		Old:  "if s != nil && s.Meta.Index > r.chosen {",
-		New:  "if s != nil && s.Meta.Index >= r.meta.Index {",
+		Old:  "func (r *Replica) AcceptsSnapshot(index uint64) bool { return index > r.chosen }",
+		New:  "func (r *Replica) AcceptsSnapshot(index uint64) bool { return index >= r.meta.Index }",
 		Desc: "a snapshot older than the chosen point is installed and moves the chosen point back",
 	},
 	{

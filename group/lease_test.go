@@ -1,0 +1,138 @@
+package group
+
+import (
+	"math"
+	"testing"
+
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// leaseAfterPromotion starts voters {1, 2, 3} and learner 4 with leader 1,
+// cuts 3 and 4 off and lets every lease run out, so that from then on only
+// 1 and 2 acknowledge what 1 sends: a majority of {1, 2, 3}, but not of
+// {1, 2, 3, 4}.
+func leaseAfterPromotion(t *testing.T) (*network, *testReplica) {
+	n := newNetwork(t, pb.Config{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}, nil)
+	n.elect(1)
+	n.tickAll(2) // 4 is caught up, so it may be promoted
+	n.dropTo(3)
+	n.dropTo(4)
+	n.advanceClocks(testLease)
+	l := n.node(1)
+	if l.LeaseValid() {
+		t.Fatalf("lease still valid")
+	}
+	return n, l
+}
+
+func promote4(t *testing.T, l *testReplica) {
+	t.Helper()
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfPromote, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaseNeedsNewVotersWhileChangePending: while the promotion of 4 is
+// pending, a lease round must be acknowledged by a majority of the voters
+// before it and of those after it (quorumOf): the change may be chosen at
+// any moment, and then the new voters decide.
+func TestLeaseNeedsNewVotersWhileChangePending(t *testing.T) {
+	n, l := leaseAfterPromotion(t)
+	promote4(t, l)
+	for range l.cfg.HeartbeatTicks {
+		n.tick(1)
+	}
+	n.processReady(1)
+	// The accepts are lost, so the change stays pending; 2 acknowledges
+	// the heartbeat round.
+	n.dropQueued(func(m pb.Message) bool { return m.Type == pb.MsgAccept })
+	n.deliverMatching(isMsg(pb.MsgHeartbeat, 1, 2))
+	n.processReady(2)
+	n.deliverMatching(isMsg(pb.MsgHeartbeatResp, 2, 1))
+	if l.lead.pendingConf == 0 {
+		t.Fatalf("the promotion is not pending")
+	}
+	if l.LeaseValid() {
+		t.Fatalf("lease valid with the acknowledgements of 1 and 2 while 4's promotion is pending")
+	}
+	// 3's acknowledgement of the same round makes it a quorum of both.
+	n.heal()
+	n.deliverMatching(isMsg(pb.MsgHeartbeat, 1, 3))
+	n.processReady(3)
+	n.deliverMatching(isMsg(pb.MsgHeartbeatResp, 3, 1))
+	if !l.LeaseValid() {
+		t.Fatalf("no lease once 1, 2 and 3 acknowledged the round")
+	}
+}
+
+// TestLeaseRederivedWhenChangeChosen: a lease that 1 and 2 granted under
+// voters {1, 2, 3} ends when the promotion of 4 is chosen (recomputeLease):
+// 1 and 2 are no majority of {1, 2, 3, 4}.
+func TestLeaseRederivedWhenChangeChosen(t *testing.T) {
+	n, l := leaseAfterPromotion(t)
+	n.tickAll(l.cfg.HeartbeatTicks)
+	if !l.LeaseValid() {
+		t.Fatalf("no lease from a round that 1 and 2 acknowledged under voters {1, 2, 3}")
+	}
+	promote4(t, l)
+	n.stabilize()
+	if !isVoter(l.conf, 4) {
+		t.Fatalf("the promotion is not chosen: %+v", l.conf)
+	}
+	if l.LeaseValid() {
+		t.Fatalf("the lease granted by 1 and 2 outlives the promotion of 4")
+	}
+}
+
+func quiesceMsg(from, to uint64, b pb.Ballot, epoch uint64) pb.Message {
+	return pb.Message{Type: pb.MsgQuiesce, From: from, To: to, Ballot: b, Seq: 1, Epoch: epoch}
+}
+
+// boundFollower binds follower 2 to leader 1.1 with a MsgQuiesce at
+// support epoch 5 of 1's node, and lets the heartbeat's own lease run out,
+// so that only the binding holds 2.
+func boundFollower(t *testing.T) (*network, supportTable) {
+	t.Helper()
+	live := supportTable{1: {5, math.MaxInt64}}
+	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
+	resp := only(t, n.handle(quiesceMsg(1, 2, bal(1, 1), 5)))
+	if resp.Epoch != 5 || !n.node(2).Quiesced() {
+		t.Fatalf("2 did not bind itself: %s epoch %d, quiesced %v", describeMsg(resp), resp.Epoch, n.node(2).Quiesced())
+	}
+	n.advanceClock(2, testLease)
+	return n, live
+}
+
+// TestBindingEndsWithSupportEpoch: a quiesce binding holds while 2's node
+// supports 1's at the epoch it bound at, and not under a new epoch: the
+// leader's node counts the binding only at that epoch (boundLeaseValid),
+// so after a lapse or a restart it no longer believes in it.
+func TestBindingEndsWithSupportEpoch(t *testing.T) {
+	n, live := boundFollower(t)
+	prep := prepareMsg(3, 2, bal(2, 3), 0)
+	if p := only(t, n.handle(prep)); p.Reject != pb.RejectLease {
+		t.Fatalf("bound follower answers %s, want reject=lease", describeMsg(p))
+	}
+	live[1] = support{6, math.MaxInt64}
+	if p := only(t, n.handle(prep)); p.Reject != pb.RejectNone {
+		t.Fatalf("at a new support epoch, got %s, want a promise", describeMsg(p))
+	}
+}
+
+// TestReleasedFollowerIsNotBoundAgain: once leader 1.1 released 2, a copy
+// of its MsgQuiesce that the network delayed must not bind 2 again: 1 no
+// longer counts on the binding and would never release it a second time.
+func TestReleasedFollowerIsNotBoundAgain(t *testing.T) {
+	n, _ := boundFollower(t)
+	ack := only(t, n.handle(pb.Message{Type: pb.MsgRelease, From: 1, To: 2, Ballot: bal(1, 1)}))
+	if ack.Type != pb.MsgReleaseResp {
+		t.Fatalf("release answered by %s", describeMsg(ack))
+	}
+	if resp := only(t, n.handle(quiesceMsg(1, 2, bal(1, 1), 5))); resp.Epoch != 0 {
+		t.Fatalf("a delayed MsgQuiesce bound 2 again to the leader that released it (epoch %d)", resp.Epoch)
+	}
+	n.advanceClock(2, testLease) // the delayed message's lease is over
+	if p := only(t, n.handle(prepareMsg(3, 2, bal(2, 3), 0))); p.Reject != pb.RejectNone {
+		t.Fatalf("released follower answers %s, want a promise", describeMsg(p))
+	}
+}
