@@ -136,3 +136,21 @@ func TestReleasedFollowerIsNotBoundAgain(t *testing.T) {
 		t.Fatalf("released follower answers %s, want a promise", describeMsg(p))
 	}
 }
+
+// TestQuiesceFromAnEarlierLifeBindsNothing: a MsgQuiesce that leader 1.1's
+// node sent in an earlier process life names the support epoch it held
+// then (5); 2's node now supports 1's new life at epoch 6. Bound at 6, 2
+// would refuse every other candidate for as long as the new life stays
+// up, and that life knows nothing of ballot 1.1, so it would never release
+// it (the simulator's wipes profile wedged this way).
+func TestQuiesceFromAnEarlierLifeBindsNothing(t *testing.T) {
+	live := supportTable{1: {6, math.MaxInt64}}
+	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
+	if resp := only(t, n.handle(quiesceMsg(1, 2, bal(1, 1), 5))); resp.Epoch != 0 || n.node(2).Quiesced() {
+		t.Fatalf("a quiesce naming epoch 5 bound 2 at %d (quiesced %v)", resp.Epoch, n.node(2).Quiesced())
+	}
+	n.advanceClock(2, testLease) // the heartbeat's own lease is over
+	if p := only(t, n.handle(prepareMsg(3, 2, bal(2, 3), 0))); p.Reject != pb.RejectNone {
+		t.Fatalf("2 answers %s, want a promise", describeMsg(p))
+	}
+}

@@ -321,6 +321,27 @@ var mutants = []mutant{
 		Desc: "a snapshot older than the chosen point is installed and moves the chosen point back",
 	},
 	{
+		Name: "group/candidate-learns-unchosen",
+		File: "group/candidate.go",
+		Old:  "if e.Slot == r.chosen+1 && e.Slot <= m.Chosen && r.initialized() {",
+		New:  "if e.Slot == r.chosen+1 && e.Slot <= m.Chosen+1 && r.initialized() {",
+		Desc: "a candidate takes the slot after a promiser's chosen point for chosen too",
+	},
+	{
+		Name: "group/quiesce-binds-any-epoch",
+		File: "group/lease.go",
+		Old:  "if e, until := r.cfg.Liveness.SupportFor(m.From); e == m.Epoch && r.now() < until {",
+		New:  "if e, until := r.cfg.Liveness.SupportFor(m.From); r.now() < until {",
+		Desc: "a quiesce binds at whatever epoch the follower's node grants now, though it names another",
+	},
+	{
+		Name: "group/catch-up-from-highest-report",
+		File: "group/leader.go",
+		Old:  "\t\t\tp.chosen = m.Chosen\n\t\t\tr.sendCatchUp(m.From, p)",
+		New:  "\t\t\tp.chosen = max(p.chosen, m.Chosen)\n\t\t\tr.sendCatchUp(m.From, p)",
+		Desc: "a member that reports less than it did before is caught up from the most it ever reported",
+	},
+	{
 		Name:       "group/overwrite-chosen-slot",
 		File:       "group/replica.go",
 		Old:        "if e.Slot > r.chosen && e.Slot > r.meta.Index {",
