@@ -93,8 +93,9 @@ func (s *cuttingStream) RecvMsg(m any) error {
 	return nil
 }
 
-func isPut(r *kvpb.Response) bool { return r.GetPut() != nil }
-func isCAS(r *kvpb.Response) bool { return r.GetCas() != nil }
+func isPut(r *kvpb.Response) bool    { return r.GetPut() != nil }
+func isCAS(r *kvpb.Response) bool    { return r.GetCas() != nil }
+func isDelete(r *kvpb.Response) bool { return r.GetDelete() != nil }
 
 // TestRetriedPutAfterLostReplyIsAppliedOnce replays, deterministically,
 // the smallest violating history that the multi-process check of issue 9
@@ -160,6 +161,24 @@ func TestRetriedCASAfterLostReplyReportsTheSwap(t *testing.T) {
 	}
 	if n := cutter.count(); n != 1 {
 		t.Fatalf("%d replies cut, want 1", n)
+	}
+}
+
+// TestRetriedDeleteAfterLostReplyReportsWhatItFound: a delete whose reply
+// is lost is retried and reports that the key existed, as its one
+// application saw; applied again, it would find nothing.
+func TestRetriedDeleteAfterLostReplyReportsWhatItFound(t *testing.T) {
+	c := newCluster(t, 3, splitRanges(1, 3, 1))
+	ctx := testCtx(t)
+	cutter := &replyCutter{match: isDelete}
+	cl := c.client(Config{DialOptions: cutter.dialOptions()})
+	if err := cl.Put(ctx, []byte("a"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	cutter.arm(1)
+	found, err := cl.Delete(ctx, []byte("a"))
+	if err != nil || !found || cutter.count() != 1 {
+		t.Fatalf("delete after a lost reply: found %v, %v (%d replies cut); want found", found, err, cutter.count())
 	}
 }
 
