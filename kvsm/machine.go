@@ -52,6 +52,3 @@ func (e *StoreError) Unwrap() error { return e.Err }
 // Reset forgets everything held in memory: the Store was replaced (a
 // snapshot was ingested).
 func (m *Range) Reset() { m.sessions.reset() }
-
-// Committed tells the Range that the batch it applied to was committed.
-func (m *Range) Committed() { m.sessions.committed() }

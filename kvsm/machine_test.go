@@ -82,7 +82,6 @@ func apply(t *testing.T, m *Range, st *memStore, at int64, cmds ...Command) []ap
 		t.Fatal(err)
 	}
 	st.commit()
-	m.Committed()
 	return out
 }
 
@@ -249,7 +248,6 @@ func TestReplicasAgreeWhateverTheirBatches(t *testing.T) {
 				}
 				if rr.Float64() < batchP {
 					st.commit()
-					m.Committed()
 					if rr.Float64() < restartP {
 						m = Range{}
 					}

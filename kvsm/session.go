@@ -21,6 +21,7 @@ const (
 // the same batch as the data, carried by snapshots. Suffixes are opaque
 // to the store.
 type LocalStore interface {
+	// GetLocal sees the writes of the batch being built too.
 	GetLocal(suffix []byte) (value []byte, found bool)
 	PutLocal(suffix, value []byte)
 	DeleteLocal(suffix []byte)
@@ -56,9 +57,6 @@ func resultKey(client, seq uint64) []byte {
 
 // session is one client's state at one range.
 type session struct {
-	// stored says the header record exists (in the store or the batch
-	// being built); a session that doesn't is empty.
-	stored     bool
 	lastActive int64
 	ackedBelow uint64
 	results    map[uint64]Result
@@ -107,7 +105,9 @@ func decodeResult(b []byte) (Result, bool) {
 // sessions is a range's table of client sessions. Its cache is
 // authoritative for every client it holds: a session is loaded from the
 // store once, then changed only here, so the cache sees the writes of the
-// batch being built, which the store does not.
+// batch being built, which ScanLocal does not. A session the sweep forgets
+// leaves the cache; read again, its deleted header (GetLocal sees the
+// batch) makes it a new, empty one.
 type sessions struct {
 	cache       map[uint64]*session
 	sweptAt     int64
@@ -131,7 +131,6 @@ func (t *sessions) load(st LocalStore, client uint64) *session {
 	if v, ok := st.GetLocal(headerKey(client)); ok {
 		var good bool
 		s.lastActive, s.ackedBelow, good = decodeHeader(v)
-		s.stored = true
 		t.check(good)
 		prefix := resultsKeyPrefix(client)
 		st.ScanLocal(prefix, func(k, v []byte) {
@@ -183,7 +182,6 @@ func (s *session) record(st LocalStore, client uint64, c *Command, res Result, n
 		s.forgetBelow(st, client, lowest+1)
 	}
 	s.lastActive = max(s.lastActive, now)
-	s.stored = true
 	st.PutLocal(headerKey(client), s.encodeHeader())
 }
 
@@ -239,7 +237,7 @@ func (t *sessions) sweep(st LocalStore, now int64) {
 		}
 	})
 	for client, s := range t.cache {
-		idle[client] = s.stored && now-s.lastActive > ttl
+		idle[client] = now-s.lastActive > ttl
 	}
 	for client, expired := range idle {
 		if !expired {
@@ -250,18 +248,8 @@ func (t *sessions) sweep(st LocalStore, now int64) {
 			st.DeleteLocal(resultKey(client, q))
 		}
 		st.DeleteLocal(headerKey(client))
-		t.cache[client] = &session{results: make(map[uint64]Result)}
+		delete(t.cache, client)
 	}
 	t.sweptAt = now
 	st.PutLocal(sweepKey, binary.AppendVarint(nil, now))
-}
-
-// committed drops the cached empty sessions once the batch that emptied
-// them is committed: the store then says the same.
-func (t *sessions) committed() {
-	for client, s := range t.cache {
-		if !s.stored {
-			delete(t.cache, client)
-		}
-	}
 }

@@ -85,7 +85,6 @@ func (n *Node) process(reps []*replica) {
 	}
 	var out []pb.Message
 	for i := range items {
-		items[i].r.kv.Committed()
 		out = n.finish(&items[i], out)
 	}
 	if len(out) > 0 {
