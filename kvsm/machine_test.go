@@ -261,6 +261,9 @@ func TestReplicasAgreeWhateverTheirBatches(t *testing.T) {
 		if !maps.Equal(a.data, b.data) || !maps.Equal(a.local, b.local) {
 			t.Fatalf("seed %d: replicas diverged:\ndata %v\n vs  %v\nlocal %d vs %d records", seed, a.data, b.data, len(a.local), len(b.local))
 		}
+		if len(ra) != len(rb) {
+			t.Fatalf("seed %d: %d results vs %d", seed, len(ra), len(rb))
+		}
 		for i := range ra {
 			if ra[i].Outcome != rb[i].Outcome || ra[i].Succeeded != rb[i].Succeeded || string(ra[i].Value) != string(rb[i].Value) {
 				t.Fatalf("seed %d: result %d differs: %+v vs %+v", seed, i, ra[i], rb[i])

@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,18 +97,23 @@ func (c *testCluster) stop() {
 }
 
 // leaderFor returns the node leading a range, waiting (bounded) for one.
-func (c *testCluster) leaderFor(rangeID uint64) uint64 {
+// With among, only those nodes count: a stopped node still claims what it
+// led.
+func (c *testCluster) leaderFor(rangeID uint64, among ...uint64) uint64 {
 	c.t.Helper()
+	if len(among) == 0 {
+		among = slices.Collect(maps.Keys(c.nodes))
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		for id, n := range c.nodes {
-			if r := n.replica(rangeID); r != nil && r.leader.Load() == id {
+		for _, id := range among {
+			if r := c.nodes[id].replica(rangeID); r != nil && r.leader.Load() == id {
 				return id
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.t.Fatalf("no leader for range %d", rangeID)
+	c.t.Fatalf("none of nodes %v leads range %d", among, rangeID)
 	return 0
 }
 

@@ -645,7 +645,9 @@ func TestCrashReplayOnFollowerAnswersNoNewCaller(t *testing.T) {
 				cc.mu.Lock()
 				replayed = seqs
 				cc.mu.Unlock()
-				for i := 0; life.seq.Load() < slices.Max(seqs); i++ {
+				// A write refused before it is numbered (no route) would
+				// never get there: bounded, and said so.
+				for i := 0; life.seq.Load() < slices.Max(seqs) && i < 10_000; i++ {
 					key, value := fmt.Sprintf("a/fresh%d", i), fmt.Sprintf("new life %d", i)
 					pending.Add(1)
 					life.doCAS(&kvpb.CompareAndSwapRequest{Key: []byte(key), ExpectAbsent: true, NewValue: []byte(value)},
@@ -655,6 +657,9 @@ func TestCrashReplayOnFollowerAnswersNoNewCaller(t *testing.T) {
 							mu.Unlock()
 							pending.Done()
 						})
+				}
+				if life.seq.Load() < slices.Max(seqs) {
+					t.Errorf("the new life's writes never reached the replayed sequence numbers %v", seqs)
 				}
 			}
 			cc.mu.Unlock()
@@ -684,6 +689,9 @@ func TestCrashReplayOnFollowerAnswersNoNewCaller(t *testing.T) {
 			t.Logf("replayed commands %v of the earlier life; %d writes of the new life were waiting", replayed, len(results))
 			cc.mu.Unlock()
 			// pending.Wait ordered every callback's append before this.
+			if len(results) == 0 {
+				t.Fatal("no write of the new life was waiting when the earlier life's commands were replayed")
+			}
 			for _, r := range results {
 				switch {
 				case r.err != nil:

@@ -2,7 +2,6 @@ package node
 
 import (
 	"testing"
-	"time"
 
 	"github.com/shardd/shardd/kvpb"
 	"google.golang.org/grpc"
@@ -62,18 +61,7 @@ func TestFaultService(t *testing.T) {
 	if _, err := fc.SetFaults(ctx(t), &kvpb.SetFaultsRequest{DropOutgoing: others, DropIncoming: others}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for newLead := uint64(0); newLead == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the others elected no leader while the old one was cut off")
-		}
-		time.Sleep(10 * time.Millisecond)
-		for _, id := range others {
-			if c.nodes[id].replica(1).leader.Load() == id {
-				newLead = id
-			}
-		}
-	}
+	c.leaderFor(1, others...) // the others elect one while the old one is cut off
 	if s := c.nodes[lead].trans.Stats(); s.DroppedOnArrival == 0 || s.Dropped.Fault == 0 {
 		t.Errorf("the cut node dropped %d messages on arrival and %d on sending; want both", s.DroppedOnArrival, s.Dropped.Fault)
 	}

@@ -146,19 +146,7 @@ func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	waitLeader := func(rangeID uint64, among ...uint64) uint64 {
-		for ctx.Err() == nil {
-			for _, id := range among {
-				if r := c.nodes[id].replica(rangeID); r != nil && r.leader.Load() == id {
-					return id
-				}
-			}
-			time.Sleep(time.Millisecond)
-		}
-		t.Fatalf("none of nodes %v led range %d", among, rangeID)
-		return 0
-	}
-	waitLeader(1, 1)
+	c.leaderFor(1, 1)
 	h := &kvpb.RequestHeader{RangeId: 1}
 	n1 := c.nodes[1]
 	if _, err := await(ctx, n1, func(done func(*kvpb.PutResponse, error)) {
@@ -171,7 +159,7 @@ func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
 	fss[1] = <-crashed
 	mu.Unlock()
 	n1.Stop()
-	waitLeader(1, 2, 3)
+	c.leaderFor(1, 2, 3)
 
 	type putResult struct {
 		resp *kvpb.PutResponse
@@ -206,7 +194,20 @@ func TestFollowerAnswersNoCallerWithAnEarlierLifesResult(t *testing.T) {
 	if status.Code(res.err) != codes.FailedPrecondition {
 		t.Fatalf("a put to a follower: %v; want FailedPrecondition (not the leader): it got the earlier life's result", res.err)
 	}
-	time.Sleep(50 * time.Millisecond) // the cycles after: no nil callback
+	// Node 1 keeps running its cycles (no nil callback): it applies a
+	// later write.
+	lead := c.nodes[c.leaderFor(1, 2, 3)]
+	if _, err := await(ctx, lead, func(done func(*kvpb.PutResponse, error)) {
+		lead.doPut(&kvpb.PutRequest{Header: h, Key: []byte("c"), Value: []byte("later")}, done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for restarted.replica(1).applied.Load() < lead.replica(1).applied.Load() {
+		if ctx.Err() != nil {
+			t.Fatalf("node 1 stopped applying at %d", restarted.replica(1).applied.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := restarted.Err(); err != nil {
 		t.Fatalf("node 1 stopped: %v", err)
 	}

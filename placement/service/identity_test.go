@@ -134,10 +134,16 @@ func TestHeartbeatStopsOnRefusal(t *testing.T) {
 
 	n := start(filepath.Join(dir, "node1"))
 	cA := pcA.client()
-	if err := heartbeat(cA, n, 500*time.Millisecond); err != nil {
+	// Heartbeat until node 1 joined cluster A, however long that takes
+	// within the bound; it stops without error when canceled.
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- Heartbeat(ctx, cA, n, 50*time.Millisecond, nil) }()
+	testutil.WaitFor(t, 10*time.Second, "node 1 to join cluster A", func() bool { return n.ClusterID() != "" })
+	cancel()
+	if err := <-first; err != nil {
 		t.Fatalf("first registration: %v", err)
 	}
-	testutil.WaitFor(t, 5*time.Second, "node 1 to join cluster A", func() bool { return n.ClusterID() != "" })
 
 	err := heartbeat(pcB.client(), n, 10*time.Second)
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "node 1 belongs to cluster "+n.ClusterID()) {
