@@ -32,10 +32,7 @@ func (r *Replica) campaign(transfer pb.Ballot) {
 		asked:    map[uint64]bool{r.id: true},
 		transfer: transfer,
 	}
-	for _, id := range members(r.conf) {
-		r.sendPrepare(id)
-	}
-	r.maybeWin()
+	r.maybeWin() // which asks every member
 }
 
 func (r *Replica) sendPrepare(to uint64) {
@@ -58,18 +55,12 @@ func stepCandidate(r *Replica, m pb.Message) {
 		// after the next election timeout.
 		return
 	}
-	// The promiser's entries up to its chosen point are chosen values, a
-	// fact whoever reports it (as in handleCommit): learn them, so that
-	// only configurations still undecided constrain the win. Otherwise a
-	// candidate that lags behind a membership change would need a
-	// majority of the older configuration, of which a voter may since
-	// have lost its state, and the group would wait for nothing.
-	for _, e := range m.Entries {
-		if e.Slot == r.chosen+1 && e.Slot <= m.Chosen && r.initialized() {
-			r.accept(e)
-			r.setChosen(e.Slot)
-		}
-	}
+	// The promiser's entries up to its chosen point are chosen values:
+	// learn them, so that only configurations still undecided constrain
+	// the win. Otherwise a candidate that lags behind a membership change
+	// would need a majority of the older configuration, of which a voter
+	// may since have lost its state, and the group would wait for nothing.
+	r.learnChosenEntries(m.Entries, m.Chosen)
 	r.cand.promises[m.From] = m.Entries
 	r.maybeWin()
 }

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"math"
 	"slices"
 
 	pb "github.com/shardd/shardd/paxospb"
@@ -428,6 +429,22 @@ func (r *Replica) setChosen(s uint64) {
 	}
 }
 
+// learnChosenEntries adopts the entries that extend our chosen point, up
+// to slot upTo, as chosen: a chosen value is a fact, whoever reports it.
+// A replica with no configuration learns nothing this way (it would not
+// know the configuration the entries change); a snapshot teaches it.
+func (r *Replica) learnChosenEntries(ents []pb.Entry, upTo uint64) {
+	if !r.initialized() {
+		return
+	}
+	for _, e := range ents {
+		if e.Slot == r.chosen+1 && e.Slot <= upTo {
+			r.accept(e)
+			r.setChosen(e.Slot)
+		}
+	}
+}
+
 // handleCommit learns chosen entries from a replica that knows them. A
 // chosen value is a fact, whoever reports it, so no ballot check applies
 // to a follower or a candidate.
@@ -457,16 +474,7 @@ func (r *Replica) handleCommit(m pb.Message) {
 		r.leader = m.From
 		r.electionElapsed = 0
 	}
-	for _, e := range m.Entries {
-		if !r.initialized() {
-			break
-		}
-		if e.Slot != r.chosen+1 {
-			continue
-		}
-		r.accept(e)
-		r.setChosen(e.Slot)
-	}
+	r.learnChosenEntries(m.Entries, math.MaxUint64)
 	r.send(pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen})
 }
 

@@ -323,8 +323,8 @@ var mutants = []mutant{
 	{
 		Name: "group/candidate-learns-unchosen",
 		File: "group/candidate.go",
-		Old:  "if e.Slot == r.chosen+1 && e.Slot <= m.Chosen && r.initialized() {",
-		New:  "if e.Slot == r.chosen+1 && e.Slot <= m.Chosen+1 && r.initialized() {",
+		Old:  "r.learnChosenEntries(m.Entries, m.Chosen)",
+		New:  "r.learnChosenEntries(m.Entries, m.Chosen+1)",
 		Desc: "a candidate takes the slot after a promiser's chosen point for chosen too",
 	},
 	{
