@@ -168,11 +168,11 @@ func (e *Engine) ScanRangeLocal(g GroupID, prefix []byte, fn func(suffix, value 
 		return err
 	}
 	defer e.release()
-	if len(prefix) == 0 {
-		return scanRangeLocal(e.db, g, fn)
+	lo, hi := rangeLocalSpan(g)
+	if len(prefix) > 0 {
+		lo = appendRangeLocalKey(nil, g, prefix)
+		hi = keyUpperBound(lo)
 	}
-	lo := appendRangeLocalKey(nil, g, prefix)
-	hi := keyUpperBound(lo)
 	return scanRaw(e.db, lo, hi, func(k, v []byte) bool { return fn(k[localKeyLen:], v) })
 }
 
@@ -187,12 +187,6 @@ func keyUpperBound(p []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// scanRangeLocal iterates group g's range-local records in r.
-func scanRangeLocal(r pebble.Reader, g GroupID, fn func(suffix, value []byte) bool) error {
-	lo, hi := rangeLocalSpan(g)
-	return scanRaw(r, lo, hi, func(k, v []byte) bool { return fn(k[localKeyLen:], v) })
 }
 
 // Entries returns group g's entries with slots in [from, to), sorted by

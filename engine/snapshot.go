@@ -141,7 +141,7 @@ func (e *Engine) ExportSnapshot(g GroupID, start, end []byte, chunkBytes int, fn
 	if hdr.Start == nil {
 		hdr.Start = []byte{}
 	}
-	b := chunkBuilder{g: g, budget: chunkBytes - maxTrailerLen, fn: fn}
+	b := chunkBuilder{budget: chunkBytes - maxTrailerLen, fn: fn}
 	b.reset(SnapshotChunk{Group: g, Header: hdr})
 	lo, hi := rangeLocalSpan(g)
 	err = scanRaw(snap, lo, hi, func(k, v []byte) bool { return b.add(tagRangeLocal, k[localKeyLen:], v) })
@@ -166,7 +166,6 @@ const maxTrailerLen = 10 + 10 + 4
 // chunkBuilder cuts a stream of records and pairs into chunks of at most a
 // byte budget, and hands each full chunk to fn.
 type chunkBuilder struct {
-	g      GroupID
 	c      SnapshotChunk
 	size   int // EncodedLen of c as it stands
 	budget int
@@ -190,7 +189,7 @@ func (b *chunkBuilder) add(tag byte, k, v []byte) bool {
 		if b.err = b.fn(b.c); b.err != nil {
 			return false
 		}
-		b.reset(SnapshotChunk{Group: b.g, Seq: b.c.Seq + 1})
+		b.reset(SnapshotChunk{Group: b.c.Group, Seq: b.c.Seq + 1})
 	}
 	b.size += b.growth(tag, k, v)
 	list := b.list(tag)

@@ -2,10 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // StoreIdent says whose store this is. A node writes it at its first start
@@ -38,14 +35,10 @@ func (e *Engine) StoreIdent() (StoreIdent, bool, error) {
 		return StoreIdent{}, false, err
 	}
 	defer e.release()
-	v, closer, err := e.db.Get(storeKey(storeKindIdent))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return StoreIdent{}, false, nil
-	}
-	if err != nil {
+	v, found, err := e.get(storeKey(storeKindIdent))
+	if err != nil || !found {
 		return StoreIdent{}, false, err
 	}
-	defer func() { _ = closer.Close() }()
 	id, ok := decodeStoreIdent(v)
 	if !ok {
 		return StoreIdent{}, false, fmt.Errorf("%w: store identity %x", ErrCorrupt, v)
@@ -57,22 +50,11 @@ func (e *Engine) StoreIdent() (StoreIdent, bool, error) {
 // uvarint(node id), then the store id and the cluster id, each as
 // uvarint(len) and the bytes.
 func decodeStoreIdent(v []byte) (StoreIdent, bool) {
-	node, n := binary.Uvarint(v)
-	if n <= 0 {
+	d := chunkDecoder{buf: v}
+	node := d.uvarint()
+	storeID, clusterID := d.bytes(), d.bytes()
+	if d.err != nil || d.off != len(v) {
 		return StoreIdent{}, false
 	}
-	v = v[n:]
-	var fields [2]string
-	for i := range fields {
-		l, n := binary.Uvarint(v)
-		if n <= 0 || l > uint64(len(v)-n) {
-			return StoreIdent{}, false
-		}
-		fields[i] = string(v[n : n+int(l)])
-		v = v[n+int(l):]
-	}
-	if len(v) != 0 {
-		return StoreIdent{}, false
-	}
-	return StoreIdent{NodeID: node, StoreID: fields[0], ClusterID: fields[1]}, true
+	return StoreIdent{NodeID: node, StoreID: string(storeID), ClusterID: string(clusterID)}, true
 }
