@@ -411,7 +411,7 @@ func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, _ := n.addReplica(id, rn, meta)
+	r := n.addReplica(id, rn, meta)
 	return r, nil
 }
 
@@ -439,22 +439,19 @@ func (n *Node) newGroup(id uint64, st engine.GroupState, conf pb.Config) (*group
 	return group.New(cfg, gs)
 }
 
-// addReplica hosts a group replica, unless one is hosted already (two
-// messages for a new group may race to create it): then it returns that
-// one, and false.
-func (n *Node) addReplica(id uint64, rn *group.Replica, meta groupMeta) (*replica, bool) {
+// addReplica hosts a new group replica. Its callers never race to create
+// one group: loadGroups runs before the node serves, and createEmpty and
+// CreateGroups check for an existing replica and register a new one under
+// createMu.
+func (n *Node) addReplica(id uint64, rn *group.Replica, meta groupMeta) *replica {
 	r := newReplica(id, rn, meta.Desc, meta.Config)
 	n.mu.Lock()
-	if old := n.replicas[id]; old != nil {
-		n.mu.Unlock()
-		return old, false
-	}
 	n.replicas[id] = r
 	n.mu.Unlock()
 	n.activeMu.Lock()
 	n.active[r] = struct{}{}
 	n.activeMu.Unlock()
-	return r, true
+	return r
 }
 
 // setActive records whether a replica needs ticks; only a change costs a
@@ -543,14 +540,12 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 		if err != nil {
 			return err
 		}
-		r, created := n.addReplica(meta.Desc.RangeId, rn, meta)
-		r.mu.Lock()
-		if !created {
-			r.initWith = &meta // a message created an empty one meanwhile
-		} else if meta.Desc.LeaderNodeId == n.cfg.NodeID {
+		r := n.addReplica(meta.Desc.RangeId, rn, meta)
+		if meta.Desc.LeaderNodeId == n.cfg.NodeID {
+			r.mu.Lock()
 			r.campaign = true
+			r.mu.Unlock()
 		}
-		r.mu.Unlock()
 		n.sched.enqueue(r)
 	}
 	return nil
@@ -751,7 +746,7 @@ func (n *Node) createEmpty(id uint64) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, _ := n.addReplica(id, rn, meta) // created: createMu excludes every other creator
+	r := n.addReplica(id, rn, meta)
 	return r, nil
 }
 
