@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -151,6 +152,9 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	}
 	cancel()
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+			return cause // the service refused a node: not an interruption
+		}
 		if ctx.Err() != nil {
 			return nil // interrupted while waiting
 		}
