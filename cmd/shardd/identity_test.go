@@ -32,13 +32,7 @@ func TestStartRefusesForeignIdentity(t *testing.T) {
 
 	first := start("1", plA)
 	first.waitOutput(t, "serving on")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(first.stderr.String(), "joined cluster") {
-		if time.Now().After(deadline) {
-			t.Fatalf("node 1 did not join cluster A; stderr:\n%s", first.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	first.waitStderr(t, "joined cluster")
 	if code := first.stop(t); code != exitOK {
 		t.Fatalf("first start exited %d", code)
 	}

@@ -63,9 +63,21 @@ func runAsync(t *testing.T, tweak func(*node.Config), args ...string) *asyncRun 
 // waitOutput waits until stdout contains want, or the command exits.
 func (r *asyncRun) waitOutput(t *testing.T, want string) string {
 	t.Helper()
+	return r.waitIn(t, "stdout", &r.stdout, want)
+}
+
+// waitStderr waits until stderr (the log) contains want, or the command
+// exits.
+func (r *asyncRun) waitStderr(t *testing.T, want string) string {
+	t.Helper()
+	return r.waitIn(t, "stderr", &r.stderr, want)
+}
+
+func (r *asyncRun) waitIn(t *testing.T, name string, buf *testutil.SyncBuffer, want string) string {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if out := r.stdout.String(); strings.Contains(out, want) {
+		if out := buf.String(); strings.Contains(out, want) {
 			return out
 		}
 		select {
@@ -74,7 +86,7 @@ func (r *asyncRun) waitOutput(t *testing.T, want string) string {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatalf("no %q in stdout after 30s:\n%s", want, r.stdout.String())
+	t.Fatalf("no %q in %s after 30s:\n%s", want, name, buf.String())
 	return ""
 }
 
