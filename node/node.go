@@ -685,6 +685,20 @@ func (n *Node) wakeFor(l liveness.Lapses) {
 // its group and schedules the group. Liveness messages are answered here.
 func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 	var replies []pb.Message
+	var unknown []uint64
+	for _, m := range msgs {
+		if m.Group != 0 && n.replica(m.Group) == nil {
+			unknown = append(unknown, m.Group)
+		}
+	}
+	if len(unknown) > 0 {
+		// Messages for groups we don't host yet: we are being added to
+		// them. Their replicas start empty and learn from a snapshot; one
+		// synced batch creates those of the whole frame.
+		if err := n.createEmpty(unknown...); err != nil {
+			return
+		}
+	}
 	for _, m := range msgs {
 		if m.Group == 0 {
 			if resp, ok := n.live.Handle(m); ok {
@@ -693,14 +707,6 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 			continue
 		}
 		r := n.replica(m.Group)
-		if r == nil {
-			// A message for a group we don't host yet: we are being added
-			// to it. The replica starts empty and learns from a snapshot.
-			var err error
-			if r, err = n.createEmpty(m.Group); err != nil {
-				continue
-			}
-		}
 		r.mu.Lock()
 		r.inbox = append(r.inbox, m)
 		r.mu.Unlock()
@@ -711,11 +717,12 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 	}
 }
 
-// createEmpty creates an uninitialized replica for a group this node is
-// joining. It has no configuration, so it never campaigns, and no range,
-// so it serves nothing until its first snapshot arrives.
+// createEmpty creates uninitialized replicas for groups this node is
+// joining, those of ids it does not host yet, with one synced batch for
+// all of them. They have no configuration, so they never campaign, and no
+// range, so they serve nothing until their first snapshot arrives.
 //
-// The replica's meta is durable before the replica is registered: once
+// A replica's meta is durable before the replica is registered: once
 // registered, any message can reach it, and whatever it promises or
 // accepts is persisted in its cycles; had the meta not been durable by
 // then, a crash would leave that hard state behind a group that loadGroups
@@ -723,31 +730,41 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 // that forgot its promises. createMu, which CreateGroups holds too, keeps
 // the empty meta from overwriting the one of a range CreateGroups is
 // creating: whoever comes second finds the replica registered.
-func (n *Node) createEmpty(id uint64) (*replica, error) {
-	if r := n.replica(id); r != nil {
-		return r, nil
-	}
+func (n *Node) createEmpty(ids ...uint64) error {
 	n.createMu.Lock()
 	defer n.createMu.Unlock()
-	if r := n.replica(id); r != nil {
-		return r, nil // created while we waited
-	}
-	meta := groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
 	b := n.eng.NewBatch()
 	defer b.Close()
-	b.SetGroupMeta(engine.GroupID(id), meta.marshal())
+	var fresh []uint64
+	for _, id := range ids {
+		if n.replica(id) == nil && !slices.Contains(fresh, id) {
+			fresh = append(fresh, id)
+			meta := emptyMeta(id)
+			b.SetGroupMeta(engine.GroupID(id), meta.marshal())
+		}
+	}
+	if len(fresh) == 0 {
+		return nil // created while we waited
+	}
 	if err := n.committer.Commit(b, true); err != nil {
 		n.fatal(err)
-		return nil, err
+		return err
 	}
-	cfg := n.groupConfig()
-	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
-	rn, err := group.New(cfg, group.State{})
-	if err != nil {
-		return nil, err
+	for _, id := range fresh {
+		cfg := n.groupConfig()
+		cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+		rn, err := group.New(cfg, group.State{})
+		if err != nil {
+			return err
+		}
+		n.addReplica(id, rn, emptyMeta(id))
 	}
-	r := n.addReplica(id, rn, meta)
-	return r, nil
+	return nil
+}
+
+// emptyMeta is the meta of a replica that knows nothing of its range yet.
+func emptyMeta(id uint64) groupMeta {
+	return groupMeta{Desc: &kvpb.RangeDescriptor{RangeId: id}}
 }
 
 // initialize turns an empty replica, created by a peer's message before

@@ -47,13 +47,12 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 // data on disk as it arrives, then asks the group's worker to ingest it,
 // which happens only if it is ahead of the group.
 func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byte, error)) error {
-	r := n.replica(header.Group)
-	if r == nil {
-		var err error
-		if r, err = n.createEmpty(header.Group); err != nil {
+	if n.replica(header.Group) == nil {
+		if err := n.createEmpty(header.Group); err != nil {
 			return err
 		}
 	}
+	r := n.replica(header.Group)
 	w := n.eng.NewSnapshotWriter(engine.GroupID(header.Group), engine.IngestOptions{})
 	var hdr *engine.SnapshotHeader
 	for {
