@@ -67,8 +67,9 @@
 //     in the first place (store identity), and replacing a wiped voter by
 //     a new replica through membership changes is the fully safe way back.
 //
-// lease.go holds all of the lease and quiescence logic, with the full
-// argument for it.
+// lease.go holds the lease and quiescence state and rules, with the full
+// argument for them; the leader's heartbeat timing (tickLeader, flush)
+// and the followers' grants (acceptFromLeader) call into it.
 //
 // # Using a Replica
 //

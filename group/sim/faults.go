@@ -143,7 +143,7 @@ func (w *World) faultStep() {
 		}
 	}
 	if w.chance(f.cfg) {
-		w.changeConfig()
+		w.reconfigure(false)
 	}
 }
 
@@ -196,14 +196,11 @@ func (w *World) maxNodes() int {
 	return 9
 }
 
-// changeConfig asks a leader for the next sensible membership change:
+// reconfigure asks a leader for the next sensible membership change:
 // remove a wiped replica and add it back; promote a learner; remove a
 // voter to get back to the initial size; or add a learner. Ids are not
-// reused otherwise.
-func (w *World) changeConfig() { w.reconfigure(false) }
-
-// reconfigure proposes the next membership change, or with repairOnly
-// only one that removes or adds back a wiped replica.
+// reused otherwise. With repairOnly, only a change that removes or adds
+// back a wiped replica.
 func (w *World) reconfigure(repairOnly bool) {
 	l := w.pick(w.leaders())
 	if l == nil {
@@ -273,10 +270,11 @@ func (w *World) wipedNode() *node {
 // must hold in every configuration a new leader may have to recover too:
 // the one in force at any replica's chosen point (a lagging replica knows
 // no later one), and the one after any membership change that some
-// replica accepted and that may not be chosen yet. Were n half of such a configuration (a removal
-// pending in a group of three), its loss could leave the group no quorum
-// that knows what it accepted, and no candidate could safely win. Losing
-// the state of a majority is a disaster no protocol recovers from.
+// replica accepted and that may not be chosen yet. Were n half of such a
+// configuration (a removal pending in a group of three), its loss could
+// leave the group no quorum that knows what it accepted, and no candidate
+// could safely win. Losing the state of a majority is a disaster no
+// protocol recovers from.
 func (w *World) mayWipe(n *node) bool {
 	if w.wipedNode() != nil || len(w.conf.Learners) > 0 || len(w.conf.Voters) < w.opt.Replicas {
 		return false

@@ -159,11 +159,11 @@ func (w *World) apply(n *node, e pb.Entry) {
 	if e.Type == pb.EntryNormal && !w.proposed[v] {
 		w.fail("replica %d applied %q at slot %d, which nobody proposed", n.id, v, e.Slot)
 	}
-	if w.learn(n.id, e.Slot, v) && e.Type == pb.EntryConfChange {
-		w.applyConf(e)
-	}
 	var cc pb.ConfChange
 	isConf := e.Type == pb.EntryConfChange && cc.Unmarshal(e.Data) == nil
+	if w.learn(n.id, e.Slot, v) && isConf {
+		w.applyConf(cc)
+	}
 	n.store.write(func(d *disk) {
 		d.app = append(d.app, v)
 		d.applied = e.Slot
@@ -175,11 +175,7 @@ func (w *World) apply(n *node, e pb.Entry) {
 
 // applyConf follows the membership through a newly chosen configuration
 // change, and counts it if it changed anything.
-func (w *World) applyConf(e pb.Entry) {
-	var cc pb.ConfChange
-	if cc.Unmarshal(e.Data) != nil {
-		return
-	}
+func (w *World) applyConf(cc pb.ConfChange) {
 	c := group.ApplyConfChange(w.conf, cc)
 	if slices.Equal(c.Voters, w.conf.Voters) && slices.Equal(c.Learners, w.conf.Learners) {
 		return
