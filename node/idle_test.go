@@ -18,13 +18,15 @@ func idleMessageRate(t *testing.T, groups int) float64 {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	for {
 		active := 0
 		for _, n := range c.nodes {
 			active += n.Stats().Active
 		}
 		if active == 0 {
+			t.Logf("%d groups quiesced %v after they were created", groups, time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if time.Now().After(deadline) {

@@ -53,8 +53,10 @@ type Node struct {
 	mu       sync.RWMutex
 	replicas map[uint64]*replica
 	peers    map[uint64]string
-	// byStart indexes the initialized replicas by start key; see reindex.
+	// byStart indexes the initialized replicas by start key, for lookups
+	// without a lock; indexMu orders its writers (reindex, index).
 	byStart atomic.Pointer[[]*replica]
+	indexMu sync.Mutex
 	// active are the replicas that are not quiesced: the ticker's work, so
 	// that an idle node ticks nothing, however many groups it hosts.
 	activeMu sync.Mutex
@@ -771,34 +773,31 @@ func emptyMeta(id uint64) groupMeta {
 // the node bootstrapped the range, into the bootstrapped one. It runs on
 // the replica's worker, between cycles, so the group's durable state is
 // all there is: the same acceptor, now knowing its initial configuration.
-func (n *Node) initialize(r *replica, meta *groupMeta) error {
+// The configuration joins the cycle's batch b, which is synced before the
+// group sends anything: thousands of replicas initialized at a cluster's
+// start share their workers' fsyncs rather than paying one each.
+func (n *Node) initialize(r *replica, meta *groupMeta, b *engine.Batch) (written bool, err error) {
 	if len(r.desc.Load().GetReplicas()) > 0 {
-		return nil // a snapshot initialized it meanwhile
+		return false, nil // a snapshot initialized it meanwhile
 	}
 	g := engine.GroupID(r.id)
-	b := n.eng.NewBatch()
-	defer b.Close()
-	b.SetGroupMeta(g, meta.marshal())
-	if err := n.committer.Commit(b, true); err != nil {
-		n.fatal(err)
-		return err
-	}
 	st, err := n.eng.LoadGroup(g)
 	if err != nil {
 		n.fatal(err)
-		return err
+		return false, err
 	}
 	rn, err := n.newGroup(r.id, st, meta.Config)
 	if err != nil {
-		return err
+		return false, err
 	}
+	b.SetGroupMeta(g, meta.marshal())
 	r.rn, r.appliedConfig = rn, meta.Config
 	r.desc.Store(meta.Desc)
-	n.reindex()
+	n.index(r)
 	if meta.Desc.LeaderNodeId == n.cfg.NodeID {
 		rn.Campaign()
 	}
-	return nil
+	return true, nil
 }
 
 // Stats are the node's batching and transport figures.

@@ -42,7 +42,7 @@ func (n *Node) process(reps []*replica) {
 	durable := false
 	var early []pb.Message
 	for _, r := range reps {
-		n.feed(r)
+		durable = n.feed(r, b) || durable
 		it := cycleItem{r: r}
 		if r.rn.HasReady() {
 			it.rd, it.ready = r.rn.Ready(), true
@@ -96,7 +96,9 @@ func (n *Node) process(reps []*replica) {
 }
 
 // feed hands a group everything that arrived for it since its last cycle.
-func (n *Node) feed(r *replica) {
+// It reports whether it wrote to the cycle's batch b what must be synced
+// before the group sends (an initialization).
+func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 	r.mu.Lock()
 	inbox, ticks, wake, campaign, initWith := r.inbox, r.ticks, r.wake, r.campaign, r.initWith
 	r.inbox, r.ticks, r.wake, r.campaign, r.initWith = nil, 0, false, false, nil
@@ -117,9 +119,11 @@ func (n *Node) feed(r *replica) {
 	r.mu.Unlock()
 
 	if initWith != nil {
-		if err := n.initialize(r, initWith); err != nil {
+		written, err := n.initialize(r, initWith, b)
+		if err != nil {
 			n.log.Error("cannot initialize replica", "group", r.id, "err", err)
 		}
+		durable = written
 	}
 	if wake {
 		r.rn.Unquiesce()
@@ -165,6 +169,7 @@ func (n *Node) feed(r *replica) {
 			r.readsAwaitingIndex[r.nextReadCtx] = reads
 		}
 	}
+	return durable
 }
 
 func (n *Node) failCommands(r *replica, cmds []kvsm.Command, err error) {

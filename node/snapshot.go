@@ -125,7 +125,7 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 	r.appliedConfig = in.meta.Config
 	r.kv.Reset() // the snapshot replaced the sessions too
 	r.desc.Store(in.meta.Desc)
-	n.reindex()
+	n.index(r)
 	r.rn.Step(in.header)
 	in.done <- nil
 }
