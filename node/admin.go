@@ -146,10 +146,7 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 // group replica may be touched, before the cycle that collects its Ready.
 // task must not block.
 func (n *Node) onWorker(r *replica, task func()) {
-	r.mu.Lock()
-	r.tasks = append(r.tasks, task)
-	r.mu.Unlock()
-	n.sched.enqueue(r)
+	n.post(r, func(in *inputs) { in.tasks = append(in.tasks, task) })
 }
 
 // RangeLeader returns the leader this node knows of for a range it hosts

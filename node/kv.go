@@ -143,10 +143,7 @@ func (n *Node) index(r *replica) {
 // leader) answers no caller of this one.
 func (n *Node) submitWrite(r *replica, c kvsm.Command, cb writeCallback) {
 	c.Proposer = kvsm.Proposer{Node: n.cfg.NodeID, Incarnation: n.incarnation, Seq: n.seq.Add(1)}
-	r.mu.Lock()
-	r.props.Add(c)
-	r.callers[c.Proposer.Seq] = cb
-	r.mu.Unlock()
+	r.mb.propose(c, cb)
 	n.sched.enqueue(r)
 }
 
@@ -158,10 +155,7 @@ func (n *Node) submitRead(r *replica, consistency kvpb.ReadConsistency, serve fu
 		serve(nil)
 		return
 	}
-	r.mu.Lock()
-	r.reads = append(r.reads, &readRequest{serve: serve})
-	r.mu.Unlock()
-	n.sched.enqueue(r)
+	n.post(r, func(in *inputs) { in.reads = append(in.reads, &readRequest{serve: serve}) })
 }
 
 // await blocks a unary call on a callback-style operation.

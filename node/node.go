@@ -409,21 +409,20 @@ func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", id, err)
 	}
-	rn, err := n.newGroup(id, st, meta.Config)
+	gs, err := recoveredState(id, st, meta.Config)
 	if err != nil {
 		return nil, err
 	}
-	r := n.addReplica(id, rn, meta)
-	return r, nil
+	return n.newReplica(id, gs, meta)
 }
 
-// newGroup builds a group replica from its durable state and the
-// configuration at its applied point.
-func (n *Node) newGroup(id uint64, st engine.GroupState, conf pb.Config) (*group.Replica, error) {
+// recoveredState is the state a group restarts from, given its durable
+// records and the configuration at its applied point.
+func recoveredState(id uint64, st engine.GroupState, conf pb.Config) (group.State, error) {
 	gs := group.State{Applied: st.Applied, Meta: pb.Meta{Index: st.Applied, Config: conf}}
 	if st.HardState != nil {
 		if err := gs.HardState.Unmarshal(st.HardState); err != nil {
-			return nil, fmt.Errorf("group %d hard state: %w", id, err)
+			return group.State{}, fmt.Errorf("group %d hard state: %w", id, err)
 		}
 	}
 	for _, e := range st.Entries {
@@ -432,28 +431,55 @@ func (n *Node) newGroup(id uint64, st engine.GroupState, conf pb.Config) (*group
 		}
 		var pe pb.Entry
 		if err := pe.Unmarshal(e.Data); err != nil {
-			return nil, fmt.Errorf("group %d entry %d: %w", id, e.Slot, err)
+			return group.State{}, fmt.Errorf("group %d entry %d: %w", id, e.Slot, err)
 		}
 		gs.Entries = append(gs.Entries, pe)
 	}
-	cfg := n.groupConfig()
-	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
-	return group.New(cfg, gs)
+	return gs, nil
 }
 
-// addReplica hosts a new group replica. Its callers never race to create
-// one group: loadGroups runs before the node serves, and createEmpty and
-// CreateGroups check for an existing replica and register a new one under
-// createMu.
-func (n *Node) addReplica(id uint64, rn *group.Replica, meta groupMeta) *replica {
-	r := newReplica(id, rn, meta.Desc, meta.Config)
+// newGroup builds the Paxos replica of group id starting from st: the one
+// place that configures a group and seeds its randomness.
+func (n *Node) newGroup(id uint64, st group.State) (*group.Replica, error) {
+	cfg := n.groupConfig()
+	cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
+	return group.New(cfg, st)
+}
+
+// newReplica builds replica id of the range meta describes, its group
+// starting from st, and hosts it: every way a node comes to hold a replica
+// (recovery, bootstrap, a peer's message, a split) goes through here. Its
+// callers never race to create one group: loadGroups runs before the node
+// serves, and the others check for an existing replica and register a new
+// one under createMu.
+func (n *Node) newReplica(id uint64, st group.State, meta groupMeta) (*replica, error) {
+	rn, err := n.newGroup(id, st)
+	if err != nil {
+		return nil, err
+	}
+	r := &replica{
+		id:                 id,
+		mb:                 newMailbox(),
+		rn:                 rn,
+		appliedConfig:      meta.Config,
+		readsAwaitingIndex: make(map[uint64][]*readRequest),
+		proposed:           make(map[uint64]struct{}),
+	}
+	r.desc.Store(meta.Desc)
+	r.active.Store(true)
 	n.mu.Lock()
 	n.replicas[id] = r
 	n.mu.Unlock()
 	n.activeMu.Lock()
 	n.active[r] = struct{}{}
 	n.activeMu.Unlock()
-	return r
+	return r, nil
+}
+
+// post hands inputs to a replica's mailbox and schedules it.
+func (n *Node) post(r *replica, add func(in *inputs)) {
+	r.mb.post(add)
+	n.sched.enqueue(r)
 }
 
 // setActive records whether a replica needs ticks; only a change costs a
@@ -517,10 +543,7 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 			// A peer's message may have created an empty replica first;
 			// its worker initializes it (see initialize).
 			if len(r.desc.Load().GetReplicas()) == 0 {
-				r.mu.Lock()
-				r.initWith = &meta
-				r.mu.Unlock()
-				n.sched.enqueue(r)
+				n.post(r, func(in *inputs) { in.initWith = &meta })
 			}
 			continue
 		}
@@ -536,19 +559,11 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 	}
 	defer n.reindex()
 	for _, meta := range metas {
-		cfg := n.groupConfig()
-		cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, meta.Desc.RangeId))
-		rn, err := group.New(cfg, group.BootstrapState(meta.Config.Voters...))
+		r, err := n.newReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta)
 		if err != nil {
 			return err
 		}
-		r := n.addReplica(meta.Desc.RangeId, rn, meta)
-		if meta.Desc.LeaderNodeId == n.cfg.NodeID {
-			r.mu.Lock()
-			r.campaign = true
-			r.mu.Unlock()
-		}
-		n.sched.enqueue(r)
+		n.post(r, func(in *inputs) { in.campaign = meta.Desc.LeaderNodeId == n.cfg.NodeID })
 	}
 	return nil
 }
@@ -613,16 +628,7 @@ func (n *Node) tickLoop() {
 		}
 		n.activeMu.Unlock()
 		for _, r := range active {
-			r.mu.Lock()
-			// Cap the ticks a slow group accumulates, as CockroachDB does,
-			// so that a stall is not followed by a burst of elections.
-			r.ticks = min(r.ticks+1, 3)
-			// A busy group is processed often anyway and takes its ticks
-			// along; only one that has not been for two ticks is scheduled
-			// for them, which halves the cycles spent on ticking idle ones.
-			due := r.ticks >= 2
-			r.mu.Unlock()
-			if due {
+			if r.mb.tick() {
 				n.sched.enqueue(r)
 			}
 		}
@@ -676,10 +682,7 @@ func (n *Node) wakeFor(l liveness.Lapses) {
 	}
 	n.mu.RUnlock()
 	for _, r := range wake {
-		r.mu.Lock()
-		r.wake = true
-		r.mu.Unlock()
-		n.sched.enqueue(r)
+		n.post(r, func(in *inputs) { in.wake = true })
 	}
 }
 
@@ -708,11 +711,7 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 			}
 			continue
 		}
-		r := n.replica(m.Group)
-		r.mu.Lock()
-		r.inbox = append(r.inbox, m)
-		r.mu.Unlock()
-		n.sched.enqueue(r)
+		n.post(n.replica(m.Group), func(in *inputs) { in.msgs = append(in.msgs, m) })
 	}
 	if len(replies) > 0 {
 		n.trans.SendBatch(replies)
@@ -753,13 +752,9 @@ func (n *Node) createEmpty(ids ...uint64) error {
 		return err
 	}
 	for _, id := range fresh {
-		cfg := n.groupConfig()
-		cfg.Rand = rand.New(rand.NewPCG(n.cfg.NodeID, id))
-		rn, err := group.New(cfg, group.State{})
-		if err != nil {
+		if _, err := n.newReplica(id, group.State{}, emptyMeta(id)); err != nil {
 			return err
 		}
-		n.addReplica(id, rn, emptyMeta(id))
 	}
 	return nil
 }
@@ -786,7 +781,11 @@ func (n *Node) initialize(r *replica, meta *groupMeta, b *engine.Batch) (written
 		n.fatal(err)
 		return false, err
 	}
-	rn, err := n.newGroup(r.id, st, meta.Config)
+	gs, err := recoveredState(r.id, st, meta.Config)
+	if err != nil {
+		return false, err
+	}
+	rn, err := n.newGroup(r.id, gs)
 	if err != nil {
 		return false, err
 	}

@@ -3,6 +3,8 @@ package node
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/shardd/shardd/engine"
@@ -99,51 +101,34 @@ func (n *Node) process(reps []*replica) {
 // It reports whether it wrote to the cycle's batch b what must be synced
 // before the group sends (an initialization).
 func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
-	r.mu.Lock()
-	inbox, ticks, wake, campaign, initWith := r.inbox, r.ticks, r.wake, r.campaign, r.initWith
-	r.inbox, r.ticks, r.wake, r.campaign, r.initWith = nil, 0, false, false, nil
-	reads, installs, tasks := r.reads, r.installs, r.tasks
-	r.reads, r.installs, r.tasks = nil, nil, nil
 	leading := r.rn.Leader() == n.cfg.NodeID
-	var cmds []kvsm.Command
-	var value []byte
-	var rejected []writeCallback
-	if r.props.Len() > 0 {
-		if leading {
-			cmds, value = r.props.Take(n.cfg.MaxValueBytes, time.Now().UnixNano())
-		} else {
-			taken, _ := r.props.Take(1<<62, 0)
-			rejected = r.takeCallers(taken, rejected)
-		}
-	}
-	r.mu.Unlock()
-
-	if initWith != nil {
-		written, err := n.initialize(r, initWith, b)
+	in, cmds, value, refused := r.mb.take(leading, n.cfg.MaxValueBytes, time.Now().UnixNano())
+	if in.initWith != nil {
+		written, err := n.initialize(r, in.initWith, b)
 		if err != nil {
 			n.log.Error("cannot initialize replica", "group", r.id, "err", err)
 		}
 		durable = written
 	}
-	if wake {
+	if in.wake {
 		r.rn.Unquiesce()
 	}
-	for _, m := range inbox {
+	for _, m := range in.msgs {
 		r.rn.Step(m)
 	}
-	for range ticks {
+	for range in.ticks {
 		r.rn.Tick()
 	}
-	if campaign {
+	if in.campaign {
 		r.rn.Campaign()
 	}
-	for _, task := range tasks {
+	for _, task := range in.tasks {
 		task()
 	}
-	for _, in := range installs {
-		n.install(r, in)
+	for _, si := range in.installs {
+		n.install(r, si)
 	}
-	for _, cb := range rejected {
+	for _, cb := range refused {
 		cb(kvsm.Result{}, n.notLeader(r))
 	}
 	if value != nil {
@@ -158,7 +143,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 			n.failCommands(r, cmds, n.proposeError(r, err))
 		}
 	}
-	if len(reads) > 0 {
+	if reads := in.reads; len(reads) > 0 {
 		r.nextReadCtx++
 		ctx := binary.BigEndian.AppendUint64(nil, r.nextReadCtx)
 		if err := r.rn.ReadIndex(ctx); err != nil {
@@ -173,10 +158,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 }
 
 func (n *Node) failCommands(r *replica, cmds []kvsm.Command, err error) {
-	r.mu.Lock()
-	cbs := r.takeCallers(cmds, nil)
-	r.mu.Unlock()
-	for _, cb := range cbs {
+	for _, cb := range r.mb.takeCallersOf(cmds) {
 		cb(kvsm.Result{}, err)
 	}
 }
@@ -311,14 +293,11 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 // told its fate was unknown, or it was proposed twice (a new leader
 // re-proposed it) and the first copy answered.
 func (n *Node) answer(r *replica, results []seqResult) {
-	cbs := make([]writeCallback, len(results))
-	r.mu.Lock()
+	seqs := make([]uint64, len(results))
 	for i, sr := range results {
-		cbs[i] = r.callers[sr.seq]
-		delete(r.callers, sr.seq)
+		seqs[i] = sr.seq
 	}
-	r.mu.Unlock()
-	for i, cb := range cbs {
+	for i, cb := range r.mb.takeCallers(seqs) {
 		delete(r.proposed, results[i].seq)
 		if cb == nil {
 			continue
@@ -354,19 +333,12 @@ func (n *Node) serveReads(r *replica) {
 // proposed may or may not be chosen by the next leader, and reads can't
 // be confirmed.
 func (n *Node) lostLeadership(r *replica) {
-	var cbs []writeCallback
-	r.mu.Lock()
-	for seq := range r.proposed {
-		if cb := r.callers[seq]; cb != nil {
-			cbs = append(cbs, cb)
-			delete(r.callers, seq)
+	for _, cb := range r.mb.takeCallers(slices.Collect(maps.Keys(r.proposed))) {
+		if cb != nil {
+			cb(kvsm.Result{}, errAmbiguous)
 		}
 	}
-	r.mu.Unlock()
 	clear(r.proposed)
-	for _, cb := range cbs {
-		cb(kvsm.Result{}, errAmbiguous)
-	}
 	err := n.notLeader(r)
 	for ctx, reqs := range r.readsAwaitingIndex {
 		for _, rr := range reqs {

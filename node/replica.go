@@ -1,10 +1,8 @@
 package node
 
 import (
-	"sync"
 	"sync/atomic"
 
-	"github.com/shardd/shardd/batch"
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
@@ -33,26 +31,15 @@ type snapshotInstall struct {
 	done   chan error
 }
 
-// replica is one group replica hosted by the node. Clients and the
-// transport only touch the fields under mu; everything else belongs to the
-// worker that currently processes the group (the scheduler never lets two
-// at once).
+// replica is one group replica hosted by the node. Clients, the transport
+// and the ticker only touch its mailbox and its atomics; everything else
+// belongs to the worker that currently processes the group (the scheduler
+// never lets two at once).
 type replica struct {
 	id uint64
 	// sched is guarded by the scheduler's mutex.
 	sched uint8
-
-	mu       sync.Mutex
-	inbox    []pb.Message
-	props    batch.Proposals
-	callers  map[uint64]writeCallback // by Proposer.Seq, for our own commands
-	reads    []*readRequest
-	installs []*snapshotInstall
-	ticks    int
-	wake     bool
-	campaign bool
-	initWith *groupMeta // see Node.initialize
-	tasks    []func()   // run on the worker, with rn; see Node.onWorker
+	mb    mailbox
 
 	desc atomic.Pointer[kvpb.RangeDescriptor]
 	// Hints for request handlers, refreshed after every cycle.
@@ -77,34 +64,7 @@ type replica struct {
 	proposed map[uint64]struct{}
 }
 
-// takeCallers appends to cbs the callers waiting on cmds and forgets them;
-// r.mu must be held. A command whose caller is gone has none.
-func (r *replica) takeCallers(cmds []kvsm.Command, cbs []writeCallback) []writeCallback {
-	for i := range cmds {
-		seq := cmds[i].Proposer.Seq
-		if cb := r.callers[seq]; cb != nil {
-			cbs = append(cbs, cb)
-			delete(r.callers, seq)
-		}
-	}
-	return cbs
-}
-
 type indexedReads struct {
 	index uint64
 	reqs  []*readRequest
-}
-
-func newReplica(id uint64, rn *group.Replica, desc *kvpb.RangeDescriptor, conf pb.Config) *replica {
-	r := &replica{
-		id:                 id,
-		rn:                 rn,
-		appliedConfig:      conf,
-		callers:            make(map[uint64]writeCallback),
-		readsAwaitingIndex: make(map[uint64][]*readRequest),
-		proposed:           make(map[uint64]struct{}),
-	}
-	r.desc.Store(desc)
-	r.active.Store(true)
-	return r
 }

@@ -88,10 +88,7 @@ func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byt
 	}
 	header.Snapshot = &pb.Snapshot{Meta: pb.Meta{Index: hdr.Applied, Config: meta.Config}}
 	in := &snapshotInstall{w: w, header: header, meta: meta, done: make(chan error, 1)}
-	r.mu.Lock()
-	r.installs = append(r.installs, in)
-	r.mu.Unlock()
-	n.sched.enqueue(r)
+	n.post(r, func(in2 *inputs) { in2.installs = append(in2.installs, in) })
 	select {
 	case err := <-in.done:
 		return err
