@@ -14,7 +14,10 @@ const (
 	// OpBatch applies Ops (puts and deletes) atomically, if its Checks
 	// hold.
 	OpBatch
-	opMax = OpBatch
+	// OpSplit cuts the range at Key; NewRange is the range that takes the
+	// keys from Key on. It carries no session: see NewSplit.
+	OpSplit
+	opMax = OpSplit
 )
 
 // Proposer identifies a command's waiting caller on the node that
@@ -57,6 +60,8 @@ type Command struct {
 	// Checks (OpBatch only) must all hold when the batch is applied, or
 	// none of its Ops is: the fencing compare of a conditional batch.
 	Checks []Check
+	// NewRange (OpSplit only) is the id of the range the split creates.
+	NewRange uint64
 }
 
 // Check is one condition of a conditional batch: Key holds Expected, or,
@@ -80,6 +85,11 @@ const (
 	// is no longer remembered. Nothing was applied now; whether it was
 	// applied before is unknown here.
 	Forgotten
+	// OutOfRange: a key of the command is no longer in the range (a split
+	// applied before it moved it to another range). Nothing was applied,
+	// here or anywhere: the command is spent, and its client may send it
+	// again to the range that holds the key now.
+	OutOfRange
 )
 
 // Result is what applying a Command returned.

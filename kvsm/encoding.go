@@ -70,6 +70,9 @@ func (c *Command) append(b []byte, top bool) []byte {
 	b = appendBytes(b, c.Key)
 	b = appendBytes(b, c.Value)
 	b = appendBytes(b, c.Expected)
+	if c.Op == OpSplit {
+		b = binary.AppendUvarint(b, c.NewRange)
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Ops)))
 	for i := range c.Ops {
 		b = c.Ops[i].append(b, false)
@@ -201,6 +204,13 @@ func (d *decoder) command(depth int) Command {
 	c.Key = d.bytes()
 	c.Value = d.bytes()
 	c.Expected = d.bytes()
+	if c.Op == OpSplit {
+		if depth > 0 || c.Session.ClientID != 0 {
+			d.fail("split inside a batch or a session")
+			return c
+		}
+		c.NewRange = d.uvarint()
+	}
 	n := d.count()
 	if n > 0 && depth > 0 {
 		d.fail("nested batch")

@@ -36,6 +36,9 @@ func randCommand(r *rand.Rand, nested bool) Command {
 		c.Proposer = Proposer{Node: r.Uint64N(10), Incarnation: r.Uint64N(5), Seq: r.Uint64()}
 		c.Session = Session{ClientID: r.Uint64(), Seq: r.Uint64N(1000), AckedBelow: r.Uint64N(1000)}
 	}
+	if c.Op == OpSplit {
+		c.Session, c.NewRange = Session{}, r.Uint64()
+	}
 	return c
 }
 

@@ -12,6 +12,9 @@ type Store interface {
 // that applies the range's values.
 type Range struct {
 	sessions sessions
+	// The keys the range holds, [start, end); see SetBounds.
+	start, end []byte
+	bounded    bool
 }
 
 // Apply applies one chosen value to st, calling report with each command
@@ -28,9 +31,14 @@ func (m *Range) Apply(st Store, data []byte, report func(c *Command, res Result)
 	for i := range v.Commands {
 		c := &v.Commands[i]
 		var res Result
-		if c.Session.ClientID != 0 {
+		switch {
+		case c.Op == OpSplit:
+			res = m.applySplit(c)
+		case !m.holds(c):
+			res = Result{Outcome: OutOfRange}
+		case c.Session.ClientID != 0:
 			res = m.sessions.apply(st, c, v.ProposedAt)
-		} else {
+		default:
 			res = eval(st, c)
 		}
 		report(c, res)
