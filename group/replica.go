@@ -17,7 +17,34 @@ type State struct {
 	// Applied is the caller's applied point, persisted atomically with the
 	// state machine it describes. It is at least Meta.Index.
 	Applied uint64
+	// LeaseHolder, if set, is a ballot the replica starts bound to by a
+	// lease, as if it had just heard from its leader: a group split from
+	// another starts with the lease its parent's acceptor granted, so that
+	// no candidate but the parent's leader can win the new group while the
+	// parent's lease may still cover its keys (see SplitState).
+	LeaseHolder pb.Ballot
 }
+
+// SplitState is the durable state of a replica of a group split from
+// another, derived only from the split entry, so that every replica
+// builds the same group without a snapshot: the parent's configuration,
+// a promise to the ballot b that chose the split and a lease to it, and
+// the split itself as slot SplitIndex, applied (the state machine starts
+// from the parent's data, which a snapshot at that index describes). The
+// parent's leader (b's owner) may thus become the new group's first
+// leader at once, preparing a higher ballot, while other candidates wait
+// for a lease, as they would have for the parent's.
+func SplitState(conf pb.Config, b pb.Ballot) State {
+	return State{
+		HardState:   pb.HardState{Promised: b},
+		Meta:        pb.Meta{Index: SplitIndex, Config: cloneConfig(conf)},
+		Applied:     SplitIndex,
+		LeaseHolder: b,
+	}
+}
+
+// SplitIndex is the slot a group split from another starts applied at.
+const SplitIndex = 1
 
 // BootstrapState is the durable state of a replica of a new group whose
 // voters are known up front.
@@ -115,7 +142,10 @@ func New(cfg Config, st State) (*Replica, error) {
 	// restart this replica assumes it made one a moment ago to somebody it
 	// can't remember, and refuses every Phase 1 for a full lease. A replica
 	// that never promised anything (a new group) has nothing to honor.
-	if !st.HardState.Promised.IsZero() || len(st.Entries) > 0 || st.Applied > 0 {
+	switch {
+	case !st.LeaseHolder.IsZero():
+		r.grantLease(st.LeaseHolder)
+	case !st.HardState.Promised.IsZero() || len(st.Entries) > 0 || st.Applied > 0:
 		r.lease.grant(pb.Ballot{}, cfg.Clock.Now()+cfg.LeaseDuration)
 	}
 	r.prevHard = r.hardState()

@@ -1365,9 +1365,13 @@ func (x *NotLeader) GetLeaderAddr() string {
 
 // RangeMismatch: the request's generation is stale or its key is outside
 // the range; descriptor is the node's current one, if it has the range.
+// others are the node's descriptors of the ranges that hold the request's
+// key instead (after a split, the right half), so that a router updates
+// without asking placement.
 type RangeMismatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Descriptor_   *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	Others        []*RangeDescriptor     `protobuf:"bytes,2,rep,name=others,proto3" json:"others,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,6 +1409,13 @@ func (*RangeMismatch) Descriptor() ([]byte, []int) {
 func (x *RangeMismatch) GetDescriptor_() *RangeDescriptor {
 	if x != nil {
 		return x.Descriptor_
+	}
+	return nil
+}
+
+func (x *RangeMismatch) GetOthers() []*RangeDescriptor {
+	if x != nil {
+		return x.Others
 	}
 	return nil
 }
@@ -2201,6 +2212,126 @@ func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{32}
 }
 
+type SplitRangeRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	RangeId            uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	SplitKey           []byte                 `protobuf:"bytes,2,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	NewRangeId         uint64                 `protobuf:"varint,3,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	ExpectedGeneration uint64                 `protobuf:"varint,4,opt,name=expected_generation,json=expectedGeneration,proto3" json:"expected_generation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SplitRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *SplitRangeRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitRangeRequest) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
+func (x *SplitRangeRequest) GetExpectedGeneration() uint64 {
+	if x != nil {
+		return x.ExpectedGeneration
+	}
+	return 0
+}
+
+type SplitRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
 type RangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2209,7 +2340,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[33]
+	mi := &file_kvpb_kv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2352,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[33]
+	mi := &file_kvpb_kv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2365,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{33}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
 }
 
 type RangesResponse struct {
@@ -2250,7 +2381,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[34]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2393,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[34]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2406,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeDescriptor {
@@ -2300,7 +2431,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[35]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2443,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[35]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2456,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
 }
 
 type NodeStatusResponse struct {
@@ -2345,7 +2476,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[36]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2488,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[36]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2501,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2530,11 +2661,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x0eleader_node_id\x18\x02 \x01(\x04R\fleaderNodeId\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
-	"leaderAddr\"N\n" +
+	"leaderAddr\"\x85\x01\n" +
 	"\rRangeMismatch\x12=\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\n" +
-	"descriptor\"\xd0\x02\n" +
+	"descriptor\x125\n" +
+	"\x06others\x18\x02 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06others\"\xd0\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x03get\x18\x02 \x01(\v2\x18.shardd.kv.v1.GetRequestH\x00R\x03get\x12,\n" +
@@ -2576,7 +2708,16 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x15TransferLeaderRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
 	"\x0etarget_node_id\x18\x02 \x01(\x04R\ftargetNodeId\"\x18\n" +
-	"\x16TransferLeaderResponse\"\x0f\n" +
+	"\x16TransferLeaderResponse\"\x9e\x01\n" +
+	"\x11SplitRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
+	"\tsplit_key\x18\x02 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\x03 \x01(\x04R\n" +
+	"newRangeId\x12/\n" +
+	"\x13expected_generation\x18\x04 \x01(\x04R\x12expectedGeneration\"|\n" +
+	"\x12SplitRangeResponse\x121\n" +
+	"\x04left\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x04left\x123\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\"\x0f\n" +
 	"\rRangesRequest\"\xd1\x01\n" +
 	"\x0eRangesResponse\x125\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\x12J\n" +
@@ -2612,13 +2753,15 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xd1\x02\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xa2\x03\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
 	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponse\x12U\n" +
 	"\fCreateRanges\x12!.shardd.kv.v1.CreateRangesRequest\x1a\".shardd.kv.v1.CreateRangesResponse\x12[\n" +
-	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponse\x12O\n" +
+	"\n" +
+	"SplitRange\x12\x1f.shardd.kv.v1.SplitRangeRequest\x1a .shardd.kv.v1.SplitRangeResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2633,7 +2776,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -2670,11 +2813,13 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*CreateRangesResponse)(nil),   // 32: shardd.kv.v1.CreateRangesResponse
 	(*TransferLeaderRequest)(nil),  // 33: shardd.kv.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 34: shardd.kv.v1.TransferLeaderResponse
-	(*RangesRequest)(nil),          // 35: shardd.kv.v1.RangesRequest
-	(*RangesResponse)(nil),         // 36: shardd.kv.v1.RangesResponse
-	(*NodeStatusRequest)(nil),      // 37: shardd.kv.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 38: shardd.kv.v1.NodeStatusResponse
-	nil,                            // 39: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(*SplitRangeRequest)(nil),      // 35: shardd.kv.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),     // 36: shardd.kv.v1.SplitRangeResponse
+	(*RangesRequest)(nil),          // 37: shardd.kv.v1.RangesRequest
+	(*RangesResponse)(nil),         // 38: shardd.kv.v1.RangesResponse
+	(*NodeStatusRequest)(nil),      // 39: shardd.kv.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 40: shardd.kv.v1.NodeStatusResponse
+	nil,                            // 41: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -2694,55 +2839,60 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	21, // 14: shardd.kv.v1.Error.not_leader:type_name -> shardd.kv.v1.NotLeader
 	22, // 15: shardd.kv.v1.Error.range_mismatch:type_name -> shardd.kv.v1.RangeMismatch
 	3,  // 16: shardd.kv.v1.RangeMismatch.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	6,  // 17: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
-	8,  // 18: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
-	10, // 19: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
-	12, // 20: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
-	14, // 21: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
-	18, // 22: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
-	20, // 23: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
-	7,  // 24: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
-	9,  // 25: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
-	11, // 26: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
-	13, // 27: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
-	15, // 28: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 29: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
-	23, // 30: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
-	24, // 31: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
-	3,  // 32: shardd.kv.v1.CreateRangesRequest.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	3,  // 33: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	39, // 34: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
-	6,  // 35: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	8,  // 36: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	10, // 37: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	12, // 38: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	14, // 39: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	18, // 40: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	25, // 41: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	27, // 42: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	29, // 43: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	35, // 44: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	37, // 45: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
-	31, // 46: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
-	33, // 47: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
-	7,  // 48: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 49: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 50: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 51: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 52: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 53: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	26, // 54: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	28, // 55: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	30, // 56: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	36, // 57: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	38, // 58: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	32, // 59: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
-	34, // 60: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	3,  // 17: shardd.kv.v1.RangeMismatch.others:type_name -> shardd.kv.v1.RangeDescriptor
+	6,  // 18: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
+	8,  // 19: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
+	10, // 20: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
+	12, // 21: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
+	14, // 22: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
+	18, // 23: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
+	20, // 24: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
+	7,  // 25: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
+	9,  // 26: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
+	11, // 27: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
+	13, // 28: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
+	15, // 29: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 30: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
+	23, // 31: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
+	24, // 32: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
+	3,  // 33: shardd.kv.v1.CreateRangesRequest.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	3,  // 34: shardd.kv.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
+	3,  // 35: shardd.kv.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
+	3,  // 36: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	41, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	6,  // 38: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	8,  // 39: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	10, // 40: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	12, // 41: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	14, // 42: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	18, // 43: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	25, // 44: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	27, // 45: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	29, // 46: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	37, // 47: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	39, // 48: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	31, // 49: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
+	33, // 50: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
+	35, // 51: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
+	7,  // 52: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	9,  // 53: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	11, // 54: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	13, // 55: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	15, // 56: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 57: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	26, // 58: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	28, // 59: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	30, // 60: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	38, // 61: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	40, // 62: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	32, // 63: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	34, // 64: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	36, // 65: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
+	52, // [52:66] is the sub-list for method output_type
+	38, // [38:52] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -2776,7 +2926,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -484,6 +484,7 @@ const (
 	Admin_NodeStatus_FullMethodName     = "/shardd.kv.v1.Admin/NodeStatus"
 	Admin_CreateRanges_FullMethodName   = "/shardd.kv.v1.Admin/CreateRanges"
 	Admin_TransferLeader_FullMethodName = "/shardd.kv.v1.Admin/TransferLeader"
+	Admin_SplitRange_FullMethodName     = "/shardd.kv.v1.Admin/SplitRange"
 )
 
 // AdminClient is the client API for Admin service.
@@ -501,6 +502,13 @@ type AdminClient interface {
 	// voter; FailedPrecondition with a NotLeader detail if this node does not
 	// lead the range.
 	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// SplitRange cuts a range this node leads at split_key through the
+	// range's own log; new_range_id names the right half. It returns once
+	// the split is applied here, with both halves' descriptors.
+	// FailedPrecondition with NotLeader if this node does not lead the range,
+	// with RangeMismatch if the range's generation is not expected_generation
+	// (when set) or split_key is not strictly inside it.
+	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 }
 
 type adminClient struct {
@@ -551,6 +559,16 @@ func (c *adminClient) TransferLeader(ctx context.Context, in *TransferLeaderRequ
 	return out, nil
 }
 
+func (c *adminClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitRangeResponse)
+	err := c.cc.Invoke(ctx, Admin_SplitRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -566,6 +584,13 @@ type AdminServer interface {
 	// voter; FailedPrecondition with a NotLeader detail if this node does not
 	// lead the range.
 	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// SplitRange cuts a range this node leads at split_key through the
+	// range's own log; new_range_id names the right half. It returns once
+	// the split is applied here, with both halves' descriptors.
+	// FailedPrecondition with NotLeader if this node does not lead the range,
+	// with RangeMismatch if the range's generation is not expected_generation
+	// (when set) or split_key is not strictly inside it.
+	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -587,6 +612,9 @@ func (UnimplementedAdminServer) CreateRanges(context.Context, *CreateRangesReque
 }
 func (UnimplementedAdminServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -681,6 +709,24 @@ func _Admin_TransferLeader_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SplitRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SplitRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SplitRange(ctx, req.(*SplitRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -703,6 +749,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeader",
 			Handler:    _Admin_TransferLeader_Handler,
+		},
+		{
+			MethodName: "SplitRange",
+			Handler:    _Admin_SplitRange_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

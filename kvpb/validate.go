@@ -118,6 +118,19 @@ func (l Limits) checkValue(field string, value []byte) error {
 	return nil
 }
 
+// ValidateSplit checks a SplitRangeRequest: both range ids set and
+// distinct, and a split key as a key must be. It returns nil or a gRPC
+// InvalidArgument status error.
+func (l Limits) ValidateSplit(req *SplitRangeRequest) error {
+	switch {
+	case req.GetRangeId() == 0 || req.GetNewRangeId() == 0:
+		return invalid("range_id and new_range_id must be set")
+	case req.RangeId == req.NewRangeId:
+		return invalid("new_range_id must differ from range_id")
+	}
+	return l.normalized().checkKey("split_key", req.GetSplitKey())
+}
+
 // ValidateGet checks a GetRequest: its key must be non-empty and at most
 // MaxKeyBytes. It returns nil or a gRPC InvalidArgument status error.
 func (l Limits) ValidateGet(req *GetRequest) error {

@@ -65,8 +65,11 @@ func (n *Node) route(h *kvpb.RequestHeader, start, end []byte) (*replica, error)
 	if g := h.GetGeneration(); g != 0 && g != d.Generation {
 		return nil, rangeMismatch(fmt.Sprintf("range %d is at generation %d, not %d", r.id, d.Generation, g), r)
 	}
-	if !contains(d, start) || (end != nil && len(d.EndKey) > 0 && bytes.Compare(end, d.EndKey) > 0) {
-		return nil, rangeMismatch(fmt.Sprintf("range %d [%q, %q) does not hold the request's keys", r.id, d.StartKey, d.EndKey), r)
+	if !contains(d, start) {
+		return nil, n.keyMoved(r, start)
+	}
+	if end != nil && len(d.EndKey) > 0 && bytes.Compare(end, d.EndKey) > 0 {
+		return nil, n.keyMoved(r, d.EndKey)
 	}
 	return r, nil
 }
@@ -92,6 +95,23 @@ func (n *Node) replicaFor(key []byte) *replica {
 		}
 	}
 	return nil
+}
+
+// overlaps reports whether a replica of this node other than except holds
+// keys of d.
+func (n *Node) overlaps(d *kvpb.RangeDescriptor, except *replica) bool {
+	idx := n.byStart.Load()
+	if idx == nil {
+		return false
+	}
+	for _, o := range *idx {
+		od := o.desc.Load()
+		if o != except && (len(d.EndKey) == 0 || bytes.Compare(od.StartKey, d.EndKey) < 0) &&
+			(len(od.EndKey) == 0 || bytes.Compare(d.StartKey, od.EndKey) < 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // reindex rebuilds the start-key index from every hosted replica, after
@@ -147,15 +167,23 @@ func (n *Node) submitWrite(r *replica, c kvsm.Command, cb writeCallback) {
 	n.sched.enqueue(r)
 }
 
-// submitRead serves a read: a stale one at once from what this replica
-// applied, a linearizable one once the leader confirmed its index (at once
-// under the lease) and applied up to it.
-func (n *Node) submitRead(r *replica, consistency kvpb.ReadConsistency, serve func(error)) {
+// submitRead serves a read of key: a stale one at once from what this
+// replica applied, a linearizable one once the leader confirmed its index
+// (at once under the lease) and applied up to it. Either way the range
+// must still hold key by then: a split applied meanwhile hands it to
+// another range, whose writes this one no longer sees.
+func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsistency, serve func(error)) {
+	checked := func(err error) {
+		if err == nil && !contains(r.desc.Load(), key) {
+			err = n.keyMoved(r, key)
+		}
+		serve(err)
+	}
 	if consistency == kvpb.ReadConsistency_STALE {
-		serve(nil)
+		checked(nil)
 		return
 	}
-	n.post(r, func(in *inputs) { in.reads = append(in.reads, &readRequest{serve: serve}) })
+	n.post(r, func(in *inputs) { in.reads = append(in.reads, &readRequest{serve: checked}) })
 }
 
 // await blocks a unary call on a callback-style operation.
@@ -191,7 +219,7 @@ func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) 
 		done(nil, err)
 		return
 	}
-	n.submitRead(r, req.GetHeader().GetConsistency(), func(err error) {
+	n.submitRead(r, req.Key, req.GetHeader().GetConsistency(), func(err error) {
 		if err != nil {
 			done(nil, err)
 			return
@@ -216,7 +244,7 @@ func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error
 		return
 	}
 	limit := int(n.cfg.Limits.ScanLimit(req))
-	n.submitRead(r, req.GetHeader().GetConsistency(), func(err error) {
+	n.submitRead(r, req.StartKey, req.GetHeader().GetConsistency(), func(err error) {
 		if err != nil {
 			done(nil, err)
 			return

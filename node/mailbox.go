@@ -34,9 +34,12 @@ type inputs struct {
 	installs []*snapshotInstall
 	tasks    []func() // run on the worker, with the group; see Node.onWorker
 	initWith *groupMeta
-	ticks    int
-	wake     bool // Unquiesce: see Node.wakeFor
-	campaign bool
+	// splitFrom, with initWith, initializes the replica as the right half
+	// of a split (see Node.applySplit).
+	splitFrom *splitOrigin
+	ticks     int
+	wake      bool // Unquiesce: see Node.wakeFor
+	campaign  bool
 }
 
 func newMailbox() mailbox {

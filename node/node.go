@@ -413,11 +413,19 @@ func (n *Node) openReplica(id uint64, st engine.GroupState) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	return n.newReplica(id, gs, meta)
+	return n.newReplica(id, gs, meta, false)
 }
 
 // recoveredState is the state a group restarts from, given its durable
 // records and the configuration at its applied point.
+//
+// The log keeps the applied entries the replica retained (LogRetention),
+// so that a restarted leader can still send them to a peer that lags: a
+// log that started at the applied point would make every such peer need a
+// snapshot, and a peer that skips a split with a snapshot of the left
+// half never builds the right half from it. The configuration is only
+// known at the applied point, so the retained entries are kept only when
+// none of them changed it.
 func recoveredState(id uint64, st engine.GroupState, conf pb.Config) (group.State, error) {
 	gs := group.State{Applied: st.Applied, Meta: pb.Meta{Index: st.Applied, Config: conf}}
 	if st.HardState != nil {
@@ -425,17 +433,43 @@ func recoveredState(id uint64, st engine.GroupState, conf pb.Config) (group.Stat
 			return group.State{}, fmt.Errorf("group %d hard state: %w", id, err)
 		}
 	}
+	var applied []pb.Entry
 	for _, e := range st.Entries {
-		if e.Slot <= st.Applied {
-			continue
-		}
 		var pe pb.Entry
 		if err := pe.Unmarshal(e.Data); err != nil {
 			return group.State{}, fmt.Errorf("group %d entry %d: %w", id, e.Slot, err)
 		}
-		gs.Entries = append(gs.Entries, pe)
+		if e.Slot <= st.Applied {
+			applied = append(applied, pe)
+		} else {
+			gs.Entries = append(gs.Entries, pe)
+		}
+	}
+	if keep := retainedApplied(applied, st.Applied); len(keep) > 0 {
+		gs.Meta.Index = keep[0].Slot - 1
+		gs.Entries = append(keep, gs.Entries...)
 	}
 	return gs, nil
+}
+
+// retainedApplied returns the applied entries a restarted replica keeps in
+// its log: the run that ends at the applied point, if none of it is a
+// configuration change.
+func retainedApplied(applied []pb.Entry, at uint64) []pb.Entry {
+	if len(applied) == 0 || applied[len(applied)-1].Slot != at {
+		return nil
+	}
+	i := len(applied) - 1
+	for i > 0 && applied[i-1].Slot == applied[i].Slot-1 {
+		i--
+	}
+	keep := applied[i:]
+	for _, e := range keep {
+		if e.Type == pb.EntryConfChange {
+			return nil
+		}
+	}
+	return keep
 }
 
 // newGroup builds the Paxos replica of group id starting from st: the one
@@ -451,8 +485,10 @@ func (n *Node) newGroup(id uint64, st group.State) (*group.Replica, error) {
 // (recovery, bootstrap, a peer's message, a split) goes through here. Its
 // callers never race to create one group: loadGroups runs before the node
 // serves, and the others check for an existing replica and register a new
-// one under createMu.
-func (n *Node) newReplica(id uint64, st group.State, meta groupMeta) (*replica, error) {
+// one under createMu. A held replica is registered as if a worker were
+// processing it: what reaches it waits until its creator releases it
+// (scheduler.release), once the batch that creates it is durable.
+func (n *Node) newReplica(id uint64, st group.State, meta groupMeta, held bool) (*replica, error) {
 	rn, err := n.newGroup(id, st)
 	if err != nil {
 		return nil, err
@@ -465,7 +501,10 @@ func (n *Node) newReplica(id uint64, st group.State, meta groupMeta) (*replica, 
 		readsAwaitingIndex: make(map[uint64][]*readRequest),
 		proposed:           make(map[uint64]struct{}),
 	}
-	r.desc.Store(meta.Desc)
+	if held {
+		r.sched = schedProcessing
+	}
+	r.setDesc(meta.Desc)
 	r.active.Store(true)
 	n.mu.Lock()
 	n.replicas[id] = r
@@ -559,7 +598,7 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 	}
 	defer n.reindex()
 	for _, meta := range metas {
-		r, err := n.newReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta)
+		r, err := n.newReplica(meta.Desc.RangeId, group.BootstrapState(meta.Config.Voters...), meta, false)
 		if err != nil {
 			return err
 		}
@@ -752,7 +791,7 @@ func (n *Node) createEmpty(ids ...uint64) error {
 		return err
 	}
 	for _, id := range fresh {
-		if _, err := n.newReplica(id, group.State{}, emptyMeta(id)); err != nil {
+		if _, err := n.newReplica(id, group.State{}, emptyMeta(id), false); err != nil {
 			return err
 		}
 	}
@@ -765,13 +804,14 @@ func emptyMeta(id uint64) groupMeta {
 }
 
 // initialize turns an empty replica, created by a peer's message before
-// the node bootstrapped the range, into the bootstrapped one. It runs on
-// the replica's worker, between cycles, so the group's durable state is
-// all there is: the same acceptor, now knowing its initial configuration.
-// The configuration joins the cycle's batch b, which is synced before the
+// the node bootstrapped the range or applied the split that creates it,
+// into the bootstrapped one (or the split's right half, with split). It
+// runs on the replica's worker, between cycles, so the group's durable
+// state is all there is: the same acceptor, now knowing its configuration.
+// What it writes joins the cycle's batch b, which is synced before the
 // group sends anything: thousands of replicas initialized at a cluster's
 // start share their workers' fsyncs rather than paying one each.
-func (n *Node) initialize(r *replica, meta *groupMeta, b *engine.Batch) (written bool, err error) {
+func (n *Node) initialize(r *replica, meta *groupMeta, split *splitOrigin, b *engine.Batch) (written bool, err error) {
 	if len(r.desc.Load().GetReplicas()) > 0 {
 		return false, nil // a snapshot initialized it meanwhile
 	}
@@ -785,18 +825,49 @@ func (n *Node) initialize(r *replica, meta *groupMeta, b *engine.Batch) (written
 	if err != nil {
 		return false, err
 	}
+	campaign := meta.Desc.LeaderNodeId == n.cfg.NodeID
+	if split != nil {
+		// The acceptor keeps whatever it promised while empty, if higher
+		// (an empty replica accepts nothing, so its log is empty).
+		promised := gs.HardState.Promised
+		gs = group.SplitState(meta.Config, split.ballot)
+		if split.ballot.Less(promised) {
+			gs.HardState.Promised = promised
+		}
+		campaign = split.ballot.Node == n.cfg.NodeID
+	}
 	rn, err := n.newGroup(r.id, gs)
 	if err != nil {
 		return false, err
 	}
-	b.SetGroupMeta(g, meta.marshal())
+	if split != nil {
+		// The parent's session records must be in the store, not only in
+		// this cycle's batch, before the group applies anything: the
+		// state machine loads a session from what was committed. A rare
+		// path (a split whose right half a peer's message created first),
+		// so it pays its own commit.
+		sb := n.eng.NewBatch()
+		defer sb.Close()
+		sb.SetGroupMeta(g, meta.marshal())
+		sb.SetHardState(g, gs.HardState.Marshal())
+		sb.SetApplied(g, gs.Applied)
+		split.write(sb, g)
+		if err := n.committer.Commit(sb, true); err != nil {
+			n.fatal(err)
+			return false, err
+		}
+		r.syncedPromise = gs.HardState.Promised
+	} else {
+		b.SetGroupMeta(g, meta.marshal())
+		written = true
+	}
 	r.rn, r.appliedConfig = rn, meta.Config
-	r.desc.Store(meta.Desc)
+	r.setDesc(meta.Desc)
 	n.index(r)
-	if meta.Desc.LeaderNodeId == n.cfg.NodeID {
+	if campaign {
 		rn.Campaign()
 	}
-	return true, nil
+	return written, nil
 }
 
 // Stats are the node's batching and transport figures.

@@ -21,6 +21,9 @@ type cycleItem struct {
 	ready   bool
 	results []seqResult
 	applied uint64
+	// born are the right halves of splits applied in the cycle, held until
+	// the cycle's batch, which creates them, is durable.
+	born []*replica
 }
 
 // seqResult is the result of a command this node proposed in this
@@ -28,6 +31,8 @@ type cycleItem struct {
 type seqResult struct {
 	seq uint64
 	res kvsm.Result
+	// key, for an OutOfRange result, is a key the range no longer holds.
+	key []byte
 }
 
 // process runs one scheduling cycle over a batch of groups. Every group's
@@ -85,6 +90,9 @@ func (n *Node) process(reps []*replica) {
 	if k := n.cfg.Knobs.AfterPersist; k != nil {
 		k()
 	}
+	for i := range items {
+		n.sched.release(items[i].born...)
+	}
 	var out []pb.Message
 	for i := range items {
 		out = n.finish(&items[i], out)
@@ -104,7 +112,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 	leading := r.rn.Leader() == n.cfg.NodeID
 	in, cmds, value, refused := r.mb.take(leading, n.cfg.MaxValueBytes, time.Now().UnixNano())
 	if in.initWith != nil {
-		written, err := n.initialize(r, in.initWith, b)
+		written, err := n.initialize(r, in.initWith, in.splitFrom, b)
 		if err != nil {
 			n.log.Error("cannot initialize replica", "group", r.id, "err", err)
 		}
@@ -113,7 +121,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 	if in.wake {
 		r.rn.Unquiesce()
 	}
-	for _, m := range in.msgs {
+	for _, m := range r.deferPrepares(in.msgs) {
 		r.rn.Step(m)
 	}
 	for range in.ticks {
@@ -201,8 +209,18 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 		switch e.Type {
 		case pb.EntryNormal:
 			err := r.kv.Apply(rangeStore{ov, g}, e.Data, func(c *kvsm.Command, res kvsm.Result) {
+				if c.Op == kvsm.OpSplit && res.Succeeded {
+					n.applySplit(it, ov, e, c)
+				}
 				if c.Proposer.Node == n.cfg.NodeID && c.Proposer.Incarnation == n.incarnation {
-					it.results = append(it.results, seqResult{seq: c.Proposer.Seq, res: res})
+					sr := seqResult{seq: c.Proposer.Seq, res: res}
+					if res.Outcome == kvsm.OutOfRange {
+						sr.key = c.Key
+						if c.Op == kvsm.OpBatch {
+							sr.key = c.Ops[0].Key
+						}
+					}
+					it.results = append(it.results, sr)
 				}
 			})
 			var corrupt *kvsm.StoreError
@@ -243,7 +261,7 @@ func (n *Node) applyConfChange(r *replica, cc pb.ConfChange, b *engine.Batch) {
 	for _, id := range r.appliedConfig.Learners {
 		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_LEARNER})
 	}
-	r.desc.Store(desc)
+	r.setDesc(desc)
 	m := groupMeta{Desc: desc, Config: r.appliedConfig}
 	b.SetGroupMeta(engine.GroupID(r.id), m.marshal())
 }
@@ -302,9 +320,12 @@ func (n *Node) answer(r *replica, results []seqResult) {
 		if cb == nil {
 			continue
 		}
-		if res := results[i].res; res.Outcome == kvsm.Forgotten {
+		switch res := results[i].res; res.Outcome {
+		case kvsm.Forgotten:
 			cb(res, errForgotten)
-		} else {
+		case kvsm.OutOfRange:
+			cb(res, n.keyMoved(r, results[i].key))
+		default:
 			cb(res, nil)
 		}
 	}

@@ -62,9 +62,54 @@ type replica struct {
 	// proposed are our commands in values proposed while leading: if we
 	// lose leadership their fate is unknown, so their callers are told.
 	proposed map[uint64]struct{}
+	// deferred are prepares that reached the replica before it knew its
+	// range; see deferPrepares.
+	deferred []pb.Message
+}
+
+// maxDeferredPrepares bounds the prepares an uninitialized replica keeps.
+const maxDeferredPrepares = 4
+
+// deferPrepares returns the messages the replica steps now. A replica
+// that does not know its range yet would refuse a prepare (it knows no
+// configuration), and the candidate would ask again only after an
+// election timeout. That is the common case for the right half of a
+// split: its leader campaigns as soon as it applies the split, before its
+// peers do, and their first message creates the replica empty. So until
+// the replica is initialized its prepares wait (the latest few), and are
+// stepped first once it is.
+func (r *replica) deferPrepares(msgs []pb.Message) []pb.Message {
+	if len(r.desc.Load().GetReplicas()) > 0 {
+		if len(r.deferred) > 0 {
+			msgs = append(r.deferred, msgs...)
+			r.deferred = nil
+		}
+		return msgs
+	}
+	keep := msgs[:0:0]
+	for _, m := range msgs {
+		if m.Type != pb.MsgPrepare {
+			keep = append(keep, m)
+			continue
+		}
+		if len(r.deferred) == maxDeferredPrepares {
+			r.deferred = r.deferred[1:]
+		}
+		r.deferred = append(r.deferred, m)
+	}
+	return keep
 }
 
 type indexedReads struct {
 	index uint64
 	reqs  []*readRequest
+}
+
+// setDesc makes d the replica's descriptor, and its bounds those of its
+// state machine. Only the replica's worker (or its constructor) calls it.
+func (r *replica) setDesc(d *kvpb.RangeDescriptor) {
+	r.desc.Store(d)
+	if len(d.GetReplicas()) > 0 {
+		r.kv.SetBounds(d.StartKey, d.EndKey)
+	}
 }

@@ -75,17 +75,26 @@ func (s *scheduler) work(batch int, process func([]*replica)) {
 		s.mu.Unlock()
 
 		process(mine)
-
-		s.mu.Lock()
-		for _, r := range mine {
-			r.sched &^= schedProcessing
-			if r.sched&schedQueued != 0 {
-				s.queue = append(s.queue, r)
-				s.cond.Signal()
-			}
-		}
-		s.mu.Unlock()
+		s.release(mine...)
 	}
+}
+
+// release ends the processing of rs: those asked for meanwhile are queued.
+// A worker releases the groups it processed; a replica created held (see
+// Node.newReplica) is released by its creator.
+func (s *scheduler) release(rs ...*replica) {
+	if len(rs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, r := range rs {
+		r.sched &^= schedProcessing
+		if r.sched&schedQueued != 0 {
+			s.queue = append(s.queue, r)
+			s.cond.Signal()
+		}
+	}
+	s.mu.Unlock()
 }
 
 func (s *scheduler) stop() {

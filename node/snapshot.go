@@ -9,7 +9,16 @@ import (
 	"github.com/shardd/shardd/transport"
 )
 
-var errStaleSnapshot = errors.New("node: snapshot is not ahead of the replica")
+var (
+	errStaleSnapshot = errors.New("node: snapshot is not ahead of the replica")
+	// errOverlappingSnapshot refuses a snapshot of keys another replica of
+	// this node still holds: the right half of a split whose left half
+	// here has not applied it yet. Ingesting it would let the left half's
+	// pending writes of those keys overwrite the right half's newer data;
+	// once the left half applies the split, the right half is born from
+	// it (or a later snapshot finds the keys free).
+	errOverlappingSnapshot = errors.New("node: snapshot overlaps another range of this node")
+)
 
 // sendSnapshot streams a group's applied state to a replica that needs
 // slots its leader truncated. The data and the applied point and
@@ -106,6 +115,11 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 		in.done <- errStaleSnapshot
 		return
 	}
+	if n.overlaps(in.meta.Desc, r) {
+		in.w.Abort()
+		in.done <- errOverlappingSnapshot
+		return
+	}
 	if k := n.cfg.Knobs.BeforeIngest; k != nil {
 		k(r.id)
 	}
@@ -121,7 +135,7 @@ func (n *Node) install(r *replica, in *snapshotInstall) {
 	}
 	r.appliedConfig = in.meta.Config
 	r.kv.Reset() // the snapshot replaced the sessions too
-	r.desc.Store(in.meta.Desc)
+	r.setDesc(in.meta.Desc)
 	n.index(r)
 	r.rn.Step(in.header)
 	in.done <- nil
