@@ -63,7 +63,7 @@ func (n *Node) route(h *kvpb.RequestHeader, start, end []byte) (*replica, error)
 	}
 	d := r.desc.Load()
 	if g := h.GetGeneration(); g != 0 && g != d.Generation {
-		return nil, rangeMismatch(fmt.Sprintf("range %d is at generation %d, not %d", r.id, d.Generation, g), r)
+		return nil, n.mismatch(fmt.Sprintf("range %d is at generation %d, not %d", r.id, d.Generation, g), r, start)
 	}
 	if !contains(d, start) {
 		return nil, n.keyMoved(r, start)

@@ -173,15 +173,20 @@ func (s rangeStore) localRecords() []localKV {
 	return out
 }
 
-// keyMoved is the error for a request whose key range r no longer holds:
-// it carries r's descriptor and this node's descriptor of the range that
-// holds key now, if any.
+// keyMoved is the error for a request whose key range r no longer holds.
 func (n *Node) keyMoved(r *replica, key []byte) error {
 	d := r.desc.Load()
-	err := &kvpb.RangeMismatch{Descriptor_: d}
+	return n.mismatch(fmt.Sprintf("range %d [%q, %q) does not hold key %q", r.id, d.StartKey, d.EndKey, key), r, key)
+}
+
+// mismatch is a RangeMismatch error about range r for a request of key:
+// it carries r's descriptor and this node's descriptor of the range that
+// holds key, if another one does.
+func (n *Node) mismatch(msg string, r *replica, key []byte) error {
+	d := &kvpb.RangeMismatch{Descriptor_: r.desc.Load()}
 	if o := n.replicaFor(key); o != nil && o != r {
-		err.Others = append(err.Others, o.desc.Load())
+		d.Others = append(d.Others, o.desc.Load())
 	}
-	st, _ := status.New(codes.FailedPrecondition, fmt.Sprintf("range %d [%q, %q) does not hold key %q", r.id, d.StartKey, d.EndKey, key)).WithDetails(err)
+	st, _ := status.New(codes.FailedPrecondition, msg).WithDetails(d)
 	return st.Err()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
+	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -119,6 +120,15 @@ func TestSplit(t *testing.T) {
 	for _, k := range []string{"a", "k", "m", "z"} {
 		put(t, c, 1, k, "v-"+k)
 	}
+	rc, err := router.New(ctx(t), router.Config{Seeds: []string{c.nodes[1].Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, _, err := rc.Get(ctx(t), []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	lookups := rc.Stats().Lookups
 	resp := c.split(1, "m", 2)
 	if string(resp.Left.EndKey) != "m" || string(resp.Right.StartKey) != "m" || len(resp.Right.EndKey) != 0 ||
 		resp.Left.Generation != ranges[0].Generation+1 || resp.Right.Generation != resp.Left.Generation {
@@ -140,6 +150,14 @@ func TestSplit(t *testing.T) {
 		}
 	}
 	put(t, c, 2, "q", "after")
+	// A router that cached the range before the split follows the
+	// node's answer to the right half, without asking for the map.
+	if v, _, err := rc.Get(ctx(t), []byte("z")); err != nil || string(v) != "v-z" {
+		t.Fatalf("router get z after the split: %q, %v", v, err)
+	}
+	if n := rc.Stats().Lookups; n != lookups {
+		t.Errorf("the router looked the map up %d times after the split", n-lookups)
+	}
 	// Every replica of the right half holds its data, which no snapshot
 	// brought.
 	for id, n := range c.nodes {
@@ -149,7 +167,7 @@ func TestSplit(t *testing.T) {
 	}
 
 	// The left half refuses a key of the right with both descriptors.
-	_, err := c.clients[lead].Get(ctx(t), &kvpb.GetRequest{Header: &kvpb.RequestHeader{RangeId: 1}, Key: []byte("z")})
+	_, err = c.clients[lead].Get(ctx(t), &kvpb.GetRequest{Header: &kvpb.RequestHeader{RangeId: 1}, Key: []byte("z")})
 	mm := mismatchOf(t, err)
 	if mm.Descriptor_.GetRangeId() != 1 || len(mm.Others) != 1 || mm.Others[0].RangeId != 2 {
 		t.Fatalf("mismatch for z at range 1: %v", mm)

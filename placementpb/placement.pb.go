@@ -889,6 +889,250 @@ func (x *NodeRecord) GetStoreId() string {
 	return ""
 }
 
+// SplitRangeRequest asks to cut the range holding split_key at it: the
+// left half keeps the range's id and the keys below split_key, a new range
+// takes the rest.
+type SplitRangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey      []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_placementpb_placement_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SplitRangeRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+type SplitRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *kvpb.RangeDescriptor  `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_placementpb_placement_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SplitRangeResponse) GetLeft() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// RangeOperation is how the service records an operation on a range
+// before its first step reaches a node, so that a leader that takes over
+// finishes it (op/<range id>).
+type RangeOperation struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	RangeId          uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	StartedUnixNanos int64                  `protobuf:"varint,2,opt,name=started_unix_nanos,json=startedUnixNanos,proto3" json:"started_unix_nanos,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*RangeOperation_Split
+	Op            isRangeOperation_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeOperation) Reset() {
+	*x = RangeOperation{}
+	mi := &file_placementpb_placement_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeOperation) ProtoMessage() {}
+
+func (x *RangeOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeOperation.ProtoReflect.Descriptor instead.
+func (*RangeOperation) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RangeOperation) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeOperation) GetStartedUnixNanos() int64 {
+	if x != nil {
+		return x.StartedUnixNanos
+	}
+	return 0
+}
+
+func (x *RangeOperation) GetOp() isRangeOperation_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *RangeOperation) GetSplit() *SplitOperation {
+	if x != nil {
+		if x, ok := x.Op.(*RangeOperation_Split); ok {
+			return x.Split
+		}
+	}
+	return nil
+}
+
+type isRangeOperation_Op interface {
+	isRangeOperation_Op()
+}
+
+type RangeOperation_Split struct {
+	Split *SplitOperation `protobuf:"bytes,3,opt,name=split,proto3,oneof"`
+}
+
+func (*RangeOperation_Split) isRangeOperation_Op() {}
+
+type SplitOperation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	NewRangeId    uint64                 `protobuf:"varint,2,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitOperation) Reset() {
+	*x = SplitOperation{}
+	mi := &file_placementpb_placement_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitOperation) ProtoMessage() {}
+
+func (x *SplitOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitOperation.ProtoReflect.Descriptor instead.
+func (*SplitOperation) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SplitOperation) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SplitOperation) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
 var File_placementpb_placement_proto protoreflect.FileDescriptor
 
 const file_placementpb_placement_proto_rawDesc = "" +
@@ -959,14 +1203,31 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x122\n" +
 	"\x15registered_unix_nanos\x18\x03 \x01(\x03R\x13registeredUnixNanos\x12\x19\n" +
-	"\bstore_id\x18\x04 \x01(\tR\astoreId2\xcd\x03\n" +
+	"\bstore_id\x18\x04 \x01(\tR\astoreId\"0\n" +
+	"\x11SplitRangeRequest\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\"\x98\x01\n" +
+	"\x12SplitRangeResponse\x121\n" +
+	"\x04left\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x04left\x123\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x9c\x01\n" +
+	"\x0eRangeOperation\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12,\n" +
+	"\x12started_unix_nanos\x18\x02 \x01(\x03R\x10startedUnixNanos\x12;\n" +
+	"\x05split\x18\x03 \x01(\v2#.shardd.placement.v1.SplitOperationH\x00R\x05splitB\x04\n" +
+	"\x02op\"D\n" +
+	"\x0eSplitOperation\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
+	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
+	"newRangeId2\xac\x04\n" +
 	"\tPlacement\x12c\n" +
 	"\fRegisterNode\x12(.shardd.placement.v1.RegisterNodeRequest\x1a).shardd.placement.v1.RegisterNodeResponse\x12Q\n" +
 	"\x06Lookup\x12\".shardd.placement.v1.LookupRequest\x1a#.shardd.placement.v1.LookupResponse\x12]\n" +
 	"\n" +
 	"ListRanges\x12&.shardd.placement.v1.ListRangesRequest\x1a'.shardd.placement.v1.ListRangesResponse\x12Z\n" +
 	"\tListNodes\x12%.shardd.placement.v1.ListNodesRequest\x1a&.shardd.placement.v1.ListNodesResponse\x12M\n" +
-	"\x05Watch\x12!.shardd.placement.v1.WatchRequest\x1a\x1f.shardd.placement.v1.WatchEvent0\x01B&Z$github.com/shardd/shardd/placementpbb\x06proto3"
+	"\x05Watch\x12!.shardd.placement.v1.WatchRequest\x1a\x1f.shardd.placement.v1.WatchEvent0\x01\x12]\n" +
+	"\n" +
+	"SplitRange\x12&.shardd.placement.v1.SplitRangeRequest\x1a'.shardd.placement.v1.SplitRangeResponseB&Z$github.com/shardd/shardd/placementpbb\x06proto3"
 
 var (
 	file_placementpb_placement_proto_rawDescOnce sync.Once
@@ -980,7 +1241,7 @@ func file_placementpb_placement_proto_rawDescGZIP() []byte {
 	return file_placementpb_placement_proto_rawDescData
 }
 
-var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_placementpb_placement_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),  // 0: shardd.placement.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil), // 1: shardd.placement.v1.RegisterNodeResponse
@@ -996,30 +1257,39 @@ var file_placementpb_placement_proto_goTypes = []any{
 	(*WatchEvent)(nil),           // 11: shardd.placement.v1.WatchEvent
 	(*NotPlacementLeader)(nil),   // 12: shardd.placement.v1.NotPlacementLeader
 	(*NodeRecord)(nil),           // 13: shardd.placement.v1.NodeRecord
-	nil,                          // 14: shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	(*kvpb.RangeDescriptor)(nil), // 15: shardd.kv.v1.RangeDescriptor
+	(*SplitRangeRequest)(nil),    // 14: shardd.placement.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),   // 15: shardd.placement.v1.SplitRangeResponse
+	(*RangeOperation)(nil),       // 16: shardd.placement.v1.RangeOperation
+	(*SplitOperation)(nil),       // 17: shardd.placement.v1.SplitOperation
+	nil,                          // 18: shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	(*kvpb.RangeDescriptor)(nil), // 19: shardd.kv.v1.RangeDescriptor
 }
 var file_placementpb_placement_proto_depIdxs = []int32{
-	15, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	14, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	15, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	19, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	18, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	19, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
 	8,  // 3: shardd.placement.v1.ListNodesResponse.nodes:type_name -> shardd.placement.v1.NodeInfo
-	15, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
-	0,  // 5: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
-	3,  // 6: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
-	5,  // 7: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
-	7,  // 8: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
-	10, // 9: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
-	1,  // 10: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
-	4,  // 11: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
-	6,  // 12: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
-	9,  // 13: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
-	11, // 14: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	19, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
+	19, // 5: shardd.placement.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
+	19, // 6: shardd.placement.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
+	17, // 7: shardd.placement.v1.RangeOperation.split:type_name -> shardd.placement.v1.SplitOperation
+	0,  // 8: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
+	3,  // 9: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
+	5,  // 10: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
+	7,  // 11: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
+	10, // 12: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
+	14, // 13: shardd.placement.v1.Placement.SplitRange:input_type -> shardd.placement.v1.SplitRangeRequest
+	1,  // 14: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
+	4,  // 15: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
+	6,  // 16: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
+	9,  // 17: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
+	11, // 18: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
+	15, // 19: shardd.placement.v1.Placement.SplitRange:output_type -> shardd.placement.v1.SplitRangeResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_placementpb_placement_proto_init() }
@@ -1027,13 +1297,16 @@ func file_placementpb_placement_proto_init() {
 	if File_placementpb_placement_proto != nil {
 		return
 	}
+	file_placementpb_placement_proto_msgTypes[16].OneofWrappers = []any{
+		(*RangeOperation_Split)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_placementpb_placement_proto_rawDesc), len(file_placementpb_placement_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

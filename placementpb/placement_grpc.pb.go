@@ -28,6 +28,7 @@ const (
 	Placement_ListRanges_FullMethodName   = "/shardd.placement.v1.Placement/ListRanges"
 	Placement_ListNodes_FullMethodName    = "/shardd.placement.v1.Placement/ListNodes"
 	Placement_Watch_FullMethodName        = "/shardd.placement.v1.Placement/Watch"
+	Placement_SplitRange_FullMethodName   = "/shardd.placement.v1.Placement/SplitRange"
 )
 
 // PlacementClient is the client API for Placement service.
@@ -42,6 +43,11 @@ type PlacementClient interface {
 	ListRanges(ctx context.Context, in *ListRangesRequest, opts ...grpc.CallOption) (*ListRangesResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
+	// SplitRange cuts a range at a key through the range's leader and
+	// records both halves. FailedPrecondition if the key is already a range
+	// boundary or another operation is under way on the range (it names
+	// the operation), Unavailable if the range's leader can't be reached.
+	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 }
 
 type placementClient struct {
@@ -111,6 +117,16 @@ func (c *placementClient) Watch(ctx context.Context, in *WatchRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Placement_WatchClient = grpc.ServerStreamingClient[WatchEvent]
 
+func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitRangeResponse)
+	err := c.cc.Invoke(ctx, Placement_SplitRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PlacementServer is the server API for Placement service.
 // All implementations must embed UnimplementedPlacementServer
 // for forward compatibility.
@@ -123,6 +139,11 @@ type PlacementServer interface {
 	ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
+	// SplitRange cuts a range at a key through the range's leader and
+	// records both halves. FailedPrecondition if the key is already a range
+	// boundary or another operation is under way on the range (it names
+	// the operation), Unavailable if the range's leader can't be reached.
+	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }
 
@@ -147,6 +168,9 @@ func (UnimplementedPlacementServer) ListNodes(context.Context, *ListNodesRequest
 }
 func (UnimplementedPlacementServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
 }
 func (UnimplementedPlacementServer) mustEmbedUnimplementedPlacementServer() {}
 func (UnimplementedPlacementServer) testEmbeddedByValue()                   {}
@@ -252,6 +276,24 @@ func _Placement_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Placement_WatchServer = grpc.ServerStreamingServer[WatchEvent]
 
+func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).SplitRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_SplitRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).SplitRange(ctx, req.(*SplitRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Placement_ServiceDesc is the grpc.ServiceDesc for Placement service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -274,6 +316,10 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodes",
 			Handler:    _Placement_ListNodes_Handler,
+		},
+		{
+			MethodName: "SplitRange",
+			Handler:    _Placement_SplitRange_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

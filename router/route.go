@@ -32,8 +32,9 @@ type routeOpts struct {
 //     retry at once if the hint names a node not yet tried; otherwise back
 //     off and try another replica.
 //   - FailedPrecondition with RangeMismatch: cache the node's descriptor
-//     if it is newer and retry at once; otherwise drop the cached range,
-//     ask the Source, and retry (backing off if that keeps happening).
+//     and those of the ranges it says hold the key now if they are newer,
+//     and retry at once; otherwise drop the cached range, ask the Source,
+//     and retry (backing off if that keeps happening).
 //   - Unavailable, a broken stream, no connection: back off and retry,
 //     avoiding the failed node for a while.
 //   - Aborted (a write whose result its range no longer remembers) and
@@ -161,7 +162,16 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 		case e.RangeMismatch != nil:
 			c.stats.mismatches.Add(1)
 			nd := e.RangeMismatch.Descriptor_
+			// The ranges the node says hold the key now (the right half
+			// of a split) route the retry without asking the Source.
+			learned := false
+			for _, o := range e.RangeMismatch.Others {
+				learned = c.cache.install(o) || learned
+			}
 			switch {
+			case learned && (nd == nil || nd.Generation >= d.Generation):
+				c.cache.install(nd)
+				continue
 			case nd != nil && nd.Generation > d.Generation:
 				c.cache.install(nd)
 				continue // the fresh descriptor routes at once

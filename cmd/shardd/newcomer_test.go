@@ -124,6 +124,27 @@ func TestDemoAsNewcomer(t *testing.T) {
 	if !slices.Equal(got, keys) || scan.ResumeKey != "" {
 		t.Errorf("scan over %d ranges returned %q (resume %q), want %q", len(spanned), got, scan.ResumeKey, keys)
 	}
+	// A split at a key inside a range: two halves, the map one range
+	// longer, every key still where it was written.
+	var halves rangesOutput
+	if err := json.Unmarshal([]byte(run("split", "--json", "--placement", placement, "k2700")), &halves); err != nil {
+		t.Fatal(err)
+	}
+	if len(halves.Ranges) != 2 || halves.Ranges[0].EndKey != "k2700" || halves.Ranges[1].StartKey != "k2700" {
+		t.Fatalf("split printed %+v", halves.Ranges)
+	}
+	var split rangesOutput
+	if err := json.Unmarshal([]byte(run("ranges", "--json", "--placement", placement)), &split); err != nil || len(split.Ranges) != len(ranges.Ranges)+1 {
+		t.Fatalf("ranges after the split: %v, %d ranges, want %d", err, len(split.Ranges), len(ranges.Ranges)+1)
+	}
+	for _, k := range []string{"k2600", "k3800"} {
+		if out := run("kv", "get", "--placement", placement, k); out != "v-"+k+"\n" {
+			t.Errorf("get %s after the split printed %q", k, out)
+		}
+	}
+	if code, _, stderr := runBinary(t, bin, "split", "--placement", placement, "k2700"); code == 0 || !strings.Contains(stderr, "already where range") {
+		t.Errorf("a second split at k2700: exit %d, %q", code, stderr)
+	}
 	if out := run(suggested["kv cas"]...); out != "not swapped (current: \"v-k0001\")\n" {
 		t.Errorf("the suggested cas printed %q", out)
 	}

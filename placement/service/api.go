@@ -132,6 +132,20 @@ func (a *api) Lookup(_ context.Context, req *placementpb.LookupRequest) (*placem
 	return resp, nil
 }
 
+// SplitRange cuts the range holding the key at it; see Server.split.
+func (a *api) SplitRange(ctx context.Context, req *placementpb.SplitRangeRequest) (*placementpb.SplitRangeResponse, error) {
+	if len(req.GetSplitKey()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "split_key must not be empty: the key space starts there")
+	}
+	if err := checkKeyLen("split_key", req.GetSplitKey()); err != nil {
+		return nil, err
+	}
+	if _, err := a.s.leading(); err != nil {
+		return nil, err
+	}
+	return a.s.split(ctx, req.SplitKey)
+}
+
 func (a *api) ListRanges(_ context.Context, req *placementpb.ListRangesRequest) (*placementpb.ListRangesResponse, error) {
 	if err := checkKeyLen("page_token", req.GetPageToken()); err != nil {
 		return nil, err

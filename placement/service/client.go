@@ -182,6 +182,15 @@ func (c *Client) AllRanges(ctx context.Context, pageSize uint32) ([]*kvpb.RangeD
 	}
 }
 
+// SplitRange cuts the range holding key at it and returns both halves.
+// It is not retried after an answer that may hide a split (the next try
+// would find the key a range boundary and say so).
+func (c *Client) SplitRange(ctx context.Context, key []byte) (*placementpb.SplitRangeResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.SplitRangeResponse, error) {
+		return pc.SplitRange(ctx, &placementpb.SplitRangeRequest{SplitKey: key})
+	})
+}
+
 // ListNodes lists the registered nodes with liveness and load.
 func (c *Client) ListNodes(ctx context.Context) (*placementpb.ListNodesResponse, error) {
 	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListNodesResponse, error) {

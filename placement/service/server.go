@@ -237,6 +237,10 @@ type term struct {
 	// pending are the nodes that were down when the first ranges were
 	// created, and have not created their replicas since.
 	pending map[uint64]bool
+	// ops are the operations under way, by range (see ops.go), and
+	// driving those a goroutine of this term is carrying out.
+	ops     map[uint64]*placementpb.RangeOperation
+	driving map[uint64]bool
 	// history holds the events of the last revisions this term committed,
 	// oldest first, at most maxHistory.
 	history []*placementpb.WatchEvent
@@ -381,6 +385,7 @@ func (s *Server) step() {
 		}
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
 		s.lastBal = time.Now()
+		s.resumeOps()
 		s.heal()
 		if err := s.balance(); err != nil {
 			s.log.Info("leader balancing round failed", "err", err)
@@ -419,6 +424,7 @@ func (s *Server) takeOver() error {
 	}
 	tm := &term{nodes: st.nodes, rev: st.rev, bootstrapped: st.bootstrapped, created: st.created,
 		nextRangeID: st.nextRangeID, clusterID: st.clusterID, pending: st.pending,
+		ops: st.ops, driving: map[uint64]bool{},
 		changed: make(chan struct{}), done: make(chan struct{})}
 	if st.bootstrapped {
 		if tm.rm, err = placement.NewRangeMap(st.descs); err != nil {

@@ -29,6 +29,10 @@ var (
 	// pendingPrefix marks nodes that were down when the first ranges were
 	// created: m/pending/<node id> until they have created their replicas.
 	pendingPrefix = []byte("m/pending/")
+	// opPrefix holds the operations under way: op/<range id> is a
+	// RangeOperation, written before its first step reaches a node and
+	// deleted once its outcome is recorded.
+	opPrefix = []byte("op/")
 	valTrue       = []byte("1")
 	scanPerPage   = uint32(1000)
 )
@@ -63,6 +67,7 @@ type storedState struct {
 	descs        []*kvpb.RangeDescriptor
 	nodes        map[uint64]*placementpb.NodeRecord
 	pending      map[uint64]bool
+	ops          map[uint64]*placementpb.RangeOperation
 }
 
 // store reads and writes the placement state through the KV API of the
@@ -106,7 +111,8 @@ func (s store) get(ctx context.Context, key []byte) ([]byte, bool, error) {
 // the state can't change while this process's node leads (every mutation
 // comes from the leader, after load), so the scans see that revision.
 func (s store) load(ctx context.Context) (*storedState, error) {
-	st := &storedState{nodes: map[uint64]*placementpb.NodeRecord{}, pending: map[uint64]bool{}}
+	st := &storedState{nodes: map[uint64]*placementpb.NodeRecord{}, pending: map[uint64]bool{},
+		ops: map[uint64]*placementpb.RangeOperation{}}
 	v, found, err := s.get(ctx, keyRev)
 	if err != nil {
 		return nil, err
@@ -155,6 +161,17 @@ func (s store) load(ctx context.Context) (*storedState, error) {
 	if err != nil {
 		return nil, err
 	}
+	err = s.scan(ctx, opPrefix, func(k, v []byte) error {
+		op := &placementpb.RangeOperation{}
+		if err := proto.Unmarshal(v, op); err != nil {
+			return fmt.Errorf("placement state: operation at %q: %w", k, err)
+		}
+		st.ops[op.RangeId] = op
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	err = s.scan(ctx, pendingPrefix, func(k, _ []byte) error {
 		id, err := decUint(k[len(pendingPrefix):])
 		if err != nil {
@@ -189,6 +206,16 @@ func (m *mutation) putDesc(d *kvpb.RangeDescriptor) {
 	}
 	m.put(idKey(descPrefix, d.RangeId), b)
 }
+
+func (m *mutation) putOp(op *placementpb.RangeOperation) {
+	b, err := proto.Marshal(op)
+	if err != nil {
+		panic(err) // an operation always marshals
+	}
+	m.put(idKey(opPrefix, op.RangeId), b)
+}
+
+func (m *mutation) delOp(rangeID uint64) { m.del(idKey(opPrefix, rangeID)) }
 
 func (m *mutation) putNode(n *placementpb.NodeRecord) {
 	b, err := proto.Marshal(n)

@@ -1,0 +1,330 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement"
+	"github.com/shardd/shardd/placementpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Operations on ranges. The placement leader drives each operation on a
+// range (a split, for now) through the range's nodes, one at a time per
+// range. It records the operation (op/<range id>, with whatever it
+// allocated for it, such as the new range's id) in the same revision-
+// fenced write that checks it may start, before its first step reaches a
+// node; it records the outcome, and deletes the record, in one write once
+// the nodes report it. A leader that takes over finds the records and
+// drives them again: every step is one the nodes answer the same way when
+// asked twice (a split that applied returns its halves), so a step that
+// was lost with its leader is simply repeated. An operation the nodes
+// refuse for good (the range changed under it) is rolled back: its record
+// is deleted and nothing else changes.
+
+// opDeadline bounds how long one call drives or waits for an operation
+// before it answers Unavailable and leaves the operation to the background
+// rounds: less than a client's per-attempt timeout, so that the client's
+// retry finds the operation and waits for it.
+const opDeadline = 2500 * time.Millisecond
+
+// describeOp says what an operation is, for errors and logs.
+func describeOp(op *placementpb.RangeOperation) string {
+	switch o := op.Op.(type) {
+	case *placementpb.RangeOperation_Split:
+		return fmt.Sprintf("a split of range %d at %q into range %d", op.RangeId, o.Split.Key, o.Split.NewRangeId)
+	}
+	return fmt.Sprintf("an operation on range %d", op.RangeId)
+}
+
+// split records and then drives a split of the range holding key. A call
+// for a split already under way at the same key (a client's retry) waits
+// for it and answers with its halves.
+func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRangeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, opDeadline)
+	defer cancel()
+	var op *placementpb.RangeOperation
+	var same *term // the term in which the same split is under way
+	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		if tm.rm == nil {
+			return nil, nil, s.notBootstrappedLocked(tm)
+		}
+		d := tm.rm.Lookup(key)
+		if bytes.Equal(d.StartKey, key) {
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "key %q is already where range %d starts", key, d.RangeId)
+		}
+		if o := tm.ops[d.RangeId]; o != nil {
+			if bytes.Equal(o.GetSplit().GetKey(), key) {
+				same = tm
+				return nil, nil, nil
+			}
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "range %d is busy with %s", d.RangeId, describeOp(o))
+		}
+		op = &placementpb.RangeOperation{RangeId: d.RangeId, StartedUnixNanos: time.Now().UnixNano(),
+			Op: &placementpb.RangeOperation_Split{Split: &placementpb.SplitOperation{Key: key, NewRangeId: tm.nextRangeID}}}
+		m := &mutation{}
+		m.putOp(op)
+		m.put(keyNextID, encUint(tm.nextRangeID+1))
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.ops[op.RangeId] = op
+			tm.driving[op.RangeId] = true
+			tm.nextRangeID++
+			return nil
+		}, nil
+	})
+	if err != nil {
+		if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
+			return nil, err
+		}
+		return nil, s.writeError(err)
+	}
+	if same != nil {
+		return s.awaitSplit(ctx, same, key)
+	}
+	s.log.Info("splitting a range", "range", op.RangeId, "key", fmt.Sprintf("%q", key), "new range", op.GetSplit().NewRangeId)
+	return s.driveSplit(ctx, op)
+}
+
+// awaitSplit waits until no operation of term tm is under way on the
+// range holding key, and returns the halves on either side of key.
+func (s *Server) awaitSplit(ctx context.Context, tm *term, key []byte) (*placementpb.SplitRangeResponse, error) {
+	for {
+		s.mu.Lock()
+		if s.term != tm {
+			s.mu.Unlock()
+			return nil, s.notLeader()
+		}
+		right := tm.rm.Lookup(key)
+		if bytes.Equal(right.StartKey, key) {
+			var left *kvpb.RangeDescriptor
+			for _, d := range tm.rm.All() {
+				if bytes.Equal(d.EndKey, key) {
+					left = d
+				}
+			}
+			resp := &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: tm.rev}
+			s.mu.Unlock()
+			return resp, nil
+		}
+		busy := tm.ops[right.RangeId] != nil
+		changed := tm.changed
+		s.mu.Unlock()
+		if !busy {
+			return nil, status.Errorf(codes.FailedPrecondition, "the split at %q was given up", key)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, status.Errorf(codes.Unavailable, "the split at %q is under way and will be completed; not done yet", key)
+		}
+	}
+}
+
+// driveSplit asks the range's leader to split it, following its hints,
+// until the nodes answer or ctx ends, and records the outcome. The term
+// that started driving op stops driving it when this returns.
+func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation) (*placementpb.SplitRangeResponse, error) {
+	defer func() {
+		s.mu.Lock()
+		if s.term != nil {
+			delete(s.term.driving, op.RangeId)
+		}
+		s.mu.Unlock()
+	}()
+	sp := op.GetSplit()
+	req := &kvpb.SplitRangeRequest{RangeId: op.RangeId, SplitKey: sp.Key, NewRangeId: sp.NewRangeId}
+	var lastErr error
+	var hint uint64 // the leader a node named
+	tried := map[uint64]bool{}
+	backoff := 20 * time.Millisecond
+	for ctx.Err() == nil {
+		to, addr, ok := s.nextTarget(op.RangeId, hint, tried)
+		if !ok {
+			// Every replica was tried: start over after a pause.
+			clear(tried)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		tried[to] = true
+		var resp *kvpb.SplitRangeResponse
+		err := s.callNode(addr, func(cctx context.Context, c kvpb.AdminClient) error {
+			var err error
+			resp, err = c.SplitRange(cctx, req)
+			return err
+		})
+		if err == nil {
+			return s.recordSplit(ctx, op, resp.Left, resp.Right)
+		}
+		lastErr = err
+		st, _ := status.FromError(err)
+		for _, d := range st.Details() {
+			switch d := d.(type) {
+			case *kvpb.NotLeader:
+				hint = d.LeaderNodeId
+			case *kvpb.RangeMismatch:
+				if d.Descriptor_ != nil && d.Descriptor_.RangeId == op.RangeId && !containsKey(d.Descriptor_, sp.Key) {
+					// The range no longer holds the key (the map is
+					// behind the nodes): nothing to do but give up.
+					return nil, s.rollBack(ctx, op, fmt.Errorf("range %d [%q, %q) no longer holds %q",
+						op.RangeId, d.Descriptor_.StartKey, d.Descriptor_.EndKey, sp.Key))
+				}
+			}
+		}
+	}
+	return nil, status.Errorf(codes.Unavailable, "%s is under way and will be completed; the range's leader has not answered yet: %v", describeOp(op), lastErr)
+}
+
+func containsKey(d *kvpb.RangeDescriptor, k []byte) bool {
+	return bytes.Compare(k, d.StartKey) > 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
+}
+
+// nextTarget picks the node to ask about range id next, among those not
+// yet tried: hint, the map's leader hint, then any other voter.
+func (s *Server) nextTarget(rangeID, hint uint64, tried map[uint64]bool) (uint64, string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tm := s.term
+	if tm == nil || tm.rm == nil {
+		return 0, "", false
+	}
+	d, ok := tm.rm.Get(rangeID)
+	if !ok {
+		return 0, "", false
+	}
+	pick := func(id uint64) (uint64, string, bool) {
+		rec := tm.nodes[id]
+		if rec == nil || tried[id] {
+			return 0, "", false
+		}
+		return id, rec.Addr, true
+	}
+	for _, id := range []uint64{hint, d.LeaderNodeId} {
+		if id, addr, ok := pick(id); ok {
+			return id, addr, true
+		}
+	}
+	for _, r := range d.Replicas {
+		if r.Role == kvpb.ReplicaRole_VOTER {
+			if id, addr, ok := pick(r.NodeId); ok {
+				return id, addr, true
+			}
+		}
+	}
+	return 0, "", false
+}
+
+// recordSplit records the halves a node reported for op and ends op.
+func (s *Server) recordSplit(ctx context.Context, op *placementpb.RangeOperation, left, right *kvpb.RangeDescriptor) (*placementpb.SplitRangeResponse, error) {
+	var rev uint64
+	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		next, err := withSplit(tm.rm, left, right)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := &mutation{}
+		m.putDesc(left)
+		m.putDesc(right)
+		m.delOp(op.RangeId)
+		return m, func(tm *term) *placementpb.WatchEvent {
+			tm.rm = next
+			delete(tm.ops, op.RangeId)
+			rev = tm.rev + 1
+			return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{left, right}}
+		}, nil
+	})
+	if err != nil {
+		return nil, s.writeError(err)
+	}
+	s.log.Info("split a range", "left", left.RangeId, "right", right.RangeId, "key", fmt.Sprintf("%q", right.StartKey), "generation", left.Generation)
+	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
+}
+
+// withSplit returns rm with the range left.RangeId replaced by the two
+// halves a node reported (their generations and replicas are the nodes',
+// which may be ahead of the map's). The map never goes back to a lower
+// generation: halves older than what it holds change nothing.
+func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*placement.RangeMap, error) {
+	if cur, ok := rm.Get(left.RangeId); ok && cur.Generation >= left.Generation {
+		if _, has := rm.Get(right.RangeId); has {
+			return rm, nil // recorded already
+		}
+	}
+	var descs []*kvpb.RangeDescriptor
+	for _, d := range rm.All() {
+		switch d.RangeId {
+		case left.RangeId:
+			descs = append(descs, proto.Clone(left).(*kvpb.RangeDescriptor), proto.Clone(right).(*kvpb.RangeDescriptor))
+		case right.RangeId:
+		default:
+			descs = append(descs, d)
+		}
+	}
+	return placement.NewRangeMap(descs)
+}
+
+// rollBack ends op without changing the map, and returns why as the
+// caller's error.
+func (s *Server) rollBack(ctx context.Context, op *placementpb.RangeOperation, why error) error {
+	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+		m := &mutation{}
+		m.delOp(op.RangeId)
+		return m, func(tm *term) *placementpb.WatchEvent {
+			delete(tm.ops, op.RangeId)
+			return nil
+		}, nil
+	})
+	if err != nil {
+		return s.writeError(err)
+	}
+	s.log.Info("gave up an operation", "op", describeOp(op), "reason", why)
+	return status.Errorf(codes.FailedPrecondition, "%s was given up: %v", describeOp(op), why)
+}
+
+// resumeOps drives, in the background, the recorded operations that no
+// goroutine of this term drives: those a former leader left, and those
+// whose caller gave up waiting.
+func (s *Server) resumeOps() {
+	s.mu.Lock()
+	tm := s.term
+	if tm == nil {
+		s.mu.Unlock()
+		return
+	}
+	var todo []*placementpb.RangeOperation
+	for id, op := range tm.ops {
+		if !tm.driving[id] {
+			tm.driving[id] = true
+			todo = append(todo, op)
+		}
+	}
+	s.mu.Unlock()
+	for _, op := range todo {
+		s.log.Info("resuming an operation", "op", describeOp(op))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, opDeadline)
+			defer cancel()
+			var err error
+			switch op.Op.(type) {
+			case *placementpb.RangeOperation_Split:
+				_, err = s.driveSplit(ctx, op)
+			default:
+				err = errors.New("unknown operation")
+			}
+			if err != nil {
+				s.log.Info("operation not finished; the next round retries", "op", describeOp(op), "err", err)
+			}
+		}()
+	}
+}
