@@ -32,9 +32,9 @@ var (
 	// opPrefix holds the operations under way: op/<range id> is a
 	// RangeOperation, written before its first step reaches a node and
 	// deleted once its outcome is recorded.
-	opPrefix = []byte("op/")
-	valTrue       = []byte("1")
-	scanPerPage   = uint32(1000)
+	opPrefix    = []byte("op/")
+	valTrue     = []byte("1")
+	scanPerPage = uint32(1000)
 )
 
 func idKey(prefix []byte, id uint64) []byte {
