@@ -2280,6 +2280,104 @@ func (x *SplitRangeRequest) GetExpectedGeneration() uint64 {
 	return 0
 }
 
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeoutMillis uint64                 `protobuf:"varint,1,opt,name=timeout_millis,json=timeoutMillis,proto3" json:"timeout_millis,omitempty"`
+	Stop          bool                   `protobuf:"varint,2,opt,name=stop,proto3" json:"stop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DrainRequest) GetTimeoutMillis() uint64 {
+	if x != nil {
+		return x.TimeoutMillis
+	}
+	return 0
+}
+
+func (x *DrainRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+type DrainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// leaders_left is how many ranges the node still led when the drain
+	// ended: zero unless the timeout ran out (no peer could take them).
+	LeadersLeft   uint32 `protobuf:"varint,1,opt,name=leaders_left,json=leadersLeft,proto3" json:"leaders_left,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DrainResponse) GetLeadersLeft() uint32 {
+	if x != nil {
+		return x.LeadersLeft
+	}
+	return 0
+}
+
 type SplitRangeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
@@ -2290,7 +2388,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[34]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2400,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[34]
+	mi := &file_kvpb_kv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2413,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{34}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
@@ -2340,7 +2438,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[35]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2450,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[35]
+	mi := &file_kvpb_kv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2463,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{35}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
 }
 
 type RangesResponse struct {
@@ -2381,7 +2479,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[36]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2491,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[36]
+	mi := &file_kvpb_kv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2504,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{36}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeDescriptor {
@@ -2431,7 +2529,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[37]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2541,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[37]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2554,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{39}
 }
 
 type NodeStatusResponse struct {
@@ -2476,7 +2574,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[38]
+	mi := &file_kvpb_kv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2586,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[38]
+	mi := &file_kvpb_kv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2599,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2714,7 +2812,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\tsplit_key\x18\x02 \x01(\fR\bsplitKey\x12 \n" +
 	"\fnew_range_id\x18\x03 \x01(\x04R\n" +
 	"newRangeId\x12/\n" +
-	"\x13expected_generation\x18\x04 \x01(\x04R\x12expectedGeneration\"|\n" +
+	"\x13expected_generation\x18\x04 \x01(\x04R\x12expectedGeneration\"I\n" +
+	"\fDrainRequest\x12%\n" +
+	"\x0etimeout_millis\x18\x01 \x01(\x04R\rtimeoutMillis\x12\x12\n" +
+	"\x04stop\x18\x02 \x01(\bR\x04stop\"2\n" +
+	"\rDrainResponse\x12!\n" +
+	"\fleaders_left\x18\x01 \x01(\rR\vleadersLeft\"|\n" +
 	"\x12SplitRangeResponse\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x04left\x123\n" +
 	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\"\x0f\n" +
@@ -2753,7 +2856,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xa2\x03\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xe4\x03\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
@@ -2761,7 +2864,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\fCreateRanges\x12!.shardd.kv.v1.CreateRangesRequest\x1a\".shardd.kv.v1.CreateRangesResponse\x12[\n" +
 	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponse\x12O\n" +
 	"\n" +
-	"SplitRange\x12\x1f.shardd.kv.v1.SplitRangeRequest\x1a .shardd.kv.v1.SplitRangeResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"SplitRange\x12\x1f.shardd.kv.v1.SplitRangeRequest\x1a .shardd.kv.v1.SplitRangeResponse\x12@\n" +
+	"\x05Drain\x12\x1a.shardd.kv.v1.DrainRequest\x1a\x1b.shardd.kv.v1.DrainResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2776,7 +2880,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -2814,12 +2918,14 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*TransferLeaderRequest)(nil),  // 33: shardd.kv.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 34: shardd.kv.v1.TransferLeaderResponse
 	(*SplitRangeRequest)(nil),      // 35: shardd.kv.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil),     // 36: shardd.kv.v1.SplitRangeResponse
-	(*RangesRequest)(nil),          // 37: shardd.kv.v1.RangesRequest
-	(*RangesResponse)(nil),         // 38: shardd.kv.v1.RangesResponse
-	(*NodeStatusRequest)(nil),      // 39: shardd.kv.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 40: shardd.kv.v1.NodeStatusResponse
-	nil,                            // 41: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(*DrainRequest)(nil),           // 36: shardd.kv.v1.DrainRequest
+	(*DrainResponse)(nil),          // 37: shardd.kv.v1.DrainResponse
+	(*SplitRangeResponse)(nil),     // 38: shardd.kv.v1.SplitRangeResponse
+	(*RangesRequest)(nil),          // 39: shardd.kv.v1.RangesRequest
+	(*RangesResponse)(nil),         // 40: shardd.kv.v1.RangesResponse
+	(*NodeStatusRequest)(nil),      // 41: shardd.kv.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 42: shardd.kv.v1.NodeStatusResponse
+	nil,                            // 43: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -2859,7 +2965,7 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	3,  // 34: shardd.kv.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
 	3,  // 35: shardd.kv.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
 	3,  // 36: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	41, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	43, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
 	6,  // 38: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
 	8,  // 39: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
 	10, // 40: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
@@ -2869,27 +2975,29 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	25, // 44: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
 	27, // 45: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
 	29, // 46: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	37, // 47: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	39, // 48: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	39, // 47: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	41, // 48: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
 	31, // 49: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
 	33, // 50: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
 	35, // 51: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
-	7,  // 52: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 53: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 54: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 55: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 56: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 57: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	26, // 58: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	28, // 59: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	30, // 60: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	38, // 61: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	40, // 62: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	32, // 63: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
-	34, // 64: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
-	36, // 65: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
-	52, // [52:66] is the sub-list for method output_type
-	38, // [38:52] is the sub-list for method input_type
+	36, // 52: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
+	7,  // 53: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	9,  // 54: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	11, // 55: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	13, // 56: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	15, // 57: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 58: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	26, // 59: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	28, // 60: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	30, // 61: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	40, // 62: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	42, // 63: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	32, // 64: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	34, // 65: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	38, // 66: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
+	37, // 67: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
+	53, // [53:68] is the sub-list for method output_type
+	38, // [38:53] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -2926,7 +3034,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

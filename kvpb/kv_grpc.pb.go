@@ -485,6 +485,7 @@ const (
 	Admin_CreateRanges_FullMethodName   = "/shardd.kv.v1.Admin/CreateRanges"
 	Admin_TransferLeader_FullMethodName = "/shardd.kv.v1.Admin/TransferLeader"
 	Admin_SplitRange_FullMethodName     = "/shardd.kv.v1.Admin/SplitRange"
+	Admin_Drain_FullMethodName          = "/shardd.kv.v1.Admin/Drain"
 )
 
 // AdminClient is the client API for Admin service.
@@ -509,6 +510,11 @@ type AdminClient interface {
 	// with RangeMismatch if the range's generation is not expected_generation
 	// (when set) or split_key is not strictly inside it.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
+	// Drain hands every leadership of the node to other voters, for at most
+	// timeout_millis, and with stop then stops the node (its process exits).
+	// The node stays draining: it reports so to the placement service, and
+	// hands off leaderships it gains again.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type adminClient struct {
@@ -569,6 +575,16 @@ func (c *adminClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Admin_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -591,6 +607,11 @@ type AdminServer interface {
 	// with RangeMismatch if the range's generation is not expected_generation
 	// (when set) or split_key is not strictly inside it.
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
+	// Drain hands every leadership of the node to other voters, for at most
+	// timeout_millis, and with stop then stops the node (its process exits).
+	// The node stays draining: it reports so to the placement service, and
+	// hands off leaderships it gains again.
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -615,6 +636,9 @@ func (UnimplementedAdminServer) TransferLeader(context.Context, *TransferLeaderR
 }
 func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -727,6 +751,24 @@ func _Admin_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -753,6 +795,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitRange",
 			Handler:    _Admin_SplitRange_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Admin_Drain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -71,6 +71,9 @@ type Node struct {
 	cancel   context.CancelFunc
 	bg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
+	// draining: see Drain. stopRequested: an operator asked the node to
+	// stop (Admin Drain), so its stop is not a failure.
+	draining, stopRequested atomic.Bool
 
 	// identMu guards ident, the store's identity (see claimStore and
 	// JoinCluster).

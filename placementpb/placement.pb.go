@@ -40,7 +40,10 @@ type RegisterNodeRequest struct {
 	StoreId string `protobuf:"bytes,5,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
 	// cluster_id is the cluster the node's store joined, empty before its
 	// first registration. The service refuses another cluster's node.
-	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// draining: the node is handing off its leaderships before it stops;
+	// the balancer moves nothing onto it.
+	Draining      bool `protobuf:"varint,7,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -115,6 +118,13 @@ func (x *RegisterNodeRequest) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *RegisterNodeRequest) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type RegisterNodeResponse struct {
@@ -505,8 +515,13 @@ type NodeInfo struct {
 	Leaders          uint32 `protobuf:"varint,7,opt,name=leaders,proto3" json:"leaders,omitempty"`
 	ReportedReplicas uint32 `protobuf:"varint,8,opt,name=reported_replicas,json=reportedReplicas,proto3" json:"reported_replicas,omitempty"`
 	ReportedLeaders  uint32 `protobuf:"varint,9,opt,name=reported_leaders,json=reportedLeaders,proto3" json:"reported_leaders,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// draining: the node said it is draining. settling: it came back from
+	// being down less than the service's settle time ago. The balancer
+	// moves nothing onto a draining or settling node.
+	Draining      bool `protobuf:"varint,10,opt,name=draining,proto3" json:"draining,omitempty"`
+	Settling      bool `protobuf:"varint,11,opt,name=settling,proto3" json:"settling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -600,6 +615,20 @@ func (x *NodeInfo) GetReportedLeaders() uint32 {
 		return x.ReportedLeaders
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *NodeInfo) GetSettling() bool {
+	if x != nil {
+		return x.Settling
+	}
+	return false
 }
 
 type ListNodesResponse struct {
@@ -1137,7 +1166,7 @@ var File_placementpb_placement_proto protoreflect.FileDescriptor
 
 const file_placementpb_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"\xb2\x01\n" +
+	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"\xce\x01\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
@@ -1145,7 +1174,8 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\aleaders\x18\x04 \x01(\rR\aleaders\x12\x19\n" +
 	"\bstore_id\x18\x05 \x01(\tR\astoreId\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId\"u\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x1a\n" +
+	"\bdraining\x18\a \x01(\bR\bdraining\"u\n" +
 	"\x14RegisterNodeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\"\n" +
 	"\fbootstrapped\x18\x02 \x01(\bR\fbootstrapped\x12\x1d\n" +
@@ -1173,7 +1203,7 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\"\x12\n" +
-	"\x10ListNodesRequest\"\xc8\x02\n" +
+	"\x10ListNodesRequest\"\x80\x03\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -1183,7 +1213,10 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\breplicas\x18\x06 \x01(\rR\breplicas\x12\x18\n" +
 	"\aleaders\x18\a \x01(\rR\aleaders\x12+\n" +
 	"\x11reported_replicas\x18\b \x01(\rR\x10reportedReplicas\x12)\n" +
-	"\x10reported_leaders\x18\t \x01(\rR\x0freportedLeaders\"H\n" +
+	"\x10reported_leaders\x18\t \x01(\rR\x0freportedLeaders\x12\x1a\n" +
+	"\bdraining\x18\n" +
+	" \x01(\bR\bdraining\x12\x1a\n" +
+	"\bsettling\x18\v \x01(\bR\bsettling\"H\n" +
 	"\x11ListNodesResponse\x123\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1d.shardd.placement.v1.NodeInfoR\x05nodes\"3\n" +
 	"\fWatchRequest\x12#\n" +

@@ -161,6 +161,7 @@ type startFlags struct {
 	initialRanges, replicas int
 	expectedNodes           int
 	balanceInterval         time.Duration
+	settleTime              time.Duration
 }
 
 func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
@@ -174,6 +175,7 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.IntVar(&f.replicas, "replicas", 3, "replicas per range, on distinct nodes")
 	fs.IntVar(&f.expectedNodes, "expected-nodes", 0, "nodes that must register before the first ranges are created (default: --replicas)")
 	fs.DurationVar(&f.balanceInterval, "balance-interval", time.Second, "how often the leader spreads range leaders over the nodes")
+	fs.DurationVar(&f.settleTime, "settle-time", 10*time.Second, "how long a node that was down must be back before the balancer moves leaders or replicas onto it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
@@ -194,7 +196,7 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 // config turns the flags into a service.Config, or says what is wrong.
 func (f *startFlags) config() (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
-		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval}
+		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
@@ -206,6 +208,8 @@ func (f *startFlags) config() (service.Config, error) {
 		return cfg, fmt.Errorf("--expected-nodes %d: must not be negative", f.expectedNodes)
 	case f.balanceInterval <= 0:
 		return cfg, fmt.Errorf("--balance-interval %v: must be positive", f.balanceInterval)
+	case f.settleTime <= 0:
+		return cfg, fmt.Errorf("--settle-time %v: must be positive", f.settleTime)
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return cfg, fmt.Errorf("--listen: %w", err)

@@ -161,7 +161,9 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		return err
 	}
 	writeDemoBanner(e.stdout, pl.Addr(), nodes, ranges, dir, temp)
-	err = serve(ctx, e, nodes, logger)
+	// The demo's nodes stop together: none would take the others'
+	// leaderships, so there is nothing to drain.
+	err = serve(ctx, e, nodes, logger, 0)
 	nodes = nil // serve stopped them
 	return err
 }

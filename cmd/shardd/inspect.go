@@ -175,7 +175,12 @@ func writeNodesTable(w io.Writer, resp *placementpb.ListNodesResponse) error {
 	fmt.Fprintln(tw, "NODE\tADDRESS\tLIVE\tREPLICAS\tLEADERS\tREPORTED REPLICAS\tREPORTED LEADERS")
 	for _, n := range resp.Nodes {
 		live := "no"
-		if n.Live {
+		switch {
+		case n.Live && n.Draining:
+			live = "yes (draining)"
+		case n.Live && n.Settling:
+			live = "yes (settling)"
+		case n.Live:
 			live = "yes"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\n", n.NodeId, n.Addr, live, n.Replicas, n.Leaders, n.ReportedReplicas, n.ReportedLeaders)
@@ -195,13 +200,17 @@ type nodeJSON struct {
 	Leaders          uint32 `json:"leaders"`
 	ReportedReplicas uint32 `json:"reported_replicas"`
 	ReportedLeaders  uint32 `json:"reported_leaders"`
+	// Draining and Settling: the balancer moves nothing onto the node
+	// (see 'shardd drain' and placement's --settle-time).
+	Draining bool `json:"draining"`
+	Settling bool `json:"settling"`
 }
 
 func nodesJSON(resp *placementpb.ListNodesResponse) []nodeJSON {
 	out := []nodeJSON{}
 	for _, n := range resp.Nodes {
 		out = append(out, nodeJSON{NodeID: n.NodeId, Addr: n.Addr, Live: n.Live, Replicas: n.Replicas, Leaders: n.Leaders,
-			ReportedReplicas: n.ReportedReplicas, ReportedLeaders: n.ReportedLeaders})
+			ReportedReplicas: n.ReportedReplicas, ReportedLeaders: n.ReportedLeaders, Draining: n.Draining, Settling: n.Settling})
 	}
 	return out
 }

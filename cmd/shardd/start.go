@@ -111,6 +111,7 @@ type startFlags struct {
 	pprof             string
 	placement         string
 	faultInjection    bool
+	drainTimeout      time.Duration
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -128,6 +129,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
@@ -144,6 +146,8 @@ type startOptions struct {
 	pprof    string
 	// faultInjection serves the Fault service (node.Config.EnableFaultInjection).
 	faultInjection bool
+	// drainTimeout bounds the drain before a signalled stop.
+	drainTimeout time.Duration
 	// placement are the placement processes' addresses, nil for none.
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
@@ -152,7 +156,8 @@ type startOptions struct {
 
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
-	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof, faultInjection: f.faultInjection}
+	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof,
+		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout}
 	var err error
 	switch {
 	case f.id == 0:
@@ -161,6 +166,8 @@ func (f *startFlags) options() (startOptions, error) {
 		return o, usagef("--data-dir is required: the directory of the node's store")
 	case f.tick <= 0:
 		return o, usagef("--tick must be positive, not %v", f.tick)
+	case f.drainTimeout < 0:
+		return o, usagef("--drain-timeout must not be negative, not %v", f.drainTimeout)
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return o, usagef("--listen: %v", err)
@@ -304,7 +311,19 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 		defer stop()
 	}
 	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
-	return serve(ctx, e, []*node.Node{n}, logger)
+	return serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)
+}
+
+// drain hands off the nodes' leaderships, all at once, for at most
+// timeout.
+func drain(nodes []*node.Node, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() { n.Drain(ctx) })
+	}
+	wg.Wait()
 }
 
 // heartbeatInterval is how often a node reports to the placement service,
@@ -326,9 +345,9 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() (uint32, uint32) {
+			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() service.Load {
 				st := n.Stats()
-				return uint32(st.Groups), uint32(st.Leaders)
+				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining()}
 			})
 			if err != nil {
 				refused(fmt.Errorf("node %d: %w", n.ID(), err))
@@ -372,10 +391,12 @@ func startNode(e *env, cfg node.Config, bootstrap []*kvpb.RangeDescriptor, logge
 }
 
 // serve runs until ctx is cancelled (a signal, or a refused registration:
-// see register), then stops the nodes. If a node stops by itself first (a
-// disk error), it stops the others and returns the node's error; a refused
-// registration is returned too.
-func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger) error {
+// see register), then stops the nodes, after handing off their
+// leaderships for at most drainTimeout on a signal. If a node stops by
+// itself first (a disk error), it stops the others and returns the node's
+// error; a refused registration is returned too. A node stopped by an
+// operator (shardd drain) ends serve cleanly.
+func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger, drainTimeout time.Duration) error {
 	died := make(chan *node.Node, len(nodes))
 	quit := make(chan struct{})
 	defer close(quit)
@@ -397,11 +418,20 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger)
 			logger.Error("the placement service and the node do not belong together: stopping", "err", cause)
 			break
 		}
-		logger.Info("signal received: stopping")
 		if e.releaseSignals != nil {
 			e.releaseSignals()
 		}
+		if drainTimeout > 0 {
+			logger.Info("signal received: draining, then stopping (a second signal stops at once)", "timeout", drainTimeout)
+			drain(nodes, drainTimeout)
+		} else {
+			logger.Info("signal received: stopping")
+		}
 	case failed = <-died:
+		if failed.StopRequested() {
+			logger.Info("stopped on request", "node", failed.ID())
+			failed = nil
+		}
 	}
 	for _, n := range slices.Backward(nodes) {
 		n.Stop() // waits for a stop already under way to finish

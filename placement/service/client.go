@@ -247,6 +247,13 @@ var ErrRefused = errors.New("placement: registration refused")
 var _ Registrant = (*node.Node)(nil)
 
 // Registrant is the node side of a registration. *node.Node implements it.
+// Load is what a node reports about itself with every heartbeat.
+type Load struct {
+	Replicas, Leaders uint32
+	// Draining: the node is handing off its leaderships (node.Drain).
+	Draining bool
+}
+
 type Registrant interface {
 	ID() uint64
 	// Addr is the node's gRPC address.
@@ -267,12 +274,13 @@ type Registrant interface {
 // matching ErrRefused, and the node must stop). Other failures are retried
 // at the next interval, the first registration's too. shardd nodes run it
 // for the life of the process.
-func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() (replicas, leaders uint32)) error {
+func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() Load) error {
 	var refused error
 	every(ctx, interval, func(ctx context.Context) bool {
 		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
-			req.Replicas, req.Leaders = load()
+			l := load()
+			req.Replicas, req.Leaders, req.Draining = l.Replicas, l.Leaders, l.Draining
 		}
 		resp, err := c.RegisterNode(ctx, req)
 		if err != nil {

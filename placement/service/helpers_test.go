@@ -197,9 +197,9 @@ func (dc *dataCluster) start(id uint64) {
 	ctx, cancel := context.WithCancel(dc.ctx)
 	dc.beats[id] = cancel
 	dc.wg.Go(func() {
-		err := Heartbeat(ctx, dc.client, nd, 200*time.Millisecond, func() (uint32, uint32) {
+		err := Heartbeat(ctx, dc.client, nd, 200*time.Millisecond, func() Load {
 			st := nd.Stats()
-			return uint32(st.Groups), uint32(st.Leaders)
+			return Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: nd.Draining()}
 		})
 		if err != nil {
 			t.Errorf("node %d: %v", id, err)

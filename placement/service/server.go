@@ -63,6 +63,11 @@ type Config struct {
 	// HeartbeatTimeout is how long a node stays live after it last
 	// registered. The default value is 5s.
 	HeartbeatTimeout time.Duration
+	// SettleTime is how long a node that was down (no heartbeat for
+	// HeartbeatTimeout) must be back before the balancer moves leaders or
+	// replicas onto it: a node that flaps should not pull load to itself
+	// each time. The default value is 10s.
+	SettleTime time.Duration
 	// BalanceInterval is how often the leader gathers leaders and spreads
 	// them. The default value is 1s.
 	BalanceInterval time.Duration
@@ -114,6 +119,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 5 * time.Second
+	}
+	if c.SettleTime == 0 {
+		c.SettleTime = 10 * time.Second
 	}
 	if c.BalanceInterval == 0 {
 		c.BalanceInterval = time.Second
@@ -222,6 +230,10 @@ type Server struct {
 type heartbeat struct {
 	at                time.Time
 	replicas, leaders uint32
+	draining          bool
+	// upSince is when the node came back after being down, as this leader
+	// saw it (zero: it was not seen down).
+	upSince time.Time
 }
 
 // term is the state of one stretch of leadership: the placement state as
@@ -555,7 +567,18 @@ func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequ
 			return nil, err
 		}
 	}
-	s.heartbeats[req.NodeId] = heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders}
+	hb := heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders, draining: req.Draining}
+	if prev, ok := s.heartbeats[req.NodeId]; ok {
+		hb.upSince = prev.upSince
+		if hb.at.Sub(prev.at) >= s.cfg.HeartbeatTimeout {
+			hb.upSince = hb.at
+			s.log.Info("node is back; it settles before the balancer moves anything onto it", "node", req.NodeId, "settle", s.cfg.SettleTime)
+		}
+		if req.Draining && !prev.draining {
+			s.log.Info("node is draining; the balancer moves nothing onto it", "node", req.NodeId)
+		}
+	}
+	s.heartbeats[req.NodeId] = hb
 	s.mu.Unlock()
 	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
 		if err := refusalLocked(tm, req); err != nil {
@@ -586,6 +609,24 @@ func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequ
 	}
 	return &placementpb.RegisterNodeResponse{Revision: s.term.rev, Bootstrapped: s.term.bootstrapped,
 		ClusterId: s.term.clusterID}, nil
+}
+
+// settling reports whether hb's node came back from being down less than
+// the settle time ago.
+func (s *Server) settling(hb heartbeat) bool {
+	return !hb.upSince.IsZero() && time.Since(hb.upSince) < s.cfg.SettleTime
+}
+
+// balanceTargetsLocked returns the live nodes the balancer may move
+// leaders and replicas onto: not draining, not settling.
+func (s *Server) balanceTargetsLocked(tm *term) []uint64 {
+	var out []uint64
+	for _, id := range s.liveNodesLocked(tm) {
+		if hb := s.heartbeats[id]; !hb.draining && !s.settling(hb) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // liveNodes returns the registered nodes that heartbeated recently.
@@ -879,8 +920,9 @@ func (s *Server) balance() error {
 		return errNotLeading
 	}
 	descs := s.term.rm.All()
+	targets := s.balanceTargetsLocked(s.term)
 	s.mu.Unlock()
-	plan := placement.PlanLeaderBalance(descs, live)
+	plan := placement.PlanLeaderBalance(descs, targets)
 	var todo []placement.Transfer
 	for _, t := range plan {
 		// A range whose leader is unknown has nobody to ask; one whose
@@ -960,6 +1002,7 @@ func (s *Server) nodeInfosLocked(tm *term) []*placementpb.NodeInfo {
 			ni.LastHeartbeatUnixNanos = hb.at.UnixNano()
 			ni.Live = time.Since(hb.at) < s.cfg.HeartbeatTimeout
 			ni.ReportedReplicas, ni.ReportedLeaders = hb.replicas, hb.leaders
+			ni.Draining, ni.Settling = hb.draining, ni.Live && s.settling(hb)
 		}
 		out = append(out, ni)
 	}
