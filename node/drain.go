@@ -43,9 +43,7 @@ func (n *Node) Drain(ctx context.Context) (left int) {
 			return 0
 		}
 		for i, r := range led {
-			if to := n.handOffTarget(r, round+i); to != 0 {
-				n.onWorker(r, func() { _ = r.rn.TransferLeader(to) })
-			}
+			n.onWorker(r, func() { n.handOff(r, round+i) })
 		}
 		select {
 		case <-ctx.Done():
@@ -69,6 +67,13 @@ func (n *Node) led() []*replica {
 		}
 	}
 	return out
+}
+
+// handOff starts handing r's leadership to a voter; it runs on r's worker.
+func (n *Node) handOff(r *replica, k int) {
+	if to := n.handOffTarget(r, k); to != 0 {
+		_ = r.rn.TransferLeader(to)
+	}
 }
 
 // handOffTarget picks the voter of r's range, other than us, to hand its

@@ -297,6 +297,9 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	if r.wasLeader && !leading {
 		n.lostLeadership(r)
 	}
+	if leading && !r.wasLeader && n.draining.Load() {
+		n.handOff(r, 0) // a draining node keeps no leadership it wins
+	}
 	r.wasLeader = leading
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"testing"
 	"time"
 
@@ -135,5 +136,41 @@ func TestPlacementFinishesASplitItsPredecessorStarted(t *testing.T) {
 	// A split of the same range now starts at once: the record is gone.
 	if _, err := c.SplitRange(tctx(t), append(bytes.Clone(key), 'x')); err != nil {
 		t.Fatalf("a second split of the range: %v", err)
+	}
+}
+
+// TestBalancerSparesADrainingNode: once a node drains, the balancer, which
+// would otherwise spread leaders back onto it, leaves it leading nothing;
+// ListNodes says it is draining.
+func TestBalancerSparesADrainingNode(t *testing.T) {
+	const ranges = 12
+	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges = ranges })
+	dc := startNodes(t, 3, pc)
+	waitCreated(t, pc, dc, ranges)
+	testutil.WaitFor(t, 15*time.Second, "node 3 to lead some ranges", func() bool { return dc.leaderCounts(t)[3] > 0 })
+	ctx, cancel := context.WithTimeout(tctx(t), 10*time.Second)
+	defer cancel()
+	if left := dc.nodes[3].Drain(ctx); left != 0 {
+		t.Fatalf("node 3 still leads %d ranges after draining", left)
+	}
+	c := pc.client()
+	testutil.WaitFor(t, 5*time.Second, "placement to hear node 3 is draining", func() bool {
+		nodes, err := c.ListNodes(tctx(t))
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes.Nodes {
+			if n.NodeId == 3 {
+				return n.Draining && n.Live
+			}
+		}
+		return false
+	})
+	// Several balancing rounds (200 ms each) later, still nothing.
+	for range 10 {
+		time.Sleep(150 * time.Millisecond)
+		if n := dc.leaderCounts(t)[3]; n > 0 {
+			t.Fatalf("the balancer moved %d leaderships onto the draining node 3", n)
+		}
 	}
 }
