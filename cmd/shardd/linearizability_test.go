@@ -14,7 +14,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/shardd/shardd/internal/linz"
 	"github.com/shardd/shardd/kvpb"
@@ -57,7 +59,9 @@ var linzKeys = []string{"k1000", "k2000", "k5000", "k7000", "k9000"}
 // peers both ways, with or without its clients; a one-way link between two
 // nodes; a node's KV service cut off from its clients alone. The links are
 // cut through the Fault service of nodes started with
-// --enable-fault-injection.
+// --enable-fault-injection. Operations run among them: a split of the
+// range holding a random key (through the placement service), and a
+// node drained and restarted (SIGTERM).
 //
 // An operation that failed for certain is left out of the history; one
 // whose outcome is unknown is kept as possibly applied (linz.Definite
@@ -116,7 +120,12 @@ func TestLinearizability(t *testing.T) {
 			runLinzWorker(ctx, h, routers[w%linzRouters], rand.New(rand.NewPCG(seed, uint64(w))), w, &clients, stop)
 		})
 	}
-	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 1<<32)), h: h}
+	pc, err := service.NewClient([]string{c.placement})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	nem := &nemesis{c: c, pc: pc, rng: rand.New(rand.NewPCG(seed, 1<<32)), h: h}
 	nem.run(t, duration)
 	// Let the cluster settle, healed, under load, so that the history
 	// ends with operations that see the writes of the faulty period.
@@ -320,6 +329,7 @@ func (c *linzCluster) keepLogs(t *testing.T, dir string) {
 // nemesis injects one fault at a time, at random, and records when.
 type nemesis struct {
 	c      *linzCluster
+	pc     *service.Client
 	rng    *rand.Rand
 	h      *linz.History
 	events []nemesisEvent
@@ -374,7 +384,30 @@ func (n *nemesis) run(t *testing.T, d time.Duration) {
 		id := n.target(t)
 		ev := nemesisEvent{start: n.h.Since()}
 		switch f := n.rng.IntN(100); {
-		case f < 45:
+		case f < 10:
+			key := linzKeys[n.rng.IntN(len(linzKeys))] + string(rune('a'+n.rng.IntN(26)))
+			if n.rng.IntN(2) == 0 {
+				key = key[:len(key)-1] // the key itself: the next write to it goes to the new range
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			resp, err := n.pc.SplitRange(ctx, []byte(key))
+			cancel()
+			ev.kind, ev.what = "split", fmt.Sprintf("split at %q", key)
+			switch {
+			case err == nil:
+				ev.what += fmt.Sprintf(": ranges %d and %d", resp.Left.RangeId, resp.Right.RangeId)
+			case status.Code(err) == codes.FailedPrecondition:
+				ev.what += fmt.Sprintf(": refused (%v)", status.Convert(err).Message())
+			default:
+				ev.what += fmt.Sprintf(": %v", err) // under way; placement finishes it
+			}
+		case f < 20:
+			ev.kind, ev.what = "drain", fmt.Sprintf("SIGTERM node %d (it drains, then stops), restart it", id)
+			if code := n.c.procs[id].terminate(t); code != 0 {
+				t.Errorf("node %d exited %d after SIGTERM", id, code)
+			}
+			n.c.start(t, id)
+		case f < 50:
 			ev.kind, ev.what = "kill", fmt.Sprintf("kill -9 node %d, restart it", id)
 			n.c.procs[id].kill(t)
 			n.pause(500*time.Millisecond, 2*time.Second)
