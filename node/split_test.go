@@ -300,7 +300,9 @@ func TestSplitKeepsSessions(t *testing.T) {
 // TestSplitUnderLoad splits ranges at random keys while clients get, put
 // and compare-and-swap through the router; the history must be
 // linearizable per key, every replica of every range must end with the
-// same data and sessions, and the ranges must tile the key space.
+// same data and sessions, and the ranges must tile the key space. It logs
+// the longest stretch without a successful operation on the split range's
+// keys around each split.
 func TestSplitUnderLoad(t *testing.T) {
 	forEachCrashSeed(t, 2, 1, func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 1))
@@ -314,9 +316,18 @@ func TestSplitUnderLoad(t *testing.T) {
 			if bytes.Equal(d.StartKey, []byte(key)) {
 				continue
 			}
+			var keys []string
+			for _, k := range w.keys {
+				if k >= string(d.StartKey) && (len(d.EndKey) == 0 || k < string(d.EndKey)) {
+					keys = append(keys, k)
+				}
+			}
+			from := w.h.now()
 			resp := cc.split(d.RangeId, key, next)
-			t.Logf("split range %d at %q into %d", d.RangeId, key, next)
 			cc.awaitSplitEverywhere(resp)
+			time.Sleep(100 * time.Millisecond)
+			t.Logf("split range %d at %q into %d: longest stretch without a successful operation on its keys %v",
+				d.RangeId, key, next, w.h.longestGap(keys, from, w.h.now()).Round(time.Millisecond))
 			next++
 		}
 		time.Sleep(200 * time.Millisecond)
