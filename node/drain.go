@@ -22,6 +22,11 @@ import (
 // off: each round starts the transfers the last one did not finish.
 const drainRound = 20 * time.Millisecond
 
+// hopelessRounds ends a drain early once, for that many rounds in a row,
+// no range the node leads had a voter up to take it (the last node of a
+// cluster that stops): waiting for the timeout would change nothing.
+const hopelessRounds = 5
+
 // Draining reports whether the node is draining.
 func (n *Node) Draining() bool { return n.draining.Load() }
 
@@ -36,14 +41,26 @@ func (n *Node) Drain(ctx context.Context) (left int) {
 	start := time.Now()
 	t := time.NewTicker(drainRound)
 	defer t.Stop()
+	hopeless := 0
 	for round := 0; ; round++ {
 		led := n.led()
 		if len(led) == 0 {
 			n.log.Info("drained: the node leads no range", "took", time.Since(start).Round(time.Millisecond))
 			return 0
 		}
+		targets := 0
 		for i, r := range led {
+			if n.handOffTarget(r, round+i) != 0 {
+				targets++
+			}
 			n.onWorker(r, func() { n.handOff(r, round+i) })
+		}
+		if hopeless = hopeless + 1; targets > 0 {
+			hopeless = 0
+		}
+		if hopeless == hopelessRounds {
+			n.log.Info("drain ended: no other replica of the ranges the node leads is up", "leading", len(led))
+			return len(led)
 		}
 		select {
 		case <-ctx.Done():
