@@ -235,6 +235,24 @@ func (dc *dataCluster) leaderCounts(t *testing.T) map[uint64]int {
 	return counts
 }
 
+// leaders asks every node which ranges it leads: range id -> node.
+func (dc *dataCluster) leaders(t *testing.T) map[uint64]uint64 {
+	t.Helper()
+	out := map[uint64]uint64{}
+	for id := range dc.nodes {
+		resp, err := dc.admin(id).Ranges(tctx(t), &kvpb.RangesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range resp.Ranges {
+			if d.LeaderNodeId == id {
+				out[d.RangeId] = id
+			}
+		}
+	}
+	return out
+}
+
 // hostedRanges returns how many initialized ranges a node hosts.
 func (dc *dataCluster) hostedRanges(t *testing.T, id uint64) int {
 	resp, err := dc.admin(id).Ranges(tctx(t), &kvpb.RangesRequest{})

@@ -222,6 +222,57 @@ func TestLeadersSpread(t *testing.T) {
 	t.Logf("after balancing: leaders per node %v", counts)
 }
 
+
+// TestLeaderHintsFollowTheBalancer: after the balancer moves leaders, the
+// map's leader hints say where they went within a couple of rounds, not
+// only when the balancer next gathers them for its own sake (it skips
+// that while the nodes' reported counts look balanced).
+func TestLeaderHintsFollowTheBalancer(t *testing.T) {
+	const ranges = 16
+	// Rounds slower than the nodes' heartbeats (200 ms), as in production,
+	// so that the nodes report balanced counts before the next round.
+	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges, c.BalanceInterval = ranges, time.Second })
+	dc := startNodes(t, 3, pc)
+	waitCreated(t, pc, dc, ranges)
+	testutil.WaitFor(t, 10*time.Second, "leaders spread", func() bool {
+		counts := dc.leaderCounts(t)
+		return counts[1] >= 4 && counts[2] >= 4 && counts[3] >= 4
+	})
+	// Skew: node 1 takes every leadership; the balancer spreads them again.
+	for _, id := range []uint64{2, 3} {
+		resp, err := dc.admin(id).Ranges(tctx(t), &kvpb.RangesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range resp.Ranges {
+			if d.LeaderNodeId == id {
+				_, _ = dc.admin(id).TransferLeader(tctx(t), &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: 1})
+			}
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "node 1 to lead every range", func() bool { return dc.leaderCounts(t)[1] == ranges })
+	testutil.WaitFor(t, 10*time.Second, "the balancer to spread the leaders again", func() bool {
+		counts := dc.leaderCounts(t)
+		return counts[2] >= 4 && counts[3] >= 4
+	})
+	c := pc.client()
+	var stale int
+	testutil.WaitFor(t, 4*time.Second, "the map's leader hints to match the nodes", func() bool {
+		all, err := c.AllRanges(tctx(t), 0)
+		if err != nil {
+			return false
+		}
+		actual := dc.leaders(t)
+		stale = 0
+		for _, d := range all {
+			if d.LeaderNodeId != actual[d.RangeId] {
+				stale++
+			}
+		}
+		return stale == 0
+	})
+}
+
 // TestSurvivesLossOfOnePlacementProcess runs three placement processes,
 // stops the leader, and checks that another takes over with the map
 // intact, that mutations still work, and that a watcher follows to the
