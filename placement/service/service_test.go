@@ -222,7 +222,6 @@ func TestLeadersSpread(t *testing.T) {
 	t.Logf("after balancing: leaders per node %v", counts)
 }
 
-
 // TestLeaderHintsFollowTheBalancer: after the balancer moves leaders, the
 // map's leader hints say where they went within a couple of rounds, not
 // only when the balancer next gathers them for its own sake (it skips
