@@ -887,6 +887,10 @@ type Stats struct {
 	Groups, Active, Leaders int
 }
 
+// LostPeers returns the nodes whose connection from this node broke and
+// could not be opened again.
+func (n *Node) LostPeers() []uint64 { return n.trans.Lost() }
+
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	cs := n.committer.Stats()

@@ -43,7 +43,12 @@ type RegisterNodeRequest struct {
 	ClusterId string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// draining: the node is handing off its leaderships before it stops;
 	// the balancer moves nothing onto it.
-	Draining      bool `protobuf:"varint,7,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,7,opt,name=draining,proto3" json:"draining,omitempty"`
+	// lost_peers are the nodes whose connection from this node broke and
+	// could not be opened again: the service takes a node whose heartbeats
+	// stopped and that a peer lost for down at once, rather than after the
+	// heartbeat timeout.
+	LostPeers     []uint64 `protobuf:"varint,8,rep,packed,name=lost_peers,json=lostPeers,proto3" json:"lost_peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +130,13 @@ func (x *RegisterNodeRequest) GetDraining() bool {
 		return x.Draining
 	}
 	return false
+}
+
+func (x *RegisterNodeRequest) GetLostPeers() []uint64 {
+	if x != nil {
+		return x.LostPeers
+	}
+	return nil
 }
 
 type RegisterNodeResponse struct {
@@ -1166,7 +1178,7 @@ var File_placementpb_placement_proto protoreflect.FileDescriptor
 
 const file_placementpb_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"\xce\x01\n" +
+	"\x1bplacementpb/placement.proto\x12\x13shardd.placement.v1\x1a\rkvpb/kv.proto\"\xed\x01\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
@@ -1175,7 +1187,9 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\bstore_id\x18\x05 \x01(\tR\astoreId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x1a\n" +
-	"\bdraining\x18\a \x01(\bR\bdraining\"u\n" +
+	"\bdraining\x18\a \x01(\bR\bdraining\x12\x1d\n" +
+	"\n" +
+	"lost_peers\x18\b \x03(\x04R\tlostPeers\"u\n" +
 	"\x14RegisterNodeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\"\n" +
 	"\fbootstrapped\x18\x02 \x01(\bR\fbootstrapped\x12\x1d\n" +

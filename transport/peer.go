@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -75,6 +76,10 @@ type peer struct {
 		// closed is set by shutdown; enqueue refuses from then on.
 		closed bool
 	}
+
+	// lostAt is when the stream to the peer broke and has not been
+	// reopened since (Unix nanoseconds), or 0.
+	lostAt atomic.Int64
 
 	// The rest is owned by the sender goroutine.
 
@@ -280,6 +285,7 @@ func (p *peer) lost(s *msgStream, sendErr error) {
 	s.close()
 	<-s.done
 	p.t.stats.streamFailures.Add(1)
+	p.lostAt.CompareAndSwap(0, time.Now().UnixNano())
 	err := s.err
 	if err == nil {
 		err = sendErr
@@ -415,6 +421,7 @@ func (p *peer) connect() (*msgStream, error) {
 		}
 	}()
 	t.stats.streamsOpened.Add(1)
+	p.lostAt.Store(0)
 	p.log().Debug("transport: stream to peer open", "addr", addr)
 	return s, nil
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -266,6 +267,20 @@ func (t *Transport) Stats() Stats {
 		s.Peers++
 	}
 	return s
+}
+
+// Lost returns the peers whose stream broke and could not be opened again
+// since: their process is gone or unreachable. A peer never connected to
+// is not among them.
+func (t *Transport) Lost() []uint64 {
+	var out []uint64
+	for id, p := range *t.peers.Load() {
+		if p.lostAt.Load() != 0 {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Close stops every sender goroutine and closes the streams and

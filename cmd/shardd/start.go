@@ -327,8 +327,9 @@ func drain(nodes []*node.Node, timeout time.Duration) {
 }
 
 // heartbeatInterval is how often a node reports to the placement service,
-// well within the service's default 5 s liveness timeout.
-const heartbeatInterval = time.Second
+// well within the service's default 5 s liveness timeout, and often
+// enough that a node its peers lost is seen down within a second.
+const heartbeatInterval = 250 * time.Millisecond
 
 // register registers nodes with the placement service at addrs, keeps
 // reporting their load and teaches them the other nodes' addresses, until
@@ -347,7 +348,7 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 		wg.Go(func() {
 			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() service.Load {
 				st := n.Stats()
-				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining()}
+				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
 			})
 			if err != nil {
 				refused(fmt.Errorf("node %d: %w", n.ID(), err))

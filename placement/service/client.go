@@ -252,6 +252,9 @@ type Load struct {
 	Replicas, Leaders uint32
 	// Draining: the node is handing off its leaderships (node.Drain).
 	Draining bool
+	// LostPeers are the nodes whose connection from this node broke and
+	// could not be opened again.
+	LostPeers []uint64
 }
 
 type Registrant interface {
@@ -280,7 +283,7 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
 			l := load()
-			req.Replicas, req.Leaders, req.Draining = l.Replicas, l.Leaders, l.Draining
+			req.Replicas, req.Leaders, req.Draining, req.LostPeers = l.Replicas, l.Leaders, l.Draining, l.LostPeers
 		}
 		resp, err := c.RegisterNode(ctx, req)
 		if err != nil {

@@ -199,7 +199,7 @@ func (dc *dataCluster) start(id uint64) {
 	dc.wg.Go(func() {
 		err := Heartbeat(ctx, dc.client, nd, 200*time.Millisecond, func() Load {
 			st := nd.Stats()
-			return Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: nd.Draining()}
+			return Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: nd.Draining(), LostPeers: nd.LostPeers()}
 		})
 		if err != nil {
 			t.Errorf("node %d: %v", id, err)

@@ -231,10 +231,17 @@ type heartbeat struct {
 	at                time.Time
 	replicas, leaders uint32
 	draining          bool
+	// lostPeers are the nodes this node last said it lost.
+	lostPeers []uint64
 	// upSince is when the node came back after being down, as this leader
 	// saw it (zero: it was not seen down).
 	upSince time.Time
 }
+
+// lostGrace is how long a node may be silent, while a peer says it lost
+// it, before the service takes it for down: a few of shardd's heartbeat
+// intervals (250 ms), so that one late heartbeat does not count.
+const lostGrace = 750 * time.Millisecond
 
 // term is the state of one stretch of leadership: the placement state as
 // of rev, and the watch history this leader committed.
@@ -567,10 +574,10 @@ func (s *Server) register(ctx context.Context, req *placementpb.RegisterNodeRequ
 			return nil, err
 		}
 	}
-	hb := heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders, draining: req.Draining}
+	hb := heartbeat{at: time.Now(), replicas: req.Replicas, leaders: req.Leaders, draining: req.Draining, lostPeers: req.LostPeers}
 	if prev, ok := s.heartbeats[req.NodeId]; ok {
 		hb.upSince = prev.upSince
-		if hb.at.Sub(prev.at) >= s.cfg.HeartbeatTimeout {
+		if !s.liveLocked(req.NodeId, prev, hb.at) {
 			hb.upSince = hb.at
 			s.log.Info("node is back; it settles before the balancer moves anything onto it", "node", req.NodeId, "settle", s.cfg.SettleTime)
 		}
@@ -629,16 +636,38 @@ func (s *Server) balanceTargetsLocked(tm *term) []uint64 {
 	return out
 }
 
-// liveNodes returns the registered nodes that heartbeated recently.
+// liveNodes returns the registered nodes that are up (see liveLocked).
 func (s *Server) liveNodesLocked(tm *term) []uint64 {
 	var live []uint64
+	now := time.Now()
 	for id := range tm.nodes {
-		if hb, ok := s.heartbeats[id]; ok && time.Since(hb.at) < s.cfg.HeartbeatTimeout {
+		if hb, ok := s.heartbeats[id]; ok && s.liveLocked(id, hb, now) {
 			live = append(live, id)
 		}
 	}
 	slices.Sort(live)
 	return live
+}
+
+// liveLocked reports whether node id, whose last heartbeat is hb, is up at
+// now: it heartbeated within the heartbeat timeout, unless it has been
+// silent for lostGrace while a peer that heartbeated since says it lost
+// its connection to it (a process killed is seen down in about a second,
+// not after the whole timeout).
+func (s *Server) liveLocked(id uint64, hb heartbeat, now time.Time) bool {
+	quiet := now.Sub(hb.at)
+	if quiet >= s.cfg.HeartbeatTimeout {
+		return false
+	}
+	if quiet < lostGrace {
+		return true
+	}
+	for other, ohb := range s.heartbeats {
+		if other != id && ohb.at.After(hb.at) && slices.Contains(ohb.lostPeers, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // bootstrap builds and persists the first map over the live registered
@@ -1005,7 +1034,7 @@ func (s *Server) nodeInfosLocked(tm *term) []*placementpb.NodeInfo {
 			Replicas: replicas[rec.NodeId], Leaders: leaders[rec.NodeId]}
 		if hb, ok := s.heartbeats[rec.NodeId]; ok {
 			ni.LastHeartbeatUnixNanos = hb.at.UnixNano()
-			ni.Live = time.Since(hb.at) < s.cfg.HeartbeatTimeout
+			ni.Live = s.liveLocked(rec.NodeId, hb, time.Now())
 			ni.ReportedReplicas, ni.ReportedLeaders = hb.replicas, hb.leaders
 			ni.Draining, ni.Settling = hb.draining, ni.Live && s.settling(hb)
 		}
