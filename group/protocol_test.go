@@ -761,6 +761,39 @@ func TestTransferNeedsNoTimer(t *testing.T) {
 	}
 }
 
+// TestLostTimeoutNow: when the MsgTimeoutNow of a transfer is lost, the
+// former leader reports Transferring for one election timeout at most,
+// then names no leader rather than a target that may not lead (its node
+// then refuses the writes it held, and reports that the transfer did not
+// complete). The group elects a leader as after any election timeout.
+func TestLostTimeoutNow(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	if err := l.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n.processAll()
+		n.queue = slices.DeleteFunc(n.queue, func(m pb.Message) bool { return m.Type == pb.MsgTimeoutNow })
+		if !n.deliverOne() {
+			break
+		}
+	}
+	if l.role != Follower || !l.Transferring() || l.Leader() != 3 {
+		t.Fatalf("after the hand-off: role %v, transferring %v, leader %d; want follower, true, 3", l.role, l.Transferring(), l.Leader())
+	}
+	for range l.cfg.ElectionTicks {
+		n.tick(1)
+	}
+	if l.Transferring() || l.Leader() != 0 {
+		t.Fatalf("an election timeout after a hand-off nobody took up: transferring %v, leader %d; want false, 0", l.Transferring(), l.Leader())
+	}
+	n.stabilize()
+	n.waitFor("a leader", 50, func() bool { return len(n.leaders()) == 1 })
+}
+
 // TestRepeatedTransferKeepsItsDeadline: asking again for a transfer that
 // is under way does not restart its timeout, so a caller that repeats the
 // request to a target that cannot catch up (here, one cut off) holds

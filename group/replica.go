@@ -93,7 +93,8 @@ type Replica struct {
 	heartbeatElapsed int
 	// handoffTicks counts down, in a former leader that handed its lease
 	// to r.leader in a transfer, the ticks it still waits to hear from a
-	// new leader; see Transferring.
+	// new leader (see Transferring). It names r.leader as leader until
+	// then; once heard from, it is the leader for sure.
 	handoffTicks int
 
 	cand *candidate
@@ -247,7 +248,12 @@ func (r *Replica) Tick() {
 	default:
 		r.electionElapsed++
 		if r.handoffTicks > 0 {
-			r.handoffTicks--
+			if r.handoffTicks--; r.handoffTicks == 0 {
+				// No leader spoke up: the one we handed off to is not
+				// confirmed (its MsgTimeoutNow may have been lost), so we
+				// name none rather than one that may not lead.
+				r.leader = 0
+			}
 		}
 		if r.heartbeatElapsed++; r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 			r.heartbeatElapsed = 0
@@ -796,12 +802,16 @@ func (r *Replica) maybeTruncate() {
 
 // Status returns a snapshot of the replica's state.
 func (r *Replica) Status() Status {
-	return Status{
-		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
+	st := Status{
+		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised, Transferring: r.Transferring(),
 		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
 		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.lease.quiesced,
 		Bound: r.boundNow(),
 	}
+	if r.role == Leader && r.lead.transfer != nil {
+		st.Transferee = r.lead.transfer.to
+	}
+	return st
 }
 
 // Applied returns the applied point as of the last Advance.

@@ -106,10 +106,10 @@ func (n *Node) checkNewRange(d *kvpb.RangeDescriptor) error {
 	return nil
 }
 
-// TransferLeader starts handing the leadership of a range this node leads
-// to another voter (group.Replica.TransferLeader: the target catches up,
-// then the lease is handed off, so there is never a window with two
-// leaders).
+// TransferLeader hands the leadership of a range this node leads to
+// another voter (group.Replica.TransferLeader: the target catches up, then
+// the lease is handed off, so there is never a window with two leaders),
+// and answers once the target leads (awaitTransfer).
 func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequest) (*kvpb.TransferLeaderResponse, error) {
 	n := s.n
 	if req.GetRangeId() == 0 || req.GetTargetNodeId() == 0 {
@@ -138,6 +138,9 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 		return nil, status.Errorf(codes.Unavailable, "node %d does not look live to node %d: not handing range %d to it", req.TargetNodeId, n.cfg.NodeID, req.RangeId)
 	case err != nil:
 		return nil, status.Convert(err).Err()
+	}
+	if err := n.awaitTransfer(ctx, r, req.TargetNodeId); err != nil {
+		return nil, err
 	}
 	return &kvpb.TransferLeaderResponse{}, nil
 }
