@@ -122,9 +122,9 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 	if !slices.Contains(votersOf(r.desc.Load()).Voters, req.TargetNodeId) {
 		return nil, status.Errorf(codes.InvalidArgument, "node %d is not a voter of range %d", req.TargetNodeId, req.RangeId)
 	}
-	if r.leader.Load() != n.cfg.NodeID {
-		return nil, n.notLeader(r)
-	}
+	// Whether we lead is the group's to say: the hint in r.leader lags a
+	// cycle behind, and a leader that was handed the range a moment ago
+	// must take the next transfer.
 	_, err := await(ctx, n, func(done func(struct{}, error)) {
 		n.onWorker(r, func() { done(struct{}{}, r.rn.TransferLeader(req.TargetNodeId)) })
 	})

@@ -33,6 +33,8 @@ func (n *Node) awaitTransfer(ctx context.Context, r *replica, to uint64) error {
 		switch {
 		case st.Role == group.Leader && st.Transferee == to:
 			// Under way: the target is catching up.
+		case st.Role == group.Leader && to == n.cfg.NodeID:
+			return nil // asked to hand it to itself: nothing to do
 		case st.Role == group.Leader:
 			return status.Errorf(codes.Unavailable, "range %d: node %d did not catch up within an election timeout: the transfer to it was abandoned, node %d still leads",
 				r.id, to, n.cfg.NodeID)
