@@ -135,7 +135,7 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 	case errors.Is(err, group.ErrInvalidConfChange):
 		return nil, status.Errorf(codes.InvalidArgument, "node %d is not a voter of range %d", req.TargetNodeId, req.RangeId)
 	case errors.Is(err, group.ErrTransferTargetDown):
-		return nil, status.Errorf(codes.Unavailable, "node %d does not look live to node %d: not handing range %d to it", req.TargetNodeId, n.cfg.NodeID, req.RangeId)
+		return nil, status.Errorf(codes.FailedPrecondition, "node %d does not look live to node %d: not handing range %d to it", req.TargetNodeId, n.cfg.NodeID, req.RangeId)
 	case err != nil:
 		return nil, status.Convert(err).Err()
 	}

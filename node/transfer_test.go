@@ -130,8 +130,7 @@ func (w *steadyWrites) longestGapOutside(rounds []transferRound) time.Duration {
 }
 
 // transferLeader asks the leader of a range to hand it to node to, as
-// placement does, and waits (bounded) until to leads. A refusal because
-// the target does not look live yet (a node just restarted) is retried.
+// placement does, and waits (bounded) until to leads.
 func (c *testCluster) transferLeader(rangeID, from, to uint64) {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -140,7 +139,9 @@ func (c *testCluster) transferLeader(rangeID, from, to uint64) {
 		if err == nil {
 			break
 		}
-		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+		// Refused while the target's node does not look live yet, or
+		// abandoned while it catches up: asked again, as placement does.
+		if code := status.Code(err); (code != codes.FailedPrecondition && code != codes.Aborted) || time.Now().After(deadline) {
 			c.t.Fatalf("transfer range %d from node %d to %d: %v", rangeID, from, to, err)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -263,8 +264,8 @@ func TestLeaderTransferToUnreachableTarget(t *testing.T) {
 	c.nodes[from].trans.Faults().Cut(to)
 	cut := transferRound{what: fmt.Sprintf("transfer to node %d, cut off from leader %d", to, from), start: time.Now()}
 	_, err := c.admin(from).TransferLeader(context.Background(), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: to})
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "abandoned") {
-		t.Fatalf("transfer to a node the leader cannot reach: %v; want Unavailable, abandoned", err)
+	if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("transfer to a node the leader cannot reach: %v; want Aborted, abandoned", err)
 	}
 	cut.end = time.Now()
 	if lead := c.leaderFor(1); lead != from {

@@ -51,10 +51,11 @@ type PlacementClient interface {
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 	// TransferLeader moves a range's leadership to another voter and answers
 	// once it leads (a leader move costs the range's writers a few
-	// milliseconds). InvalidArgument: the range is unknown or the target is
+	// milliseconds). NotFound: no such range; InvalidArgument: the target is
 	// not one of its voters; FailedPrecondition: the target's node is not
-	// live; Unavailable: the range has no known leader, or the move did not
-	// complete in time (retry).
+	// live; Aborted: the target did not catch up or take over within an
+	// election timeout (run it again); Unavailable: no node of the range
+	// answers as its leader now (retried by the client).
 	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
@@ -164,10 +165,11 @@ type PlacementServer interface {
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	// TransferLeader moves a range's leadership to another voter and answers
 	// once it leads (a leader move costs the range's writers a few
-	// milliseconds). InvalidArgument: the range is unknown or the target is
+	// milliseconds). NotFound: no such range; InvalidArgument: the target is
 	// not one of its voters; FailedPrecondition: the target's node is not
-	// live; Unavailable: the range has no known leader, or the move did not
-	// complete in time (retry).
+	// live; Aborted: the target did not catch up or take over within an
+	// election timeout (run it again); Unavailable: no node of the range
+	// answers as its leader now (retried by the client).
 	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }

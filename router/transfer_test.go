@@ -34,13 +34,13 @@ func TestFollowsLeaderAfterTransfer(t *testing.T) {
 	}
 	defer cc.Close()
 	// The target's node may not look live to the leader's yet, just after
-	// the start: Unavailable, retried.
+	// the start: FailedPrecondition, retried.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_, err := kvpb.NewAdminClient(cc).TransferLeader(testCtx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: to})
 		if err == nil {
 			break
 		}
-		if codeOf(err) != codes.Unavailable || time.Now().After(deadline) {
+		if codeOf(err) != codes.FailedPrecondition || time.Now().After(deadline) {
 			t.Fatal(err)
 		}
 	}

@@ -97,16 +97,25 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 		}
 		st := status.Convert(err)
 		lastErr = status.Errorf(st.Code(), "range %d, node %d: %s", d.RangeId, from, st.Message())
-		if ctx.Err() != nil || st.Code() != codes.FailedPrecondition {
-			return lastErr // the leader answered (or time is up)
-		}
+		var nl *kvpb.NotLeader
 		for _, det := range st.Details() {
-			if nl, ok := det.(*kvpb.NotLeader); ok && nl.LeaderNodeId != 0 && !tried[nl.LeaderNodeId] {
-				ask = append([]uint64{nl.LeaderNodeId}, ask...)
+			if n, ok := det.(*kvpb.NotLeader); ok {
+				nl = n
 			}
 		}
+		switch {
+		case ctx.Err() != nil:
+			return lastErr
+		case nl != nil:
+			if nl.LeaderNodeId != 0 && !tried[nl.LeaderNodeId] {
+				ask = append([]uint64{nl.LeaderNodeId}, ask...)
+			}
+		case st.Code() != codes.Unavailable:
+			return lastErr // the leader answered
+		}
+		// Not the leader, or not reachable: ask the next.
 	}
-	return status.Errorf(codes.Unavailable, "range %d has no leader that answers now; retry (last: %v)", d.RangeId, lastErr)
+	return status.Errorf(codes.Unavailable, "range %d has no leader that answers now (last: %v)", d.RangeId, lastErr)
 }
 
 // recordLeaders records, in one change, each range's leader in leaders
