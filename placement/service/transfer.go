@@ -14,7 +14,11 @@ import (
 // TransferLeader moves a range's leadership to one of its live voters: it
 // asks the range's leader to hand over (following the nodes' NotLeader
 // hints from the map's leader hint), which answers once the target leads,
-// then records the target as the range's leader.
+// then records the target as the range's leader. A transfer is not an
+// operation of ops.go: it leaves nothing half done that a new placement
+// leader would have to finish (the range's group completes or abandons it
+// within an election timeout), so nothing is recorded before it. It is
+// refused while an operation is under way on the range.
 func (a *api) TransferLeader(ctx context.Context, req *placementpb.TransferLeaderRequest) (*placementpb.TransferLeaderResponse, error) {
 	if req.GetRangeId() == 0 || req.GetTargetNodeId() == 0 {
 		return nil, status.Error(codes.InvalidArgument, "range_id and target_node_id must be set")
@@ -33,6 +37,10 @@ func (a *api) TransferLeader(ctx context.Context, req *placementpb.TransferLeade
 	if !ok {
 		s.mu.Unlock()
 		return nil, status.Errorf(codes.NotFound, "no range %d in the map", req.RangeId)
+	}
+	if o := tm.ops[req.RangeId]; o != nil {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "range %d is busy with %s", req.RangeId, describeOp(o))
 	}
 	var voters []uint64
 	addrs := map[uint64]string{}

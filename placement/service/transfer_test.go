@@ -1,19 +1,21 @@
 package service
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // TestTransferLeader moves a range's leader through the Placement API: the
 // target leads when the call returns, and the map records it. Bad requests
-// get a clear error and change nothing; so does a transfer to a node that
-// is not live.
+// get a clear error and change nothing; so do a transfer while another
+// operation is under way on the range and one to a node that is not live.
 func TestTransferLeader(t *testing.T) {
 	const ranges = 4
 	pc := startPlacement(t, 1, func(c *Config) {
@@ -56,8 +58,21 @@ func TestTransferLeader(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.code)
 		}
 	}
+	// An operation under way on the range (planted here) refuses it.
+	s := pc.servers[pc.leader()]
+	s.mu.Lock()
+	s.term.ops[1] = &placementpb.RangeOperation{RangeId: 1,
+		Op: &placementpb.RangeOperation_Split{Split: &placementpb.SplitOperation{Key: []byte("k0001"), NewRangeId: 9}}}
+	s.mu.Unlock()
+	_, err := c.TransferLeader(tctx(t), 1, from%3+1)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "busy with a split of range 1") {
+		t.Errorf("transfer during a split: %v, want FailedPrecondition naming the split", err)
+	}
+	s.mu.Lock()
+	delete(s.term.ops, 1)
+	s.mu.Unlock()
 	if l := leaderOf(1); l != from {
-		t.Fatalf("bad requests moved range 1's leader from %d to %d", from, l)
+		t.Fatalf("refused requests moved range 1's leader from %d to %d", from, l)
 	}
 
 	// Back and forth: every voter leads once, the map's hint following.
