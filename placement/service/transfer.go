@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
@@ -53,6 +54,7 @@ func (a *api) TransferLeader(ctx context.Context, req *placementpb.TransferLeade
 		}
 	}
 	live := slices.Contains(s.liveNodesLocked(tm), req.TargetNodeId)
+	draining := s.heartbeats[req.TargetNodeId].draining
 	s.mu.Unlock()
 	switch {
 	case !slices.Contains(voters, req.TargetNodeId):
@@ -60,6 +62,8 @@ func (a *api) TransferLeader(ctx context.Context, req *placementpb.TransferLeade
 	case !live:
 		return nil, status.Errorf(codes.FailedPrecondition, "node %d is not live: placement has had no heartbeat from it for %v",
 			req.TargetNodeId, s.cfg.HeartbeatTimeout)
+	case draining:
+		return nil, status.Errorf(codes.FailedPrecondition, "node %d is draining: it would hand the range straight back", req.TargetNodeId)
 	}
 	if err := s.transferLeader(ctx, d, req.TargetNodeId, addrs); err != nil {
 		return nil, err
@@ -71,6 +75,14 @@ func (a *api) TransferLeader(ctx context.Context, req *placementpb.TransferLeade
 	s.log.Info("leader moved", "range", d.RangeId, "to", req.TargetNodeId, "reason", "asked")
 	return &placementpb.TransferLeaderResponse{Descriptor_: nd[d.RangeId], Revision: rev}, nil
 }
+
+// notLiveWait bounds how long transferLeader asks again a leader that
+// refuses because the target does not look live to its node, every
+// notLiveRetry: about the time a restarted node's peers take to support it.
+const (
+	notLiveWait  = 1500 * time.Millisecond
+	notLiveRetry = 20 * time.Millisecond
+)
 
 // transferLeader asks the leader of range d to hand its leadership to node
 // to, and returns once to leads (node Admin.TransferLeader answers then).
@@ -89,6 +101,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 		}
 	}
 	var lastErr error
+	start := time.Now()
 	for tried := map[uint64]bool{}; len(ask) > 0; {
 		from := ask[0]
 		ask = ask[1:]
@@ -117,6 +130,17 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 		case nl != nil:
 			if nl.LeaderNodeId != 0 && !tried[nl.LeaderNodeId] {
 				ask = append([]uint64{nl.LeaderNodeId}, ask...)
+			}
+		case st.Code() == codes.FailedPrecondition && time.Since(start) < notLiveWait:
+			// The leader's node does not see the target's as live yet,
+			// though we do: it started or restarted a moment ago, and
+			// node support takes a few of its heartbeats. Ask again.
+			tried[from] = false
+			ask = append([]uint64{from}, ask...)
+			select {
+			case <-time.After(notLiveRetry):
+			case <-ctx.Done():
+				return lastErr
 			}
 		case st.Code() != codes.Unavailable:
 			return lastErr // the leader answered

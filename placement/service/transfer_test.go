@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 // TestTransferLeader moves a range's leader through the Placement API: the
 // target leads when the call returns, and the map records it. Bad requests
 // get a clear error and change nothing; so do a transfer while another
-// operation is under way on the range and one to a node that is not live.
+// operation is under way on the range and one to a node that is draining
+// or not live.
 func TestTransferLeader(t *testing.T) {
 	const ranges = 4
 	pc := startPlacement(t, 1, func(c *Config) {
@@ -96,14 +98,28 @@ func TestTransferLeader(t *testing.T) {
 		}
 	}
 
-	// A node whose heartbeats stopped is not live: refused.
+	// A node that reports it is draining (planted, its heartbeats
+	// stopped so that none undoes it) is refused; so is, once its
+	// heartbeats are overdue, a node that stopped.
 	lead := leaderOf(1)
 	down := lead%3 + 1
+	dc.beats[down]()
+	s.mu.Lock()
+	hb := s.heartbeats[down]
+	hb.draining = true
+	s.heartbeats[down] = hb
+	s.mu.Unlock()
+	if _, err := c.TransferLeader(tctx(t), 1, down); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "draining") {
+		t.Errorf("transfer to a draining node: %v, want FailedPrecondition, draining", err)
+	}
 	dc.stop(down)
-	testutil.WaitFor(t, 10*time.Second, "node to be seen down", func() bool {
-		_, err := c.TransferLeader(tctx(t), 1, down)
-		return status.Code(err) == codes.FailedPrecondition
+	testutil.WaitFor(t, 10*time.Second, "the stopped node to be seen down", func() bool {
+		nodes, err := c.ListNodes(tctx(t))
+		return err == nil && !slices.ContainsFunc(nodes.Nodes, func(n *placementpb.NodeInfo) bool { return n.NodeId == down && n.Live })
 	})
+	if _, err := c.TransferLeader(tctx(t), 1, down); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not live") {
+		t.Errorf("transfer to a stopped node: %v, want FailedPrecondition, not live", err)
+	}
 	if l := leaderOf(1); l != lead {
 		t.Errorf("node %d leads range 1 after a refused transfer, want %d", l, lead)
 	}
