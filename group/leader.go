@@ -60,8 +60,9 @@ type leadership struct {
 //     date as they would any follower. A target that does not answer (it
 //     is down, or this node cannot reach it yet after it restarted) costs
 //     the writers nothing.
-//   - Draining: once the target answered knowing every value chosen when
-//     the transfer began, new proposals are refused (Transferring tells
+//   - Draining: once the target answered a message sent since the
+//     transfer began, knowing every value chosen when it began, new
+//     proposals are refused (Transferring tells
 //     the caller to hold them) while the values in flight are chosen and
 //     the target learns them. Then the leader gives up its lease and
 //     sends MsgTimeoutNow: the target campaigns at once, naming the lease.
@@ -72,9 +73,12 @@ type transfer struct {
 	to      uint64
 	elapsed int // ticks since it began
 	// start is the chosen point when it began: the target must know it
-	// before proposals stop.
-	start    uint64
-	draining bool
+	// before proposals stop. seq is the lease round begun with it: only an
+	// answer to a message of that round or a later one shows that the
+	// target hears us now (one to a message sent before the transfer began
+	// proves nothing about a link that broke since).
+	start, seq uint64
+	draining   bool
 	// told is the chosen point last sent to the target to hurry it along.
 	told uint64
 }
@@ -235,7 +239,7 @@ func stepLeader(r *Replica, m pb.Message) {
 	}
 	if r.role == Leader && p != nil {
 		p.chosen = max(p.chosen, m.Chosen)
-		if t := l.transfer; t != nil && t.to == m.From && p.chosen >= t.start {
+		if t := l.transfer; t != nil && t.to == m.From && m.Seq >= t.seq && p.chosen >= t.start {
 			t.draining = true
 		}
 		r.maybeTransfer()

@@ -761,6 +761,35 @@ func TestTransferNeedsNoTimer(t *testing.T) {
 	}
 }
 
+// TestTransferDrainsOnlyOnAFreshAnswer: an answer from the target to a
+// message sent before the transfer began does not start the drain. The
+// link to the target may have broken since (here it has): the leader
+// would refuse proposals for an election timeout waiting for a target
+// that can't hear it.
+func TestTransferDrainsOnlyOnAFreshAnswer(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	l.bcastHeartbeat(false)
+	n.processAll()
+	n.deliverMatching(func(m pb.Message) bool { return m.To == 3 })
+	n.processAll() // 3's answer, knowing every chosen value, is on its way
+	n.cut[[2]uint64{1, 3}] = true
+	if err := l.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	if n.deliverMatching(func(m pb.Message) bool { return m.From == 3 && m.To == 1 }) == 0 {
+		t.Fatal("no answer from 3 was on its way")
+	}
+	if l.Transferring() {
+		t.Fatal("an answer to a heartbeat sent before the transfer began started the drain")
+	}
+	if err := l.Propose([]byte("x")); err != nil {
+		t.Fatalf("Propose while the target has not answered since the transfer began: %v", err)
+	}
+}
+
 // TestLostTimeoutNow: when the MsgTimeoutNow of a transfer is lost, the
 // former leader reports Transferring for one election timeout at most,
 // then names no leader rather than a target that may not lead (its node

@@ -680,7 +680,8 @@ func (r *Replica) TransferLeader(to uint64) error {
 		return nil
 	}
 	r.Unquiesce()
-	t := &transfer{to: to, start: r.chosen}
+	r.lead.newRound(r)
+	t := &transfer{to: to, start: r.chosen, seq: r.lead.lease.seq}
 	r.lead.transfer = t
 	r.hurryTransfer(t)
 	return nil
