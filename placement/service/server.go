@@ -944,8 +944,8 @@ func (s *Server) balance() error {
 		}()
 	}
 	wg.Wait()
-	// Record the moves now: the next rounds may skip gathering the leaders
-	// for a while (see hintRefreshRounds).
+	// Record the moves now, not at the next round's gathering: each
+	// transfer answered once its target led.
 	if _, _, err := s.recordLeaders(s.ctx, moved); err != nil {
 		return err
 	}
