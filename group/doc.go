@@ -43,10 +43,14 @@
 //     bound to it until each acknowledges (MsgReleaseResp).
 //   - Elections: a voter that hears nothing from a leader for a randomized
 //     election timeout, and is not bound by a lease, campaigns.
-//   - Leader transfer: the leader waits until the target knows every
-//     chosen value, stops proposing, gives up its lease and sends
-//     MsgTimeoutNow; the target's prepare names the released lease, so
-//     acceptors let it through. There is no moment at which both hold one.
+//   - Leader transfer: the leader keeps proposing while the target
+//     catches up, then stops once it has, and waits until every value in
+//     flight is chosen and the target knows it (telling it at once, not at
+//     the next heartbeat). It gives up its lease and sends MsgTimeoutNow;
+//     the target campaigns at once, and its prepare names the released
+//     lease, so acceptors let it through. There is no moment at which
+//     both hold one, and nothing waits for a timer. Transferring tells the
+//     caller when to hold proposals rather than fail them.
 //   - Membership changes go through the log, one voter at a time: add a
 //     learner, promote it once it holds its configuration and has caught
 //     up, remove a replica. A change takes effect for the slots after it

@@ -46,9 +46,41 @@ type leadership struct {
 	// change. Nothing above it is sent until it is chosen, so every slot
 	// in flight is decided by the configuration in force at the chosen
 	// point.
-	pendingConf     uint64
-	transferee      uint64
-	transferElapsed int
+	pendingConf uint64
+	// transfer is the leader transfer under way, if any.
+	transfer *transfer
+}
+
+// transfer is a leader transfer under way (TransferLeader). It runs in two
+// steps, so that proposals wait only for a target that is ready to take
+// over at once:
+//
+//   - Catching up: proposals go on as usual. The leader tells the target
+//     its chosen point at once, and the target's answers bring it up to
+//     date as they would any follower. A target that does not answer (it
+//     is down, or this node cannot reach it yet after it restarted) costs
+//     the writers nothing.
+//   - Draining: once the target answered a message sent since the
+//     transfer began, knowing every value chosen when it began, new
+//     proposals are refused (Transferring tells
+//     the caller to hold them) while the values in flight are chosen and
+//     the target learns them. Then the leader gives up its lease and
+//     sends MsgTimeoutNow: the target campaigns at once, naming the lease.
+//
+// The transfer is abandoned an election timeout after it began, whatever
+// step it is at.
+type transfer struct {
+	to      uint64
+	elapsed int // ticks since it began
+	// start is the chosen point when it began: the target must know it
+	// before proposals stop. seq is the lease round begun with it: only an
+	// answer to a message of that round or a later one shows that the
+	// target hears us now (one to a message sent before the transfer began
+	// proves nothing about a link that broke since).
+	start, seq uint64
+	draining   bool
+	// told is the chosen point last sent to the target to hurry it along.
+	told uint64
 }
 
 func newLeadership(base uint64) *leadership {
@@ -207,6 +239,9 @@ func stepLeader(r *Replica, m pb.Message) {
 	}
 	if r.role == Leader && p != nil {
 		p.chosen = max(p.chosen, m.Chosen)
+		if t := l.transfer; t != nil && t.to == m.From && m.Seq >= t.seq && p.chosen >= t.start {
+			t.draining = true
+		}
 		r.maybeTransfer()
 	}
 }
@@ -275,10 +310,9 @@ func (r *Replica) tickLeader() {
 			p.snapshotWait--
 		}
 	}
-	if l.transferee != 0 {
-		l.transferElapsed++
-		if l.transferElapsed >= r.cfg.ElectionTicks {
-			l.transferee = 0 // the target didn't catch up in time: give up
+	if t := l.transfer; t != nil {
+		if t.elapsed++; t.elapsed >= r.cfg.ElectionTicks {
+			l.transfer = nil // the target didn't catch up in time: give up
 		}
 	}
 	// A leader cut off from a majority steps down, so that clients look
@@ -364,20 +398,44 @@ func (r *Replica) readIndex(ctx []byte) error {
 	return nil
 }
 
-// maybeTransfer completes a leader transfer once the target knows every
-// value: the leader gives up its lease and tells the target to campaign.
-// Acceptors let the target past the old lease because the prepare names it.
+// maybeTransfer completes a draining transfer once every value is chosen
+// and applied and the target knows them all: the leader gives up its
+// lease and tells the target to campaign. Acceptors let the target past
+// the old lease because its prepare names it. Until the target knows, it
+// hears of every new chosen point at once (hurryTransfer) rather than at
+// the next heartbeat. Values chosen but not applied here would leave
+// their callers unanswered by a former leader, so the hand-off waits for
+// Advance to apply them.
 func (r *Replica) maybeTransfer() {
 	l := r.lead
-	t := l.transferee
-	if t == 0 {
+	t := l.transfer
+	if t == nil || !t.draining || r.chosen != r.log.last() {
 		return
 	}
-	p := l.member(t)
-	if p == nil || r.chosen != r.log.last() || p.chosen < r.chosen {
+	p := l.member(t.to)
+	switch {
+	case p == nil:
+		l.transfer = nil // the target left the group
+		return
+	case p.chosen < r.chosen:
+		if t.told < r.chosen {
+			r.hurryTransfer(t)
+		}
+		return
+	case r.applied != r.chosen:
 		return
 	}
 	b := r.ballot
-	r.becomeFollower(t)
-	r.send(pb.Message{Type: pb.MsgTimeoutNow, To: t, Ballot: b})
+	r.becomeFollower(t.to)
+	r.handoffTicks = r.cfg.ElectionTicks
+	r.send(pb.Message{Type: pb.MsgTimeoutNow, To: t.to, Ballot: b})
+}
+
+// hurryTransfer sends the transfer's target our chosen point now, in a
+// heartbeat of the current lease round, rather than at the next
+// heartbeat. Its answer says whether it knows every chosen value, and if
+// not, brings it the ones it lacks (sendCatchUp).
+func (r *Replica) hurryTransfer(t *transfer) {
+	t.told = r.chosen
+	r.send(pb.Message{Type: pb.MsgHeartbeat, To: t.to, Ballot: r.ballot, Chosen: r.chosen, Seq: r.lead.lease.seq})
 }

@@ -656,8 +656,8 @@ func TestLeaderTransfer(t *testing.T) {
 					t.Errorf("TransferLeader(%d) to a non-voter: %v, want ErrInvalidConfChange", to, err)
 				}
 			}
-			if l.lead.transferee != 0 {
-				t.Fatalf("a refused transfer left transferee %d", l.lead.transferee)
+			if l.lead.transfer != nil {
+				t.Fatalf("a refused transfer left a transfer to %d", l.lead.transfer.to)
 			}
 			// 2 misses a value, so the transfer has to wait for it.
 			n.dropTo(2)
@@ -673,13 +673,39 @@ func TestLeaderTransfer(t *testing.T) {
 			if l.role != Leader {
 				t.Fatalf("leader handed over to a replica that lags")
 			}
-			if err := l.Propose([]byte("during")); !errors.Is(err, ErrProposalDropped) {
-				t.Errorf("Propose during a transfer: %v, want ErrProposalDropped", err)
+			// Until 2 answers, knowing what was chosen when the transfer
+			// began, proposals go on.
+			if l.Transferring() {
+				t.Fatal("the leader stopped proposing before its target answered")
 			}
-			n.waitFor("2 leads", 30, func() bool { return n.node(2).role == Leader })
+			n.propose(1, "during")
+			// Once it answered, the leader refuses proposals until it hands
+			// off (in some orders that is within one Step).
+			drained := false
+			n.waitFor("2 leads", 30, func() bool {
+				for n.node(2).role != Leader {
+					if l.role == Leader && l.Transferring() && !drained {
+						drained = true
+						if err := l.Propose([]byte("refused")); !errors.Is(err, ErrProposalDropped) {
+							t.Errorf("Propose while the transfer drains: %v, want ErrProposalDropped", err)
+						}
+					}
+					if c := n.node(2); c.role == Candidate && !c.Transferring() {
+						t.Errorf("the target campaigns on the handed-off lease, but does not report Transferring")
+					}
+					n.processAll()
+					if !n.deliverOne() {
+						return false
+					}
+				}
+				return true
+			})
 			n.stabilize()
 			if r := l.role; r != Follower {
 				t.Errorf("old leader is %v, want follower", r)
+			}
+			if l.Transferring() || l.Leader() != 2 {
+				t.Errorf("old leader: transferring %v, leader %d; want false, 2 (it heard from the new leader)", l.Transferring(), l.Leader())
 			}
 			if got := n.leaders(); !slices.Equal(got, []uint64{2}) {
 				t.Errorf("leaders %v, want [2]", got)
@@ -698,6 +724,105 @@ func TestLeaderTransfer(t *testing.T) {
 	}
 }
 
+// TestTransferNeedsNoTimer: a transfer to a caught-up voter that begins
+// with a value in flight completes by message delivery alone, under every
+// delivery order: nothing on its way waits for a heartbeat interval, a
+// lease to run out or an election timeout (testdata/transfer.txt spells
+// out the messages). The old leader reports Transferring from when it
+// stops taking proposals until it hears from the new leader, so that its
+// node holds them rather than failing them, and not after.
+func TestTransferNeedsNoTimer(t *testing.T) {
+	for _, tc := range deliveryOrders() {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNetwork(t, voters(1, 2, 3), nil)
+			n.next = tc.next
+			n.elect(1)
+			n.tickAll(2)
+			l := n.node(1)
+			n.propose(1, "a")
+			n.processAll() // a is in flight
+			if err := l.TransferLeader(3); err != nil {
+				t.Fatal(err)
+			}
+			n.propose(1, "b") // 3 has not answered yet
+			n.stabilize()
+			if got := n.leaders(); !slices.Equal(got, []uint64{3}) {
+				t.Fatalf("leaders %v once the messages settled with no tick, want [3]\n%s", got, n.status())
+			}
+			if l.Transferring() || l.Leader() != 3 {
+				t.Errorf("old leader: transferring %v, leader %d; want false, 3", l.Transferring(), l.Leader())
+			}
+			for _, id := range n.ids() {
+				if app := n.node(id).disk.app; !slices.Contains(app, "a") || !slices.Contains(app, "b") {
+					t.Errorf("replica %d applied %v, want a and b", id, app)
+				}
+			}
+		})
+	}
+}
+
+// TestTransferDrainsOnlyOnAFreshAnswer: an answer from the target to a
+// message sent before the transfer began does not start the drain. The
+// link to the target may have broken since (here it has): the leader
+// would refuse proposals for an election timeout waiting for a target
+// that can't hear it.
+func TestTransferDrainsOnlyOnAFreshAnswer(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	l.bcastHeartbeat(false)
+	n.processAll()
+	n.deliverMatching(func(m pb.Message) bool { return m.To == 3 })
+	n.processAll() // 3's answer, knowing every chosen value, is on its way
+	n.cut[[2]uint64{1, 3}] = true
+	if err := l.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	if n.deliverMatching(func(m pb.Message) bool { return m.From == 3 && m.To == 1 }) == 0 {
+		t.Fatal("no answer from 3 was on its way")
+	}
+	if l.Transferring() {
+		t.Fatal("an answer to a heartbeat sent before the transfer began started the drain")
+	}
+	if err := l.Propose([]byte("x")); err != nil {
+		t.Fatalf("Propose while the target has not answered since the transfer began: %v", err)
+	}
+}
+
+// TestLostTimeoutNow: when the MsgTimeoutNow of a transfer is lost, the
+// former leader reports Transferring for one election timeout at most,
+// then names no leader rather than a target that may not lead (its node
+// then refuses the writes it held, and reports that the transfer did not
+// complete). The group elects a leader as after any election timeout.
+func TestLostTimeoutNow(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	if err := l.TransferLeader(3); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n.processAll()
+		n.queue = slices.DeleteFunc(n.queue, func(m pb.Message) bool { return m.Type == pb.MsgTimeoutNow })
+		if !n.deliverOne() {
+			break
+		}
+	}
+	if l.role != Follower || !l.Transferring() || l.Leader() != 3 {
+		t.Fatalf("after the hand-off: role %v, transferring %v, leader %d; want follower, true, 3", l.role, l.Transferring(), l.Leader())
+	}
+	for range l.cfg.ElectionTicks {
+		n.tick(1)
+	}
+	if l.Transferring() || l.Leader() != 0 {
+		t.Fatalf("an election timeout after a hand-off nobody took up: transferring %v, leader %d; want false, 0", l.Transferring(), l.Leader())
+	}
+	n.stabilize()
+	n.waitFor("a leader", 50, func() bool { return len(n.leaders()) == 1 })
+}
+
 // TestRepeatedTransferKeepsItsDeadline: asking again for a transfer that
 // is under way does not restart its timeout, so a caller that repeats the
 // request to a target that cannot catch up (here, one cut off) holds
@@ -714,7 +839,7 @@ func TestRepeatedTransferKeepsItsDeadline(t *testing.T) {
 	if err := l.TransferLeader(3); err != nil {
 		t.Fatal(err)
 	}
-	for tick := 0; l.lead.transferee != 0; tick++ {
+	for tick := 0; l.lead.transfer != nil; tick++ {
 		if tick > l.cfg.ElectionTicks {
 			t.Fatalf("the transfer to an unreachable replica still holds after %d ticks", tick)
 		}
@@ -752,8 +877,8 @@ func TestTransferToADownNodeIsRefused(t *testing.T) {
 	if err := l.TransferLeader(3); !errors.Is(err, ErrTransferTargetDown) {
 		t.Fatalf("TransferLeader to a node that is down: %v, want ErrTransferTargetDown", err)
 	}
-	if l.lead.transferee != 0 {
-		t.Fatalf("a refused transfer left transferee %d", l.lead.transferee)
+	if l.lead.transfer != nil {
+		t.Fatalf("a refused transfer left a transfer to %d", l.lead.transfer.to)
 	}
 	if err := l.TransferLeader(2); err != nil {
 		t.Fatalf("TransferLeader to a live node: %v", err)

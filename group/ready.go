@@ -120,4 +120,8 @@ type Status struct {
 	// Bound is the leader ballot this acceptor is bound to by a lease or a
 	// quiesce binding right now, if any.
 	Bound pb.Ballot
+	// Transferee is, on a leader, the target of the leader transfer under
+	// way, if any; Transferring is what the method of that name reports.
+	Transferee   uint64
+	Transferring bool
 }

@@ -91,6 +91,11 @@ type Replica struct {
 	electionElapsed  int
 	electionTimeout  int
 	heartbeatElapsed int
+	// handoffTicks counts down, in a former leader that handed its lease
+	// to r.leader in a transfer, the ticks it still waits to hear from a
+	// new leader (see Transferring). It names r.leader as leader until
+	// then; once heard from, it is the leader for sure.
+	handoffTicks int
 
 	cand *candidate
 	lead *leadership
@@ -229,6 +234,7 @@ func (r *Replica) becomeFollower(leader uint64) {
 	r.role = Follower
 	r.step = stepFollower
 	r.leader = leader
+	r.handoffTicks = 0
 	r.cand = nil
 	r.lead = nil
 	r.resetElectionTimer()
@@ -241,6 +247,14 @@ func (r *Replica) Tick() {
 		r.tickLeader()
 	default:
 		r.electionElapsed++
+		if r.handoffTicks > 0 {
+			if r.handoffTicks--; r.handoffTicks == 0 {
+				// No leader spoke up: the one we handed off to is not
+				// confirmed (its MsgTimeoutNow may have been lost), so we
+				// name none rather than one that may not lead.
+				r.leader = 0
+			}
+		}
 		if r.heartbeatElapsed++; r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 			r.heartbeatElapsed = 0
 			r.sendReleases()
@@ -367,6 +381,7 @@ func (r *Replica) acceptFromLeader(m pb.Message, respType pb.MessageType) bool {
 	}
 	r.setPromised(m.Ballot)
 	r.leader = m.From
+	r.handoffTicks = 0 // a transfer we handed off is complete
 	r.grantLease(m.Ballot)
 	r.electionElapsed = 0
 	return true
@@ -607,7 +622,7 @@ func (r *Replica) propose(t pb.EntryType, data []byte) error {
 	}
 	r.Unquiesce()
 	l := r.lead
-	if l.transferee != 0 || l.pendingConf != 0 || r.log.last()-r.chosen >= uint64(r.cfg.MaxInflight) {
+	if (l.transfer != nil && l.transfer.draining) || l.pendingConf != 0 || r.log.last()-r.chosen >= uint64(r.cfg.MaxInflight) {
 		return ErrProposalDropped
 	}
 	r.appendOwn(t, data)
@@ -635,11 +650,14 @@ func (r *Replica) ReadIndex(ctx []byte) error {
 	return r.readIndex(ctx)
 }
 
-// TransferLeader hands leadership to a voter once it has caught up. The
-// leader gives up its lease before the target campaigns, so no two replicas
-// ever both hold one. Proposals wait while the transfer is under way, for
-// one election timeout at most; with Liveness, a target whose node does
-// not support this one is refused at once (ErrTransferTargetDown).
+// TransferLeader hands leadership to a voter. The leader gives up its
+// lease before the target campaigns, so no two replicas ever both hold
+// one. Proposals go on while the target catches up, and wait
+// (ErrProposalDropped; see Transferring) only once it has: while the
+// last values are chosen and it learns them, which takes a round trip or
+// two. The transfer is abandoned if it has not completed within one
+// election timeout. With Liveness, a target whose node does not support
+// this one is refused at once (ErrTransferTargetDown).
 func (r *Replica) TransferLeader(to uint64) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
@@ -655,17 +673,39 @@ func (r *Replica) TransferLeader(to uint64) error {
 			return ErrTransferTargetDown
 		}
 	}
-	if r.lead.transferee == to {
-		// Already under way. Its deadline stands: proposals wait during a
-		// transfer, so a caller that keeps asking for a target that never
-		// catches up must not hold them back for longer than one timeout.
+	if t := r.lead.transfer; t != nil && t.to == to {
+		// Already under way. Its deadline stands: a caller that keeps
+		// asking for a target that never catches up must not keep it
+		// going, and proposals waiting, for longer than one timeout.
 		return nil
 	}
 	r.Unquiesce()
-	r.lead.transferee = to
-	r.lead.transferElapsed = 0
-	r.maybeTransfer()
+	r.lead.newRound(r)
+	t := &transfer{to: to, start: r.chosen, seq: r.lead.lease.seq}
+	r.lead.transfer = t
+	r.hurryTransfer(t)
 	return nil
+}
+
+// Transferring reports whether a leader transfer that involves this
+// replica is about to complete: as the leader waiting for its values in
+// flight to be chosen and for the target to learn them (the draining step,
+// see transfer), as the former leader that handed its lease to Leader()
+// and has not yet heard from a new leader, or as the target campaigning
+// on the lease it was handed. Each lasts at most an election timeout,
+// normally a few round trips. Proposals meanwhile are refused
+// (ErrProposalDropped or NotLeaderError); a caller that holds them
+// instead until Transferring turns false then proposes them here, if the
+// transfer was abandoned or this replica took over, or sends them to the
+// new Leader(), and its clients see no refusal.
+func (r *Replica) Transferring() bool {
+	switch r.role {
+	case Leader:
+		return r.lead.transfer != nil && r.lead.transfer.draining
+	case Candidate:
+		return !r.cand.transfer.IsZero() && r.electionElapsed < r.cfg.ElectionTicks
+	}
+	return r.handoffTicks > 0
 }
 
 // HasReady reports whether Ready would return anything.
@@ -742,6 +782,9 @@ func (r *Replica) Advance(rd Ready) {
 		r.applied = max(r.applied, r.pendingCommit[n-1].Slot)
 		r.pendingCommit = nil
 	}
+	if r.role == Leader {
+		r.maybeTransfer() // it may have waited for these values to be applied
+	}
 	r.maybeTruncate()
 }
 
@@ -760,12 +803,16 @@ func (r *Replica) maybeTruncate() {
 
 // Status returns a snapshot of the replica's state.
 func (r *Replica) Status() Status {
-	return Status{
-		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised,
+	st := Status{
+		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised, Transferring: r.Transferring(),
 		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
 		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.lease.quiesced,
 		Bound: r.boundNow(),
 	}
+	if r.role == Leader && r.lead.transfer != nil {
+		st.Transferee = r.lead.transfer.to
+	}
+	return st
 }
 
 // Applied returns the applied point as of the last Advance.

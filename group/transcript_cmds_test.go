@@ -21,6 +21,7 @@ import (
 //	campaign <id>               start Phase 1, process nothing
 //	propose <id> <value>
 //	propose-conf-change <id> add-learner=<r> | promote=<r> | remove=<r>
+//	transfer-leader <id> <to>
 //	process-ready <id>...       persist, send, apply, Advance until idle
 //	deliver-msgs [from=] [to=] [type=]   deliver the queued matching ones
 //	hold [from=] [to=] [type=]  take matching messages off the network
@@ -123,6 +124,10 @@ func (e *transcriptEnv) run(c transcriptCmd) string {
 		}
 	case "propose-conf-change":
 		if err := e.n.node(e.id(c, 0)).ProposeConfChange(e.confChange(c)); err != nil {
+			printf("error: %v", err)
+		}
+	case "transfer-leader":
+		if err := e.n.node(e.id(c, 0)).TransferLeader(e.id(c, 1)); err != nil {
 			printf("error: %v", err)
 		}
 	case "process-ready":
@@ -273,6 +278,9 @@ func (e *transcriptEnv) status(id uint64) string {
 		if pc := r.lead.pendingConf; pc != 0 {
 			s += fmt.Sprintf(" pending-conf=%d", pc)
 		}
+	}
+	if r.Transferring() {
+		s += " transferring"
 	}
 	return s
 }

@@ -2123,7 +2123,11 @@ func (*CreateRangesResponse) Descriptor() ([]byte, []int) {
 
 // TransferLeaderRequest asks the node leading range_id to hand its
 // leadership to target_node_id, a voter of the range. The call returns once
-// the transfer has started; the range's leader changes shortly after.
+// the target leads (a few round trips for a caught-up target). It fails
+// with FailedPrecondition if the target's node does not look live to this
+// one, and with Aborted if the target did not catch up, or take over,
+// within an election timeout: the node then still leads, or nobody does
+// until an election; the call may be made again.
 type TransferLeaderRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`

@@ -106,10 +106,10 @@ func (n *Node) checkNewRange(d *kvpb.RangeDescriptor) error {
 	return nil
 }
 
-// TransferLeader starts handing the leadership of a range this node leads
-// to another voter (group.Replica.TransferLeader: the target catches up,
-// then the lease is handed off, so there is never a window with two
-// leaders).
+// TransferLeader hands the leadership of a range this node leads to
+// another voter (group.Replica.TransferLeader: the target catches up, then
+// the lease is handed off, so there is never a window with two leaders),
+// and answers once the target leads (awaitTransfer).
 func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLeaderRequest) (*kvpb.TransferLeaderResponse, error) {
 	n := s.n
 	if req.GetRangeId() == 0 || req.GetTargetNodeId() == 0 {
@@ -122,9 +122,9 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 	if !slices.Contains(votersOf(r.desc.Load()).Voters, req.TargetNodeId) {
 		return nil, status.Errorf(codes.InvalidArgument, "node %d is not a voter of range %d", req.TargetNodeId, req.RangeId)
 	}
-	if r.leader.Load() != n.cfg.NodeID {
-		return nil, n.notLeader(r)
-	}
+	// Whether we lead is the group's to say: the hint in r.leader lags a
+	// cycle behind, and a leader that was handed the range a moment ago
+	// must take the next transfer.
 	_, err := await(ctx, n, func(done func(struct{}, error)) {
 		n.onWorker(r, func() { done(struct{}{}, r.rn.TransferLeader(req.TargetNodeId)) })
 	})
@@ -135,9 +135,12 @@ func (s *adminServer) TransferLeader(ctx context.Context, req *kvpb.TransferLead
 	case errors.Is(err, group.ErrInvalidConfChange):
 		return nil, status.Errorf(codes.InvalidArgument, "node %d is not a voter of range %d", req.TargetNodeId, req.RangeId)
 	case errors.Is(err, group.ErrTransferTargetDown):
-		return nil, status.Errorf(codes.Unavailable, "node %d does not look live to node %d: not handing range %d to it", req.TargetNodeId, n.cfg.NodeID, req.RangeId)
+		return nil, status.Errorf(codes.FailedPrecondition, "node %d does not look live to node %d: not handing range %d to it", req.TargetNodeId, n.cfg.NodeID, req.RangeId)
 	case err != nil:
 		return nil, status.Convert(err).Err()
+	}
+	if err := n.awaitTransfer(ctx, r, req.TargetNodeId); err != nil {
+		return nil, err
 	}
 	return &kvpb.TransferLeaderResponse{}, nil
 }

@@ -130,14 +130,15 @@ func TestCreateRangesAndTransferLeader(t *testing.T) {
 		t.Fatalf("empty TransferLeader: %v, want InvalidArgument", err)
 	}
 	// Until the target's node supports the leader's (node liveness, just
-	// after start), the transfer is refused as Unavailable.
+	// after start), the transfer is refused as FailedPrecondition, with no
+	// leader hint: this node leads.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := c.admin(lead).TransferLeader(ctx(t), &kvpb.TransferLeaderRequest{RangeId: 1, TargetNodeId: target})
 		if err == nil {
 			break
 		}
-		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+		if st := status.Convert(err); st.Code() != codes.FailedPrecondition || len(st.Details()) > 0 || time.Now().After(deadline) {
 			t.Fatalf("TransferLeader from %d to %d: %v", lead, target, err)
 		}
 		time.Sleep(10 * time.Millisecond)

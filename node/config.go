@@ -56,6 +56,12 @@ type Config struct {
 	// MaxValueBytes bounds the commands coalesced into one Paxos value.
 	// The default value is 1 MiB.
 	MaxValueBytes int
+	// MaxHeldWriteBytes bounds the writes a replica holds, rather than
+	// refuses, while a leader transfer that involves it completes (a few
+	// round trips; see group.Replica.Transferring), so that its writers
+	// see no error: past it they are refused as at any other time, with
+	// the leader hint. The default value is 4 MiB.
+	MaxHeldWriteBytes int
 	// Limits bounds client requests. The zero value means the defaults.
 	Limits kvpb.Limits
 	// Bootstrap lists the ranges of a new cluster. On a node whose store
@@ -116,6 +122,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = 1 << 20
+	}
+	if c.MaxHeldWriteBytes == 0 {
+		c.MaxHeldWriteBytes = 4 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

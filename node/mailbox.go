@@ -74,22 +74,37 @@ func (mb *mailbox) propose(c kvsm.Command, cb writeCallback) {
 	mb.mu.Unlock()
 }
 
-// take hands the worker everything posted since its last cycle, and the
-// queued writes: as one value of at most maxValueBytes stamped with now if
-// the group leads, or else all of them with their callers, to be refused.
-func (mb *mailbox) take(leading bool, maxValueBytes int, now int64) (in inputs, cmds []kvsm.Command, value []byte, refused []writeCallback) {
+// take hands the worker everything posted since its last cycle but the
+// queued writes, which wait for takeWrites.
+func (mb *mailbox) take() inputs {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	in, mb.in = mb.in, inputs{}
-	if mb.props.Len() > 0 {
-		if leading {
-			cmds, value = mb.props.Take(maxValueBytes, now)
-		} else {
-			taken, _ := mb.props.Take(1<<62, 0)
-			refused = mb.takeCallersLocked(taken, nil)
-		}
+	in := mb.in
+	mb.in = inputs{}
+	return in
+}
+
+// takeWrites hands the worker the queued writes, once the group has taken
+// the cycle's inputs, so that it decides on what it has become: none, if
+// they are held (holdUpTo > 0: a leader transfer is about to complete,
+// see group.Replica.Transferring) and come to at most holdUpTo bytes; one
+// value of at most maxValueBytes stamped with now, if the group leads; or
+// else all of them with their callers, to be refused. held reports that
+// writes wait in the mailbox for a later cycle.
+func (mb *mailbox) takeWrites(leading bool, holdUpTo, maxValueBytes int, now int64) (cmds []kvsm.Command, value []byte, refused []writeCallback, held bool) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	switch {
+	case mb.props.Len() == 0:
+	case mb.props.Bytes() <= holdUpTo:
+		held = true
+	case leading:
+		cmds, value = mb.props.Take(maxValueBytes, now)
+	default:
+		taken, _ := mb.props.Take(1<<62, 0)
+		refused = mb.takeCallersLocked(taken, nil)
 	}
-	return in, cmds, value, refused
+	return cmds, value, refused, held
 }
 
 // takeCallersOf returns the callers waiting on cmds and forgets them. A

@@ -109,8 +109,7 @@ func (n *Node) process(reps []*replica) {
 // It reports whether it wrote to the cycle's batch b what must be synced
 // before the group sends (an initialization).
 func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
-	leading := r.rn.Leader() == n.cfg.NodeID
-	in, cmds, value, refused := r.mb.take(leading, n.cfg.MaxValueBytes, time.Now().UnixNano())
+	in := r.mb.take()
 	if in.initWith != nil {
 		written, err := n.initialize(r, in.initWith, in.splitFrom, b)
 		if err != nil {
@@ -136,6 +135,17 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 	for _, si := range in.installs {
 		n.install(r, si)
 	}
+	// Writes are taken after the inputs, so that they go by what the group
+	// has become: a leader proposes them, a group completing a leader
+	// transfer holds them (its writers see no refusal; finish feeds them
+	// again once it completes), and any other refuses them with its hint.
+	leading := r.rn.Leader() == n.cfg.NodeID
+	holdUpTo := 0
+	if r.rn.Transferring() {
+		holdUpTo = n.cfg.MaxHeldWriteBytes
+	}
+	cmds, value, refused, held := r.mb.takeWrites(leading, holdUpTo, n.cfg.MaxValueBytes, time.Now().UnixNano())
+	r.holdingWrites = held
 	for _, cb := range refused {
 		cb(kvsm.Result{}, n.notLeader(r))
 	}
@@ -303,7 +313,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	r.wasLeader = leading
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
-	if r.rn.HasReady() {
+	if r.rn.HasReady() || (r.holdingWrites && !r.rn.Transferring()) {
 		n.sched.enqueue(r)
 	}
 	return out

@@ -54,6 +54,7 @@ type replica struct {
 	appliedConfig pb.Config
 	syncedPromise pb.Ballot // the promise in the last hard state written
 	wasLeader     bool
+	holdingWrites bool // writes wait in the mailbox for a transfer; see feed
 	nextReadCtx   uint64
 	// readsAwaitingIndex are reads sent to ReadIndex, by context; then
 	// readsAwaitingApply, by the index they wait for.

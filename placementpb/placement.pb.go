@@ -860,6 +860,114 @@ func (x *NotPlacementLeader) GetLeaderAddr() string {
 	return ""
 }
 
+// TransferLeaderRequest asks for the leadership of range_id to move to
+// target_node_id, which must be a live voter of the range.
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	TargetNodeId  uint64                 `protobuf:"varint,2,opt,name=target_node_id,json=targetNodeId,proto3" json:"target_node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_placementpb_placement_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTargetNodeId() uint64 {
+	if x != nil {
+		return x.TargetNodeId
+	}
+	return 0
+}
+
+// TransferLeaderResponse answers once the target leads: descriptor is the
+// range as the map records it from revision on, the target its leader.
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_placementpb_placement_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TransferLeaderResponse) GetDescriptor_() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+func (x *TransferLeaderResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // NodeRecord is how the service stores a registered node.
 type NodeRecord struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
@@ -874,7 +982,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_placementpb_placement_proto_msgTypes[13]
+	mi := &file_placementpb_placement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +994,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[13]
+	mi := &file_placementpb_placement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1007,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{13}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -942,7 +1050,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_placementpb_placement_proto_msgTypes[14]
+	mi := &file_placementpb_placement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1062,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[14]
+	mi := &file_placementpb_placement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1075,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{14}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SplitRangeRequest) GetSplitKey() []byte {
@@ -988,7 +1096,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_placementpb_placement_proto_msgTypes[15]
+	mi := &file_placementpb_placement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1108,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[15]
+	mi := &file_placementpb_placement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1121,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{15}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SplitRangeResponse) GetLeft() *kvpb.RangeDescriptor {
@@ -1054,7 +1162,7 @@ type RangeOperation struct {
 
 func (x *RangeOperation) Reset() {
 	*x = RangeOperation{}
-	mi := &file_placementpb_placement_proto_msgTypes[16]
+	mi := &file_placementpb_placement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1174,7 @@ func (x *RangeOperation) String() string {
 func (*RangeOperation) ProtoMessage() {}
 
 func (x *RangeOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[16]
+	mi := &file_placementpb_placement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1187,7 @@ func (x *RangeOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeOperation.ProtoReflect.Descriptor instead.
 func (*RangeOperation) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{16}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RangeOperation) GetRangeId() uint64 {
@@ -1132,7 +1240,7 @@ type SplitOperation struct {
 
 func (x *SplitOperation) Reset() {
 	*x = SplitOperation{}
-	mi := &file_placementpb_placement_proto_msgTypes[17]
+	mi := &file_placementpb_placement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1252,7 @@ func (x *SplitOperation) String() string {
 func (*SplitOperation) ProtoMessage() {}
 
 func (x *SplitOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[17]
+	mi := &file_placementpb_placement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1265,7 @@ func (x *SplitOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitOperation.ProtoReflect.Descriptor instead.
 func (*SplitOperation) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{17}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SplitOperation) GetKey() []byte {
@@ -1244,7 +1352,15 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x12NotPlacementLeader\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\x04R\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x02 \x01(\tR\n" +
-	"leaderAddr\"\x88\x01\n" +
+	"leaderAddr\"X\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12$\n" +
+	"\x0etarget_node_id\x18\x02 \x01(\x04R\ftargetNodeId\"s\n" +
+	"\x16TransferLeaderResponse\x12=\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\n" +
+	"descriptor\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x88\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -1265,7 +1381,7 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x0eSplitOperation\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
-	"newRangeId2\xac\x04\n" +
+	"newRangeId2\x97\x05\n" +
 	"\tPlacement\x12c\n" +
 	"\fRegisterNode\x12(.shardd.placement.v1.RegisterNodeRequest\x1a).shardd.placement.v1.RegisterNodeResponse\x12Q\n" +
 	"\x06Lookup\x12\".shardd.placement.v1.LookupRequest\x1a#.shardd.placement.v1.LookupResponse\x12]\n" +
@@ -1274,7 +1390,8 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\tListNodes\x12%.shardd.placement.v1.ListNodesRequest\x1a&.shardd.placement.v1.ListNodesResponse\x12M\n" +
 	"\x05Watch\x12!.shardd.placement.v1.WatchRequest\x1a\x1f.shardd.placement.v1.WatchEvent0\x01\x12]\n" +
 	"\n" +
-	"SplitRange\x12&.shardd.placement.v1.SplitRangeRequest\x1a'.shardd.placement.v1.SplitRangeResponseB&Z$github.com/shardd/shardd/placementpbb\x06proto3"
+	"SplitRange\x12&.shardd.placement.v1.SplitRangeRequest\x1a'.shardd.placement.v1.SplitRangeResponse\x12i\n" +
+	"\x0eTransferLeader\x12*.shardd.placement.v1.TransferLeaderRequest\x1a+.shardd.placement.v1.TransferLeaderResponseB&Z$github.com/shardd/shardd/placementpbb\x06proto3"
 
 var (
 	file_placementpb_placement_proto_rawDescOnce sync.Once
@@ -1288,55 +1405,60 @@ func file_placementpb_placement_proto_rawDescGZIP() []byte {
 	return file_placementpb_placement_proto_rawDescData
 }
 
-var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_placementpb_placement_proto_goTypes = []any{
-	(*RegisterNodeRequest)(nil),  // 0: shardd.placement.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil), // 1: shardd.placement.v1.RegisterNodeResponse
-	(*RegistrationRefused)(nil),  // 2: shardd.placement.v1.RegistrationRefused
-	(*LookupRequest)(nil),        // 3: shardd.placement.v1.LookupRequest
-	(*LookupResponse)(nil),       // 4: shardd.placement.v1.LookupResponse
-	(*ListRangesRequest)(nil),    // 5: shardd.placement.v1.ListRangesRequest
-	(*ListRangesResponse)(nil),   // 6: shardd.placement.v1.ListRangesResponse
-	(*ListNodesRequest)(nil),     // 7: shardd.placement.v1.ListNodesRequest
-	(*NodeInfo)(nil),             // 8: shardd.placement.v1.NodeInfo
-	(*ListNodesResponse)(nil),    // 9: shardd.placement.v1.ListNodesResponse
-	(*WatchRequest)(nil),         // 10: shardd.placement.v1.WatchRequest
-	(*WatchEvent)(nil),           // 11: shardd.placement.v1.WatchEvent
-	(*NotPlacementLeader)(nil),   // 12: shardd.placement.v1.NotPlacementLeader
-	(*NodeRecord)(nil),           // 13: shardd.placement.v1.NodeRecord
-	(*SplitRangeRequest)(nil),    // 14: shardd.placement.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil),   // 15: shardd.placement.v1.SplitRangeResponse
-	(*RangeOperation)(nil),       // 16: shardd.placement.v1.RangeOperation
-	(*SplitOperation)(nil),       // 17: shardd.placement.v1.SplitOperation
-	nil,                          // 18: shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	(*kvpb.RangeDescriptor)(nil), // 19: shardd.kv.v1.RangeDescriptor
+	(*RegisterNodeRequest)(nil),    // 0: shardd.placement.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),   // 1: shardd.placement.v1.RegisterNodeResponse
+	(*RegistrationRefused)(nil),    // 2: shardd.placement.v1.RegistrationRefused
+	(*LookupRequest)(nil),          // 3: shardd.placement.v1.LookupRequest
+	(*LookupResponse)(nil),         // 4: shardd.placement.v1.LookupResponse
+	(*ListRangesRequest)(nil),      // 5: shardd.placement.v1.ListRangesRequest
+	(*ListRangesResponse)(nil),     // 6: shardd.placement.v1.ListRangesResponse
+	(*ListNodesRequest)(nil),       // 7: shardd.placement.v1.ListNodesRequest
+	(*NodeInfo)(nil),               // 8: shardd.placement.v1.NodeInfo
+	(*ListNodesResponse)(nil),      // 9: shardd.placement.v1.ListNodesResponse
+	(*WatchRequest)(nil),           // 10: shardd.placement.v1.WatchRequest
+	(*WatchEvent)(nil),             // 11: shardd.placement.v1.WatchEvent
+	(*NotPlacementLeader)(nil),     // 12: shardd.placement.v1.NotPlacementLeader
+	(*TransferLeaderRequest)(nil),  // 13: shardd.placement.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 14: shardd.placement.v1.TransferLeaderResponse
+	(*NodeRecord)(nil),             // 15: shardd.placement.v1.NodeRecord
+	(*SplitRangeRequest)(nil),      // 16: shardd.placement.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),     // 17: shardd.placement.v1.SplitRangeResponse
+	(*RangeOperation)(nil),         // 18: shardd.placement.v1.RangeOperation
+	(*SplitOperation)(nil),         // 19: shardd.placement.v1.SplitOperation
+	nil,                            // 20: shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	(*kvpb.RangeDescriptor)(nil),   // 21: shardd.kv.v1.RangeDescriptor
 }
 var file_placementpb_placement_proto_depIdxs = []int32{
-	19, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	18, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	19, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	21, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	20, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	21, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
 	8,  // 3: shardd.placement.v1.ListNodesResponse.nodes:type_name -> shardd.placement.v1.NodeInfo
-	19, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
-	19, // 5: shardd.placement.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
-	19, // 6: shardd.placement.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
-	17, // 7: shardd.placement.v1.RangeOperation.split:type_name -> shardd.placement.v1.SplitOperation
-	0,  // 8: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
-	3,  // 9: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
-	5,  // 10: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
-	7,  // 11: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
-	10, // 12: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
-	14, // 13: shardd.placement.v1.Placement.SplitRange:input_type -> shardd.placement.v1.SplitRangeRequest
-	1,  // 14: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
-	4,  // 15: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
-	6,  // 16: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
-	9,  // 17: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
-	11, // 18: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
-	15, // 19: shardd.placement.v1.Placement.SplitRange:output_type -> shardd.placement.v1.SplitRangeResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	21, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
+	21, // 5: shardd.placement.v1.TransferLeaderResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	21, // 6: shardd.placement.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
+	21, // 7: shardd.placement.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
+	19, // 8: shardd.placement.v1.RangeOperation.split:type_name -> shardd.placement.v1.SplitOperation
+	0,  // 9: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
+	3,  // 10: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
+	5,  // 11: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
+	7,  // 12: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
+	10, // 13: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
+	16, // 14: shardd.placement.v1.Placement.SplitRange:input_type -> shardd.placement.v1.SplitRangeRequest
+	13, // 15: shardd.placement.v1.Placement.TransferLeader:input_type -> shardd.placement.v1.TransferLeaderRequest
+	1,  // 16: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
+	4,  // 17: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
+	6,  // 18: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
+	9,  // 19: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
+	11, // 20: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
+	17, // 21: shardd.placement.v1.Placement.SplitRange:output_type -> shardd.placement.v1.SplitRangeResponse
+	14, // 22: shardd.placement.v1.Placement.TransferLeader:output_type -> shardd.placement.v1.TransferLeaderResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_placementpb_placement_proto_init() }
@@ -1344,7 +1466,7 @@ func file_placementpb_placement_proto_init() {
 	if File_placementpb_placement_proto != nil {
 		return
 	}
-	file_placementpb_placement_proto_msgTypes[16].OneofWrappers = []any{
+	file_placementpb_placement_proto_msgTypes[18].OneofWrappers = []any{
 		(*RangeOperation_Split)(nil),
 	}
 	type x struct{}
@@ -1353,7 +1475,7 @@ func file_placementpb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_placementpb_placement_proto_rawDesc), len(file_placementpb_placement_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

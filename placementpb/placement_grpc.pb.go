@@ -23,12 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Placement_RegisterNode_FullMethodName = "/shardd.placement.v1.Placement/RegisterNode"
-	Placement_Lookup_FullMethodName       = "/shardd.placement.v1.Placement/Lookup"
-	Placement_ListRanges_FullMethodName   = "/shardd.placement.v1.Placement/ListRanges"
-	Placement_ListNodes_FullMethodName    = "/shardd.placement.v1.Placement/ListNodes"
-	Placement_Watch_FullMethodName        = "/shardd.placement.v1.Placement/Watch"
-	Placement_SplitRange_FullMethodName   = "/shardd.placement.v1.Placement/SplitRange"
+	Placement_RegisterNode_FullMethodName   = "/shardd.placement.v1.Placement/RegisterNode"
+	Placement_Lookup_FullMethodName         = "/shardd.placement.v1.Placement/Lookup"
+	Placement_ListRanges_FullMethodName     = "/shardd.placement.v1.Placement/ListRanges"
+	Placement_ListNodes_FullMethodName      = "/shardd.placement.v1.Placement/ListNodes"
+	Placement_Watch_FullMethodName          = "/shardd.placement.v1.Placement/Watch"
+	Placement_SplitRange_FullMethodName     = "/shardd.placement.v1.Placement/SplitRange"
+	Placement_TransferLeader_FullMethodName = "/shardd.placement.v1.Placement/TransferLeader"
 )
 
 // PlacementClient is the client API for Placement service.
@@ -48,6 +49,14 @@ type PlacementClient interface {
 	// boundary or another operation is under way on the range (it names
 	// the operation), Unavailable if the range's leader can't be reached.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
+	// TransferLeader moves a range's leadership to another voter and answers
+	// once it leads (a leader move costs the range's writers a few
+	// milliseconds). NotFound: no such range; InvalidArgument: the target is
+	// not one of its voters; FailedPrecondition: the target's node is not
+	// live; Aborted: the target did not catch up or take over within an
+	// election timeout (run it again); Unavailable: no node of the range
+	// answers as its leader now (retried by the client).
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type placementClient struct {
@@ -127,6 +136,16 @@ func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest,
 	return out, nil
 }
 
+func (c *placementClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Placement_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PlacementServer is the server API for Placement service.
 // All implementations must embed UnimplementedPlacementServer
 // for forward compatibility.
@@ -144,6 +163,14 @@ type PlacementServer interface {
 	// boundary or another operation is under way on the range (it names
 	// the operation), Unavailable if the range's leader can't be reached.
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
+	// TransferLeader moves a range's leadership to another voter and answers
+	// once it leads (a leader move costs the range's writers a few
+	// milliseconds). NotFound: no such range; InvalidArgument: the target is
+	// not one of its voters; FailedPrecondition: the target's node is not
+	// live; Aborted: the target did not catch up or take over within an
+	// election timeout (run it again); Unavailable: no node of the range
+	// answers as its leader now (retried by the client).
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }
 
@@ -171,6 +198,9 @@ func (UnimplementedPlacementServer) Watch(*WatchRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedPlacementServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedPlacementServer) mustEmbedUnimplementedPlacementServer() {}
 func (UnimplementedPlacementServer) testEmbeddedByValue()                   {}
@@ -294,6 +324,24 @@ func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Placement_ServiceDesc is the grpc.ServiceDesc for Placement service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +368,10 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitRange",
 			Handler:    _Placement_SplitRange_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Placement_TransferLeader_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -7,6 +7,7 @@
 //	shardd ranges  list the ranges of the cluster, or of a node
 //	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
+//	shardd transfer  move the leadership of a range to another node
 //	shardd help    explain a command and its flags
 //
 // The command is thin: it parses flags, wires a node.Node up and handles
@@ -89,7 +90,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, drainCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, drainCommand}
 }
 
 func lookup(name string) *command {

@@ -111,6 +111,15 @@ func TestSeparateProcesses(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "LIVE") || strings.Count(out, " yes ") != 3 {
 		t.Errorf("nodes table: exit %d:\n%s", code, out)
 	}
+	// The leadership of a range moves where the transfer command says, node
+	// 3 (no gossip) included.
+	for _, to := range []uint64{3, 2} {
+		code, out, stderr := run("transfer", "--json", "--placement", placement, "1", "--to", strconv.FormatUint(to, 10))
+		var tr transferOutput
+		if err := json.Unmarshal([]byte(out), &tr); code != 0 || err != nil || tr.Range.Leader != to {
+			t.Errorf("transfer 1 --to %d: exit %d, %v, %q, %q", to, code, err, out, stderr)
+		}
+	}
 
 	// Kill node 1 (SIGKILL): every range then needs nodes 2 and 3 to reach
 	// each other.

@@ -21,7 +21,11 @@ func TestPlantedBugs(t *testing.T) {
 	}{
 		{name: "forget-promise-on-restart", opt: Options{Knobs: &group.TestingKnobs{ForgetPromiseOnRestart: true}}},
 		{name: "ignore-accepted-values", opt: Options{Knobs: &group.TestingKnobs{IgnoreAcceptedValues: true}}},
-		{name: "lease-without-drift-margin", opt: Options{MaxClockDrift: &noMargin, Drift: 0.2}},
+		// Without the margin a lease outlives the acceptors' promises by
+		// up to the clocks' rate error over a lease: at 30% a seed in
+		// about 500 catches it (at 20%, one in about 700, too close to the
+		// bound for a test whose seeds' paths shift with any change).
+		{name: "lease-without-drift-margin", opt: Options{MaxClockDrift: &noMargin, Drift: 0.3}},
 		// Clock jumps the margin does not absorb. An election timeout is
 		// about a lease long, so only jumps near a lease let a new leader
 		// in before the old lease ends.

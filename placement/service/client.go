@@ -191,6 +191,14 @@ func (c *Client) SplitRange(ctx context.Context, key []byte) (*placementpb.Split
 	})
 }
 
+// TransferLeader moves the leadership of range rangeID to node to, and
+// answers once it leads; see the Placement service.
+func (c *Client) TransferLeader(ctx context.Context, rangeID, to uint64) (*placementpb.TransferLeaderResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.TransferLeaderResponse, error) {
+		return pc.TransferLeader(ctx, &placementpb.TransferLeaderRequest{RangeId: rangeID, TargetNodeId: to})
+	})
+}
+
 // ListNodes lists the registered nodes with liveness and load.
 func (c *Client) ListNodes(ctx context.Context) (*placementpb.ListNodesResponse, error) {
 	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListNodesResponse, error) {

@@ -848,14 +848,19 @@ func (s *Server) createOn(byNode map[uint64][]*kvpb.RangeDescriptor, addrs map[u
 
 // callNode runs one Admin call on a shardd node, bounded by RPCTimeout.
 func (s *Server) callNode(addr string, call func(context.Context, kvpb.AdminClient) error) error {
+	return s.callNodeCtx(s.ctx, addr, call)
+}
+
+// callNodeCtx is callNode on behalf of a caller whose ctx bounds it too.
+func (s *Server) callNodeCtx(ctx context.Context, addr string, call func(context.Context, kvpb.AdminClient) error) error {
 	if addr == "" {
-		return errors.New("the node has no known address")
+		return status.Error(codes.Unavailable, "the node has no known address")
 	}
 	conn, err := s.nodes.get(addr)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RPCTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
 	return call(ctx, kvpb.NewAdminClient(conn))
 }
@@ -914,32 +919,7 @@ func (s *Server) balance() error {
 	wg.Wait()
 
 	// Record the leaders as hints, in one mutation.
-	err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-		next := tm.rm.Clone()
-		var changed []*kvpb.RangeDescriptor
-		for _, d := range tm.rm.All() {
-			l, ok := actual[d.RangeId]
-			if !ok || l == d.LeaderNodeId {
-				continue
-			}
-			if next.Apply(placement.SetLeader{RangeID: d.RangeId, Node: l}) == nil {
-				nd, _ := next.Get(d.RangeId)
-				changed = append(changed, nd)
-			}
-		}
-		if len(changed) == 0 {
-			return nil, nil, nil
-		}
-		m := &mutation{}
-		for _, d := range changed {
-			m.putDesc(d)
-		}
-		return m, func(tm *term) *placementpb.WatchEvent {
-			tm.rm = next
-			return &placementpb.WatchEvent{Updated: changed}
-		}, nil
-	})
-	if err != nil {
+	if _, _, err := s.recordLeaders(s.ctx, actual); err != nil {
 		return err
 	}
 
@@ -948,10 +928,14 @@ func (s *Server) balance() error {
 		s.mu.Unlock()
 		return errNotLeading
 	}
-	descs := s.term.rm.All()
+	all := s.term.rm.All()
 	targets := s.balanceTargetsLocked(s.term)
 	s.mu.Unlock()
-	plan := placement.PlanLeaderBalance(descs, targets)
+	descs := make(map[uint64]*kvpb.RangeDescriptor, len(all))
+	for _, d := range all {
+		descs[d.RangeId] = d
+	}
+	plan := placement.PlanLeaderBalance(all, targets)
 	var todo []placement.Transfer
 	for _, t := range plan {
 		// A range whose leader is unknown has nobody to ask; one whose
@@ -971,22 +955,29 @@ func (s *Server) balance() error {
 	s.mu.Unlock()
 	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
 	var failed atomic.Int64
+	moved := map[uint64]uint64{}
 	for _, t := range todo {
 		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			err := s.callNode(addrs[t.From], func(ctx context.Context, c kvpb.AdminClient) error {
-				_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: t.RangeID, TargetNodeId: t.To})
-				return err
-			})
-			if err != nil {
+			// The node answers once the target leads.
+			if err := s.transferLeader(s.ctx, descs[t.RangeID], t.To, addrs); err != nil {
 				failed.Add(1)
 				s.log.Debug("leader transfer failed", "range", t.RangeID, "from", t.From, "to", t.To, "err", err)
+				return
 			}
+			mu.Lock()
+			moved[t.RangeID] = t.To
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	// Record the moves now, not at the next round's gathering: each
+	// transfer answered once its target led.
+	if _, _, err := s.recordLeaders(s.ctx, moved); err != nil {
+		return err
+	}
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("%d of %d leader transfers failed; the next round retries", f, len(todo))
 	}

@@ -194,27 +194,37 @@ func TestLeadersSpread(t *testing.T) {
 	t.Logf("after bootstrap, %d ranges: leaders per node %v", ranges, counts)
 
 	// Skew: move the leadership of every range node 2 or 3 leads, up to
-	// half of all ranges, to node 1.
-	moved := 0
+	// half of all ranges, to node 1. A transfer answers once done, so they
+	// go many at once, faster than the balancer undoes them.
+	var moved atomic.Int64
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 64)
+	asked := 0
 	for _, id := range []uint64{2, 3} {
 		resp, err := dc.admin(id).Ranges(tctx(t), &kvpb.RangesRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range resp.Ranges {
-			if d.LeaderNodeId != id || moved >= ranges/2 {
+			if d.LeaderNodeId != id || asked >= ranges/2 {
 				continue
 			}
-			if _, err := dc.admin(id).TransferLeader(tctx(t), &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: 1}); err == nil {
-				moved++
-			}
+			asked++
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				if _, err := dc.admin(id).TransferLeader(tctx(t), &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: 1}); err == nil {
+					moved.Add(1)
+				}
+			})
 		}
 	}
+	wg.Wait()
 	testutil.WaitFor(t, 10*time.Second, "the skew to take", func() bool {
 		counts = dc.leaderCounts(t)
 		return !balanced(counts)
 	})
-	t.Logf("skewed by %d transfers to node 1: leaders per node %v", moved, counts)
+	t.Logf("skewed by %d transfers to node 1: leaders per node %v", moved.Load(), counts)
 	testutil.WaitFor(t, 15*time.Second, "leaders spread again", func() bool {
 		counts = dc.leaderCounts(t)
 		return balanced(counts)

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placementpb"
+)
+
+var transferCommand = &command{
+	name:    "transfer",
+	args:    "[--placement ADDRS] RANGE --to NODE [--json]",
+	summary: "move the leadership of a range to another node",
+	doc: `
+Transfer asks the placement service to move the leadership of range RANGE
+(its id, as shardd ranges lists it) to node NODE, one of the range's voters
+that the service sees live. The range's leader waits until NODE has every
+value it chose, stops taking writes for the last round trips, and hands
+over its lease; NODE takes over at once. The range's writers wait a few
+milliseconds and see no error. The command returns once NODE leads, and
+the range map records it.
+
+Flags may also follow RANGE. A target that cannot catch up within an
+election timeout (a second by default) is given up on: the old leader
+keeps leading and the command fails with Aborted; run it again. A target
+that is not one of the range's voters, or whose node is not live, is
+refused.`,
+	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+		placementAddrs := fs.String("placement", defaultPlacementAddr, "gRPC `addresses` of the placement processes, comma-separated")
+		to := fs.String("to", "", "the `node` id to move the leadership to: a voter of the range (required)")
+		asJSON := fs.Bool("json", false, "print JSON instead of a line of text")
+		timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the new leader, retries included")
+		return func(ctx context.Context, e *env, args []string) error {
+			args, err := parseTrailingFlags(fs, args)
+			if err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return usagef("want one RANGE id, got %q", args)
+			}
+			rangeID, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || rangeID == 0 {
+				return usagef("%q is not a range id (a positive integer; see shardd ranges)", args[0])
+			}
+			if *to == "" {
+				return usagef("--to is required: the node to move the leadership to")
+			}
+			target, err := cli.ParseNodeID(*to)
+			if err != nil {
+				return usagef("--to: %v", err)
+			}
+			start := time.Now()
+			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *service.Client) (*placementpb.TransferLeaderResponse, error) {
+				return c.TransferLeader(ctx, rangeID, target)
+			})
+			if err != nil {
+				return err
+			}
+			return writeTransfer(e.stdout, resp, time.Since(start), *asJSON)
+		}
+	},
+}
+
+// transferOutput is transfer --json.
+type transferOutput struct {
+	Range    rangeJSON `json:"range"`
+	Revision uint64    `json:"revision"`
+	// TookMS is how long the command waited for the new leader, in
+	// milliseconds.
+	TookMS float64 `json:"took_ms"`
+}
+
+func writeTransfer(w io.Writer, resp *placementpb.TransferLeaderResponse, took time.Duration, asJSON bool) error {
+	d := resp.GetDescriptor_()
+	r := rangesJSON(&kvpb.RangesResponse{Ranges: []*kvpb.RangeDescriptor{d}}).Ranges[0]
+	if asJSON {
+		return writeJSON(w, transferOutput{Range: r, Revision: resp.Revision, TookMS: float64(took.Microseconds()) / 1000})
+	}
+	_, err := fmt.Fprintf(w, "range %d [%s, %s): node %d leads (map revision %d, took %v)\n",
+		d.GetRangeId(), formatKey(d.GetStartKey(), false), formatKey(d.GetEndKey(), true), d.GetLeaderNodeId(), resp.Revision,
+		took.Round(time.Millisecond))
+	return err
+}
+
+// parseTrailingFlags parses the flags of fs given after the positional
+// arguments, as in "transfer 7 --to 2", where the flag package stops, and
+// returns the positional arguments.
+func parseTrailingFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		if !strings.HasPrefix(args[0], "-") || args[0] == "-" {
+			pos = append(pos, args[0])
+			args = args[1:]
+			continue
+		}
+		out := fs.Output()
+		fs.SetOutput(io.Discard) // the error is reported once, by the caller
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, usagef("-h comes before the arguments")
+		}
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+	}
+	return pos, nil
+}
