@@ -86,8 +86,13 @@ func (n *Node) led() []*replica {
 	return out
 }
 
-// handOff starts handing r's leadership to a voter; it runs on r's worker.
+// handOff starts handing r's leadership to a voter, unless a transfer is
+// under way (a new target every round would restart it before it could
+// finish); it runs on r's worker.
 func (n *Node) handOff(r *replica, k int) {
+	if r.rn.Transferring() {
+		return
+	}
 	if to := n.handOffTarget(r, k); to != 0 {
 		_ = r.rn.TransferLeader(to)
 	}
