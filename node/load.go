@@ -175,32 +175,42 @@ const maxSizeSplitScan = 256 << 20
 // per report.
 const sizeRescanInterval = time.Minute
 
+// maxSizeScansPerReport bounds the ranges one RangeLoad call scans for
+// their size split key: after a burst of writes, or once size splits are
+// turned on, many ranges may be past the threshold at once, and placement
+// splits only a few at a time anyway. The others are scanned by later
+// calls.
+const maxSizeScansPerReport = 8
+
 // sizeSplitKey returns a key near the middle of range d's keys and values
 // by their bytes, strictly inside it (nil if there is none, a range of one
 // key), and the bytes it counted. It scans the range twice (the total,
 // then to half of it) the first time it is asked about a generation of
 // the range, and returns what it found then until the range changes; a
-// scan that found no key stands for sizeRescanInterval.
-func (n *Node) sizeSplitKey(r *replica, d *kvpb.RangeDescriptor) ([]byte, uint64, error) {
+// scan that found no key stands for sizeRescanInterval. Without mayScan,
+// it returns what an earlier scan found, if that stands, or nothing;
+// scanned reports whether it scanned.
+func (n *Node) sizeSplitKey(r *replica, d *kvpb.RangeDescriptor, mayScan bool) (key []byte, total uint64, scanned bool, err error) {
 	now := n.Now()
 	t := &r.load
 	t.mu.Lock()
 	c := t.size
 	t.mu.Unlock()
 	if c.at != 0 && c.gen == d.Generation && (c.key != nil || now-c.at < int64(sizeRescanInterval)) {
-		return c.key, c.bytes, nil
+		return c.key, c.bytes, false, nil
 	}
-	var total uint64
+	if !mayScan {
+		return nil, 0, false, nil
+	}
 	end := nilIfEmpty(d.EndKey)
-	err := n.eng.Scan(d.StartKey, end, 0, func(k, v []byte) bool {
+	err = n.eng.Scan(d.StartKey, end, 0, func(k, v []byte) bool {
 		total += uint64(len(k) + len(v))
 		return total < maxSizeSplitScan
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, true, err
 	}
 	total = min(total, maxSizeSplitScan)
-	var key []byte
 	var left uint64 // bytes of the keys before k
 	err = n.eng.Scan(d.StartKey, end, 0, func(k, v []byte) bool {
 		if left > 0 && 2*left >= total {
@@ -211,12 +221,12 @@ func (n *Node) sizeSplitKey(r *replica, d *kvpb.RangeDescriptor) ([]byte, uint64
 		return true
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, true, err
 	}
 	t.mu.Lock()
 	t.size = sizeSplit{gen: d.Generation, at: now, key: key, bytes: total}
 	t.mu.Unlock()
-	return key, total, nil
+	return key, total, true, nil
 }
 
 // RangeLoad implements the Admin RPC: see kvpb.AdminServer.
@@ -233,6 +243,7 @@ func (s *adminServer) RangeLoad(ctx context.Context, req *kvpb.RangeLoadRequest)
 	slices.SortFunc(led, func(a, b *replica) int { return cmp.Compare(a.id, b.id) })
 	resp := &kvpb.RangeLoadResponse{Ranges: make([]*kvpb.RangeLoad, 0, len(led))}
 	now := n.Now()
+	scans := 0
 	for _, r := range led {
 		if err := ctx.Err(); err != nil {
 			return nil, status.FromContextError(err).Err()
@@ -246,11 +257,14 @@ func (s *adminServer) RangeLoad(ctx context.Context, req *kvpb.RangeLoadRequest)
 		rl := &kvpb.RangeLoad{RangeId: r.id, Generation: d.Generation, Bytes: size, OpsPerSecond: ops,
 			LoadSplitKey: loadSplitKey(samples, d.StartKey, d.EndKey)}
 		if t := req.GetSizeSplitThreshold(); t > 0 && size >= t {
-			key, scanned, err := n.sizeSplitKey(r, d)
+			key, total, scanned, err := n.sizeSplitKey(r, d, scans < maxSizeScansPerReport)
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "range %d: find its size split key: %v", r.id, err)
 			}
-			if scanned >= t {
+			if scanned {
+				scans++
+			}
+			if total >= t {
 				rl.SizeSplitKey = key
 			}
 		}

@@ -199,7 +199,7 @@ func TestRangeLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		key, _, err := c.nodes[1].sizeSplitKey(r1, d)
+		key, _, _, err := c.nodes[1].sizeSplitKey(r1, d, true)
 		if err != nil || string(key) != tc.want || (tc.want == "" && key != nil) {
 			t.Errorf("size split key of [%q, %q) holding %q: %q, %v; want %q", d.StartKey, d.EndKey, tc.keys, key, err, tc.want)
 		}
