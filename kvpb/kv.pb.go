@@ -2669,6 +2669,195 @@ func (x *NodeStatusResponse) GetSyncs() uint64 {
 	return 0
 }
 
+// RangeLoadRequest asks a node for the load and size of the ranges it
+// leads. size_split_threshold (bytes, 0: none) asks it to find a size
+// split key for every range whose estimated size reaches it.
+type RangeLoadRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	SizeSplitThreshold uint64                 `protobuf:"varint,1,opt,name=size_split_threshold,json=sizeSplitThreshold,proto3" json:"size_split_threshold,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RangeLoadRequest) Reset() {
+	*x = RangeLoadRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLoadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLoadRequest) ProtoMessage() {}
+
+func (x *RangeLoadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLoadRequest.ProtoReflect.Descriptor instead.
+func (*RangeLoadRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RangeLoadRequest) GetSizeSplitThreshold() uint64 {
+	if x != nil {
+		return x.SizeSplitThreshold
+	}
+	return 0
+}
+
+// RangeLoad is what a range's leader measured of it. A split key is
+// strictly inside the range, or empty when there is none.
+type RangeLoad struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RangeId    uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// bytes estimates the range's user data on disk; writes not yet flushed
+	// from the node's memtable count once flushed.
+	Bytes uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// ops_per_second counts the reads and writes the node was sent for the
+	// range over its last load window or two; 0 until the range has been
+	// measured for a whole window (the first request starts measuring it,
+	// and a split or any change of the range's generation starts over).
+	OpsPerSecond float64 `protobuf:"fixed64,4,opt,name=ops_per_second,json=opsPerSecond,proto3" json:"ops_per_second,omitempty"`
+	// load_split_key is the median of the keys sampled from those requests,
+	// if it leaves at least a quarter of the samples on each side.
+	LoadSplitKey []byte `protobuf:"bytes,5,opt,name=load_split_key,json=loadSplitKey,proto3" json:"load_split_key,omitempty"`
+	// size_split_key, set only for a range whose bytes reach the request's
+	// size_split_threshold and whose keys and values do too, is a key near
+	// the middle of the range by the bytes of its keys and values.
+	SizeSplitKey  []byte `protobuf:"bytes,6,opt,name=size_split_key,json=sizeSplitKey,proto3" json:"size_split_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLoad) Reset() {
+	*x = RangeLoad{}
+	mi := &file_kvpb_kv_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLoad) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLoad) ProtoMessage() {}
+
+func (x *RangeLoad) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLoad.ProtoReflect.Descriptor instead.
+func (*RangeLoad) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RangeLoad) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetOpsPerSecond() float64 {
+	if x != nil {
+		return x.OpsPerSecond
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetLoadSplitKey() []byte {
+	if x != nil {
+		return x.LoadSplitKey
+	}
+	return nil
+}
+
+func (x *RangeLoad) GetSizeSplitKey() []byte {
+	if x != nil {
+		return x.SizeSplitKey
+	}
+	return nil
+}
+
+type RangeLoadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ranges are sorted by range id.
+	Ranges        []*RangeLoad `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLoadResponse) Reset() {
+	*x = RangeLoadResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLoadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLoadResponse) ProtoMessage() {}
+
+func (x *RangeLoadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLoadResponse.ProtoReflect.Descriptor instead.
+func (*RangeLoadResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RangeLoadResponse) GetRanges() []*RangeLoad {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
 var File_kvpb_kv_proto protoreflect.FileDescriptor
 
 const file_kvpb_kv_proto_rawDesc = "" +
@@ -2843,7 +3032,20 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x12commands_per_value\x18\x06 \x01(\x01R\x10commandsPerValue\x12(\n" +
 	"\x10records_per_sync\x18\a \x01(\x01R\x0erecordsPerSync\x12,\n" +
 	"\x12messages_per_frame\x18\b \x01(\x01R\x10messagesPerFrame\x12\x14\n" +
-	"\x05syncs\x18\t \x01(\x04R\x05syncs*%\n" +
+	"\x05syncs\x18\t \x01(\x04R\x05syncs\"D\n" +
+	"\x10RangeLoadRequest\x120\n" +
+	"\x14size_split_threshold\x18\x01 \x01(\x04R\x12sizeSplitThreshold\"\xce\x01\n" +
+	"\tRangeLoad\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12$\n" +
+	"\x0eops_per_second\x18\x04 \x01(\x01R\fopsPerSecond\x12$\n" +
+	"\x0eload_split_key\x18\x05 \x01(\fR\floadSplitKey\x12$\n" +
+	"\x0esize_split_key\x18\x06 \x01(\fR\fsizeSplitKey\"D\n" +
+	"\x11RangeLoadResponse\x12/\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x17.shardd.kv.v1.RangeLoadR\x06ranges*%\n" +
 	"\vReplicaRole\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x01*.\n" +
@@ -2860,7 +3062,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xe4\x03\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xb2\x04\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
@@ -2869,7 +3071,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponse\x12O\n" +
 	"\n" +
 	"SplitRange\x12\x1f.shardd.kv.v1.SplitRangeRequest\x1a .shardd.kv.v1.SplitRangeResponse\x12@\n" +
-	"\x05Drain\x12\x1a.shardd.kv.v1.DrainRequest\x1a\x1b.shardd.kv.v1.DrainResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"\x05Drain\x12\x1a.shardd.kv.v1.DrainRequest\x1a\x1b.shardd.kv.v1.DrainResponse\x12L\n" +
+	"\tRangeLoad\x12\x1e.shardd.kv.v1.RangeLoadRequest\x1a\x1f.shardd.kv.v1.RangeLoadResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -2884,7 +3087,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -2929,7 +3132,10 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*RangesResponse)(nil),         // 40: shardd.kv.v1.RangesResponse
 	(*NodeStatusRequest)(nil),      // 41: shardd.kv.v1.NodeStatusRequest
 	(*NodeStatusResponse)(nil),     // 42: shardd.kv.v1.NodeStatusResponse
-	nil,                            // 43: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(*RangeLoadRequest)(nil),       // 43: shardd.kv.v1.RangeLoadRequest
+	(*RangeLoad)(nil),              // 44: shardd.kv.v1.RangeLoad
+	(*RangeLoadResponse)(nil),      // 45: shardd.kv.v1.RangeLoadResponse
+	nil,                            // 46: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -2969,42 +3175,45 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	3,  // 34: shardd.kv.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
 	3,  // 35: shardd.kv.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
 	3,  // 36: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	43, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
-	6,  // 38: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	8,  // 39: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	10, // 40: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	12, // 41: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	14, // 42: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	18, // 43: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	25, // 44: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	27, // 45: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	29, // 46: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	39, // 47: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	41, // 48: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
-	31, // 49: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
-	33, // 50: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
-	35, // 51: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
-	36, // 52: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
-	7,  // 53: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 54: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 55: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 56: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 57: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 58: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	26, // 59: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	28, // 60: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	30, // 61: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	40, // 62: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	42, // 63: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	32, // 64: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
-	34, // 65: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
-	38, // 66: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
-	37, // 67: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	46, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	44, // 38: shardd.kv.v1.RangeLoadResponse.ranges:type_name -> shardd.kv.v1.RangeLoad
+	6,  // 39: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	8,  // 40: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	10, // 41: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	12, // 42: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	14, // 43: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	18, // 44: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	25, // 45: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	27, // 46: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	29, // 47: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	39, // 48: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	41, // 49: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	31, // 50: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
+	33, // 51: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
+	35, // 52: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
+	36, // 53: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
+	43, // 54: shardd.kv.v1.Admin.RangeLoad:input_type -> shardd.kv.v1.RangeLoadRequest
+	7,  // 55: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	9,  // 56: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	11, // 57: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	13, // 58: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	15, // 59: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	19, // 60: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	26, // 61: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	28, // 62: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	30, // 63: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	40, // 64: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	42, // 65: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	32, // 66: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	34, // 67: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	38, // 68: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
+	37, // 69: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
+	45, // 70: shardd.kv.v1.Admin.RangeLoad:output_type -> shardd.kv.v1.RangeLoadResponse
+	55, // [55:71] is the sub-list for method output_type
+	39, // [39:55] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -3038,7 +3247,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -486,6 +486,7 @@ const (
 	Admin_TransferLeader_FullMethodName = "/shardd.kv.v1.Admin/TransferLeader"
 	Admin_SplitRange_FullMethodName     = "/shardd.kv.v1.Admin/SplitRange"
 	Admin_Drain_FullMethodName          = "/shardd.kv.v1.Admin/Drain"
+	Admin_RangeLoad_FullMethodName      = "/shardd.kv.v1.Admin/RangeLoad"
 )
 
 // AdminClient is the client API for Admin service.
@@ -515,6 +516,9 @@ type AdminClient interface {
 	// The node stays draining: it reports so to the placement service, and
 	// hands off leaderships it gains again.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// RangeLoad reports the load and size of every range this node leads,
+	// for the placement service's automatic splits and balancing.
+	RangeLoad(ctx context.Context, in *RangeLoadRequest, opts ...grpc.CallOption) (*RangeLoadResponse, error)
 }
 
 type adminClient struct {
@@ -585,6 +589,16 @@ func (c *adminClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) RangeLoad(ctx context.Context, in *RangeLoadRequest, opts ...grpc.CallOption) (*RangeLoadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeLoadResponse)
+	err := c.cc.Invoke(ctx, Admin_RangeLoad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -612,6 +626,9 @@ type AdminServer interface {
 	// The node stays draining: it reports so to the placement service, and
 	// hands off leaderships it gains again.
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// RangeLoad reports the load and size of every range this node leads,
+	// for the placement service's automatic splits and balancing.
+	RangeLoad(context.Context, *RangeLoadRequest) (*RangeLoadResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -639,6 +656,9 @@ func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) 
 }
 func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedAdminServer) RangeLoad(context.Context, *RangeLoadRequest) (*RangeLoadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeLoad not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -769,6 +789,24 @@ func _Admin_Drain_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RangeLoad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeLoadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RangeLoad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RangeLoad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RangeLoad(ctx, req.(*RangeLoadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -799,6 +837,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _Admin_Drain_Handler,
+		},
+		{
+			MethodName: "RangeLoad",
+			Handler:    _Admin_RangeLoad_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

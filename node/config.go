@@ -62,6 +62,16 @@ type Config struct {
 	// see no error: past it they are refused as at any other time, with
 	// the leader hint. The default value is 4 MiB.
 	MaxHeldWriteBytes int
+	// LoadWindow is the window over which the node measures the requests
+	// to each range it leads, for load-based splits (Admin RangeLoad): a
+	// range's rate covers its last one or two windows. The default value
+	// is 10s, long enough that a burst of a second does not split a range.
+	LoadWindow time.Duration
+	// MemTableSize is the size in bytes of the store's memtables (see
+	// engine.Options.MemTableSize). The estimate of a range's size counts
+	// a write once its memtable is flushed. The default value is the
+	// engine's.
+	MemTableSize uint64
 	// Limits bounds client requests. The zero value means the defaults.
 	Limits kvpb.Limits
 	// Bootstrap lists the ranges of a new cluster. On a node whose store
@@ -126,6 +136,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxHeldWriteBytes == 0 {
 		c.MaxHeldWriteBytes = 4 << 20
 	}
+	if c.LoadWindow == 0 {
+		c.LoadWindow = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -140,6 +153,8 @@ func (c *Config) Validate() error {
 		return errors.New("node: Dir is required")
 	case c.SupportInterval*2 > c.LeaseDuration:
 		return fmt.Errorf("node: SupportInterval (%v) must fit twice in LeaseDuration (%v)", c.SupportInterval, c.LeaseDuration)
+	case c.LoadWindow < 0:
+		return fmt.Errorf("node: LoadWindow (%v) must not be negative", c.LoadWindow)
 	case c.MaxClockDrift >= c.LeaseDuration:
 		return fmt.Errorf("node: MaxClockDrift (%v) must be below LeaseDuration (%v)", c.MaxClockDrift, c.LeaseDuration)
 	}

@@ -71,6 +71,7 @@ func (n *Node) route(h *kvpb.RequestHeader, start, end []byte) (*replica, error)
 	if end != nil && len(d.EndKey) > 0 && bytes.Compare(end, d.EndKey) > 0 {
 		return nil, n.keyMoved(r, d.EndKey)
 	}
+	r.load.record(start) // see load.go
 	return r, nil
 }
 

@@ -113,6 +113,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	eopts := engine.DefaultOptions()
 	eopts.FS, eopts.Dir = cfg.FS, cfg.Dir
+	if cfg.MemTableSize != 0 {
+		eopts.MemTableSize = cfg.MemTableSize
+	}
 	eopts.Logger = pebbleLogger{n.log.With("component", "pebble")}
 	eng, err := engine.Open(eopts)
 	if err != nil {

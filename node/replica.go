@@ -47,6 +47,8 @@ type replica struct {
 	active atomic.Bool // not quiesced: the ticker ticks it
 	// applied mirrors the group's applied point after every cycle.
 	applied atomic.Uint64
+	// load counts the requests routed to the range (see load.go).
+	load loadTracker
 
 	// Owned by the processing worker.
 	rn            *group.Replica

@@ -50,7 +50,8 @@ Run 1 process, or 3 to tolerate the loss of one: give each its own --id and
 --data-dir, and all of them the same --peers. The processes replicate the
 range map among themselves; the one that leads serves the API and, once
 --expected-nodes shardd nodes have registered, creates the first ranges on
-them and then keeps their leaders spread evenly.
+them and then keeps their leaders spread evenly, and splits the ranges
+whose data grows past --split-size or whose load passes --split-qps.
 
 Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
 the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
@@ -162,6 +163,9 @@ type startFlags struct {
 	expectedNodes           int
 	balanceInterval         time.Duration
 	settleTime              time.Duration
+	splitSize               int64
+	splitQPS                float64
+	maxConcurrentSplits     int
 }
 
 func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
@@ -176,6 +180,9 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.IntVar(&f.expectedNodes, "expected-nodes", 0, "nodes that must register before the first ranges are created (default: --replicas)")
 	fs.DurationVar(&f.balanceInterval, "balance-interval", time.Second, "how often the leader spreads range leaders over the nodes")
 	fs.DurationVar(&f.settleTime, "settle-time", 10*time.Second, "how long a node that was down must be back before the balancer moves leaders or replicas onto it")
+	fs.Int64Var(&f.splitSize, "split-size", 64<<20, "split a range automatically once its data reaches this many bytes (0: never)")
+	fs.Float64Var(&f.splitQPS, "split-qps", 2500, "split a range automatically once its leader serves this many reads and writes per second (0: never)")
+	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
@@ -196,7 +203,8 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 // config turns the flags into a service.Config, or says what is wrong.
 func (f *startFlags) config() (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
-		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime}
+		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
+		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
@@ -210,6 +218,12 @@ func (f *startFlags) config() (service.Config, error) {
 		return cfg, fmt.Errorf("--balance-interval %v: must be positive", f.balanceInterval)
 	case f.settleTime <= 0:
 		return cfg, fmt.Errorf("--settle-time %v: must be positive", f.settleTime)
+	case f.splitSize < 0:
+		return cfg, fmt.Errorf("--split-size %d: must not be negative (0 turns size splits off)", f.splitSize)
+	case f.splitQPS < 0:
+		return cfg, fmt.Errorf("--split-qps %v: must not be negative (0 turns load splits off)", f.splitQPS)
+	case f.maxConcurrentSplits < 1:
+		return cfg, fmt.Errorf("--max-concurrent-splits %d: must be at least 1", f.maxConcurrentSplits)
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return cfg, fmt.Errorf("--listen: %w", err)
@@ -249,4 +263,13 @@ func (f *startFlags) config() (service.Config, error) {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, nil
+}
+
+// offIfZero turns a flag's 0 ("off") into the negative value that turns
+// a service.Config threshold off (its 0 means the default).
+func offIfZero[T int64 | float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -56,12 +57,39 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"start", "--id", "x"}, "invalid value"},
 		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-keys", "a,,b"}, "is empty"},
 		{[]string{"start", "--id", "1", "--data-dir", dir, "--log-level", "loud"}, "--log-level"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-size", "-1"}, "--split-size -1"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--split-qps", "-5"}, "--split-qps -5"},
+		{[]string{"start", "--id", "1", "--data-dir", dir, "--max-concurrent-splits", "0"}, "--max-concurrent-splits 0"},
 		{[]string{"nodes"}, `no command "nodes"`},
 	} {
 		code, _, errOut := runArgs(context.Background(), tc.args...)
 		if code == exitOK || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want a failure saying %q", tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// TestSplitFlags: the automatic split flags default to the service's
+// defaults and reach its config, where 0 ("off" on the command line)
+// becomes a negative threshold.
+func TestSplitFlags(t *testing.T) {
+	fs := flagSet(find("start"), io.Discard)
+	find("start").setup(fs)
+	for flag, want := range map[string]string{"split-size": "67108864", "split-qps": "2500", "max-concurrent-splits": "4"} {
+		if got := fs.Lookup(flag).DefValue; got != want {
+			t.Errorf("--%s defaults to %s, want %s", flag, got, want)
+		}
+	}
+	f := startFlags{id: 1, listen: "127.0.0.1:7000", dataDir: t.TempDir(), initialRanges: 1, replicas: 3,
+		balanceInterval: time.Second, settleTime: time.Second, logLevel: "info", maxConcurrentSplits: 2}
+	cfg, err := f.config()
+	if err != nil || cfg.SplitSize >= 0 || cfg.SplitQPS >= 0 || cfg.MaxConcurrentSplits != 2 {
+		t.Errorf("split flags 0: split size %d, qps %v, concurrent %d, %v; want both thresholds negative (off)",
+			cfg.SplitSize, cfg.SplitQPS, cfg.MaxConcurrentSplits, err)
+	}
+	f.splitSize, f.splitQPS = 1000, 12.5
+	if cfg, err := f.config(); err != nil || cfg.SplitSize != 1000 || cfg.SplitQPS != 12.5 {
+		t.Errorf("split flags set: split size %d, qps %v, %v", cfg.SplitSize, cfg.SplitQPS, err)
 	}
 }
 

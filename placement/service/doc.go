@@ -58,7 +58,11 @@
 // creates its replicas then. Every BalanceInterval, it asks the live nodes which
 // ranges they lead (Admin.Ranges), records the leaders as hints, plans
 // with placement.PlanLeaderBalance and asks the current leaders to hand
-// off (Admin.TransferLeader), a bounded number at a time.
+// off (Admin.TransferLeader), a bounded number at a time. In the same
+// round it asks the live nodes for the load and size of the ranges they
+// lead (Admin.RangeLoad), and splits those past Config.SplitSize or
+// Config.SplitQPS, through the same recorded operation as a split asked
+// for (autosplit.go), at most Config.MaxConcurrentSplits at once.
 //
 // # Clients
 //

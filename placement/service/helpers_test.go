@@ -121,6 +121,8 @@ type dataCluster struct {
 	dirs   map[uint64]string // every node's data dir, kept across restarts
 	conns  map[uint64]*grpc.ClientConn
 	beats  map[uint64]context.CancelFunc // ends one node's heartbeats
+	// tweak, if set, adjusts each node's config before it starts.
+	tweak func(*node.Config)
 }
 
 // startNodes starts n nodes (ids 1..n) that know each other's addresses.
@@ -172,8 +174,12 @@ func (dc *dataCluster) start(id uint64) {
 	var nd *node.Node
 	for attempt := 1; ; attempt++ {
 		var err error
-		nd, err = node.Start(node.Config{NodeID: id, Dir: dc.dir(id), ListenAddr: dc.peers[id], Peers: dc.peers,
-			TickInterval: 50 * time.Millisecond, Logger: testLogger()})
+		cfg := node.Config{NodeID: id, Dir: dc.dir(id), ListenAddr: dc.peers[id], Peers: dc.peers,
+			TickInterval: 50 * time.Millisecond, Logger: testLogger()}
+		if dc.tweak != nil {
+			dc.tweak(&cfg)
+		}
+		nd, err = node.Start(cfg)
 		if err == nil {
 			break
 		}

@@ -75,6 +75,21 @@ type Config struct {
 	// transfers one balancing round issues, and at once. The default
 	// values are 256 and 32.
 	MaxTransfersPerRound, MaxTransfersInFlight int
+	// SplitSize is the size of a range's data, in bytes as its leader
+	// estimates it, from which the leader splits the range at the middle
+	// of its bytes (autosplit.go). The default value is 64 MiB; a negative
+	// value turns size splits off.
+	SplitSize int64
+	// SplitQPS is the load, in reads and writes per second that a range's
+	// leader was sent over its load window, from which the leader splits
+	// the range at the median of the keys requested. The default value is
+	// defaultSplitQPS (see there why); a negative value turns load splits
+	// off.
+	SplitQPS float64
+	// MaxConcurrentSplits bounds the splits under way at once, whoever
+	// started them; automatic splits wait for a free one. The default
+	// value is 4.
+	MaxConcurrentSplits int
 	// PollInterval is how often the process checks whether it leads. The
 	// default value is 100ms.
 	PollInterval time.Duration
@@ -132,6 +147,15 @@ func (c *Config) ensureDefaults() {
 	if c.MaxTransfersInFlight == 0 {
 		c.MaxTransfersInFlight = 32
 	}
+	if c.SplitSize == 0 {
+		c.SplitSize = defaultSplitSize
+	}
+	if c.SplitQPS == 0 {
+		c.SplitQPS = defaultSplitQPS
+	}
+	if c.MaxConcurrentSplits == 0 {
+		c.MaxConcurrentSplits = 4
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
@@ -162,6 +186,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("placement: at most %d initial ranges; split more later", maxInitialRanges)
 	case c.Replicas < 1:
 		return fmt.Errorf("placement: %d replicas per range; it must be at least 1", c.Replicas)
+	case c.MaxConcurrentSplits < 0:
+		return fmt.Errorf("placement: %d concurrent splits; it must be at least 1", c.MaxConcurrentSplits)
 	case c.ExpectedNodes < c.Replicas:
 		return fmt.Errorf("placement: %d expected nodes cannot hold %d replicas per range on distinct nodes; expect at least %d nodes",
 			c.ExpectedNodes, c.Replicas, c.Replicas)
@@ -225,6 +251,9 @@ type Server struct {
 	skipped int
 	// retryAt delays the next bootstrap step after a failed one.
 	retryAt time.Time
+	// autoSplitting are the ranges automatic splits are starting or
+	// driving (autosplit.go).
+	autoSplitting map[uint64]bool
 }
 
 type heartbeat struct {
@@ -405,6 +434,7 @@ func (s *Server) step() {
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
 		s.lastBal = time.Now()
 		s.resumeOps()
+		s.autoSplit()
 		s.heal()
 		if err := s.balance(); err != nil {
 			s.log.Info("leader balancing round failed", "err", err)
