@@ -177,16 +177,16 @@ func TestBalancerSparesADrainingNode(t *testing.T) {
 
 // TestStoppedNodeIsSeenDownQuickly: a node that stops (a kill -9 closes
 // its connections as well) is shown down once its peers report they lost
-// it, well before the heartbeat timeout (3 s in these tests).
+// it, well before the heartbeat timeout (10 s here).
 func TestStoppedNodeIsSeenDownQuickly(t *testing.T) {
 	const ranges = 3
-	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges = ranges })
+	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges, c.HeartbeatTimeout = ranges, 10*time.Second })
 	dc := startNodes(t, 3, pc)
 	waitCreated(t, pc, dc, ranges)
 	c := pc.client()
 	stopped := time.Now()
 	dc.stop(3)
-	testutil.WaitFor(t, 2500*time.Millisecond, "node 3 to be shown down", func() bool {
+	testutil.WaitFor(t, 6*time.Second, "node 3 to be shown down", func() bool {
 		nodes, err := c.ListNodes(tctx(t))
 		if err != nil {
 			return false

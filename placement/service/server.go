@@ -978,11 +978,6 @@ func (s *Server) balance() error {
 		return nil
 	}
 	s.log.Info("moving leaders", "transfers", len(todo), "planned", len(plan))
-	// The map's leader hints are refreshed from the nodes in the next
-	// round, not hintRefreshRounds later: the transfers change them.
-	s.mu.Lock()
-	s.skipped = hintRefreshRounds
-	s.mu.Unlock()
 	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
 	var failed atomic.Int64
 	moved := map[uint64]uint64{}
