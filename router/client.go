@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardd/shardd/kvpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -48,8 +49,9 @@ type Config struct {
 	MaxFrameBytes int
 	// DialOptions are used for every connection to a node. The default
 	// value connects without transport security (loopback and test
-	// clusters); options given here must include the transport
-	// credentials.
+	// clusters) and redials a node within a second of its restart
+	// (DefaultConnectParams); options given here must include the
+	// transport credentials.
 	DialOptions []grpc.DialOption
 }
 
@@ -73,8 +75,20 @@ func (c *Config) setDefaults() {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
 	if len(c.DialOptions) == 0 {
-		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(DefaultConnectParams)}
 	}
+}
+
+// DefaultConnectParams is how the default DialOptions redial a node whose
+// connection broke: from 50 ms, growing to a second at most. gRPC's own
+// default starts at a second and grows to two minutes, so a node restarted
+// in a rolling restart, which takes its leaderships back moments later,
+// stayed unreachable to a router for a second or more: the ranges it led
+// stalled that long.
+var DefaultConnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: 5 * time.Second,
 }
 
 // Client routes KV requests to the nodes leading the ranges that hold
