@@ -139,88 +139,68 @@ func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation)
 	}()
 	sp := op.GetSplit()
 	req := &kvpb.SplitRangeRequest{RangeId: op.RangeId, SplitKey: sp.Key, NewRangeId: sp.NewRangeId}
-	var lastErr error
-	var hint uint64 // the leader a node named
-	tried := map[uint64]bool{}
 	backoff := 20 * time.Millisecond
+	var lastErr error
 	for ctx.Err() == nil {
-		to, addr, ok := s.nextTarget(op.RangeId, hint, tried)
+		d, addrs, ok := s.rangeAndAddrs(op.RangeId)
 		if !ok {
-			// Every replica was tried: start over after a pause.
-			clear(tried)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
+			if _, err := s.leading(); err != nil {
+				return nil, err
 			}
-			backoff = min(2*backoff, time.Second)
-			continue
+			return nil, s.rollBack(ctx, op, fmt.Errorf("range %d is no longer in the map", op.RangeId))
 		}
-		tried[to] = true
 		var resp *kvpb.SplitRangeResponse
-		err := s.callNode(addr, func(cctx context.Context, c kvpb.AdminClient) error {
+		err := s.askLeader(ctx, d, addrs, func(ctx context.Context, c kvpb.AdminClient) error {
 			var err error
-			resp, err = c.SplitRange(cctx, req)
+			resp, err = c.SplitRange(ctx, req)
 			return err
-		})
+		}, nil)
 		if err == nil {
 			return s.recordSplit(ctx, op, resp.Left, resp.Right)
 		}
 		lastErr = err
-		st, _ := status.FromError(err)
-		for _, d := range st.Details() {
-			switch d := d.(type) {
-			case *kvpb.NotLeader:
-				hint = d.LeaderNodeId
-			case *kvpb.RangeMismatch:
-				if d.Descriptor_ != nil && d.Descriptor_.RangeId == op.RangeId && !containsKey(d.Descriptor_, sp.Key) {
-					// The range no longer holds the key (the map is
-					// behind the nodes): nothing to do but give up.
-					return nil, s.rollBack(ctx, op, fmt.Errorf("range %d [%q, %q) no longer holds %q",
-						op.RangeId, d.Descriptor_.StartKey, d.Descriptor_.EndKey, sp.Key))
-				}
+		for _, det := range status.Convert(err).Details() {
+			if mm, ok := det.(*kvpb.RangeMismatch); ok && mm.Descriptor_ != nil && mm.Descriptor_.RangeId == op.RangeId &&
+				!containsKey(mm.Descriptor_, sp.Key) {
+				// The range no longer holds the key (the map is behind
+				// the nodes): nothing to do but give up.
+				return nil, s.rollBack(ctx, op, fmt.Errorf("range %d [%q, %q) no longer holds %q",
+					op.RangeId, mm.Descriptor_.StartKey, mm.Descriptor_.EndKey, sp.Key))
 			}
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 	return nil, status.Errorf(codes.Unavailable, "%s is under way and will be completed; the range's leader has not answered yet: %v", describeOp(op), lastErr)
 }
 
-func containsKey(d *kvpb.RangeDescriptor, k []byte) bool {
-	return bytes.Compare(k, d.StartKey) > 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
-}
-
-// nextTarget picks the node to ask about range id next, among those not
-// yet tried: hint, the map's leader hint, then any other voter.
-func (s *Server) nextTarget(rangeID, hint uint64, tried map[uint64]bool) (uint64, string, bool) {
+// rangeAndAddrs returns the map's descriptor of range id and the addresses
+// of its replicas' nodes.
+func (s *Server) rangeAndAddrs(id uint64) (*kvpb.RangeDescriptor, map[uint64]string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tm := s.term
 	if tm == nil || tm.rm == nil {
-		return 0, "", false
+		return nil, nil, false
 	}
-	d, ok := tm.rm.Get(rangeID)
+	d, ok := tm.rm.Get(id)
 	if !ok {
-		return 0, "", false
+		return nil, nil, false
 	}
-	pick := func(id uint64) (uint64, string, bool) {
-		rec := tm.nodes[id]
-		if rec == nil || tried[id] {
-			return 0, "", false
-		}
-		return id, rec.Addr, true
-	}
-	for _, id := range []uint64{hint, d.LeaderNodeId} {
-		if id, addr, ok := pick(id); ok {
-			return id, addr, true
-		}
-	}
+	addrs := map[uint64]string{}
 	for _, r := range d.Replicas {
-		if r.Role == kvpb.ReplicaRole_VOTER {
-			if id, addr, ok := pick(r.NodeId); ok {
-				return id, addr, true
-			}
+		if rec := tm.nodes[r.NodeId]; rec != nil {
+			addrs[r.NodeId] = rec.Addr
 		}
 	}
-	return 0, "", false
+	return d, addrs, true
+}
+
+func containsKey(d *kvpb.RangeDescriptor, k []byte) bool {
+	return bytes.Compare(k, d.StartKey) > 0 && (len(d.EndKey) == 0 || bytes.Compare(k, d.EndKey) < 0)
 }
 
 // recordSplit records the halves a node reported for op and ends op.

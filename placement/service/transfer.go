@@ -86,11 +86,30 @@ const (
 
 // transferLeader asks the leader of range d to hand its leadership to node
 // to, and returns once to leads (node Admin.TransferLeader answers then).
-// The leader is the map's hint, or failing that any voter; a node that
-// does not lead answers with NotLeader and the leader it knows of, which
-// is asked next. The balancer and the TransferLeader API both move leaders
-// through here.
+// The balancer and the TransferLeader API both move leaders through here.
 func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to uint64, addrs map[uint64]string) error {
+	start := time.Now()
+	return s.askLeader(ctx, d, addrs, func(ctx context.Context, c kvpb.AdminClient) error {
+		_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: to})
+		return err
+	}, func(st *status.Status) bool {
+		// The leader's node does not see the target's as live yet, though
+		// we do: it started or restarted a moment ago, and node support
+		// takes a few of its heartbeats. Ask again.
+		return st.Code() == codes.FailedPrecondition && time.Since(start) < notLiveWait
+	})
+}
+
+// askLeader makes call on the leader of range d: the map's hint, or
+// failing that any voter; a node that does not lead answers with NotLeader
+// and the leader it knows of, which is asked next, and one that can't be
+// reached is passed over. An answer for which again reports true is asked
+// again of the same node after notLiveRetry. It returns the leader's
+// answer, or Unavailable once no node is left to ask. Every operation that
+// must reach a range's leader (transfers, splits, replica changes) goes
+// through here.
+func (s *Server) askLeader(ctx context.Context, d *kvpb.RangeDescriptor, addrs map[uint64]string,
+	call func(context.Context, kvpb.AdminClient) error, again func(*status.Status) bool) error {
 	var ask []uint64 // the nodes to ask, in order
 	if d.LeaderNodeId != 0 {
 		ask = append(ask, d.LeaderNodeId)
@@ -101,7 +120,6 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 		}
 	}
 	var lastErr error
-	start := time.Now()
 	for tried := map[uint64]bool{}; len(ask) > 0; {
 		from := ask[0]
 		ask = ask[1:]
@@ -109,10 +127,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 			continue
 		}
 		tried[from] = true
-		err := s.callNodeCtx(ctx, addrs[from], func(ctx context.Context, c kvpb.AdminClient) error {
-			_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: to})
-			return err
-		})
+		err := s.callNodeCtx(ctx, addrs[from], call)
 		if err == nil {
 			return nil
 		}
@@ -131,10 +146,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 			if nl.LeaderNodeId != 0 && !tried[nl.LeaderNodeId] {
 				ask = append([]uint64{nl.LeaderNodeId}, ask...)
 			}
-		case st.Code() == codes.FailedPrecondition && time.Since(start) < notLiveWait:
-			// The leader's node does not see the target's as live yet,
-			// though we do: it started or restarted a moment ago, and
-			// node support takes a few of its heartbeats. Ask again.
+		case again != nil && again(st):
 			tried[from] = false
 			ask = append([]uint64{from}, ask...)
 			select {
@@ -143,7 +155,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 				return lastErr
 			}
 		case st.Code() != codes.Unavailable:
-			return lastErr // the leader answered
+			return err // the leader answered
 		}
 		// Not the leader, or not reachable: ask the next.
 	}
