@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"math"
 	"slices"
 
 	"github.com/shardd/shardd/kvpb"
@@ -235,4 +236,87 @@ func PlanRepair(descs []*kvpb.RangeDescriptor, live []uint64) []Move {
 		out = append(out, Move{RangeID: d.GetRangeId(), Remove: dead, Add: best})
 	}
 	return out
+}
+
+// PlanReplicaBalance returns replica moves that bring every node of
+// targets within 10% of the mean replica count (or within one of it, when
+// counts are small), at most limit of them. Only nodes in targets receive
+// replicas; a node holding replicas that is not in targets gives none up
+// (it may be down: that is PlanRepair's work) but its replicas count in
+// the mean. Each step moves one replica of a range from the most loaded
+// target node to the least loaded one that holds no replica of that
+// range, preferring a range the donor does not lead (a move of a leader's
+// replica costs a leader transfer too); ranges in busy are skipped, and a
+// range moves at most once. Ties go to the lowest ids; the result depends
+// only on the inputs.
+func PlanReplicaBalance(descs []*kvpb.RangeDescriptor, targets []uint64, busy map[uint64]bool, limit int) []Move {
+	nodes := slices.Clone(targets)
+	slices.Sort(nodes)
+	nodes = slices.Compact(nodes)
+	if len(nodes) < 2 || limit <= 0 {
+		return nil
+	}
+	count := make(map[uint64]int, len(nodes))
+	for _, n := range nodes {
+		count[n] = 0
+	}
+	total := 0
+	for _, d := range descs {
+		for _, r := range d.GetReplicas() {
+			if _, ok := count[r.GetNodeId()]; ok {
+				count[r.GetNodeId()]++
+				total++
+			}
+		}
+	}
+	mean := float64(total) / float64(len(nodes))
+	// Within 10% of the mean, or of its rounding when counts are small.
+	hi := max(int(math.Floor(mean*1.1)), int(math.Ceil(mean)))
+	lo := min(int(math.Ceil(mean*0.9)), int(math.Floor(mean)))
+	moved := map[uint64]bool{}
+	var out []Move
+	for len(out) < limit {
+		var donor, taker uint64
+		for _, n := range nodes {
+			if donor == 0 || count[n] > count[donor] {
+				donor = n
+			}
+			if taker == 0 || count[n] < count[taker] {
+				taker = n
+			}
+		}
+		if count[donor] <= hi && count[taker] >= lo || count[donor]-count[taker] < 2 {
+			break
+		}
+		pick := -1
+		for i, d := range descs {
+			if busy[d.GetRangeId()] || moved[d.GetRangeId()] || !holds(d, donor) || holds(d, taker) {
+				continue
+			}
+			if pick < 0 || (descs[pick].GetLeaderNodeId() == donor && d.GetLeaderNodeId() != donor) {
+				pick = i
+			}
+			if d.GetLeaderNodeId() != donor {
+				break
+			}
+		}
+		if pick < 0 {
+			break // every range of the donor also lives on the taker
+		}
+		d := descs[pick]
+		moved[d.GetRangeId()] = true
+		count[donor]--
+		count[taker]++
+		out = append(out, Move{RangeID: d.GetRangeId(), Remove: donor, Add: taker})
+	}
+	return out
+}
+
+func holds(d *kvpb.RangeDescriptor, node uint64) bool {
+	for _, r := range d.GetReplicas() {
+		if r.GetNodeId() == node {
+			return true
+		}
+	}
+	return false
 }

@@ -326,3 +326,70 @@ func TestLeadersBalanced(t *testing.T) {
 		t.Errorf("the planner left %v, which LeadersBalanced rejects", c)
 	}
 }
+
+// TestPlanReplicaBalance: a fourth node joins three that hold every
+// replica; the plan moves replicas to it until every node is within 10% of
+// the mean, one move per range, never onto a node that holds the range,
+// and applying the plan and planning again gives nothing more.
+func TestPlanReplicaBalance(t *testing.T) {
+	descs, err := InitialRanges(EvenSplitKeys(100, "k", 4), []uint64{1, 2, 3}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []uint64{1, 2, 3, 4}
+	moves := PlanReplicaBalance(descs, nodes, nil, 1000)
+	// 300 replicas over 4 nodes: 75 each; within 10% means 68..83.
+	if len(moves) < 68 || len(moves) > 83 {
+		t.Fatalf("%d moves", len(moves))
+	}
+	seen := map[uint64]bool{}
+	for _, m := range moves {
+		if seen[m.RangeID] {
+			t.Fatalf("range %d moves twice", m.RangeID)
+		}
+		seen[m.RangeID] = true
+		d := descs[m.RangeID-1]
+		if !holds(d, m.Remove) || holds(d, m.Add) || m.Add != 4 {
+			t.Fatalf("move %+v of %v", m, d)
+		}
+		for _, r := range d.Replicas {
+			if r.NodeId == m.Remove {
+				r.NodeId = m.Add
+			}
+		}
+	}
+	counts := map[uint64]int{}
+	for _, d := range descs {
+		for _, r := range d.Replicas {
+			counts[r.NodeId]++
+		}
+	}
+	for _, n := range nodes {
+		if counts[n] < 68 || counts[n] > 83 {
+			t.Errorf("node %d holds %d replicas after the plan: %v", n, counts[n], counts)
+		}
+	}
+	if again := PlanReplicaBalance(descs, nodes, nil, 1000); len(again) != 0 {
+		t.Errorf("planning again after applying the plan: %v", again)
+	}
+	// The limit and busy ranges are honoured.
+	fresh, _ := InitialRanges(EvenSplitKeys(10, "k", 4), []uint64{1, 2, 3}, 3)
+	busy := map[uint64]bool{}
+	for _, d := range fresh {
+		busy[d.RangeId] = d.RangeId%2 == 0
+	}
+	for _, m := range PlanReplicaBalance(fresh, nodes, busy, 3) {
+		if busy[m.RangeID] {
+			t.Errorf("busy range %d planned", m.RangeID)
+		}
+	}
+	if n := len(PlanReplicaBalance(fresh, nodes, nil, 2)); n != 2 {
+		t.Errorf("limit 2: %d moves", n)
+	}
+	// A node not among the targets (down) neither gives nor takes.
+	for _, m := range PlanReplicaBalance(descs, []uint64{1, 2, 4}, nil, 1000) {
+		if m.Remove == 3 || m.Add == 3 {
+			t.Errorf("move %+v involves node 3, not a target", m)
+		}
+	}
+}
