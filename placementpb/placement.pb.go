@@ -1155,6 +1155,7 @@ type RangeOperation struct {
 	// Types that are valid to be assigned to Op:
 	//
 	//	*RangeOperation_Split
+	//	*RangeOperation_Move
 	Op            isRangeOperation_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1220,6 +1221,15 @@ func (x *RangeOperation) GetSplit() *SplitOperation {
 	return nil
 }
 
+func (x *RangeOperation) GetMove() *MoveOperation {
+	if x != nil {
+		if x, ok := x.Op.(*RangeOperation_Move); ok {
+			return x.Move
+		}
+	}
+	return nil
+}
+
 type isRangeOperation_Op interface {
 	isRangeOperation_Op()
 }
@@ -1228,7 +1238,279 @@ type RangeOperation_Split struct {
 	Split *SplitOperation `protobuf:"bytes,3,opt,name=split,proto3,oneof"`
 }
 
+type RangeOperation_Move struct {
+	Move *MoveOperation `protobuf:"bytes,4,opt,name=move,proto3,oneof"`
+}
+
 func (*RangeOperation_Split) isRangeOperation_Op() {}
+
+func (*RangeOperation_Move) isRangeOperation_Op() {}
+
+// MoveOperation moves a range's replica from one node to another: a
+// learner on to, caught up and promoted, then the replica on from
+// removed (after its leadership moved away).
+type MoveOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	// reason says why: "asked", "repair" (from is dead) or "balance".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveOperation) Reset() {
+	*x = MoveOperation{}
+	mi := &file_placementpb_placement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveOperation) ProtoMessage() {}
+
+func (x *MoveOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveOperation.ProtoReflect.Descriptor instead.
+func (*MoveOperation) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MoveOperation) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *MoveOperation) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *MoveOperation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListOperationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsRequest) Reset() {
+	*x = ListOperationsRequest{}
+	mi := &file_placementpb_placement_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsRequest) ProtoMessage() {}
+
+func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsRequest.ProtoReflect.Descriptor instead.
+func (*ListOperationsRequest) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{20}
+}
+
+type ListOperationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// operations are the operations under way, by range id, each with a
+	// description of what it does and why.
+	Operations    []*RangeOperation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	Descriptions  []string          `protobuf:"bytes,2,rep,name=descriptions,proto3" json:"descriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsResponse) Reset() {
+	*x = ListOperationsResponse{}
+	mi := &file_placementpb_placement_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsResponse) ProtoMessage() {}
+
+func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsResponse.ProtoReflect.Descriptor instead.
+func (*ListOperationsResponse) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListOperationsResponse) GetOperations() []*RangeOperation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *ListOperationsResponse) GetDescriptions() []string {
+	if x != nil {
+		return x.Descriptions
+	}
+	return nil
+}
+
+type MoveReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	FromNodeId    uint64                 `protobuf:"varint,2,opt,name=from_node_id,json=fromNodeId,proto3" json:"from_node_id,omitempty"`
+	ToNodeId      uint64                 `protobuf:"varint,3,opt,name=to_node_id,json=toNodeId,proto3" json:"to_node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaRequest) Reset() {
+	*x = MoveReplicaRequest{}
+	mi := &file_placementpb_placement_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaRequest) ProtoMessage() {}
+
+func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaRequest.ProtoReflect.Descriptor instead.
+func (*MoveReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MoveReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *MoveReplicaRequest) GetFromNodeId() uint64 {
+	if x != nil {
+		return x.FromNodeId
+	}
+	return 0
+}
+
+func (x *MoveReplicaRequest) GetToNodeId() uint64 {
+	if x != nil {
+		return x.ToNodeId
+	}
+	return 0
+}
+
+type MoveReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *kvpb.RangeDescriptor  `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaResponse) Reset() {
+	*x = MoveReplicaResponse{}
+	mi := &file_placementpb_placement_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaResponse) ProtoMessage() {}
+
+func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_placementpb_placement_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaResponse.ProtoReflect.Descriptor instead.
+func (*MoveReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MoveReplicaResponse) GetDescriptor_() *kvpb.RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+func (x *MoveReplicaResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
 
 type SplitOperation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1240,7 +1522,7 @@ type SplitOperation struct {
 
 func (x *SplitOperation) Reset() {
 	*x = SplitOperation{}
-	mi := &file_placementpb_placement_proto_msgTypes[19]
+	mi := &file_placementpb_placement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1534,7 @@ func (x *SplitOperation) String() string {
 func (*SplitOperation) ProtoMessage() {}
 
 func (x *SplitOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_placementpb_placement_proto_msgTypes[19]
+	mi := &file_placementpb_placement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1547,7 @@ func (x *SplitOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitOperation.ProtoReflect.Descriptor instead.
 func (*SplitOperation) Descriptor() ([]byte, []int) {
-	return file_placementpb_placement_proto_rawDescGZIP(), []int{19}
+	return file_placementpb_placement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SplitOperation) GetKey() []byte {
@@ -1372,16 +1654,38 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x12SplitRangeResponse\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x04left\x123\n" +
 	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\x9c\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xd6\x01\n" +
 	"\x0eRangeOperation\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12,\n" +
 	"\x12started_unix_nanos\x18\x02 \x01(\x03R\x10startedUnixNanos\x12;\n" +
-	"\x05split\x18\x03 \x01(\v2#.shardd.placement.v1.SplitOperationH\x00R\x05splitB\x04\n" +
-	"\x02op\"D\n" +
+	"\x05split\x18\x03 \x01(\v2#.shardd.placement.v1.SplitOperationH\x00R\x05split\x128\n" +
+	"\x04move\x18\x04 \x01(\v2\".shardd.placement.v1.MoveOperationH\x00R\x04moveB\x04\n" +
+	"\x02op\"K\n" +
+	"\rMoveOperation\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x04R\x02to\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x17\n" +
+	"\x15ListOperationsRequest\"\x81\x01\n" +
+	"\x16ListOperationsResponse\x12C\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2#.shardd.placement.v1.RangeOperationR\n" +
+	"operations\x12\"\n" +
+	"\fdescriptions\x18\x02 \x03(\tR\fdescriptions\"o\n" +
+	"\x12MoveReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12 \n" +
+	"\ffrom_node_id\x18\x02 \x01(\x04R\n" +
+	"fromNodeId\x12\x1c\n" +
+	"\n" +
+	"to_node_id\x18\x03 \x01(\x04R\btoNodeId\"p\n" +
+	"\x13MoveReplicaResponse\x12=\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\n" +
+	"descriptor\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"D\n" +
 	"\x0eSplitOperation\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
-	"newRangeId2\x97\x05\n" +
+	"newRangeId2\xe4\x06\n" +
 	"\tPlacement\x12c\n" +
 	"\fRegisterNode\x12(.shardd.placement.v1.RegisterNodeRequest\x1a).shardd.placement.v1.RegisterNodeResponse\x12Q\n" +
 	"\x06Lookup\x12\".shardd.placement.v1.LookupRequest\x1a#.shardd.placement.v1.LookupResponse\x12]\n" +
@@ -1390,7 +1694,9 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\tListNodes\x12%.shardd.placement.v1.ListNodesRequest\x1a&.shardd.placement.v1.ListNodesResponse\x12M\n" +
 	"\x05Watch\x12!.shardd.placement.v1.WatchRequest\x1a\x1f.shardd.placement.v1.WatchEvent0\x01\x12]\n" +
 	"\n" +
-	"SplitRange\x12&.shardd.placement.v1.SplitRangeRequest\x1a'.shardd.placement.v1.SplitRangeResponse\x12i\n" +
+	"SplitRange\x12&.shardd.placement.v1.SplitRangeRequest\x1a'.shardd.placement.v1.SplitRangeResponse\x12`\n" +
+	"\vMoveReplica\x12'.shardd.placement.v1.MoveReplicaRequest\x1a(.shardd.placement.v1.MoveReplicaResponse\x12i\n" +
+	"\x0eListOperations\x12*.shardd.placement.v1.ListOperationsRequest\x1a+.shardd.placement.v1.ListOperationsResponse\x12i\n" +
 	"\x0eTransferLeader\x12*.shardd.placement.v1.TransferLeaderRequest\x1a+.shardd.placement.v1.TransferLeaderResponseB&Z$github.com/shardd/shardd/placementpbb\x06proto3"
 
 var (
@@ -1405,7 +1711,7 @@ func file_placementpb_placement_proto_rawDescGZIP() []byte {
 	return file_placementpb_placement_proto_rawDescData
 }
 
-var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_placementpb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_placementpb_placement_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),    // 0: shardd.placement.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil),   // 1: shardd.placement.v1.RegisterNodeResponse
@@ -1426,39 +1732,51 @@ var file_placementpb_placement_proto_goTypes = []any{
 	(*SplitRangeRequest)(nil),      // 16: shardd.placement.v1.SplitRangeRequest
 	(*SplitRangeResponse)(nil),     // 17: shardd.placement.v1.SplitRangeResponse
 	(*RangeOperation)(nil),         // 18: shardd.placement.v1.RangeOperation
-	(*SplitOperation)(nil),         // 19: shardd.placement.v1.SplitOperation
-	nil,                            // 20: shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	(*kvpb.RangeDescriptor)(nil),   // 21: shardd.kv.v1.RangeDescriptor
+	(*MoveOperation)(nil),          // 19: shardd.placement.v1.MoveOperation
+	(*ListOperationsRequest)(nil),  // 20: shardd.placement.v1.ListOperationsRequest
+	(*ListOperationsResponse)(nil), // 21: shardd.placement.v1.ListOperationsResponse
+	(*MoveReplicaRequest)(nil),     // 22: shardd.placement.v1.MoveReplicaRequest
+	(*MoveReplicaResponse)(nil),    // 23: shardd.placement.v1.MoveReplicaResponse
+	(*SplitOperation)(nil),         // 24: shardd.placement.v1.SplitOperation
+	nil,                            // 25: shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	(*kvpb.RangeDescriptor)(nil),   // 26: shardd.kv.v1.RangeDescriptor
 }
 var file_placementpb_placement_proto_depIdxs = []int32{
-	21, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	20, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
-	21, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	26, // 0: shardd.placement.v1.LookupResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	25, // 1: shardd.placement.v1.LookupResponse.node_addrs:type_name -> shardd.placement.v1.LookupResponse.NodeAddrsEntry
+	26, // 2: shardd.placement.v1.ListRangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
 	8,  // 3: shardd.placement.v1.ListNodesResponse.nodes:type_name -> shardd.placement.v1.NodeInfo
-	21, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
-	21, // 5: shardd.placement.v1.TransferLeaderResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	21, // 6: shardd.placement.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
-	21, // 7: shardd.placement.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
-	19, // 8: shardd.placement.v1.RangeOperation.split:type_name -> shardd.placement.v1.SplitOperation
-	0,  // 9: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
-	3,  // 10: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
-	5,  // 11: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
-	7,  // 12: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
-	10, // 13: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
-	16, // 14: shardd.placement.v1.Placement.SplitRange:input_type -> shardd.placement.v1.SplitRangeRequest
-	13, // 15: shardd.placement.v1.Placement.TransferLeader:input_type -> shardd.placement.v1.TransferLeaderRequest
-	1,  // 16: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
-	4,  // 17: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
-	6,  // 18: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
-	9,  // 19: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
-	11, // 20: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
-	17, // 21: shardd.placement.v1.Placement.SplitRange:output_type -> shardd.placement.v1.SplitRangeResponse
-	14, // 22: shardd.placement.v1.Placement.TransferLeader:output_type -> shardd.placement.v1.TransferLeaderResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	26, // 4: shardd.placement.v1.WatchEvent.updated:type_name -> shardd.kv.v1.RangeDescriptor
+	26, // 5: shardd.placement.v1.TransferLeaderResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	26, // 6: shardd.placement.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
+	26, // 7: shardd.placement.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
+	24, // 8: shardd.placement.v1.RangeOperation.split:type_name -> shardd.placement.v1.SplitOperation
+	19, // 9: shardd.placement.v1.RangeOperation.move:type_name -> shardd.placement.v1.MoveOperation
+	18, // 10: shardd.placement.v1.ListOperationsResponse.operations:type_name -> shardd.placement.v1.RangeOperation
+	26, // 11: shardd.placement.v1.MoveReplicaResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	0,  // 12: shardd.placement.v1.Placement.RegisterNode:input_type -> shardd.placement.v1.RegisterNodeRequest
+	3,  // 13: shardd.placement.v1.Placement.Lookup:input_type -> shardd.placement.v1.LookupRequest
+	5,  // 14: shardd.placement.v1.Placement.ListRanges:input_type -> shardd.placement.v1.ListRangesRequest
+	7,  // 15: shardd.placement.v1.Placement.ListNodes:input_type -> shardd.placement.v1.ListNodesRequest
+	10, // 16: shardd.placement.v1.Placement.Watch:input_type -> shardd.placement.v1.WatchRequest
+	16, // 17: shardd.placement.v1.Placement.SplitRange:input_type -> shardd.placement.v1.SplitRangeRequest
+	22, // 18: shardd.placement.v1.Placement.MoveReplica:input_type -> shardd.placement.v1.MoveReplicaRequest
+	20, // 19: shardd.placement.v1.Placement.ListOperations:input_type -> shardd.placement.v1.ListOperationsRequest
+	13, // 20: shardd.placement.v1.Placement.TransferLeader:input_type -> shardd.placement.v1.TransferLeaderRequest
+	1,  // 21: shardd.placement.v1.Placement.RegisterNode:output_type -> shardd.placement.v1.RegisterNodeResponse
+	4,  // 22: shardd.placement.v1.Placement.Lookup:output_type -> shardd.placement.v1.LookupResponse
+	6,  // 23: shardd.placement.v1.Placement.ListRanges:output_type -> shardd.placement.v1.ListRangesResponse
+	9,  // 24: shardd.placement.v1.Placement.ListNodes:output_type -> shardd.placement.v1.ListNodesResponse
+	11, // 25: shardd.placement.v1.Placement.Watch:output_type -> shardd.placement.v1.WatchEvent
+	17, // 26: shardd.placement.v1.Placement.SplitRange:output_type -> shardd.placement.v1.SplitRangeResponse
+	23, // 27: shardd.placement.v1.Placement.MoveReplica:output_type -> shardd.placement.v1.MoveReplicaResponse
+	21, // 28: shardd.placement.v1.Placement.ListOperations:output_type -> shardd.placement.v1.ListOperationsResponse
+	14, // 29: shardd.placement.v1.Placement.TransferLeader:output_type -> shardd.placement.v1.TransferLeaderResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_placementpb_placement_proto_init() }
@@ -1468,6 +1786,7 @@ func file_placementpb_placement_proto_init() {
 	}
 	file_placementpb_placement_proto_msgTypes[18].OneofWrappers = []any{
 		(*RangeOperation_Split)(nil),
+		(*RangeOperation_Move)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1475,7 +1794,7 @@ func file_placementpb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_placementpb_placement_proto_rawDesc), len(file_placementpb_placement_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

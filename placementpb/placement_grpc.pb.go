@@ -29,6 +29,8 @@ const (
 	Placement_ListNodes_FullMethodName      = "/shardd.placement.v1.Placement/ListNodes"
 	Placement_Watch_FullMethodName          = "/shardd.placement.v1.Placement/Watch"
 	Placement_SplitRange_FullMethodName     = "/shardd.placement.v1.Placement/SplitRange"
+	Placement_MoveReplica_FullMethodName    = "/shardd.placement.v1.Placement/MoveReplica"
+	Placement_ListOperations_FullMethodName = "/shardd.placement.v1.Placement/ListOperations"
 	Placement_TransferLeader_FullMethodName = "/shardd.placement.v1.Placement/TransferLeader"
 )
 
@@ -49,6 +51,17 @@ type PlacementClient interface {
 	// boundary or another operation is under way on the range (it names
 	// the operation), Unavailable if the range's leader can't be reached.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
+	// MoveReplica moves a range's replica from one node to another, as a
+	// recorded operation: the range serves throughout. NotFound for an
+	// unknown range; InvalidArgument if from holds no replica of it or to
+	// already does; FailedPrecondition if to is not live, is draining or
+	// settling, or the range is busy with another operation (named);
+	// Unavailable if the move is under way but not done within the call
+	// (the service completes it).
+	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
+	// ListOperations lists the operations under way on ranges (splits and
+	// replica moves, started by users, the balancer or repair).
+	ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error)
 	// TransferLeader moves a range's leadership to another voter and answers
 	// once it leads (a leader move costs the range's writers a few
 	// milliseconds). NotFound: no such range; InvalidArgument: the target is
@@ -136,6 +149,26 @@ func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest,
 	return out, nil
 }
 
+func (c *placementClient) MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveReplicaResponse)
+	err := c.cc.Invoke(ctx, Placement_MoveReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperationsResponse)
+	err := c.cc.Invoke(ctx, Placement_ListOperations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *placementClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TransferLeaderResponse)
@@ -163,6 +196,17 @@ type PlacementServer interface {
 	// boundary or another operation is under way on the range (it names
 	// the operation), Unavailable if the range's leader can't be reached.
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
+	// MoveReplica moves a range's replica from one node to another, as a
+	// recorded operation: the range serves throughout. NotFound for an
+	// unknown range; InvalidArgument if from holds no replica of it or to
+	// already does; FailedPrecondition if to is not live, is draining or
+	// settling, or the range is busy with another operation (named);
+	// Unavailable if the move is under way but not done within the call
+	// (the service completes it).
+	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
+	// ListOperations lists the operations under way on ranges (splits and
+	// replica moves, started by users, the balancer or repair).
+	ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error)
 	// TransferLeader moves a range's leadership to another voter and answers
 	// once it leads (a leader move costs the range's writers a few
 	// milliseconds). NotFound: no such range; InvalidArgument: the target is
@@ -198,6 +242,12 @@ func (UnimplementedPlacementServer) Watch(*WatchRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedPlacementServer) MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveReplica not implemented")
+}
+func (UnimplementedPlacementServer) ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperations not implemented")
 }
 func (UnimplementedPlacementServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
@@ -324,6 +374,42 @@ func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_MoveReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).MoveReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_MoveReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).MoveReplica(ctx, req.(*MoveReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_ListOperations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).ListOperations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_ListOperations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).ListOperations(ctx, req.(*ListOperationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Placement_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TransferLeaderRequest)
 	if err := dec(in); err != nil {
@@ -368,6 +454,14 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitRange",
 			Handler:    _Placement_SplitRange_Handler,
+		},
+		{
+			MethodName: "MoveReplica",
+			Handler:    _Placement_MoveReplica_Handler,
+		},
+		{
+			MethodName: "ListOperations",
+			Handler:    _Placement_ListOperations_Handler,
 		},
 		{
 			MethodName: "TransferLeader",

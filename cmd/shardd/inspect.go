@@ -50,6 +50,10 @@ whole range map from the placement service (the leader is the service's
 latest hint); without, the ranges one node (--addr) hosts a replica of,
 with the leaders that node knows of (Admin.Ranges).
 
+With --placement it also lists the operations under way on ranges (splits
+and replica moves, by users, the balancer or repair), each with what it
+does, why, and for how long it has been under way.
+
 In the table -inf and +inf are the two ends of the key space. In JSON, keys
 are strings ("" for either end; bytes that are not UTF-8 show as U+FFFD)
 and "leader" is 0 when no leader is known.`,
@@ -62,9 +66,16 @@ and "leader" is 0 when no leader is known.`,
 				return usagef("unexpected arguments %q", args)
 			}
 			var resp *kvpb.RangesResponse
+			var ops []string
 			var err error
 			if *placementAddrs != "" {
 				resp, err = askPlacement(ctx, *placementAddrs, f.timeout, placementRanges)
+				if err == nil {
+					ops, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *service.Client) ([]string, error) {
+						lo, err := c.ListOperations(ctx)
+						return lo.GetDescriptions(), err
+					})
+				}
 			} else {
 				resp, err = askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
 					return c.Ranges(ctx, &kvpb.RangesRequest{})
@@ -74,9 +85,20 @@ and "leader" is 0 when no leader is known.`,
 				return err
 			}
 			if f.json {
-				return writeJSON(e.stdout, rangesJSON(resp))
+				out := rangesJSON(resp)
+				out.Operations = ops
+				return writeJSON(e.stdout, out)
 			}
-			return writeRangesTable(e.stdout, resp)
+			if err := writeRangesTable(e.stdout, resp); err != nil {
+				return err
+			}
+			if len(ops) > 0 {
+				fmt.Fprintln(e.stdout, "\nOperations under way:")
+				for _, o := range ops {
+					fmt.Fprintf(e.stdout, "  %s\n", o)
+				}
+			}
+			return nil
 		}
 	},
 }
@@ -377,6 +399,9 @@ type rangesOutput struct {
 	Ranges []rangeJSON `json:"ranges"`
 	// Nodes maps node ids to gRPC addresses.
 	Nodes map[uint64]string `json:"nodes"`
+	// Operations describe the splits and replica moves under way (with
+	// --placement only).
+	Operations []string `json:"operations,omitempty"`
 }
 
 func rangesJSON(resp *kvpb.RangesResponse) rangesOutput {

@@ -199,6 +199,23 @@ func (c *Client) TransferLeader(ctx context.Context, rangeID, to uint64) (*place
 	})
 }
 
+// MoveReplica moves range rangeID's replica from node from to node to,
+// and returns the range's descriptor once the move is done. A move
+// already under way answers Unavailable, and the call is tried again
+// until it is done (a retry of the same move waits for it).
+func (c *Client) MoveReplica(ctx context.Context, rangeID, from, to uint64) (*placementpb.MoveReplicaResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.MoveReplicaResponse, error) {
+		return pc.MoveReplica(ctx, &placementpb.MoveReplicaRequest{RangeId: rangeID, FromNodeId: from, ToNodeId: to})
+	})
+}
+
+// ListOperations lists the operations under way on ranges.
+func (c *Client) ListOperations(ctx context.Context) (*placementpb.ListOperationsResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListOperationsResponse, error) {
+		return pc.ListOperations(ctx, &placementpb.ListOperationsRequest{})
+	})
+}
+
 // ListNodes lists the registered nodes with liveness and load.
 func (c *Client) ListNodes(ctx context.Context) (*placementpb.ListNodesResponse, error) {
 	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.ListNodesResponse, error) {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
@@ -34,11 +36,31 @@ import (
 // retry finds the operation and waits for it.
 const opDeadline = 2500 * time.Millisecond
 
+// ListOperations implements the API: the operations under way, by range.
+func (a *api) ListOperations(context.Context, *placementpb.ListOperationsRequest) (*placementpb.ListOperationsResponse, error) {
+	tm, err := a.s.leading()
+	if err != nil {
+		return nil, err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	resp := &placementpb.ListOperationsResponse{}
+	for _, id := range slices.Sorted(maps.Keys(tm.ops)) {
+		op := tm.ops[id]
+		resp.Operations = append(resp.Operations, op)
+		resp.Descriptions = append(resp.Descriptions, fmt.Sprintf("%s, under way for %v", describeOp(op),
+			time.Since(time.Unix(0, op.StartedUnixNanos)).Round(time.Millisecond)))
+	}
+	return resp, nil
+}
+
 // describeOp says what an operation is, for errors and logs.
 func describeOp(op *placementpb.RangeOperation) string {
 	switch o := op.Op.(type) {
 	case *placementpb.RangeOperation_Split:
 		return fmt.Sprintf("a split of range %d at %q into range %d", op.RangeId, o.Split.Key, o.Split.NewRangeId)
+	case *placementpb.RangeOperation_Move:
+		return fmt.Sprintf("a move of range %d's replica from node %d to node %d (%s)", op.RangeId, o.Move.From, o.Move.To, o.Move.Reason)
 	}
 	return fmt.Sprintf("an operation on range %d", op.RangeId)
 }
@@ -130,13 +152,7 @@ func (s *Server) awaitSplit(ctx context.Context, tm *term, key []byte) (*placeme
 // until the nodes answer or ctx ends, and records the outcome. The term
 // that started driving op stops driving it when this returns.
 func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation) (*placementpb.SplitRangeResponse, error) {
-	defer func() {
-		s.mu.Lock()
-		if s.term != nil {
-			delete(s.term.driving, op.RangeId)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.stopDriving(op.RangeId)
 	sp := op.GetSplit()
 	req := &kvpb.SplitRangeRequest{RangeId: op.RangeId, SplitKey: sp.Key, NewRangeId: sp.NewRangeId}
 	backoff := 20 * time.Millisecond
@@ -175,6 +191,16 @@ func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation)
 		backoff = min(2*backoff, time.Second)
 	}
 	return nil, status.Errorf(codes.Unavailable, "%s is under way and will be completed; the range's leader has not answered yet: %v", describeOp(op), lastErr)
+}
+
+// stopDriving records that no goroutine drives the operation on range id
+// any more (resumeOps takes it up if it is still recorded).
+func (s *Server) stopDriving(id uint64) {
+	s.mu.Lock()
+	if s.term != nil {
+		delete(s.term.driving, id)
+	}
+	s.mu.Unlock()
 }
 
 // rangeAndAddrs returns the map's descriptor of range id and the addresses

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +124,11 @@ func TestPlacementFinishesASplitItsPredecessorStarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The operation is listed while it is under way.
+	if ops, err := c.ListOperations(tctx(t)); err != nil || len(ops.Operations) != 1 ||
+		ops.Operations[0].RangeId != target.RangeId || !strings.Contains(ops.Descriptions[0], "a split of range") {
+		t.Fatalf("operations under way: %v, %v", ops, err)
+	}
 	s.Stop()
 	delete(pc.servers, old)
 	t.Logf("stopped placement leader %d with a split recorded", old)
@@ -133,6 +139,9 @@ func TestPlacementFinishesASplitItsPredecessorStarted(t *testing.T) {
 	})
 	all, _ := c.AllRanges(tctx(t), 0)
 	checkTiled(t, all)
+	if ops, err := c.ListOperations(tctx(t)); err != nil || len(ops.Operations) != 0 {
+		t.Fatalf("operations under way after the split: %v, %v", ops, err)
+	}
 	// A split of the same range now starts at once: the record is gone.
 	if _, err := c.SplitRange(tctx(t), append(bytes.Clone(key), 'x')); err != nil {
 		t.Fatalf("a second split of the range: %v", err)

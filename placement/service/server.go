@@ -63,6 +63,14 @@ type Config struct {
 	// HeartbeatTimeout is how long a node stays live after it last
 	// registered. The default value is 5s.
 	HeartbeatTimeout time.Duration
+	// DeadAfter is how long a node must be silent (no heartbeat) before
+	// its replicas are re-created on other nodes. The default value is
+	// 1m: long enough for a restart, short enough that a lost machine's
+	// ranges do not run on two replicas for long.
+	DeadAfter time.Duration
+	// MaxConcurrentMoves bounds the replica moves (repairs and balancing)
+	// under way at once. The default value is 2.
+	MaxConcurrentMoves int
 	// SettleTime is how long a node that was down (no heartbeat for
 	// HeartbeatTimeout) must be back before the balancer moves leaders or
 	// replicas onto it: a node that flaps should not pull load to itself
@@ -137,6 +145,12 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.SettleTime == 0 {
 		c.SettleTime = 10 * time.Second
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = time.Minute
+	}
+	if c.MaxConcurrentMoves == 0 {
+		c.MaxConcurrentMoves = 2
 	}
 	if c.BalanceInterval == 0 {
 		c.BalanceInterval = time.Second
@@ -289,6 +303,9 @@ type term struct {
 	// driving those a goroutine of this term is carrying out.
 	ops     map[uint64]*placementpb.RangeOperation
 	driving map[uint64]bool
+	// started is when this term began: a node silent since then for
+	// DeadAfter is dead, though this leader never heard from it.
+	started time.Time
 	// history holds the events of the last revisions this term committed,
 	// oldest first, at most maxHistory.
 	history []*placementpb.WatchEvent
@@ -473,7 +490,7 @@ func (s *Server) takeOver() error {
 	}
 	tm := &term{nodes: st.nodes, rev: st.rev, bootstrapped: st.bootstrapped, created: st.created,
 		nextRangeID: st.nextRangeID, clusterID: st.clusterID, pending: st.pending,
-		ops: st.ops, driving: map[uint64]bool{},
+		ops: st.ops, driving: map[uint64]bool{}, started: time.Now(),
 		changed: make(chan struct{}), done: make(chan struct{})}
 	if st.bootstrapped {
 		if tm.rm, err = placement.NewRangeMap(st.descs); err != nil {
