@@ -212,7 +212,8 @@ func TestNoAcceptBeyondPendingChange(t *testing.T) {
 }
 
 // TestRemovedVoterPrepareIsRefused: 3 never heard that it was removed and
-// campaigns as a voter; 2, which knows the removal is chosen, refuses it.
+// campaigns as a voter; 2, which knows the removal is chosen, refuses it,
+// and teaches it the chosen slots it lacks, the removal among them.
 func TestRemovedVoterPrepareIsRefused(t *testing.T) {
 	n := newNetwork(t, voters(1, 2, 3), nil)
 	n.elect(1)
@@ -227,8 +228,93 @@ func TestRemovedVoterPrepareIsRefused(t *testing.T) {
 	}
 	n.heal()
 	n.advanceClocks(testLease)
-	p := only(t, n.handle(prepareMsg(3, 2, bal(9, 3), n.node(3).chosen)))
-	if p.Reject != pb.RejectNotMember {
-		t.Fatalf("prepare from removed replica 3: got %s, want reject=not-member", describeMsg(p))
+	out := n.handle(prepareMsg(3, 2, bal(9, 3), n.node(3).chosen))
+	refused := slices.ContainsFunc(out, func(m pb.Message) bool { return m.Type == pb.MsgPromise && m.Reject == pb.RejectNotMember })
+	commit := slices.IndexFunc(out, func(m pb.Message) bool { return m.Type == pb.MsgCommit })
+	if len(out) != 2 || !refused || commit < 0 {
+		t.Fatalf("prepare from removed replica 3: got %v, want reject=not-member and a commit", describeMsgs(out))
+	}
+	n.deliver(out[commit])
+	n.stabilize()
+	if c := n.node(3).conf; isMember(c, 3) {
+		t.Fatalf("3 was taught the chosen slots but its configuration is %+v", c)
+	}
+}
+
+// TestRemovedMemberLearnsItsRemoval: the leader tells the voter and the
+// learner it removes that they were removed, with the chosen slots up to
+// the change; a lost message is told again an election timeout later, and
+// once the member has it, nothing more is sent. Without that, the
+// removed replica would never apply its removal (the leader sends it
+// nothing once the change is chosen), and its node could never drop it.
+func TestRemovedMemberLearnsItsRemoval(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	l := n.node(1)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n.stabilize()
+	n.addReplica(4, State{})
+	n.waitFor("4 gets a snapshot", 30, func() bool { return isLearner(n.node(4).conf, 4) })
+
+	for _, id := range []uint64{3, 4} {
+		if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: id}); err != nil {
+			t.Fatal(err)
+		}
+		n.stabilize()
+		if c := n.node(id).conf; isMember(c, id) {
+			t.Fatalf("removed %d still has itself in %+v", id, c)
+		}
+		if applied := n.node(id).applied; applied < l.chosen {
+			t.Fatalf("removed %d applied %d, not its removal at %d", id, applied, l.chosen)
+		}
+	}
+
+}
+
+// TestRemovedMemberIsToldAgain: the word of its removal is lost, so the
+// leader tells the removed member again an election timeout later (only
+// the leader ticks here, so the member never campaigns and learns it the
+// other way); once the member has it, or after departedTells tries at a
+// member that never answers, the leader stops.
+func TestRemovedMemberIsToldAgain(t *testing.T) {
+	for _, answers := range []bool{true, false} {
+		n := newNetwork(t, voters(1, 2, 3), nil)
+		n.elect(1)
+		l := n.node(1)
+		n.dropTo(3)
+		if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: 3}); err != nil {
+			t.Fatal(err)
+		}
+		n.stabilize()
+		if isMember(l.conf, 3) || !isMember(n.node(3).conf, 3) {
+			t.Fatalf("1 has %+v, 3 has %+v: want 3 removed, and 3 not knowing it", l.conf, n.node(3).conf)
+		}
+		if answers {
+			n.heal()
+		}
+		tells := 0
+		for range (departedTells + 2) * l.cfg.ElectionTicks {
+			n.tick(1)
+			n.processAll()
+			for _, m := range n.queue {
+				if m.Type == pb.MsgCommit && m.To == 3 {
+					tells++
+				}
+			}
+			n.stabilize()
+		}
+		switch {
+		case answers && isMember(n.node(3).conf, 3):
+			t.Fatalf("3 was told again but its configuration is %+v", n.node(3).conf)
+		case answers && tells != 1:
+			t.Errorf("3 was told %d more times, want once: it had the news after the first", tells)
+		case !answers && tells != departedTells-1:
+			t.Errorf("3, which never answers, was told %d more times, want %d", tells, departedTells-1)
+		}
+		if len(l.lead.departed) > 0 {
+			t.Errorf("answers=%v: the leader still means to tell %+v", answers, l.lead.departed)
+		}
 	}
 }

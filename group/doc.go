@@ -57,7 +57,9 @@
 //     once chosen, and the leader sends nothing beyond a pending change,
 //     so every slot in flight is decided by one configuration. A
 //     candidate must win a majority of every configuration it finds among
-//     the values it recovers.
+//     the values it recovers. A removed replica is taught the chosen
+//     slots up to its removal, by the leader and by peers that refuse its
+//     campaigns (removal.go), so that its caller learns to drop it.
 //   - Log truncation: applied entries beyond Config.LogRetention are
 //     dropped; a replica that needs them gets a snapshot.
 //   - A replica with no state (no configuration: a new learner, or a voter

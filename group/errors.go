@@ -27,6 +27,11 @@ var (
 	// current configuration (for example promoting a replica that is not a
 	// learner).
 	ErrInvalidConfChange = errors.New("group: invalid configuration change")
+	// ErrConfChangeInFlight means a configuration change was refused
+	// because another one is proposed and not chosen yet: one change at a
+	// time. It matches ErrProposalDropped too. The caller may retry once
+	// the change in flight is applied.
+	ErrConfChangeInFlight = fmt.Errorf("group: a configuration change is in flight: %w", ErrProposalDropped)
 	// ErrLearnerBehind means a learner can't be promoted yet: it does not
 	// hold the configuration that made it a learner (it has had no
 	// snapshot), or it lags the chosen point by more than MaxInflight.

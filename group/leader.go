@@ -49,6 +49,9 @@ type leadership struct {
 	pendingConf uint64
 	// transfer is the leader transfer under way, if any.
 	transfer *transfer
+	// departed are members a chosen change removed that may not know it
+	// yet; see removal.go.
+	departed []departed
 }
 
 // transfer is a leader transfer under way (TransferLeader). It runs in two
@@ -219,6 +222,9 @@ func stepLeader(r *Replica, m pb.Message) {
 		}
 		r.maybeCommit()
 	case pb.MsgHeartbeatResp:
+		if p == nil {
+			r.departedReport(m.From, m.Chosen)
+		}
 		if m.Seq != 0 {
 			l.ackRound(r, m.Seq, m.From)
 		}
@@ -294,6 +300,7 @@ func (r *Replica) maybeCommit() {
 // longer a voter steps down.
 func (r *Replica) onConfChosen() {
 	l := r.lead
+	r.noteDeparted(l.pendingConf)
 	l.pendingConf = r.nextConfSlot()
 	if !isVoter(r.conf, r.id) {
 		r.becomeFollower(0)
@@ -310,6 +317,7 @@ func (r *Replica) tickLeader() {
 			p.snapshotWait--
 		}
 	}
+	r.tickDeparted()
 	if t := l.transfer; t != nil {
 		if t.elapsed++; t.elapsed >= r.cfg.ElectionTicks {
 			l.transfer = nil // the target didn't catch up in time: give up

@@ -335,7 +335,7 @@ func (l *leadership) tickLease(r *Replica) (stepDown bool) {
 // follower whose node is down doesn't hold the group awake.
 func (r *Replica) canQuiesce() bool {
 	l := r.lead
-	if r.cfg.Liveness == nil || len(l.reads) > 0 || l.transfer != nil || l.pendingConf != 0 ||
+	if r.cfg.Liveness == nil || len(l.reads) > 0 || l.transfer != nil || l.pendingConf != 0 || len(l.departed) > 0 ||
 		r.chosen != r.log.last() || r.applied != r.chosen || !l.leaseValid(r) {
 		return false
 	}

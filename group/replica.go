@@ -339,8 +339,10 @@ func (r *Replica) handlePrepare(m pb.Message) {
 		return
 	case !r.isAcceptor() || !isVoter(r.conf, m.From):
 		// Only a voter campaigns, and only a replica that knows its
-		// configuration promises (see isAcceptor).
+		// configuration promises (see isAcceptor). A candidate removed
+		// from the group may not know it yet: see teachRemoved.
 		reject(pb.RejectNotMember)
+		r.teachRemoved(m)
 		return
 	case r.leaseBlocks(m):
 		reject(pb.RejectLease)
@@ -575,8 +577,8 @@ func (r *Replica) Propose(data []byte) error {
 }
 
 // ProposeConfChange proposes a membership change. Only one may be in
-// flight; a learner is promoted only once it has caught up (ErrLearnerBehind
-// otherwise; see canPromote).
+// flight (ErrConfChangeInFlight otherwise); a learner is promoted only
+// once it has caught up (ErrLearnerBehind otherwise; see canPromote).
 func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.leader}
@@ -586,6 +588,9 @@ func (r *Replica) ProposeConfChange(cc pb.ConfChange) error {
 	}
 	if cc.Type == pb.ConfPromote && !r.canPromote(cc.Replica) {
 		return ErrLearnerBehind
+	}
+	if r.lead.pendingConf != 0 {
+		return ErrConfChangeInFlight
 	}
 	return r.propose(pb.EntryConfChange, cc.Marshal())
 }
