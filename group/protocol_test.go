@@ -922,8 +922,8 @@ func testReconfiguration(t *testing.T, next func([]pb.Message) int) {
 	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 5}); !errors.Is(err, ErrProposalDropped) {
-		t.Errorf("second change while one is pending: %v, want ErrProposalDropped", err)
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 5}); !errors.Is(err, ErrConfChangeInFlight) || !errors.Is(err, ErrProposalDropped) {
+		t.Errorf("second change while one is pending: %v, want ErrConfChangeInFlight, which is an ErrProposalDropped", err)
 	}
 	if err := l.Propose([]byte("b")); !errors.Is(err, ErrProposalDropped) {
 		t.Errorf("proposal while a change is pending: %v, want ErrProposalDropped", err)
