@@ -19,6 +19,7 @@
 //	| prefix | group id     | kind | suffix      | value                   |
 //	+--------+--------------+------+-------------+-------------------------+
 //	| 0x00   |              | 0x01 |             | store identity          |
+//	| 0x00   |              | 0x02 | group 8B BE | replica tombstone       |
 //	+--------+--------------+------+-------------+-------------------------+
 //	| 0x01   | 8 bytes BE   | 0x01 |             | hard state (opaque)     |
 //	| 0x01   | 8 bytes BE   | 0x02 |             | applied point, 8 B BE   |
@@ -37,7 +38,10 @@
 //
 // The store identity (StoreIdent: node id, random store id, cluster id)
 // belongs to no group: a node writes it at its first start and refuses to
-// serve a store that names another node.
+// serve a store that names another node. A replica tombstone (the
+// generation at which a group left the node) is a store record too, so
+// that DeleteGroup, which removes the group's records beside it, leaves
+// it: see SetReplicaTombstone.
 //
 // Range-local records (kind 0x05, keyed by a suffix of the caller's, like
 // CockroachDB's range-ID replicated keys) are replicated state of the

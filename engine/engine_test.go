@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -529,5 +530,54 @@ func TestCloseDuringExport(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return after the export finished")
+	}
+}
+
+// TestReplicaTombstones checks that a tombstone survives a reopen and
+// the DeleteGroup of its group, that a later one replaces it, that it
+// shows neither as a group nor as user data, and that a corrupt one is
+// reported.
+func TestReplicaTombstones(t *testing.T) {
+	fs := vfs.NewMem()
+	o := testOptions(fs)
+	e := mustOpen(t, o)
+	if got, err := e.ReplicaTombstones(); err != nil || len(got) != 0 {
+		t.Fatalf("new store: tombstones %v %v", got, err)
+	}
+	commit(t, e, true, func(b *Batch) {
+		b.SetGroupMeta(3, []byte("m"))
+		b.SetStoreIdent(StoreIdent{NodeID: 1, StoreID: "s"})
+	})
+	commit(t, e, true, func(b *Batch) {
+		b.DeleteGroup(3)
+		b.SetReplicaTombstone(3, 7)
+		b.SetReplicaTombstone(1<<40, 1)
+	})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = mustOpen(t, o)
+	defer func() { _ = e.Close() }()
+	commit(t, e, true, func(b *Batch) { b.DeleteGroup(3) })
+	want := map[GroupID]uint64{3: 7, 1 << 40: 1}
+	if got, err := e.ReplicaTombstones(); err != nil || !maps.Equal(got, want) {
+		t.Fatalf("tombstones %v %v, want %v", got, err, want)
+	}
+	commit(t, e, true, func(b *Batch) { b.SetReplicaTombstone(3, 9) })
+	if got, _ := e.ReplicaTombstones(); got[3] != 9 {
+		t.Fatalf("tombstones %v after a later one of group 3 at 9", got)
+	}
+	if groups, err := e.Groups(); err != nil || len(groups) != 0 {
+		t.Fatalf("tombstones show as groups %v (%v)", groups, err)
+	}
+	if got := scanAll(t, e, nil, nil, 0); len(got) != 0 {
+		t.Fatalf("tombstones show in the user data: %v", got)
+	}
+	if id, ok, err := e.StoreIdent(); err != nil || !ok || id.NodeID != 1 {
+		t.Fatalf("store identity %+v %v %v beside the tombstones", id, ok, err)
+	}
+	commit(t, e, true, func(b *Batch) { b.set(tombstoneKey(4), []byte{0x80}) })
+	if _, err := e.ReplicaTombstones(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupt tombstone: %v, want ErrCorrupt", err)
 	}
 }

@@ -24,10 +24,28 @@ const (
 // storeKind is the byte after storePrefix in a store record's key.
 type storeKind byte
 
-const storeKindIdent storeKind = 0x01
+const (
+	storeKindIdent storeKind = 0x01
+	// storeKindTombstone starts the replica tombstones, one per group
+	// (8 bytes big-endian) that left the node.
+	storeKindTombstone storeKind = 0x02
+)
 
 // storeKey returns the key of the store's record of kind k.
 func storeKey(k storeKind) []byte { return []byte{storePrefix, byte(k)} }
+
+// tombstoneKey returns the key of group g's replica tombstone.
+func tombstoneKey(g GroupID) []byte {
+	return binary.BigEndian.AppendUint64(storeKey(storeKindTombstone), uint64(g))
+}
+
+// decodeTombstoneKey is the inverse of tombstoneKey.
+func decodeTombstoneKey(k []byte) (GroupID, bool) {
+	if len(k) != 2+8 || k[0] != storePrefix || storeKind(k[1]) != storeKindTombstone {
+		return 0, false
+	}
+	return GroupID(binary.BigEndian.Uint64(k[2:])), true
+}
 
 // keyKind is the byte after the group id in a local key. The small records
 // sort before the entries so LoadGroup reads them first; the range-local
