@@ -119,6 +119,64 @@ func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{1}
 }
 
+// ReplicaChange is one membership change of a range.
+type ReplicaChange int32
+
+const (
+	ReplicaChange_REPLICA_CHANGE_UNSPECIFIED ReplicaChange = 0
+	// ADD_LEARNER adds a non-voting replica on a node that holds none; it
+	// gets the range's data in a snapshot from the leader.
+	ReplicaChange_ADD_LEARNER ReplicaChange = 1
+	// PROMOTE_LEARNER makes a learner that has caught up a voter.
+	ReplicaChange_PROMOTE_LEARNER ReplicaChange = 2
+	// REMOVE_REPLICA removes a voter or a learner; its node then deletes
+	// the range's data and log.
+	ReplicaChange_REMOVE_REPLICA ReplicaChange = 3
+)
+
+// Enum value maps for ReplicaChange.
+var (
+	ReplicaChange_name = map[int32]string{
+		0: "REPLICA_CHANGE_UNSPECIFIED",
+		1: "ADD_LEARNER",
+		2: "PROMOTE_LEARNER",
+		3: "REMOVE_REPLICA",
+	}
+	ReplicaChange_value = map[string]int32{
+		"REPLICA_CHANGE_UNSPECIFIED": 0,
+		"ADD_LEARNER":                1,
+		"PROMOTE_LEARNER":            2,
+		"REMOVE_REPLICA":             3,
+	}
+)
+
+func (x ReplicaChange) Enum() *ReplicaChange {
+	p := new(ReplicaChange)
+	*p = x
+	return p
+}
+
+func (x ReplicaChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvpb_kv_proto_enumTypes[2].Descriptor()
+}
+
+func (ReplicaChange) Type() protoreflect.EnumType {
+	return &file_kvpb_kv_proto_enumTypes[2]
+}
+
+func (x ReplicaChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaChange.Descriptor instead.
+func (ReplicaChange) EnumDescriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{2}
+}
+
 type ReplicaDescriptor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2434,6 +2492,119 @@ func (x *SplitRangeResponse) GetRight() *RangeDescriptor {
 	return nil
 }
 
+type ChangeReplicasRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	RangeId            uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ExpectedGeneration uint64                 `protobuf:"varint,2,opt,name=expected_generation,json=expectedGeneration,proto3" json:"expected_generation,omitempty"`
+	Change             ReplicaChange          `protobuf:"varint,3,opt,name=change,proto3,enum=shardd.kv.v1.ReplicaChange" json:"change,omitempty"`
+	NodeId             uint64                 `protobuf:"varint,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ChangeReplicasRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetExpectedGeneration() uint64 {
+	if x != nil {
+		return x.ExpectedGeneration
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetChange() ReplicaChange {
+	if x != nil {
+		return x.Change
+	}
+	return ReplicaChange_REPLICA_CHANGE_UNSPECIFIED
+}
+
+func (x *ChangeReplicasRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+type ChangeReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// descriptor is the range's descriptor once the change is applied.
+	Descriptor_   *RangeDescriptor `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasResponse) Reset() {
+	*x = ChangeReplicasResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasResponse) ProtoMessage() {}
+
+func (x *ChangeReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 type RangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2442,7 +2613,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[37]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2625,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[37]
+	mi := &file_kvpb_kv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2638,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{37}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{39}
 }
 
 type RangesResponse struct {
@@ -2483,7 +2654,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[38]
+	mi := &file_kvpb_kv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2495,7 +2666,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[38]
+	mi := &file_kvpb_kv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2508,7 +2679,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{38}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RangesResponse) GetRanges() []*RangeDescriptor {
@@ -2533,7 +2704,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[39]
+	mi := &file_kvpb_kv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2716,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[39]
+	mi := &file_kvpb_kv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2729,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{39}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{41}
 }
 
 type NodeStatusResponse struct {
@@ -2578,7 +2749,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[40]
+	mi := &file_kvpb_kv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2761,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[40]
+	mi := &file_kvpb_kv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2774,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{40}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -2681,7 +2852,7 @@ type RangeLoadRequest struct {
 
 func (x *RangeLoadRequest) Reset() {
 	*x = RangeLoadRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[41]
+	mi := &file_kvpb_kv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2864,7 @@ func (x *RangeLoadRequest) String() string {
 func (*RangeLoadRequest) ProtoMessage() {}
 
 func (x *RangeLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[41]
+	mi := &file_kvpb_kv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2877,7 @@ func (x *RangeLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoadRequest.ProtoReflect.Descriptor instead.
 func (*RangeLoadRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{41}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RangeLoadRequest) GetSizeSplitThreshold() uint64 {
@@ -2743,7 +2914,7 @@ type RangeLoad struct {
 
 func (x *RangeLoad) Reset() {
 	*x = RangeLoad{}
-	mi := &file_kvpb_kv_proto_msgTypes[42]
+	mi := &file_kvpb_kv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2926,7 @@ func (x *RangeLoad) String() string {
 func (*RangeLoad) ProtoMessage() {}
 
 func (x *RangeLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[42]
+	mi := &file_kvpb_kv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2939,7 @@ func (x *RangeLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoad.ProtoReflect.Descriptor instead.
 func (*RangeLoad) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{42}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RangeLoad) GetRangeId() uint64 {
@@ -2823,7 +2994,7 @@ type RangeLoadResponse struct {
 
 func (x *RangeLoadResponse) Reset() {
 	*x = RangeLoadResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[43]
+	mi := &file_kvpb_kv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3006,7 @@ func (x *RangeLoadResponse) String() string {
 func (*RangeLoadResponse) ProtoMessage() {}
 
 func (x *RangeLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[43]
+	mi := &file_kvpb_kv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3019,7 @@ func (x *RangeLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoadResponse.ProtoReflect.Descriptor instead.
 func (*RangeLoadResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{43}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RangeLoadResponse) GetRanges() []*RangeLoad {
@@ -3013,7 +3184,16 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\fleaders_left\x18\x01 \x01(\rR\vleadersLeft\"|\n" +
 	"\x12SplitRangeResponse\x121\n" +
 	"\x04left\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x04left\x123\n" +
-	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\"\x0f\n" +
+	"\x05right\x18\x02 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x05right\"\xb1\x01\n" +
+	"\x15ChangeReplicasRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12/\n" +
+	"\x13expected_generation\x18\x02 \x01(\x04R\x12expectedGeneration\x123\n" +
+	"\x06change\x18\x03 \x01(\x0e2\x1b.shardd.kv.v1.ReplicaChangeR\x06change\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\x04R\x06nodeId\"W\n" +
+	"\x16ChangeReplicasResponse\x12=\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1d.shardd.kv.v1.RangeDescriptorR\n" +
+	"descriptor\"\x0f\n" +
 	"\rRangesRequest\"\xd1\x01\n" +
 	"\x0eRangesResponse\x125\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x1d.shardd.kv.v1.RangeDescriptorR\x06ranges\x12J\n" +
@@ -3051,7 +3231,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\aLEARNER\x10\x01*.\n" +
 	"\x0fReadConsistency\x12\x10\n" +
 	"\fLINEARIZABLE\x10\x00\x12\t\n" +
-	"\x05STALE\x10\x012\xe6\x03\n" +
+	"\x05STALE\x10\x01*i\n" +
+	"\rReplicaChange\x12\x1e\n" +
+	"\x1aREPLICA_CHANGE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vADD_LEARNER\x10\x01\x12\x13\n" +
+	"\x0fPROMOTE_LEARNER\x10\x02\x12\x12\n" +
+	"\x0eREMOVE_REPLICA\x10\x032\xe6\x03\n" +
 	"\x02KV\x12:\n" +
 	"\x03Get\x12\x18.shardd.kv.v1.GetRequest\x1a\x19.shardd.kv.v1.GetResponse\x12:\n" +
 	"\x03Put\x12\x18.shardd.kv.v1.PutRequest\x1a\x19.shardd.kv.v1.PutResponse\x12C\n" +
@@ -3062,7 +3247,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xb2\x04\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\x8f\x05\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
@@ -3072,7 +3257,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\n" +
 	"SplitRange\x12\x1f.shardd.kv.v1.SplitRangeRequest\x1a .shardd.kv.v1.SplitRangeResponse\x12@\n" +
 	"\x05Drain\x12\x1a.shardd.kv.v1.DrainRequest\x1a\x1b.shardd.kv.v1.DrainResponse\x12L\n" +
-	"\tRangeLoad\x12\x1e.shardd.kv.v1.RangeLoadRequest\x1a\x1f.shardd.kv.v1.RangeLoadResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"\tRangeLoad\x12\x1e.shardd.kv.v1.RangeLoadRequest\x1a\x1f.shardd.kv.v1.RangeLoadResponse\x12[\n" +
+	"\x0eChangeReplicas\x12#.shardd.kv.v1.ChangeReplicasRequest\x1a$.shardd.kv.v1.ChangeReplicasResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_kv_proto_rawDescOnce sync.Once
@@ -3086,134 +3272,141 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 	return file_kvpb_kv_proto_rawDescData
 }
 
-var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
-	(*ReplicaDescriptor)(nil),      // 2: shardd.kv.v1.ReplicaDescriptor
-	(*RangeDescriptor)(nil),        // 3: shardd.kv.v1.RangeDescriptor
-	(*RequestHeader)(nil),          // 4: shardd.kv.v1.RequestHeader
-	(*KeyValue)(nil),               // 5: shardd.kv.v1.KeyValue
-	(*GetRequest)(nil),             // 6: shardd.kv.v1.GetRequest
-	(*GetResponse)(nil),            // 7: shardd.kv.v1.GetResponse
-	(*PutRequest)(nil),             // 8: shardd.kv.v1.PutRequest
-	(*PutResponse)(nil),            // 9: shardd.kv.v1.PutResponse
-	(*DeleteRequest)(nil),          // 10: shardd.kv.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 11: shardd.kv.v1.DeleteResponse
-	(*ScanRequest)(nil),            // 12: shardd.kv.v1.ScanRequest
-	(*ScanResponse)(nil),           // 13: shardd.kv.v1.ScanResponse
-	(*CompareAndSwapRequest)(nil),  // 14: shardd.kv.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 15: shardd.kv.v1.CompareAndSwapResponse
-	(*BatchOp)(nil),                // 16: shardd.kv.v1.BatchOp
-	(*BatchCondition)(nil),         // 17: shardd.kv.v1.BatchCondition
-	(*BatchRequest)(nil),           // 18: shardd.kv.v1.BatchRequest
-	(*BatchResponse)(nil),          // 19: shardd.kv.v1.BatchResponse
-	(*Error)(nil),                  // 20: shardd.kv.v1.Error
-	(*NotLeader)(nil),              // 21: shardd.kv.v1.NotLeader
-	(*RangeMismatch)(nil),          // 22: shardd.kv.v1.RangeMismatch
-	(*Request)(nil),                // 23: shardd.kv.v1.Request
-	(*Response)(nil),               // 24: shardd.kv.v1.Response
-	(*RequestFrame)(nil),           // 25: shardd.kv.v1.RequestFrame
-	(*ResponseFrame)(nil),          // 26: shardd.kv.v1.ResponseFrame
-	(*MessageFrame)(nil),           // 27: shardd.kv.v1.MessageFrame
-	(*MessageFrameAck)(nil),        // 28: shardd.kv.v1.MessageFrameAck
-	(*SnapshotChunk)(nil),          // 29: shardd.kv.v1.SnapshotChunk
-	(*SnapshotResponse)(nil),       // 30: shardd.kv.v1.SnapshotResponse
-	(*CreateRangesRequest)(nil),    // 31: shardd.kv.v1.CreateRangesRequest
-	(*CreateRangesResponse)(nil),   // 32: shardd.kv.v1.CreateRangesResponse
-	(*TransferLeaderRequest)(nil),  // 33: shardd.kv.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 34: shardd.kv.v1.TransferLeaderResponse
-	(*SplitRangeRequest)(nil),      // 35: shardd.kv.v1.SplitRangeRequest
-	(*DrainRequest)(nil),           // 36: shardd.kv.v1.DrainRequest
-	(*DrainResponse)(nil),          // 37: shardd.kv.v1.DrainResponse
-	(*SplitRangeResponse)(nil),     // 38: shardd.kv.v1.SplitRangeResponse
-	(*RangesRequest)(nil),          // 39: shardd.kv.v1.RangesRequest
-	(*RangesResponse)(nil),         // 40: shardd.kv.v1.RangesResponse
-	(*NodeStatusRequest)(nil),      // 41: shardd.kv.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 42: shardd.kv.v1.NodeStatusResponse
-	(*RangeLoadRequest)(nil),       // 43: shardd.kv.v1.RangeLoadRequest
-	(*RangeLoad)(nil),              // 44: shardd.kv.v1.RangeLoad
-	(*RangeLoadResponse)(nil),      // 45: shardd.kv.v1.RangeLoadResponse
-	nil,                            // 46: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(ReplicaChange)(0),             // 2: shardd.kv.v1.ReplicaChange
+	(*ReplicaDescriptor)(nil),      // 3: shardd.kv.v1.ReplicaDescriptor
+	(*RangeDescriptor)(nil),        // 4: shardd.kv.v1.RangeDescriptor
+	(*RequestHeader)(nil),          // 5: shardd.kv.v1.RequestHeader
+	(*KeyValue)(nil),               // 6: shardd.kv.v1.KeyValue
+	(*GetRequest)(nil),             // 7: shardd.kv.v1.GetRequest
+	(*GetResponse)(nil),            // 8: shardd.kv.v1.GetResponse
+	(*PutRequest)(nil),             // 9: shardd.kv.v1.PutRequest
+	(*PutResponse)(nil),            // 10: shardd.kv.v1.PutResponse
+	(*DeleteRequest)(nil),          // 11: shardd.kv.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 12: shardd.kv.v1.DeleteResponse
+	(*ScanRequest)(nil),            // 13: shardd.kv.v1.ScanRequest
+	(*ScanResponse)(nil),           // 14: shardd.kv.v1.ScanResponse
+	(*CompareAndSwapRequest)(nil),  // 15: shardd.kv.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 16: shardd.kv.v1.CompareAndSwapResponse
+	(*BatchOp)(nil),                // 17: shardd.kv.v1.BatchOp
+	(*BatchCondition)(nil),         // 18: shardd.kv.v1.BatchCondition
+	(*BatchRequest)(nil),           // 19: shardd.kv.v1.BatchRequest
+	(*BatchResponse)(nil),          // 20: shardd.kv.v1.BatchResponse
+	(*Error)(nil),                  // 21: shardd.kv.v1.Error
+	(*NotLeader)(nil),              // 22: shardd.kv.v1.NotLeader
+	(*RangeMismatch)(nil),          // 23: shardd.kv.v1.RangeMismatch
+	(*Request)(nil),                // 24: shardd.kv.v1.Request
+	(*Response)(nil),               // 25: shardd.kv.v1.Response
+	(*RequestFrame)(nil),           // 26: shardd.kv.v1.RequestFrame
+	(*ResponseFrame)(nil),          // 27: shardd.kv.v1.ResponseFrame
+	(*MessageFrame)(nil),           // 28: shardd.kv.v1.MessageFrame
+	(*MessageFrameAck)(nil),        // 29: shardd.kv.v1.MessageFrameAck
+	(*SnapshotChunk)(nil),          // 30: shardd.kv.v1.SnapshotChunk
+	(*SnapshotResponse)(nil),       // 31: shardd.kv.v1.SnapshotResponse
+	(*CreateRangesRequest)(nil),    // 32: shardd.kv.v1.CreateRangesRequest
+	(*CreateRangesResponse)(nil),   // 33: shardd.kv.v1.CreateRangesResponse
+	(*TransferLeaderRequest)(nil),  // 34: shardd.kv.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 35: shardd.kv.v1.TransferLeaderResponse
+	(*SplitRangeRequest)(nil),      // 36: shardd.kv.v1.SplitRangeRequest
+	(*DrainRequest)(nil),           // 37: shardd.kv.v1.DrainRequest
+	(*DrainResponse)(nil),          // 38: shardd.kv.v1.DrainResponse
+	(*SplitRangeResponse)(nil),     // 39: shardd.kv.v1.SplitRangeResponse
+	(*ChangeReplicasRequest)(nil),  // 40: shardd.kv.v1.ChangeReplicasRequest
+	(*ChangeReplicasResponse)(nil), // 41: shardd.kv.v1.ChangeReplicasResponse
+	(*RangesRequest)(nil),          // 42: shardd.kv.v1.RangesRequest
+	(*RangesResponse)(nil),         // 43: shardd.kv.v1.RangesResponse
+	(*NodeStatusRequest)(nil),      // 44: shardd.kv.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 45: shardd.kv.v1.NodeStatusResponse
+	(*RangeLoadRequest)(nil),       // 46: shardd.kv.v1.RangeLoadRequest
+	(*RangeLoad)(nil),              // 47: shardd.kv.v1.RangeLoad
+	(*RangeLoadResponse)(nil),      // 48: shardd.kv.v1.RangeLoadResponse
+	nil,                            // 49: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
-	2,  // 1: shardd.kv.v1.RangeDescriptor.replicas:type_name -> shardd.kv.v1.ReplicaDescriptor
+	3,  // 1: shardd.kv.v1.RangeDescriptor.replicas:type_name -> shardd.kv.v1.ReplicaDescriptor
 	1,  // 2: shardd.kv.v1.RequestHeader.consistency:type_name -> shardd.kv.v1.ReadConsistency
-	4,  // 3: shardd.kv.v1.GetRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	4,  // 4: shardd.kv.v1.PutRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	4,  // 5: shardd.kv.v1.DeleteRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	4,  // 6: shardd.kv.v1.ScanRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	5,  // 7: shardd.kv.v1.ScanResponse.kvs:type_name -> shardd.kv.v1.KeyValue
-	4,  // 8: shardd.kv.v1.CompareAndSwapRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	8,  // 9: shardd.kv.v1.BatchOp.put:type_name -> shardd.kv.v1.PutRequest
-	10, // 10: shardd.kv.v1.BatchOp.delete:type_name -> shardd.kv.v1.DeleteRequest
-	4,  // 11: shardd.kv.v1.BatchRequest.header:type_name -> shardd.kv.v1.RequestHeader
-	16, // 12: shardd.kv.v1.BatchRequest.ops:type_name -> shardd.kv.v1.BatchOp
-	17, // 13: shardd.kv.v1.BatchRequest.conditions:type_name -> shardd.kv.v1.BatchCondition
-	21, // 14: shardd.kv.v1.Error.not_leader:type_name -> shardd.kv.v1.NotLeader
-	22, // 15: shardd.kv.v1.Error.range_mismatch:type_name -> shardd.kv.v1.RangeMismatch
-	3,  // 16: shardd.kv.v1.RangeMismatch.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
-	3,  // 17: shardd.kv.v1.RangeMismatch.others:type_name -> shardd.kv.v1.RangeDescriptor
-	6,  // 18: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
-	8,  // 19: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
-	10, // 20: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
-	12, // 21: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
-	14, // 22: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
-	18, // 23: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
-	20, // 24: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
-	7,  // 25: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
-	9,  // 26: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
-	11, // 27: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
-	13, // 28: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
-	15, // 29: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 30: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
-	23, // 31: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
-	24, // 32: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
-	3,  // 33: shardd.kv.v1.CreateRangesRequest.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	3,  // 34: shardd.kv.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
-	3,  // 35: shardd.kv.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
-	3,  // 36: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	46, // 37: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
-	44, // 38: shardd.kv.v1.RangeLoadResponse.ranges:type_name -> shardd.kv.v1.RangeLoad
-	6,  // 39: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	8,  // 40: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	10, // 41: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	12, // 42: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	14, // 43: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	18, // 44: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	25, // 45: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	27, // 46: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	29, // 47: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	39, // 48: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	41, // 49: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
-	31, // 50: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
-	33, // 51: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
-	35, // 52: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
-	36, // 53: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
-	43, // 54: shardd.kv.v1.Admin.RangeLoad:input_type -> shardd.kv.v1.RangeLoadRequest
-	7,  // 55: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	9,  // 56: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	11, // 57: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	13, // 58: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	15, // 59: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	19, // 60: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	26, // 61: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	28, // 62: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	30, // 63: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	40, // 64: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	42, // 65: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	32, // 66: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
-	34, // 67: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
-	38, // 68: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
-	37, // 69: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
-	45, // 70: shardd.kv.v1.Admin.RangeLoad:output_type -> shardd.kv.v1.RangeLoadResponse
-	55, // [55:71] is the sub-list for method output_type
-	39, // [39:55] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	5,  // 3: shardd.kv.v1.GetRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	5,  // 4: shardd.kv.v1.PutRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	5,  // 5: shardd.kv.v1.DeleteRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	5,  // 6: shardd.kv.v1.ScanRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	6,  // 7: shardd.kv.v1.ScanResponse.kvs:type_name -> shardd.kv.v1.KeyValue
+	5,  // 8: shardd.kv.v1.CompareAndSwapRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	9,  // 9: shardd.kv.v1.BatchOp.put:type_name -> shardd.kv.v1.PutRequest
+	11, // 10: shardd.kv.v1.BatchOp.delete:type_name -> shardd.kv.v1.DeleteRequest
+	5,  // 11: shardd.kv.v1.BatchRequest.header:type_name -> shardd.kv.v1.RequestHeader
+	17, // 12: shardd.kv.v1.BatchRequest.ops:type_name -> shardd.kv.v1.BatchOp
+	18, // 13: shardd.kv.v1.BatchRequest.conditions:type_name -> shardd.kv.v1.BatchCondition
+	22, // 14: shardd.kv.v1.Error.not_leader:type_name -> shardd.kv.v1.NotLeader
+	23, // 15: shardd.kv.v1.Error.range_mismatch:type_name -> shardd.kv.v1.RangeMismatch
+	4,  // 16: shardd.kv.v1.RangeMismatch.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	4,  // 17: shardd.kv.v1.RangeMismatch.others:type_name -> shardd.kv.v1.RangeDescriptor
+	7,  // 18: shardd.kv.v1.Request.get:type_name -> shardd.kv.v1.GetRequest
+	9,  // 19: shardd.kv.v1.Request.put:type_name -> shardd.kv.v1.PutRequest
+	11, // 20: shardd.kv.v1.Request.delete:type_name -> shardd.kv.v1.DeleteRequest
+	13, // 21: shardd.kv.v1.Request.scan:type_name -> shardd.kv.v1.ScanRequest
+	15, // 22: shardd.kv.v1.Request.cas:type_name -> shardd.kv.v1.CompareAndSwapRequest
+	19, // 23: shardd.kv.v1.Request.batch:type_name -> shardd.kv.v1.BatchRequest
+	21, // 24: shardd.kv.v1.Response.error:type_name -> shardd.kv.v1.Error
+	8,  // 25: shardd.kv.v1.Response.get:type_name -> shardd.kv.v1.GetResponse
+	10, // 26: shardd.kv.v1.Response.put:type_name -> shardd.kv.v1.PutResponse
+	12, // 27: shardd.kv.v1.Response.delete:type_name -> shardd.kv.v1.DeleteResponse
+	14, // 28: shardd.kv.v1.Response.scan:type_name -> shardd.kv.v1.ScanResponse
+	16, // 29: shardd.kv.v1.Response.cas:type_name -> shardd.kv.v1.CompareAndSwapResponse
+	20, // 30: shardd.kv.v1.Response.batch:type_name -> shardd.kv.v1.BatchResponse
+	24, // 31: shardd.kv.v1.RequestFrame.requests:type_name -> shardd.kv.v1.Request
+	25, // 32: shardd.kv.v1.ResponseFrame.responses:type_name -> shardd.kv.v1.Response
+	4,  // 33: shardd.kv.v1.CreateRangesRequest.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	4,  // 34: shardd.kv.v1.SplitRangeResponse.left:type_name -> shardd.kv.v1.RangeDescriptor
+	4,  // 35: shardd.kv.v1.SplitRangeResponse.right:type_name -> shardd.kv.v1.RangeDescriptor
+	2,  // 36: shardd.kv.v1.ChangeReplicasRequest.change:type_name -> shardd.kv.v1.ReplicaChange
+	4,  // 37: shardd.kv.v1.ChangeReplicasResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
+	4,  // 38: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
+	49, // 39: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	47, // 40: shardd.kv.v1.RangeLoadResponse.ranges:type_name -> shardd.kv.v1.RangeLoad
+	7,  // 41: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	9,  // 42: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	11, // 43: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	13, // 44: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	15, // 45: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	19, // 46: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	26, // 47: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	28, // 48: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	30, // 49: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	42, // 50: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	44, // 51: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	32, // 52: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
+	34, // 53: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
+	36, // 54: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
+	37, // 55: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
+	46, // 56: shardd.kv.v1.Admin.RangeLoad:input_type -> shardd.kv.v1.RangeLoadRequest
+	40, // 57: shardd.kv.v1.Admin.ChangeReplicas:input_type -> shardd.kv.v1.ChangeReplicasRequest
+	8,  // 58: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	10, // 59: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	12, // 60: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	14, // 61: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	16, // 62: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	20, // 63: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	27, // 64: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	29, // 65: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	31, // 66: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	43, // 67: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	45, // 68: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	33, // 69: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	35, // 70: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	39, // 71: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
+	38, // 72: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
+	48, // 73: shardd.kv.v1.Admin.RangeLoad:output_type -> shardd.kv.v1.RangeLoadResponse
+	41, // 74: shardd.kv.v1.Admin.ChangeReplicas:output_type -> shardd.kv.v1.ChangeReplicasResponse
+	58, // [58:75] is the sub-list for method output_type
+	41, // [41:58] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -3246,8 +3439,8 @@ func file_kvpb_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   45,
+			NumEnums:      3,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -487,6 +487,7 @@ const (
 	Admin_SplitRange_FullMethodName     = "/shardd.kv.v1.Admin/SplitRange"
 	Admin_Drain_FullMethodName          = "/shardd.kv.v1.Admin/Drain"
 	Admin_RangeLoad_FullMethodName      = "/shardd.kv.v1.Admin/RangeLoad"
+	Admin_ChangeReplicas_FullMethodName = "/shardd.kv.v1.Admin/ChangeReplicas"
 )
 
 // AdminClient is the client API for Admin service.
@@ -519,6 +520,20 @@ type AdminClient interface {
 	// RangeLoad reports the load and size of every range this node leads,
 	// for the placement service's automatic splits and balancing.
 	RangeLoad(ctx context.Context, in *RangeLoadRequest, opts ...grpc.CallOption) (*RangeLoadResponse, error)
+	// ChangeReplicas makes one membership change of a range this node leads
+	// (add a learner, promote a learner to voter, remove a replica) through
+	// the range's own log, and returns once it is applied here, with the new
+	// descriptor. A change whose effect already holds (a retry of one that
+	// applied) returns the current descriptor and changes nothing.
+	// FailedPrecondition with NotLeader if this node does not lead the
+	// range, with RangeMismatch if it has no replica of it or its generation
+	// is not expected_generation (when set); FailedPrecondition without a
+	// detail for a change that can't be made (adding a node that holds a
+	// replica, promoting a non-learner, removing the leader itself or the
+	// last voter, another change in flight); Unavailable for one to retry
+	// (the learner has not caught up, leadership moved while the change was
+	// in flight).
+	ChangeReplicas(ctx context.Context, in *ChangeReplicasRequest, opts ...grpc.CallOption) (*ChangeReplicasResponse, error)
 }
 
 type adminClient struct {
@@ -599,6 +614,16 @@ func (c *adminClient) RangeLoad(ctx context.Context, in *RangeLoadRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) ChangeReplicas(ctx context.Context, in *ChangeReplicasRequest, opts ...grpc.CallOption) (*ChangeReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangeReplicasResponse)
+	err := c.cc.Invoke(ctx, Admin_ChangeReplicas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -629,6 +654,20 @@ type AdminServer interface {
 	// RangeLoad reports the load and size of every range this node leads,
 	// for the placement service's automatic splits and balancing.
 	RangeLoad(context.Context, *RangeLoadRequest) (*RangeLoadResponse, error)
+	// ChangeReplicas makes one membership change of a range this node leads
+	// (add a learner, promote a learner to voter, remove a replica) through
+	// the range's own log, and returns once it is applied here, with the new
+	// descriptor. A change whose effect already holds (a retry of one that
+	// applied) returns the current descriptor and changes nothing.
+	// FailedPrecondition with NotLeader if this node does not lead the
+	// range, with RangeMismatch if it has no replica of it or its generation
+	// is not expected_generation (when set); FailedPrecondition without a
+	// detail for a change that can't be made (adding a node that holds a
+	// replica, promoting a non-learner, removing the leader itself or the
+	// last voter, another change in flight); Unavailable for one to retry
+	// (the learner has not caught up, leadership moved while the change was
+	// in flight).
+	ChangeReplicas(context.Context, *ChangeReplicasRequest) (*ChangeReplicasResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -659,6 +698,9 @@ func (UnimplementedAdminServer) Drain(context.Context, *DrainRequest) (*DrainRes
 }
 func (UnimplementedAdminServer) RangeLoad(context.Context, *RangeLoadRequest) (*RangeLoadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RangeLoad not implemented")
+}
+func (UnimplementedAdminServer) ChangeReplicas(context.Context, *ChangeReplicasRequest) (*ChangeReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangeReplicas not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -807,6 +849,24 @@ func _Admin_RangeLoad_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ChangeReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangeReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ChangeReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ChangeReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ChangeReplicas(ctx, req.(*ChangeReplicasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -841,6 +901,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RangeLoad",
 			Handler:    _Admin_RangeLoad_Handler,
+		},
+		{
+			MethodName: "ChangeReplicas",
+			Handler:    _Admin_ChangeReplicas_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
