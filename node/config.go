@@ -72,6 +72,13 @@ type Config struct {
 	// a write once its memtable is flushed. The default value is the
 	// engine's.
 	MemTableSize uint64
+	// SnapshotBytesPerSecond bounds the bytes per second of all the
+	// snapshots the node sends at once (replicas moved to other nodes,
+	// followers that fell behind the log), so that a move does not take
+	// the disk and network the node's other groups need. A snapshot
+	// streams in chunks of 1 MiB, and the first chunk leaves at once. The
+	// default value is 32 MiB/s; a negative value means no limit.
+	SnapshotBytesPerSecond int64
 	// Limits bounds client requests. The zero value means the defaults.
 	Limits kvpb.Limits
 	// Bootstrap lists the ranges of a new cluster. On a node whose store
@@ -138,6 +145,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.LoadWindow == 0 {
 		c.LoadWindow = 10 * time.Second
+	}
+	if c.SnapshotBytesPerSecond == 0 {
+		c.SnapshotBytesPerSecond = 32 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -63,6 +63,7 @@ type Node struct {
 	active   map[*replica]struct{}
 
 	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
+	snapshotRate  *byteRate     // bounds their bytes per second, together
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -81,8 +82,10 @@ type Node struct {
 	ident   engine.StoreIdent
 	// createMu serialises the creation of replicas (createEmpty,
 	// CreateGroups): each checks that the group has no replica, persists
-	// its meta and registers it, as one step.
-	createMu sync.Mutex
+	// its meta and registers it, as one step. It guards tombstones, the
+	// generation at which each group that left the node did (gc.go).
+	createMu   sync.Mutex
+	tombstones map[uint64]uint64
 }
 
 // Now is the node's monotonic clock in nanoseconds: leases and liveness
@@ -105,6 +108,7 @@ func Start(cfg Config) (*Node, error) {
 		peers:         make(map[uint64]string),
 		sched:         newScheduler(),
 		snapshotSlots: make(chan struct{}, 4),
+		snapshotRate:  newByteRate(cfg.SnapshotBytesPerSecond, snapshotChunkBytes),
 		stopped:       make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -147,6 +151,10 @@ func Start(cfg Config) (*Node, error) {
 	tcfg.NodeID = cfg.NodeID
 	tcfg.Logger = cfg.Logger // the transport names the node itself
 	if n.trans, err = transport.New(tcfg, resolver{n}, n); err != nil {
+		n.closeStore()
+		return nil, err
+	}
+	if err := n.loadTombstones(); err != nil {
 		n.closeStore()
 		return nil, err
 	}
@@ -549,8 +557,14 @@ func (n *Node) bootstrap() error {
 	if len(n.cfg.Bootstrap) == 0 {
 		return nil
 	}
-	if idx := n.byStart.Load(); idx != nil && len(*idx) > 0 {
-		n.log.Info("store already holds ranges: ignoring the bootstrap ranges", "ranges", len(*idx))
+	held := 0
+	if idx := n.byStart.Load(); idx != nil {
+		held = len(*idx)
+	}
+	if held > 0 || len(n.tombstones) > 0 {
+		// A store whose every replica left (moved away) must not take the
+		// cluster's first ranges back.
+		n.log.Info("store already holds or held ranges: ignoring the bootstrap ranges", "ranges", held, "left", len(n.tombstones))
 		return nil
 	}
 	var mine []*kvpb.RangeDescriptor
@@ -583,6 +597,10 @@ func (n *Node) CreateGroups(descs []*kvpb.RangeDescriptor) error {
 		meta := groupMeta{Desc: desc, Config: votersOf(desc)}
 		if !slices.Contains(meta.Config.Voters, n.cfg.NodeID) {
 			return fmt.Errorf("node: range %d does not list node %d as a voter", desc.RangeId, n.cfg.NodeID)
+		}
+		if !n.mayCreate(desc.RangeId, desc.Generation) {
+			return fmt.Errorf("node: range %d left node %d at generation %d: it is not created again at generation %d",
+				desc.RangeId, n.cfg.NodeID, n.tombstones[desc.RangeId], desc.Generation)
 		}
 		if r := n.replica(desc.RangeId); r != nil {
 			// A peer's message may have created an empty replica first;
@@ -744,8 +762,9 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 	if len(unknown) > 0 {
 		// Messages for groups we don't host yet: we are being added to
 		// them. Their replicas start empty and learn from a snapshot; one
-		// synced batch creates those of the whole frame.
-		if err := n.createEmpty(unknown...); err != nil {
+		// synced batch creates those of the whole frame. Groups that left
+		// the node are not created again (see gc.go).
+		if err := n.createEmpty(0, unknown...); err != nil {
 			return
 		}
 	}
@@ -756,7 +775,12 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 			}
 			continue
 		}
-		n.post(n.replica(m.Group), func(in *inputs) { in.msgs = append(in.msgs, m) })
+		r := n.replica(m.Group)
+		if r == nil {
+			replies = append(replies, n.answerAsRemoved(m)...)
+			continue
+		}
+		n.post(r, func(in *inputs) { in.msgs = append(in.msgs, m) })
 	}
 	if len(replies) > 0 {
 		n.trans.SendBatch(replies)
@@ -765,7 +789,9 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 
 // createEmpty creates uninitialized replicas for groups this node is
 // joining, those of ids it does not host yet, with one synced batch for
-// all of them. They have no configuration, so they never campaign, and no
+// all of them. gen is the descriptor generation that asks for them, zero
+// for messages: a group that left the node at gen or later is skipped
+// (mayCreate). They have no configuration, so they never campaign, and no
 // range, so they serve nothing until their first snapshot arrives.
 //
 // A replica's meta is durable before the replica is registered: once
@@ -776,14 +802,14 @@ func (n *Node) HandleMessages(from uint64, msgs []pb.Message) {
 // that forgot its promises. createMu, which CreateGroups holds too, keeps
 // the empty meta from overwriting the one of a range CreateGroups is
 // creating: whoever comes second finds the replica registered.
-func (n *Node) createEmpty(ids ...uint64) error {
+func (n *Node) createEmpty(gen uint64, ids ...uint64) error {
 	n.createMu.Lock()
 	defer n.createMu.Unlock()
 	b := n.eng.NewBatch()
 	defer b.Close()
 	var fresh []uint64
 	for _, id := range ids {
-		if n.replica(id) == nil && !slices.Contains(fresh, id) {
+		if n.replica(id) == nil && !slices.Contains(fresh, id) && n.mayCreate(id, gen) {
 			fresh = append(fresh, id)
 			meta := emptyMeta(id)
 			b.SetGroupMeta(engine.GroupID(id), meta.marshal())

@@ -49,9 +49,16 @@ func (n *Node) process(reps []*replica) {
 	durable := false
 	var early []pb.Message
 	for _, r := range reps {
+		if r.removed {
+			n.drainRemoved(r)
+			continue
+		}
 		durable = n.feed(r, b) || durable
 		it := cycleItem{r: r}
-		if r.rn.HasReady() {
+		if r.removed {
+			// A snapshot left this node out: removeReplica wrote to b.
+			durable = true
+		} else if r.rn.HasReady() {
 			it.rd, it.ready = r.rn.Ready(), true
 			durable = n.persist(&it, &ov) || durable
 			for _, m := range it.rd.SendFirst {
@@ -95,6 +102,11 @@ func (n *Node) process(reps []*replica) {
 	}
 	var out []pb.Message
 	for i := range items {
+		if items[i].r.removed {
+			// What it would send claims state the batch just deleted.
+			n.dropReplica(items[i].r)
+			continue
+		}
 		out = n.finish(&items[i], out)
 	}
 	if len(out) > 0 {
@@ -133,7 +145,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 		task()
 	}
 	for _, si := range in.installs {
-		n.install(r, si)
+		n.install(r, si, b)
 	}
 	// Writes are taken after the inputs, so that they go by what the group
 	// has become: a leader proposes them, a group completing a leader
@@ -214,6 +226,7 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 	if k := n.cfg.Knobs.BeforeApply; k != nil && len(rd.Committed) > 0 {
 		k(r.id, rd.Committed)
 	}
+	confChanged := false
 	for i := range rd.Committed {
 		e := &rd.Committed[i]
 		switch e.Type {
@@ -246,12 +259,17 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 			var cc pb.ConfChange
 			if err := cc.Unmarshal(e.Data); err == nil {
 				n.applyConfChange(r, cc, b)
+				confChanged = true
 			}
 		}
 		it.applied = e.Slot
 	}
 	if len(rd.Committed) > 0 {
 		b.SetApplied(g, it.applied)
+	}
+	if confChanged && n.leftGroup(r.appliedConfig) {
+		n.removeReplica(r, b, r.desc.Load().Generation)
+		durable = true
 	}
 	return durable
 }
@@ -300,6 +318,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 			}
 		}
 		r.rn.Advance(it.rd)
+		n.resolveConfWaiters(r)
 	}
 	n.serveReads(r)
 	leading := r.rn.Leader() == n.cfg.NodeID
@@ -373,6 +392,7 @@ func (n *Node) lostLeadership(r *replica) {
 		}
 	}
 	clear(r.proposed)
+	n.failConfWaiters(r)
 	err := n.notLeader(r)
 	for ctx, reqs := range r.readsAwaitingIndex {
 		for _, rr := range reqs {

@@ -68,6 +68,12 @@ type replica struct {
 	// deferred are prepares that reached the replica before it knew its
 	// range; see deferPrepares.
 	deferred []pb.Message
+	// removed is set once the replica left its range on this node, at
+	// descriptor generation removedAt (see gc.go): it serves nothing more.
+	removed   bool
+	removedAt uint64
+	// confWaiters wait for membership changes proposed here to apply.
+	confWaiters []confWaiter
 }
 
 // maxDeferredPrepares bounds the prepares an uninitialized replica keeps.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/shardd/shardd/engine"
@@ -20,12 +21,18 @@ var (
 	errOverlappingSnapshot = errors.New("node: snapshot overlaps another range of this node")
 )
 
+// snapshotChunkBytes bounds the encoding of one chunk of a snapshot: what
+// the sender and the receiver hold of it at a time, besides what gRPC
+// buffers.
+const snapshotChunkBytes = 1 << 20
+
 // sendSnapshot streams a group's applied state to a replica that needs
-// slots its leader truncated. The data and the applied point and
+// slots its leader truncated, or a learner just added. The data and the applied point and
 // membership that describe it come from one consistent engine view, so the
 // snapshot's index is whatever was applied when the export began; the
 // receiver reads it from the stream's header. At most a few snapshots are
 // in flight per node; when all slots are busy the group asks again later.
+// Their bytes together go no faster than Config.SnapshotBytesPerSecond.
 func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 	select {
 	case n.snapshotSlots <- struct{}{}:
@@ -41,8 +48,11 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 		defer func() { <-n.snapshotSlots }()
 		src := transport.SnapshotSource(func(emit func([]byte) error) error {
 			var buf []byte
-			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, 1<<20, func(c engine.SnapshotChunk) error {
+			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, snapshotChunkBytes, func(c engine.SnapshotChunk) error {
 				buf = c.AppendEncode(buf[:0])
+				if err := n.snapshotRate.wait(n.ctx, len(buf)); err != nil {
+					return err
+				}
 				return emit(buf)
 			})
 		})
@@ -53,17 +63,18 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 }
 
 // HandleSnapshot implements transport.Handler: it stages the snapshot's
-// data on disk as it arrives, then asks the group's worker to ingest it,
-// which happens only if it is ahead of the group.
+// data on disk as it arrives, one chunk at a time (the SnapshotWriter
+// streams it into sstables), then asks the group's worker to ingest it,
+// which happens only if it is ahead of the group. The first chunk's
+// header says whom the snapshot is for: a group that left this node is
+// created again only by a snapshot of a later generation (see gc.go).
 func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byte, error)) error {
-	if n.replica(header.Group) == nil {
-		if err := n.createEmpty(header.Group); err != nil {
-			return err
-		}
-	}
-	r := n.replica(header.Group)
 	w := n.eng.NewSnapshotWriter(engine.GroupID(header.Group), engine.IngestOptions{})
-	var hdr *engine.SnapshotHeader
+	var (
+		meta groupMeta
+		r    *replica
+		hdr  *engine.SnapshotHeader
+	)
 	for {
 		data, err := next()
 		if err == io.EOF {
@@ -78,22 +89,21 @@ func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byt
 			w.Abort()
 			return err
 		}
-		if c.Header != nil {
+		if c.Header != nil && hdr == nil {
 			hdr = c.Header
+			if meta, r, err = n.snapshotTarget(header.Group, hdr); err != nil {
+				w.Abort()
+				return err
+			}
 		}
 		if err := w.Add(c); err != nil {
 			w.Abort()
 			return err
 		}
 	}
-	if hdr == nil || hdr.Meta == nil {
+	if r == nil {
 		w.Abort()
-		return errors.New("node: snapshot without a header or group meta")
-	}
-	meta, err := unmarshalMeta(hdr.Meta)
-	if err != nil {
-		w.Abort()
-		return err
+		return errors.New("node: snapshot without a header")
 	}
 	header.Snapshot = &pb.Snapshot{Meta: pb.Meta{Index: hdr.Applied, Config: meta.Config}}
 	in := &snapshotInstall{w: w, header: header, meta: meta, done: make(chan error, 1)}
@@ -106,13 +116,48 @@ func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byt
 	}
 }
 
+// snapshotTarget decodes the group meta of a snapshot's header and returns
+// it with the replica the snapshot is for, created empty if the node has
+// none and the group did not leave the node at the snapshot's generation
+// or later.
+func (n *Node) snapshotTarget(id uint64, hdr *engine.SnapshotHeader) (groupMeta, *replica, error) {
+	if hdr.Meta == nil {
+		return groupMeta{}, nil, errors.New("node: snapshot without group meta")
+	}
+	meta, err := unmarshalMeta(hdr.Meta)
+	if err != nil {
+		return groupMeta{}, nil, err
+	}
+	gen := meta.Desc.GetGeneration()
+	if n.replica(id) == nil {
+		if err := n.createEmpty(max(gen, 1), id); err != nil {
+			return groupMeta{}, nil, err
+		}
+	}
+	r := n.replica(id)
+	if r == nil {
+		left, _ := n.removedHere(id)
+		return groupMeta{}, nil, fmt.Errorf("%w: range %d left node %d at generation %d; the snapshot is of generation %d",
+			errReplicaRemoved, id, n.cfg.NodeID, left, gen)
+	}
+	return meta, r, nil
+}
+
 // install runs on the group's worker: it ingests a received snapshot if it
 // is ahead of what the group has chosen, atomically with the applied point
 // and membership it describes, and then lets the group adopt it.
-func (n *Node) install(r *replica, in *snapshotInstall) {
+func (n *Node) install(r *replica, in *snapshotInstall, b *engine.Batch) {
 	if !r.rn.AcceptsSnapshot(in.header.Snapshot.Meta.Index) {
 		in.w.Abort()
 		in.done <- errStaleSnapshot
+		return
+	}
+	if n.leftGroup(in.meta.Config) {
+		// The group moved on without this node since it asked: the
+		// replica goes, in the cycle's batch b.
+		in.w.Abort()
+		n.removeReplica(r, b, in.meta.Desc.GetGeneration())
+		in.done <- errReplicaRemoved
 		return
 	}
 	if n.overlaps(in.meta.Desc, r) {
