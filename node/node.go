@@ -63,6 +63,7 @@ type Node struct {
 	active   map[*replica]struct{}
 
 	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
+	snapshotsOut  sync.Map      // snapshotTo -> struct{}: those in flight
 	snapshotRate  *byteRate     // bounds their bytes per second, together
 
 	stopOnce sync.Once

@@ -26,17 +26,29 @@ var (
 // buffers.
 const snapshotChunkBytes = 1 << 20
 
+// snapshotTo names the snapshot of a group to one recipient.
+type snapshotTo struct{ group, to uint64 }
+
 // sendSnapshot streams a group's applied state to a replica that needs
-// slots its leader truncated, or a learner just added. The data and the applied point and
-// membership that describe it come from one consistent engine view, so the
-// snapshot's index is whatever was applied when the export began; the
-// receiver reads it from the stream's header. At most a few snapshots are
-// in flight per node; when all slots are busy the group asks again later.
-// Their bytes together go no faster than Config.SnapshotBytesPerSecond.
+// slots its leader truncated, or a learner just added. The data and the
+// applied point and membership that describe it come from one consistent
+// engine view, so the snapshot's index is whatever was applied when the
+// export began; the receiver reads it from the stream's header. At most a
+// few snapshots are in flight per node, and one per group and recipient:
+// the group asks again every election timeout while the recipient lacks
+// it, and a large snapshot takes longer than that to send; a second one
+// would only share the rate with the first and hold as much memory again.
+// When all slots are busy the group asks again later. Their bytes
+// together go no faster than Config.SnapshotBytesPerSecond.
 func (n *Node) sendSnapshot(r *replica, m pb.Message) {
+	key := snapshotTo{group: r.id, to: m.To}
+	if _, busy := n.snapshotsOut.LoadOrStore(key, struct{}{}); busy {
+		return
+	}
 	select {
 	case n.snapshotSlots <- struct{}{}:
 	default:
+		n.snapshotsOut.Delete(key)
 		return
 	}
 	desc := r.desc.Load()
@@ -45,7 +57,10 @@ func (n *Node) sendSnapshot(r *replica, m pb.Message) {
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
-		defer func() { <-n.snapshotSlots }()
+		defer func() {
+			<-n.snapshotSlots
+			n.snapshotsOut.Delete(key)
+		}()
 		src := transport.SnapshotSource(func(emit func([]byte) error) error {
 			var buf []byte
 			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, snapshotChunkBytes, func(c engine.SnapshotChunk) error {
