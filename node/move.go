@@ -71,10 +71,10 @@ func confChangeOf(req *kvpb.ChangeReplicasRequest) (pb.ConfChange, error) {
 	return pb.ConfChange{Type: t, Replica: req.NodeId}, nil
 }
 
-// confWaiter is a ChangeReplicas call waiting for its change to apply on
-// this replica.
+// confWaiter is a ChangeReplicas call waiting until this replica has
+// applied the slot of its change.
 type confWaiter struct {
-	cc   pb.ConfChange
+	slot uint64
 	done func(*kvpb.RangeDescriptor, error)
 }
 
@@ -104,7 +104,7 @@ func (n *Node) changeReplicas(r *replica, wantGen uint64, cc pb.ConfChange, done
 	if changeHolds(chosen, cc) {
 		// Applied, or chosen and about to be: a retry, or a change that
 		// another call made.
-		r.confWaiters = append(r.confWaiters, confWaiter{cc: cc, done: done})
+		r.confWaiters = append(r.confWaiters, confWaiter{slot: r.rn.Chosen(), done: done})
 		n.resolveConfWaiters(r)
 		return
 	}
@@ -131,7 +131,9 @@ func (n *Node) changeReplicas(r *replica, wantGen uint64, cc pb.ConfChange, done
 	var nl *group.NotLeaderError
 	switch err := r.rn.ProposeConfChange(cc); {
 	case err == nil:
-		r.confWaiters = append(r.confWaiters, confWaiter{cc: cc, done: done})
+		// The change is the leader's last slot. While it leads, it is
+		// chosen there; if it stops leading first, failConfWaiters says so.
+		r.confWaiters = append(r.confWaiters, confWaiter{slot: r.rn.Status().LastIndex, done: done})
 	case errors.As(err, &nl):
 		done(nil, n.notLeader(r))
 	case errors.Is(err, group.ErrConfChangeInFlight):
@@ -148,16 +150,17 @@ func (n *Node) changeReplicas(r *replica, wantGen uint64, cc pb.ConfChange, done
 	}
 }
 
-// resolveConfWaiters answers the ChangeReplicas calls whose change holds
-// in the configuration this replica applied.
+// resolveConfWaiters answers the ChangeReplicas calls whose change this
+// replica has applied, with its descriptor.
 func (n *Node) resolveConfWaiters(r *replica) {
 	if len(r.confWaiters) == 0 {
 		return
 	}
 	d := proto.Clone(r.desc.Load()).(*kvpb.RangeDescriptor)
 	d.LeaderNodeId = r.rn.Leader()
+	applied := r.rn.Applied()
 	r.confWaiters = slices.DeleteFunc(r.confWaiters, func(w confWaiter) bool {
-		if !changeHolds(r.appliedConfig, w.cc) {
+		if w.slot > applied {
 			return false
 		}
 		w.done(d, nil)
