@@ -282,6 +282,7 @@ func TestRemovedMemberIsToldAgain(t *testing.T) {
 	for _, answers := range []bool{true, false} {
 		n := newNetwork(t, voters(1, 2, 3), nil)
 		n.elect(1)
+		n.tickAll(2) // 3 knows a chosen slot: it is told with entries
 		l := n.node(1)
 		n.dropTo(3)
 		if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfRemove, Replica: 3}); err != nil {
@@ -316,5 +317,40 @@ func TestRemovedMemberIsToldAgain(t *testing.T) {
 		if len(l.lead.departed) > 0 {
 			t.Errorf("answers=%v: the leader still means to tell %+v", answers, l.lead.departed)
 		}
+	}
+}
+
+// TestRemovedEmptyLearnerGetsSnapshot: a learner removed before its first
+// snapshot knows no configuration and learns no entry, so the leader
+// tells it of its removal with a snapshot, whose configuration leaves it
+// out: its caller can drop it rather than host an empty replica for good.
+func TestRemovedEmptyLearnerGetsSnapshot(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	n.addReplica(4, State{})
+	n.dropTo(4)
+	for _, cc := range []pb.ConfChange{{Type: pb.ConfAddLearner, Replica: 4}, {Type: pb.ConfRemove, Replica: 4}} {
+		if err := l.ProposeConfChange(cc); err != nil {
+			t.Fatal(err)
+		}
+		n.stabilize()
+	}
+	n.heal()
+	var told []pb.Message
+	for range 2 * l.cfg.ElectionTicks {
+		n.tick(1)
+		n.processAll()
+		told = append(told, n.dropQueued(func(m pb.Message) bool { return m.To == 4 })...)
+		n.stabilize()
+	}
+	if len(told) == 0 || told[0].Type != pb.MsgSnapshot || isMember(told[0].Snapshot.Meta.Config, 4) {
+		t.Fatalf("removed empty learner 4 was told %v, want a snapshot that leaves it out", describeMsgs(told))
+	}
+	n.deliver(told[0])
+	n.stabilize()
+	if c := n.node(4).conf; len(c.Voters) == 0 || isMember(c, 4) {
+		t.Fatalf("4 has configuration %+v after the snapshot, want one without it", c)
 	}
 }

@@ -66,10 +66,13 @@ func (r *Replica) tellDeparted(d *departed) {
 
 // teach sends replica to the chosen entries above its chosen point up to
 // slot upTo, as far as one message holds, or our applied state if the log
-// no longer holds the first of them.
+// no longer holds the first of them, or if it knows no chosen slot: it may
+// not know its configuration, and learns no entry without one (a learner
+// removed before its first snapshot, whose caller must drop it all the
+// same).
 func (r *Replica) teach(to, chosen, upTo uint64, b pb.Ballot) {
 	lo := chosen + 1
-	if lo <= r.meta.Index {
+	if lo <= r.meta.Index || (chosen == 0 && r.applied > 0) {
 		r.sendSnapshot(to)
 		return
 	}
