@@ -63,8 +63,9 @@ type Node struct {
 	active   map[*replica]struct{}
 
 	snapshotSlots chan struct{} // bounds concurrent outgoing snapshots
-	snapshotsOut  sync.Map      // snapshotTo -> struct{}: those in flight
 	snapshotRate  *byteRate     // bounds their bytes per second, together
+	snapshotsMu   sync.Mutex
+	snapshotsOut  map[snapshotTo]*outSnapshot // those in flight
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -109,6 +110,7 @@ func Start(cfg Config) (*Node, error) {
 		peers:         make(map[uint64]string),
 		sched:         newScheduler(),
 		snapshotSlots: make(chan struct{}, 4),
+		snapshotsOut:  make(map[snapshotTo]*outSnapshot),
 		snapshotRate:  newByteRate(cfg.SnapshotBytesPerSecond, snapshotChunkBytes),
 		stopped:       make(chan struct{}),
 	}

@@ -34,26 +34,39 @@ func newByteRate(perSec, burst int64) *byteRate {
 		at: time.Now(), now: time.Now, sleep: sleepCtx}
 }
 
-// wait takes n bytes from the bucket, sleeping until the debt it leaves
-// is repaid, or ctx is done. A nil byteRate never waits.
-func (l *byteRate) wait(ctx context.Context, n int) error {
+// reserve takes n bytes from the bucket and returns how long the caller
+// must wait to repay the debt it leaves. A nil byteRate never waits.
+func (l *byteRate) reserve(n int) time.Duration {
 	if l == nil {
-		return nil
+		return 0
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := l.now()
 	l.level = min(l.burst, l.level+now.Sub(l.at).Seconds()*l.perSec)
 	l.at = now
 	l.level -= float64(n)
-	var d time.Duration
-	if l.level < 0 {
-		d = time.Duration(-l.level / l.perSec * float64(time.Second))
+	if l.level >= 0 {
+		return 0
 	}
-	l.mu.Unlock()
+	return time.Duration(-l.level / l.perSec * float64(time.Second))
+}
+
+// wait takes n bytes from the bucket, sleeping until the debt it leaves
+// is repaid. If ctx ends first, the bytes (never sent) go back into the
+// bucket.
+func (l *byteRate) wait(ctx context.Context, n int) error {
+	d := l.reserve(n)
 	if d == 0 {
 		return nil
 	}
-	return l.sleep(ctx, d)
+	if err := l.sleep(ctx, d); err != nil {
+		l.mu.Lock()
+		l.level = min(l.burst, l.level+float64(n))
+		l.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

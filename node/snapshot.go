@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,49 +30,81 @@ const snapshotChunkBytes = 1 << 20
 // snapshotTo names the snapshot of a group to one recipient.
 type snapshotTo struct{ group, to uint64 }
 
+// outSnapshot is a snapshot in flight: of the group's descriptor at
+// generation gen; cancel ends it.
+type outSnapshot struct {
+	gen    uint64
+	cancel context.CancelFunc
+}
+
 // sendSnapshot streams a group's applied state to a replica that needs
 // slots its leader truncated, or a learner just added. The data and the
 // applied point and membership that describe it come from one consistent
 // engine view, so the snapshot's index is whatever was applied when the
-// export began; the receiver reads it from the stream's header. At most a
-// few snapshots are in flight per node, and one per group and recipient:
-// the group asks again every election timeout while the recipient lacks
-// it, and a large snapshot takes longer than that to send; a second one
-// would only share the rate with the first and hold as much memory again.
-// When all slots are busy the group asks again later. Their bytes
-// together go no faster than Config.SnapshotBytesPerSecond.
+// export began; the receiver reads it from the stream's header.
+//
+// At most a few snapshots are in flight per node (when all slots are busy
+// the group asks again later), and one per group and recipient: the group
+// asks again every election timeout while the recipient lacks it, and a
+// large snapshot takes longer than that; a second one would only share
+// the rate with the first and hold as much memory again. Unless the
+// range's descriptor changed since the first began: then the new one
+// replaces it, so that a learner removed while its snapshot is in flight
+// learns it at once from the new one's header, rather than when the old
+// one is done.
+//
+// The snapshots' bytes together go no faster than
+// Config.SnapshotBytesPerSecond, except each one's first chunk, which
+// leaves at once (its debt is paid by the next): its header tells the
+// recipient whether it wants the rest.
 func (n *Node) sendSnapshot(r *replica, m pb.Message) {
-	key := snapshotTo{group: r.id, to: m.To}
-	if _, busy := n.snapshotsOut.LoadOrStore(key, struct{}{}); busy {
-		return
+	desc := r.desc.Load()
+	key, gen := snapshotTo{group: r.id, to: m.To}, desc.GetGeneration()
+	n.snapshotsMu.Lock()
+	if old := n.snapshotsOut[key]; old != nil {
+		if old.gen >= gen {
+			n.snapshotsMu.Unlock()
+			return
+		}
+		old.cancel()
 	}
 	select {
 	case n.snapshotSlots <- struct{}{}:
 	default:
-		n.snapshotsOut.Delete(key)
+		n.snapshotsMu.Unlock()
 		return
 	}
-	desc := r.desc.Load()
+	ctx, cancel := context.WithCancel(n.ctx)
+	out := &outSnapshot{gen: gen, cancel: cancel}
+	n.snapshotsOut[key] = out
+	n.snapshotsMu.Unlock()
 	start, end := desc.GetStartKey(), nilIfEmpty(desc.GetEndKey())
 	m.Snapshot = nil
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
 		defer func() {
+			cancel()
 			<-n.snapshotSlots
-			n.snapshotsOut.Delete(key)
+			n.snapshotsMu.Lock()
+			if n.snapshotsOut[key] == out {
+				delete(n.snapshotsOut, key)
+			}
+			n.snapshotsMu.Unlock()
 		}()
 		src := transport.SnapshotSource(func(emit func([]byte) error) error {
 			var buf []byte
 			return n.eng.ExportSnapshot(engine.GroupID(r.id), start, end, snapshotChunkBytes, func(c engine.SnapshotChunk) error {
 				buf = c.AppendEncode(buf[:0])
-				if err := n.snapshotRate.wait(n.ctx, len(buf)); err != nil {
+				if c.Seq == 0 {
+					n.snapshotRate.reserve(len(buf))
+				} else if err := n.snapshotRate.wait(ctx, len(buf)); err != nil {
 					return err
 				}
 				return emit(buf)
 			})
 		})
-		if err := n.trans.SendSnapshot(n.ctx, m.To, m, src); err != nil {
+		if err := n.trans.SendSnapshot(ctx, m.To, m, src); err != nil {
 			n.log.Debug("snapshot not delivered", "group", r.id, "to", m.To, "err", err)
 		}
 	}()
@@ -110,6 +143,12 @@ func (n *Node) HandleSnapshot(from uint64, header pb.Message, next func() ([]byt
 				w.Abort()
 				return err
 			}
+			if n.leftGroup(meta.Config) {
+				// The group moved on without this node: the header is
+				// all the worker needs to drop the replica (install).
+				w.Abort()
+				break
+			}
 		}
 		if err := w.Add(c); err != nil {
 			w.Abort()
@@ -145,6 +184,9 @@ func (n *Node) snapshotTarget(id uint64, hdr *engine.SnapshotHeader) (groupMeta,
 	}
 	gen := meta.Desc.GetGeneration()
 	if n.replica(id) == nil {
+		if n.leftGroup(meta.Config) {
+			return groupMeta{}, nil, fmt.Errorf("%w: node %d is no member of range %d at generation %d", errReplicaRemoved, n.cfg.NodeID, id, gen)
+		}
 		if err := n.createEmpty(max(gen, 1), id); err != nil {
 			return groupMeta{}, nil, err
 		}

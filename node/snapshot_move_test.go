@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"runtime/metrics"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,7 +171,49 @@ func TestByteRate(t *testing.T) {
 	if slept != 200*time.Millisecond {
 		t.Fatalf("after a long pause, wait(700) slept %v, want 200ms", slept)
 	}
+	// A wait cut short gives its bytes back: they were never sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.sleep = sleepCtx
+	if err := l.wait(ctx, 300); err == nil || l.level != -200 {
+		t.Fatalf("a canceled wait(300) returned %v and left the level at %v, want an error and -200", err, l.level)
+	}
 	if newByteRate(0, 1) != nil || newByteRate(-1, 1).wait(context.Background(), 1<<30) != nil {
 		t.Fatal("a rate that is not positive must not limit")
+	}
+}
+
+// TestLearnerRemovedWhileItsSnapshotIsInFlight: placement rolls back a
+// move by removing the learner it added while the learner's snapshot is
+// still on its way, slowed by the rate limit. The removal bumps the
+// range's generation, so the leader's word of it, a snapshot, replaces the
+// one in flight (rather than wait for it, while its retries run out), and
+// its header alone makes node 4 drop the replica: node 4 keeps nothing of
+// the range, and never ingests the old snapshot.
+func TestLearnerRemovedWhileItsSnapshotIsInFlight(t *testing.T) {
+	ranges := splitRanges(1, 3)
+	ranges[0].LeaderNodeId = 1
+	var ingests atomic.Int32
+	c := newTestCluster(t, 4, ranges, func(cfg *Config) {
+		cfg.SnapshotBytesPerSecond = 1 << 20
+		if cfg.NodeID == 4 {
+			cfg.Knobs.AfterIngest = func(uint64) { ingests.Add(1) }
+		}
+	})
+	fillRange(t, c, 1, 10<<20) // ten seconds of snapshot
+	m := newMover(c)
+	m.step(1, kvpb.ReplicaChange_ADD_LEARNER, 4)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.nodes[4].replica(1) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("node 4 never heard of range 1")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := m.step(1, kvpb.ReplicaChange_REMOVE_REPLICA, 4)
+	c.awaitGone(4, 1)
+	c.checkRemoved(4, d)
+	if n := ingests.Load(); n != 0 {
+		t.Fatalf("node 4 ingested %d snapshots of range 1, which it left", n)
 	}
 }
