@@ -2,6 +2,7 @@ package group
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -353,4 +354,30 @@ func TestRemovedEmptyLearnerGetsSnapshot(t *testing.T) {
 	if c := n.node(4).conf; len(c.Voters) == 0 || isMember(c, 4) {
 		t.Fatalf("4 has configuration %+v after the snapshot, want one without it", c)
 	}
+}
+
+// TestBusyGroupSendsLearnerSnapshot: a learner added to a group that
+// proposes every tick gets its snapshot. Its answers to accepts say it
+// knows no configuration (RejectNotMember); a busy leader renews its lease
+// with its accepts and sends no heartbeat, so if only the answer to a
+// heartbeat offered the snapshot, the learner would wait for a lull.
+func TestBusyGroupSendsLearnerSnapshot(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	l := n.node(1)
+	n.propose(1, "before")
+	n.stabilize()
+	n.addReplica(4, State{})
+	if err := l.ProposeConfChange(pb.ConfChange{Type: pb.ConfAddLearner, Replica: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n.stabilize()
+	for i := range 5 * l.cfg.ElectionTicks {
+		if isLearner(n.node(4).conf, 4) {
+			return
+		}
+		n.propose(1, fmt.Sprintf("busy%d", i))
+		n.tickAll(1)
+	}
+	t.Fatalf("learner 4 of a busy group never got a snapshot: %+v", n.node(4).Status())
 }

@@ -197,16 +197,18 @@ func stepLeader(r *Replica, m pb.Message) {
 		return
 	case pb.RejectNotMember:
 		// The member holds no configuration (see isAcceptor): it is new, or
-		// it lost its state, whatever it told us before. A learner's
-		// answers count towards no quorum anyway and only track what it
-		// stores. A voter's must count for nothing until a snapshot makes
-		// it an acceptor again.
+		// it lost its state, whatever it told us before. Only a snapshot
+		// gives it one; offer it whatever the answer is to (a busy leader
+		// sends accepts and no heartbeats). A learner's answers count
+		// towards no quorum anyway and only track what it stores. A
+		// voter's must count for nothing until a snapshot makes it an
+		// acceptor again.
 		if p == nil || (m.Type != pb.MsgAccepted && m.Type != pb.MsgHeartbeatResp) {
 			return
 		}
 		p.chosen = m.Chosen
+		r.offerSnapshot(m.From, p)
 		if r.countsTowardQuorum(m.From) {
-			r.offerSnapshot(m.From, p)
 			return
 		}
 	default:

@@ -394,6 +394,9 @@ func (cc *crashCluster) startLoad(seed uint64, workers int) *workload {
 		}
 	}
 	w.start(workers, seed)
+	// A test that fails before finish must not leave its workers running
+	// (recording failures for ever) into the next test.
+	cc.t.Cleanup(w.halt)
 	return w
 }
 

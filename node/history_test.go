@@ -188,6 +188,7 @@ type workload struct {
 	// out is recorded with its fate (ambiguous, for a write).
 	opTimeout time.Duration
 	stop      chan struct{}
+	halted    sync.Once
 	wg        sync.WaitGroup
 }
 
@@ -204,8 +205,9 @@ func (w *workload) start(workers int, seed uint64) {
 	}
 }
 
+// halt stops the workers and waits for them; it is idempotent.
 func (w *workload) halt() {
-	close(w.stop)
+	w.halted.Do(func() { close(w.stop) })
 	w.wg.Wait()
 }
 
