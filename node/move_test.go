@@ -406,6 +406,41 @@ func TestChangeReplicasRefusesBadRequests(t *testing.T) {
 	c.nodes[lead].trans.Faults().Heal(4)
 	m.step(1, kvpb.ReplicaChange_PROMOTE_LEARNER, 4)
 	put(t, c, 1, "k", "after")
+
+	// One change at a time: with the leader cut off from two of the four
+	// voters, its removal of one cannot be chosen, and a second change is
+	// refused while the first is in flight.
+	lead = c.leaderFor(1)
+	others := slices.DeleteFunc([]uint64{1, 2, 3, 4}, func(id uint64) bool { return id == lead })
+	for _, id := range others[:2] {
+		c.nodes[lead].trans.Faults().Cut(id)
+	}
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := m.admins[lead].ChangeReplicas(ctx, req(1, kvpb.ReplicaChange_REMOVE_REPLICA, others[0]))
+		first <- err
+	}()
+	ln, lr := c.nodes[lead], c.nodes[lead].replica(1)
+	deadline := time.Now().Add(2 * time.Second)
+	for waiting := 0; waiting == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first change was never proposed")
+		}
+		ch := make(chan int, 1)
+		ln.onWorker(lr, func() { ch <- len(lr.confWaiters) })
+		waiting = <-ch
+	}
+	_, err = m.admins[lead].ChangeReplicas(ctx(t), req(1, kvpb.ReplicaChange_REMOVE_REPLICA, others[2]))
+	if status.Code(err) != codes.FailedPrecondition || detailType(err) != "" {
+		t.Errorf("a second change while one is in flight: %v, want FailedPrecondition", err)
+	}
+	c.nodes[lead].trans.Faults().HealAll()
+	t.Logf("the change in flight: %v", <-first)
+	if d := m.step(1, kvpb.ReplicaChange_REMOVE_REPLICA, others[0]); len(d.Replicas) != 3 {
+		t.Fatalf("after removing node %d: %v", others[0], d)
+	}
 }
 
 // detailType names the type of a status error's first detail.
