@@ -90,7 +90,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, drainCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand}
 }
 
 func lookup(name string) *command {

@@ -186,6 +186,11 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"status", "extra"}, "unexpected arguments"},
 		{[]string{"demo", "--ranges=0"}, "--ranges"},
 		{[]string{"demo", "--log-level=loud"}, "--log-level"},
+		{[]string{"move", "7", "--to", "2"}, "--from and --to are required"},
+		{[]string{"move", "x", "--from", "1", "--to", "2"}, "not a range id"},
+		{[]string{"move", "7", "--from", "0", "--to", "2"}, "--from"},
+		{[]string{"split"}, "give the one key"},
+		{[]string{"drain", "--timeout=0s"}, "--timeout must be positive"},
 	} {
 		code, _, stderr := runSync(t, tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {

@@ -325,6 +325,8 @@ func (s *Server) resumeOps() {
 			switch op.Op.(type) {
 			case *placementpb.RangeOperation_Split:
 				_, err = s.driveSplit(ctx, op)
+			case *placementpb.RangeOperation_Move:
+				_, err = s.driveMove(ctx, op)
 			default:
 				err = errors.New("unknown operation")
 			}

@@ -451,6 +451,7 @@ func (s *Server) step() {
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
 		s.lastBal = time.Now()
 		s.resumeOps()
+		s.moveReplicas()
 		s.autoSplit()
 		s.heal()
 		if err := s.balance(); err != nil {

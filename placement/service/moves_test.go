@@ -1,0 +1,217 @@
+package service
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/internal/testutil"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/router"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// voterNodes returns the nodes of d's voters.
+func voterNodes(d *kvpb.RangeDescriptor) []uint64 {
+	var out []uint64
+	for _, r := range d.Replicas {
+		if r.Role == kvpb.ReplicaRole_VOTER {
+			out = append(out, r.NodeId)
+		}
+	}
+	return out
+}
+
+// keyOf returns a key inside d.
+func keyOf(d *kvpb.RangeDescriptor) []byte {
+	if len(d.StartKey) == 0 {
+		return []byte("a")
+	}
+	return append(bytes.Clone(d.StartKey), 'x')
+}
+
+// TestMoveReplica moves a replica of a range to a fourth node through the
+// service: the range keeps its data and serves throughout, the map records
+// the new replicas, the source node drops the range, and bad moves are
+// refused without changing anything.
+func TestMoveReplica(t *testing.T) {
+	const ranges = 4
+	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges, c.ExpectedNodes = ranges, 3 })
+	dc := newDataCluster(t, 4, pc)
+	for id := uint64(1); id <= 3; id++ {
+		dc.start(id)
+	}
+	waitCreated(t, pc, dc, ranges)
+	dc.start(4)
+	c := pc.client()
+	rc, err := router.New(tctx(t), router.Config{Source: RouterSource{Client: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	all, err := c.AllRanges(tctx(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := all[1]
+	if err := rc.Put(tctx(t), keyOf(d), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	from := d.LeaderNodeId // the hardest case: the leader's replica moves
+	if from == 0 {
+		from = voterNodes(d)[0]
+	}
+	testutil.WaitFor(t, 10*time.Second, "node 4 to be live and settled", func() bool {
+		nodes, err := c.ListNodes(tctx(t))
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes.Nodes {
+			if n.NodeId == 4 {
+				return n.Live && !n.Settling
+			}
+		}
+		return false
+	})
+
+	// Refused: a move onto a node that holds a replica, from one that
+	// holds none, of an unknown range.
+	other := voterNodes(d)[0]
+	if other == from {
+		other = voterNodes(d)[1]
+	}
+	for _, bad := range []struct {
+		id, from, to uint64
+		code         codes.Code
+	}{
+		{d.RangeId, from, other, codes.InvalidArgument},
+		{d.RangeId, 4, from, codes.InvalidArgument},
+		{999, from, 4, codes.NotFound},
+	} {
+		if _, err := c.MoveReplica(tctx(t), bad.id, bad.from, bad.to); status.Code(err) != bad.code {
+			t.Errorf("move of range %d from %d to %d: %v, want %v", bad.id, bad.from, bad.to, err, bad.code)
+		}
+	}
+
+	start := time.Now()
+	resp, err := c.MoveReplica(tctx(t), d.RangeId, from, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved range %d's replica from node %d to node 4 in %v: %v", d.RangeId, from, time.Since(start).Round(time.Millisecond), resp.Descriptor_)
+	voters := voterNodes(resp.Descriptor_)
+	if len(voters) != 3 || !holdsReplica(resp.Descriptor_, 4) || holdsReplica(resp.Descriptor_, from) {
+		t.Fatalf("after the move: %v", resp.Descriptor_)
+	}
+	if v, _, err := rc.Get(tctx(t), keyOf(d)); err != nil || string(v) != "before" {
+		t.Fatalf("get after the move: %q, %v", v, err)
+	}
+	if err := rc.Put(tctx(t), keyOf(d), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the source node to drop the range", func() bool {
+		resp, err := dc.admin(from).Ranges(tctx(t), &kvpb.RangesRequest{})
+		if err != nil {
+			return false
+		}
+		for _, rd := range resp.Ranges {
+			if rd.RangeId == d.RangeId {
+				return false
+			}
+		}
+		return true
+	})
+	// The same move again is refused: the source holds no replica now.
+	if _, err := c.MoveReplica(tctx(t), d.RangeId, from, 4); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("the same move again: %v, want InvalidArgument", err)
+	}
+	after, err := c.AllRanges(tctx(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTiled(t, after)
+}
+
+// TestDeadNodeRepair: four nodes, every range on three of them; one dies,
+// and once it has been silent for DeadAfter each of its ranges gets a new
+// replica on a live node, until every range has three live voters again.
+func TestDeadNodeRepair(t *testing.T) {
+	const ranges = 8
+	pc := startPlacement(t, 1, func(c *Config) {
+		c.InitialRanges, c.ExpectedNodes, c.DeadAfter, c.MaxConcurrentMoves = ranges, 4, time.Second, 4
+	})
+	dc := startNodes(t, 4, pc)
+	c := pc.client()
+	testutil.WaitFor(t, 15*time.Second, "the ranges to be created", func() bool {
+		all, err := c.AllRanges(tctx(t), 0)
+		return err == nil && len(all) == ranges
+	})
+	time.Sleep(time.Second) // let the creation settle
+	dc.stop(2)
+	start := time.Now()
+	testutil.WaitFor(t, 60*time.Second, "every range to have three voters on live nodes", func() bool {
+		all, err := c.AllRanges(tctx(t), 0)
+		if err != nil {
+			return false
+		}
+		for _, d := range all {
+			v := voterNodes(d)
+			if len(v) != 3 || holdsReplica(d, 2) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every range has three live voters %v after node 2 stopped", time.Since(start).Round(time.Millisecond))
+	rc, err := router.New(tctx(t), router.Config{Source: RouterSource{Client: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	all, _ := c.AllRanges(tctx(t), 0)
+	for _, d := range all {
+		if err := rc.Put(tctx(t), keyOf(d), []byte("v")); err != nil {
+			t.Fatalf("put in range %d after the repair: %v", d.RangeId, err)
+		}
+	}
+}
+
+// TestNewNodeReceivesReplicas: a fourth node joins three that hold every
+// replica; the balancer moves replicas to it (after it settles) until
+// every node holds within 10% of the mean.
+func TestNewNodeReceivesReplicas(t *testing.T) {
+	const ranges = 8
+	pc := startPlacement(t, 1, func(c *Config) {
+		c.InitialRanges, c.ExpectedNodes, c.SettleTime, c.MaxConcurrentMoves = ranges, 3, 500*time.Millisecond, 4
+	})
+	dc := newDataCluster(t, 4, pc)
+	for id := uint64(1); id <= 3; id++ {
+		dc.start(id)
+	}
+	waitCreated(t, pc, dc, ranges)
+	start := time.Now()
+	dc.start(4)
+	c := pc.client()
+	var counts map[uint64]int
+	testutil.WaitFor(t, 60*time.Second, "replicas spread over four nodes", func() bool {
+		all, err := c.AllRanges(tctx(t), 0)
+		if err != nil {
+			return false
+		}
+		counts = map[uint64]int{}
+		for _, d := range all {
+			for _, r := range d.Replicas {
+				counts[r.NodeId]++
+			}
+		}
+		// 24 replicas over 4 nodes: 6 each.
+		for id := uint64(1); id <= 4; id++ {
+			if counts[id] < 6 || counts[id] > 6 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("replicas per node %v, %v after node 4 joined", counts, time.Since(start).Round(time.Millisecond))
+}
