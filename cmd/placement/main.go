@@ -163,6 +163,8 @@ type startFlags struct {
 	expectedNodes           int
 	balanceInterval         time.Duration
 	settleTime              time.Duration
+	deadAfter               time.Duration
+	maxConcurrentMoves      int
 	splitSize               int64
 	splitQPS                float64
 	maxConcurrentSplits     int
@@ -182,6 +184,8 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.DurationVar(&f.settleTime, "settle-time", 10*time.Second, "how long a node that was down must be back before the balancer moves leaders or replicas onto it")
 	fs.Int64Var(&f.splitSize, "split-size", 64<<20, "split a range automatically once its data reaches this many bytes (0: never)")
 	fs.Float64Var(&f.splitQPS, "split-qps", 2500, "split a range automatically once its leader serves this many reads and writes per second (0: never)")
+	fs.DurationVar(&f.deadAfter, "dead-after", time.Minute, "how long a node must be silent before its replicas are re-created on other nodes")
+	fs.IntVar(&f.maxConcurrentMoves, "max-concurrent-moves", 2, "replica moves (repairs and balancing) under way at once, at most")
 	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return func(ctx context.Context, stdout io.Writer) error {
@@ -204,7 +208,8 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 func (f *startFlags) config() (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
 		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
-		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits}
+		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits,
+		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
@@ -222,6 +227,10 @@ func (f *startFlags) config() (service.Config, error) {
 		return cfg, fmt.Errorf("--split-size %d: must not be negative (0 turns size splits off)", f.splitSize)
 	case f.splitQPS < 0:
 		return cfg, fmt.Errorf("--split-qps %v: must not be negative (0 turns load splits off)", f.splitQPS)
+	case f.deadAfter <= 0:
+		return cfg, fmt.Errorf("--dead-after %v: must be positive", f.deadAfter)
+	case f.maxConcurrentMoves < 1:
+		return cfg, fmt.Errorf("--max-concurrent-moves %d: must be at least 1", f.maxConcurrentMoves)
 	case f.maxConcurrentSplits < 1:
 		return cfg, fmt.Errorf("--max-concurrent-splits %d: must be at least 1", f.maxConcurrentSplits)
 	}
