@@ -81,7 +81,8 @@ func TestSplitFlags(t *testing.T) {
 		}
 	}
 	f := startFlags{id: 1, listen: "127.0.0.1:7000", dataDir: t.TempDir(), initialRanges: 1, replicas: 3,
-		balanceInterval: time.Second, settleTime: time.Second, logLevel: "info", maxConcurrentSplits: 2}
+		balanceInterval: time.Second, settleTime: time.Second, logLevel: "info", maxConcurrentSplits: 2,
+		deadAfter: time.Minute, maxConcurrentMoves: 2}
 	cfg, err := f.config()
 	if err != nil || cfg.SplitSize >= 0 || cfg.SplitQPS >= 0 || cfg.MaxConcurrentSplits != 2 {
 		t.Errorf("split flags 0: split size %d, qps %v, concurrent %d, %v; want both thresholds negative (off)",
