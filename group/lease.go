@@ -176,9 +176,15 @@ func (r *Replica) leaseBlocks(m pb.Message) bool {
 
 // wakes reports whether a message of type t wakes a quiesced group. The
 // messages of a quiesce round and of a release don't: they are how a
-// group goes, or stays, to sleep.
+// group goes, or stays, to sleep. Nor do probes and their answers: they
+// change nothing (probe.go), and a flapping node that probes every
+// election timeout would otherwise keep its groups awake for good.
 func wakes(t pb.MessageType) bool {
-	return t != pb.MsgQuiesce && t != pb.MsgHeartbeatResp && t != pb.MsgReleaseResp
+	switch t {
+	case pb.MsgQuiesce, pb.MsgHeartbeatResp, pb.MsgReleaseResp, pb.MsgProbe, pb.MsgProbeResp:
+		return false
+	}
+	return true
 }
 
 // Quiesced reports whether the group is idle: the caller may stop ticking
