@@ -301,8 +301,9 @@ func (r *Replica) Step(m pb.Message) {
 	if m.From == r.id || m.From == 0 {
 		return
 	}
-	if m.Type != pb.MsgProbe {
-		// A probe's ballot is one its sender may never use (probe.go).
+	if m.Type != pb.MsgProbe && m.Type != pb.MsgProbeResp {
+		// A probe's ballot is one its sender may never use, and an answer
+		// echoes ours (probe.go).
 		r.observe(m.Ballot)
 	}
 	r.observe(m.Hint)
