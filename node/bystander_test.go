@@ -1,0 +1,168 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/group"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/router"
+)
+
+// TestRejoinDeposesNoLeader is issue 10's "no stall for bystanders": node 3
+// leads no range and is cut off from nodes 1 and 2, which lead 60 ranges
+// between them, for longer than an election timeout; then it is healed.
+// Every range keeps a healthy leader and quorum throughout, so no write
+// may fail, and every range has the same leader at the same ballot after
+// the heal as before the cut. Before replicas probed (group/probe.go),
+// node 3's replicas campaigned in vain while cut off; once healed, their
+// raised promises refused the leaders' accepts and heartbeats, every
+// leader stepped down at once, and writes to every range stalled for 2-3
+// seconds while the groups elected again.
+//
+// It runs at the default 100ms tick, so that timeouts are those of a real
+// cluster, and takes about 7 seconds: skipped under -short.
+func TestRejoinDeposesNoLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("7 seconds at the default tick")
+	}
+	ranges := splitRanges(60, 3)
+	for i, d := range ranges {
+		d.LeaderNodeId = uint64(1 + i%2)
+	}
+	c := newTestCluster(t, 3, ranges, func(cfg *Config) { cfg.TickInterval = 100 * time.Millisecond })
+	for _, d := range ranges {
+		c.leaderFor(d.RangeId)
+	}
+	rc, err := router.New(context.Background(), router.Config{Seeds: []string{c.nodes[1].Addr(), c.nodes[2].Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+
+	w := startWriters(rc, ranges, 32)
+	time.Sleep(1500 * time.Millisecond)
+	before := c.rangeLeaders(ranges)
+	w.mark("cut node 3")
+	c.isolate(3)
+	time.Sleep(3 * time.Second) // past every election timeout of node 3's replicas
+	w.mark("heal")
+	c.healAll()
+	time.Sleep(1500 * time.Millisecond)
+	after := c.rangeLeaders(ranges)
+	w.stop()
+	t.Logf("writes per 100ms (%s): %s", strings.Join(w.marks, ", "), w.figure())
+
+	for _, d := range ranges {
+		if b, a := before[d.RangeId], after[d.RangeId]; b != a {
+			t.Errorf("range %d: led by %s before the cut, by %s after the heal", d.RangeId, b, a)
+		}
+	}
+	if n := w.failed.Load(); n > 0 {
+		t.Errorf("%d of %d writes failed, the first with: %v", n, n+w.ok.Load(), w.firstErr.Load())
+	}
+}
+
+// rangeLeaders returns, for each range, who leads it and at what ballot,
+// as the replicas' own statuses say, e.g. "1 at 3.1" (or "none").
+func (c *testCluster) rangeLeaders(ranges []*kvpb.RangeDescriptor) map[uint64]string {
+	c.t.Helper()
+	out := make(map[uint64]string)
+	for _, d := range ranges {
+		var leads []string
+		for _, id := range slices.Sorted(maps.Keys(c.nodes)) {
+			n := c.nodes[id]
+			r := n.replica(d.RangeId)
+			if r == nil {
+				continue
+			}
+			st := make(chan group.Status, 1)
+			n.onWorker(r, func() { st <- r.rn.Status() })
+			if s := <-st; s.Role == group.Leader {
+				leads = append(leads, fmt.Sprintf("%d at %v", id, s.Ballot))
+			}
+		}
+		out[d.RangeId] = strings.Join(leads, " and ")
+		if len(leads) == 0 {
+			out[d.RangeId] = "none"
+		}
+	}
+	return out
+}
+
+// writers put to every range in turn through a router, and count the
+// writes that succeed in each 100ms and those that fail.
+type writers struct {
+	start    time.Time
+	done     chan struct{}
+	wg       sync.WaitGroup
+	buckets  [200]atomic.Int64
+	ok       atomic.Int64
+	failed   atomic.Int64
+	firstErr atomic.Value
+	marks    []string
+}
+
+// writeTimeout bounds one write. A range with a healthy leader answers in
+// milliseconds; an election takes at least an election timeout (a
+// second at the default tick) before the write can even be proposed.
+const writeTimeout = 2 * time.Second
+
+func startWriters(rc *router.Client, ranges []*kvpb.RangeDescriptor, n int) *writers {
+	w := &writers{start: time.Now(), done: make(chan struct{})}
+	for g := range n {
+		w.wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-w.done:
+					return
+				default:
+				}
+				d := ranges[(g*7+i)%len(ranges)]
+				key := string(d.StartKey) + "x"
+				if len(d.StartKey) == 0 {
+					key = "a" // split keys begin with "k"
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+				err := rc.Put(ctx, []byte(key), []byte("v"))
+				cancel()
+				if err != nil {
+					w.failed.Add(1)
+					w.firstErr.CompareAndSwap(nil, fmt.Sprintf("range %d: %v", d.RangeId, err))
+					continue
+				}
+				w.ok.Add(1)
+				if b := int(time.Since(w.start) / (100 * time.Millisecond)); b < len(w.buckets) {
+					w.buckets[b].Add(1)
+				}
+			}
+		})
+	}
+	return w
+}
+
+// mark notes an event at the current bucket, for the figure.
+func (w *writers) mark(what string) {
+	w.marks = append(w.marks, fmt.Sprintf("%s at bucket %d", what, time.Since(w.start)/(100*time.Millisecond)))
+}
+
+func (w *writers) stop() {
+	close(w.done)
+	w.wg.Wait()
+}
+
+// figure lists the writes of each 100ms up to now.
+func (w *writers) figure() string {
+	var b strings.Builder
+	for i := range min(len(w.buckets), int(time.Since(w.start)/(100*time.Millisecond))) {
+		fmt.Fprintf(&b, "%d ", w.buckets[i].Load())
+	}
+	return b.String()
+}
