@@ -85,3 +85,26 @@ func TestProbingFollowerHearsLeader(t *testing.T) {
 		t.Fatalf("3 is %v with promise %v, want a follower of 1.1", r.role, r.promised)
 	}
 }
+
+// TestCampaignHonorsOwnLease: Campaign skips the probe, but not the lease:
+// a replica whose own acceptor is bound to another leader does nothing,
+// or its promise to itself would break the lease it granted. (The probe
+// of an election timeout checks the same through its own answer, so only
+// Campaign relies on canCampaign's lease check.)
+func TestCampaignHonorsOwnLease(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2) // a heartbeat round renews every lease
+	n.isolate(1)
+	r := n.node(3)
+	r.Campaign()
+	n.processAll()
+	if out := n.take(3); len(out) != 0 || r.role != Follower || r.promised != bal(1, 1) {
+		t.Fatalf("3, bound by 1.1's lease, campaigned: %v, role %v, promised %v", describeMsgs(out), r.role, r.promised)
+	}
+	n.advanceClocks(testLease)
+	r.Campaign()
+	if r.role != Candidate {
+		t.Fatalf("3 did not campaign once the lease was over: role %v", r.role)
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,12 +29,15 @@ import (
 // seconds while the groups elected again.
 //
 // It runs at the default 100ms tick, so that timeouts are those of a real
-// cluster, and takes about 7 seconds: skipped under -short.
+// cluster, and takes about 7 seconds: skipped under -short. With more
+// ranges it shows the cost of a cut to the groups that wake for it:
+//
+//	go test ./node -run TestRejoinDeposesNoLeader -v -bystander.ranges=1000
 func TestRejoinDeposesNoLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("7 seconds at the default tick")
 	}
-	ranges := splitRanges(60, 3)
+	ranges := splitRanges(*bystanderRanges, 3)
 	for i, d := range ranges {
 		d.LeaderNodeId = uint64(1 + i%2)
 	}
@@ -69,6 +73,8 @@ func TestRejoinDeposesNoLeader(t *testing.T) {
 		t.Errorf("%d of %d writes failed, the first with: %v", n, n+w.ok.Load(), w.firstErr.Load())
 	}
 }
+
+var bystanderRanges = flag.Int("bystander.ranges", 60, "ranges in TestRejoinDeposesNoLeader")
 
 // rangeLeaders returns, for each range, who leads it and at what ballot,
 // as the replicas' own statuses say, e.g. "1 at 3.1" (or "none").
