@@ -370,4 +370,11 @@ var mutants = []mutant{
 		New:  "return p.granted[id]",
 		Desc: "a probe counts only the other voters' grants, not its own acceptor's",
 	},
+	{
+		Name: "group/quiesced-leader-promises",
+		File: "group/lease.go",
+		Old:  "if r.role == Leader && m.Ballot.Node != r.id && r.lead.leaseValid(r) {",
+		New:  "if r.role == Leader && m.Ballot.Node != r.id && r.now() < r.lead.lease.expiry {",
+		Desc: "a leader's own acceptor honours its lease only while it sends rounds, not while it rests on bindings",
+	},
 }
