@@ -94,7 +94,9 @@ func testRejoin(t *testing.T, cut func(c *testCluster)) {
 	time.Sleep(time.Second)
 	after := c.rangeLeaders(ranges)
 	w.stop()
-	t.Logf("writes per 100ms (%s): %s", strings.Join(w.marks, ", "), w.figure())
+	writes, longest := w.figure()
+	t.Logf("%s; writes per 100ms: %s", strings.Join(w.marks, ", "), writes)
+	t.Logf("longest write begun in each 100ms, in ms: %s", longest)
 
 	for _, d := range ranges {
 		if b, a := before[d.RangeId], after[d.RangeId]; b != a {
@@ -136,12 +138,14 @@ func (c *testCluster) rangeLeaders(ranges []*kvpb.RangeDescriptor) map[uint64]st
 }
 
 // writers put to every range in turn through a router, and count the
-// writes that succeed in each 100ms and those that fail.
+// writes that succeed in each 100ms, the longest of those that began in
+// it, and the writes that fail.
 type writers struct {
 	start    time.Time
 	done     chan struct{}
 	wg       sync.WaitGroup
 	buckets  [200]atomic.Int64
+	longest  [200]atomic.Int64 // in ms
 	ok       atomic.Int64
 	failed   atomic.Int64
 	firstErr atomic.Value
@@ -168,9 +172,15 @@ func startWriters(rc *router.Client, ranges []*kvpb.RangeDescriptor, n int) *wri
 				if len(d.StartKey) == 0 {
 					key = "a" // split keys begin with "k"
 				}
+				began := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 				err := rc.Put(ctx, []byte(key), []byte("v"))
 				cancel()
+				if b := int(began.Sub(w.start) / (100 * time.Millisecond)); b < len(w.longest) {
+					took := time.Since(began).Milliseconds()
+					for old := w.longest[b].Load(); took > old && !w.longest[b].CompareAndSwap(old, took); old = w.longest[b].Load() {
+					}
+				}
 				if err != nil {
 					w.failed.Add(1)
 					w.firstErr.CompareAndSwap(nil, fmt.Sprintf("range %d: %v", d.RangeId, err))
@@ -196,11 +206,13 @@ func (w *writers) stop() {
 	w.wg.Wait()
 }
 
-// figure lists the writes of each 100ms up to now.
-func (w *writers) figure() string {
-	var b strings.Builder
+// figure lists the writes of each 100ms up to now, and the longest write
+// that began in each, in ms.
+func (w *writers) figure() (writes, longest string) {
+	var b, l strings.Builder
 	for i := range min(len(w.buckets), int(time.Since(w.start)/(100*time.Millisecond))) {
 		fmt.Fprintf(&b, "%d ", w.buckets[i].Load())
+		fmt.Fprintf(&l, "%d ", w.longest[i].Load())
 	}
-	return b.String()
+	return b.String(), l.String()
 }
