@@ -23,7 +23,8 @@ func (r *Replica) campaign(transfer pb.Ballot) {
 	r.step = stepCandidate
 	r.leader = 0
 	r.lead = nil
-	r.ballot = pb.Ballot{Round: r.maxRound + 1, Node: r.id}
+	r.probe = nil
+	r.ballot = r.nextBallot()
 	r.maxRound = r.ballot.Round
 	r.setPromised(r.ballot)
 	r.resetElectionTimer()
@@ -34,6 +35,10 @@ func (r *Replica) campaign(transfer pb.Ballot) {
 	}
 	r.maybeWin() // which asks every member
 }
+
+// nextBallot is the ballot this replica would campaign with now: higher
+// than any it has seen.
+func (r *Replica) nextBallot() pb.Ballot { return pb.Ballot{Round: r.maxRound + 1, Node: r.id} }
 
 func (r *Replica) sendPrepare(to uint64) {
 	if r.cand.asked[to] {
@@ -52,7 +57,7 @@ func stepCandidate(r *Replica, m pb.Message) {
 			r.becomeFollower(0)
 		}
 		// Refusals for a lease, membership or a lagging log are retried
-		// after the next election timeout.
+		// after the next election timeout, with a probe first.
 		return
 	}
 	// The promiser's entries up to its chosen point are chosen values:

@@ -42,7 +42,11 @@
 //     leader that steps down sends MsgRelease to followers that may be
 //     bound to it until each acknowledges (MsgReleaseResp).
 //   - Elections: a voter that hears nothing from a leader for a randomized
-//     election timeout, and is not bound by a lease, campaigns.
+//     election timeout, and is not bound by a lease, first probes
+//     (MsgProbe/MsgProbeResp, Raft's PreVote): it campaigns only once a
+//     majority would promise its ballot. A probe changes no state, so a
+//     replica cut off from its group never raises a promise that would
+//     depose a healthy leader once it is back (probe.go).
 //   - Leader transfer: the leader keeps proposing while the target
 //     catches up, then stops once it has, and waits until every value in
 //     flight is chosen and the target knows it (telling it at once, not at

@@ -169,16 +169,33 @@ func (r *Replica) boundNow() pb.Ballot {
 	return b
 }
 
-// leaseBlocks reports whether the acceptor's lease forbids promising m.
+// leaseBlocks reports whether the acceptor's lease forbids promising m. A
+// leader's own acceptor is one of the quorum its lease rests on, so while
+// the lease holds it refuses other candidates too. An active leader renews
+// that promise with every round (newRound); a quiesced one sends no
+// rounds, and its lease rests on its followers' bindings alone
+// (boundLeaseValid), so its own acceptor would otherwise promise the first
+// candidate to ask and its leader step down: a replica that rejoins after a
+// cut, and probes before the leader's heartbeat reaches it, would depose
+// every idle leader of its groups that way.
 func (r *Replica) leaseBlocks(m pb.Message) bool {
+	if r.role == Leader && m.Ballot.Node != r.id && r.lead.leaseValid(r) {
+		return true
+	}
 	return r.lease.blocks(m, r.now(), r.cfg.Liveness)
 }
 
 // wakes reports whether a message of type t wakes a quiesced group. The
 // messages of a quiesce round and of a release don't: they are how a
-// group goes, or stays, to sleep.
+// group goes, or stays, to sleep. Nor do probes and their answers: they
+// change nothing (probe.go), and a flapping node that probes every
+// election timeout would otherwise keep its groups awake for good.
 func wakes(t pb.MessageType) bool {
-	return t != pb.MsgQuiesce && t != pb.MsgHeartbeatResp && t != pb.MsgReleaseResp
+	switch t {
+	case pb.MsgQuiesce, pb.MsgHeartbeatResp, pb.MsgReleaseResp, pb.MsgProbe, pb.MsgProbeResp:
+		return false
+	}
+	return true
 }
 
 // Quiesced reports whether the group is idle: the caller may stop ticking

@@ -154,3 +154,30 @@ func TestQuiesceFromAnEarlierLifeBindsNothing(t *testing.T) {
 		t.Fatalf("2 answers %s, want a promise", describeMsg(p))
 	}
 }
+
+// TestQuiescedLeaderRefusesCandidates: a quiesced leader sends no lease
+// rounds, so its own acceptor's lease runs out while its lease rests on
+// its followers' bindings. Its acceptor must still refuse other
+// candidates: one that promised would make the leader step down, and give
+// the candidate a majority with its own promise.
+func TestQuiescedLeaderRefusesCandidates(t *testing.T) {
+	live := supportTable{1: {1, math.MaxInt64}, 2: {1, math.MaxInt64}, 3: {1, math.MaxInt64}}
+	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
+	n.elect(1)
+	l := n.node(1)
+	n.waitFor("1 quiesces", 20, l.Quiesced)
+	n.advanceClocks(testLease) // nobody ticks a quiesced group
+	if !l.LeaseValid() {
+		t.Fatal("the quiesced leader's lease is not valid on its followers' bindings")
+	}
+	for _, typ := range []pb.MessageType{pb.MsgProbe, pb.MsgPrepare} {
+		m := prepareMsg(3, 1, bal(2, 3), l.chosen)
+		m.Type = typ
+		if resp := only(t, n.handle(m)); resp.Reject != pb.RejectLease {
+			t.Fatalf("the quiesced leader answers a %v with %s, want reject=lease", typ, describeMsg(resp))
+		}
+	}
+	if l.role != Leader || l.promised != bal(1, 1) {
+		t.Fatalf("leader 1.1 is now %v with promise %v", l.role, l.promised)
+	}
+}

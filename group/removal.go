@@ -19,8 +19,9 @@ import (
 //   - A replica that refuses the prepare of a candidate that is no member
 //     of its configuration, and knows more chosen slots than the
 //     candidate, teaches it those slots in a MsgCommit. A removed replica
-//     that missed the leader's word campaigns once its election timeout
-//     passes, and learns its removal from whoever refuses it. A candidate
+//     that missed the leader's word probes (probe.go) once its election
+//     timeout passes, and learns its removal from whoever refuses it: a
+//     probe is refused and taught as a prepare is (phase1Refusal). A candidate
 //     that is a member of a configuration newer than ours is never taught:
 //     it knows at least the slot that made it one, which we do not.
 //

@@ -99,6 +99,9 @@ type Replica struct {
 
 	cand *candidate
 	lead *leadership
+	// probe is the probe this replica runs before it campaigns, if any;
+	// see probe.go.
+	probe *probe
 
 	// Output not yet handed out by Ready.
 	early         []pb.Message // see sendFirst
@@ -203,6 +206,8 @@ func sendFirst(t pb.MessageType) bool {
 	switch t {
 	case pb.MsgAccept, pb.MsgHeartbeat, pb.MsgQuiesce, pb.MsgCommit, pb.MsgRelease, pb.MsgTimeoutNow:
 		return true
+	case pb.MsgProbe, pb.MsgProbeResp:
+		return true // "I would promise" is no promise (probe.go)
 	}
 	return false
 }
@@ -237,6 +242,7 @@ func (r *Replica) becomeFollower(leader uint64) {
 	r.handoffTicks = 0
 	r.cand = nil
 	r.lead = nil
+	r.probe = nil
 	r.resetElectionTimer()
 }
 
@@ -261,7 +267,7 @@ func (r *Replica) Tick() {
 		}
 		if r.electionElapsed >= r.electionTimeout {
 			if r.canCampaign() {
-				r.campaign(pb.Ballot{})
+				r.startProbe()
 			} else {
 				r.requiesce()
 			}
@@ -269,10 +275,12 @@ func (r *Replica) Tick() {
 	}
 }
 
-// Campaign starts Phase 1 now, as an election timeout would. The node
-// runtime uses it to elect a chosen replica of a new group at once, and to
-// move leadership where placement wants it. It does nothing on a replica
-// that may not campaign (not a voter, or bound by another's lease).
+// Campaign starts Phase 1 now, without the probe an election timeout
+// sends first (see probe.go): the caller knows this replica should lead.
+// The node runtime uses it to elect a chosen replica of a new group at
+// once, and to move leadership where placement wants it. It does nothing
+// on a replica that may not campaign (not a voter, or bound by another's
+// lease).
 func (r *Replica) Campaign() {
 	if r.role != Leader && r.canCampaign() {
 		r.Unquiesce()
@@ -293,7 +301,11 @@ func (r *Replica) Step(m pb.Message) {
 	if m.From == r.id || m.From == 0 {
 		return
 	}
-	r.observe(m.Ballot)
+	if m.Type != pb.MsgProbe && m.Type != pb.MsgProbeResp {
+		// A probe's ballot is one its sender may never use, and an answer
+		// echoes ours (probe.go).
+		r.observe(m.Ballot)
+	}
 	r.observe(m.Hint)
 	if wakes(m.Type) {
 		r.Unquiesce()
@@ -313,7 +325,12 @@ func (r *Replica) Step(m pb.Message) {
 		r.handleRelease(m)
 	case pb.MsgReleaseResp:
 		r.handleReleaseResp(m)
+	case pb.MsgProbe:
+		r.handleProbe(m)
+	case pb.MsgProbeResp:
+		r.handleProbeResp(m)
 	case pb.MsgTimeoutNow:
+		// A transfer skips the probe: the leader gave up its lease for us.
 		if r.role == Follower && m.Ballot == r.promised && isVoter(r.conf, r.id) {
 			r.campaign(m.Ballot)
 		}
@@ -333,25 +350,8 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	reject := func(why pb.RejectReason) {
 		r.send(pb.Message{Type: pb.MsgPromise, To: m.From, Ballot: m.Ballot, Reject: why, Hint: r.promised, Chosen: r.chosen})
 	}
-	switch {
-	case m.Ballot.Less(r.promised):
-		reject(pb.RejectBallot)
-		return
-	case !r.isAcceptor() || !isVoter(r.conf, m.From):
-		// Only a voter campaigns, and only a replica that knows its
-		// configuration promises (see isAcceptor). A candidate removed
-		// from the group may not know it yet: see teachRemoved.
-		reject(pb.RejectNotMember)
-		r.teachRemoved(m)
-		return
-	case r.leaseBlocks(m):
-		reject(pb.RejectLease)
-		return
-	case m.Chosen < r.meta.Index:
-		// We no longer hold the slots the candidate needs to learn; teach
-		// it our applied state instead.
-		reject(pb.RejectBehind)
-		r.sendSnapshot(m.From)
+	if why := r.phase1Refusal(m); why != pb.RejectNone {
+		reject(why)
 		return
 	}
 	if r.role != Follower && r.ballot.Less(m.Ballot) {
@@ -369,6 +369,41 @@ func (r *Replica) handlePrepare(m pb.Message) {
 	})
 }
 
+// phase1Refusal returns why this acceptor refuses prepare m, or
+// RejectNone if it promises. A probe is answered by the same rules
+// (probe.go).
+func (r *Replica) phase1Refusal(m pb.Message) pb.RejectReason {
+	why := r.promiseRefusal(m)
+	switch {
+	case why == pb.RejectNotMember:
+		// A candidate removed from the group may not know it yet: see
+		// teachRemoved.
+		r.teachRemoved(m)
+	case why == pb.RejectNone && m.Chosen < r.meta.Index:
+		// We no longer hold the slots the candidate needs to learn; teach
+		// it our applied state instead.
+		why = pb.RejectBehind
+		r.sendSnapshot(m.From)
+	}
+	return why
+}
+
+// promiseRefusal returns why this acceptor would refuse to promise the
+// ballot of prepare m now, or RejectNone if it would promise it.
+func (r *Replica) promiseRefusal(m pb.Message) pb.RejectReason {
+	switch {
+	case m.Ballot.Less(r.promised):
+		return pb.RejectBallot
+	case !r.isAcceptor() || !isVoter(r.conf, m.From):
+		// Only a voter campaigns, and only a replica that knows its
+		// configuration promises (see isAcceptor).
+		return pb.RejectNotMember
+	case r.leaseBlocks(m):
+		return pb.RejectLease
+	}
+	return pb.RejectNone
+}
+
 // acceptFromLeader is the common part of every message from a leader:
 // refuse a stale ballot, otherwise follow it and renew its lease. It
 // reports whether the message may be acted on.
@@ -381,6 +416,7 @@ func (r *Replica) acceptFromLeader(m pb.Message, respType pb.MessageType) bool {
 	if r.role != Follower && r.ballot != m.Ballot {
 		r.becomeFollower(m.From)
 	}
+	r.probe = nil // a leader is in reach: no need to campaign
 	r.setPromised(m.Ballot)
 	r.leader = m.From
 	r.handoffTicks = 0 // a transfer we handed off is complete

@@ -19,6 +19,7 @@ import (
 //	new voters=1,2,3 [learners=4] [max-inflight=16] [log-retention=1024]
 //	elect <id>                  campaign now and stabilize; <id> must win
 //	campaign <id>               start Phase 1, process nothing
+//	explicit-campaign <id>      Campaign, as the node calls it (no probe)
 //	propose <id> <value>
 //	propose-conf-change <id> add-learner=<r> | promote=<r> | remove=<r>
 //	transfer-leader <id> <to>
@@ -118,6 +119,8 @@ func (e *transcriptEnv) run(c transcriptCmd) string {
 		e.n.elect(e.id(c, 0))
 	case "campaign":
 		e.n.node(e.id(c, 0)).campaign(pb.Ballot{})
+	case "explicit-campaign":
+		e.n.node(e.id(c, 0)).Campaign()
 	case "propose":
 		if err := e.n.node(e.id(c, 0)).Propose([]byte(e.arg(c, 1))); err != nil {
 			printf("error: %v", err)
@@ -271,6 +274,9 @@ func (e *transcriptEnv) status(id uint64) string {
 		s += fmt.Sprintf(" ballot=%v", r.ballot)
 	}
 	s += fmt.Sprintf(" promised=%v chosen=%d applied=%d last=%d %s", r.promised, r.chosen, r.applied, r.log.last(), describeConfig(r.conf))
+	if r.probe != nil {
+		s += fmt.Sprintf(" probing=%v", r.probe.ballot)
+	}
 	if r.role == Leader {
 		if r.LeaseValid() {
 			s += " lease=valid"

@@ -213,6 +213,8 @@ func sampleMessages() []Message {
 			Meta: Meta{Index: 500, Config: Config{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}}},
 			Data: data(5000, 4)}},
 		{Type: MsgTimeoutNow, Group: 5, From: 1, To: 2, Ballot: Ballot{7, 1}},
+		{Type: MsgProbe, Group: 5, From: 3, To: 1, Ballot: Ballot{8, 3}, Chosen: 1015},
+		{Type: MsgProbeResp, Group: 5, From: 1, To: 3, Ballot: Ballot{8, 3}, Chosen: 1015, Reject: RejectLease, Hint: Ballot{7, 1}},
 		{Type: MsgCommit, Group: 6, Entries: entries(10000, 3, 1)},
 		{
 			Type: maxMessageType, Group: max64, From: max64, To: max64, Ballot: Ballot{max64, max64},

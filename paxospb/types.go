@@ -193,6 +193,15 @@ const (
 	// They acknowledge with a MsgReleaseResp.
 	MsgRelease
 	MsgReleaseResp
+	// MsgProbe asks an acceptor whether it would promise Ballot now, and
+	// changes nothing: a replica whose election timer fires probes before
+	// it campaigns (Raft's PreVote, thesis 9.6), so that one that can't
+	// win, like one cut off from its group, never raises a promise that
+	// would depose a healthy leader once it is back. The acceptor answers
+	// with a MsgProbeResp whose Reject is what a MsgPrepare of Ballot
+	// would get (RejectNone: it would promise), with Hint its promise.
+	MsgProbe
+	MsgProbeResp
 	msgTypeCount
 )
 
@@ -201,7 +210,7 @@ var msgNames = [...]string{
 	MsgAccepted: "accepted", MsgHeartbeat: "heartbeat", MsgHeartbeatResp: "heartbeat-resp",
 	MsgCommit: "commit", MsgSnapshot: "snapshot", MsgTimeoutNow: "timeout-now",
 	MsgQuiesce: "quiesce", MsgSupportRequest: "support-request", MsgSupportResponse: "support-response",
-	MsgRelease: "release", MsgReleaseResp: "release-resp",
+	MsgRelease: "release", MsgReleaseResp: "release-resp", MsgProbe: "probe", MsgProbeResp: "probe-resp",
 }
 
 func (t MessageType) String() string {

@@ -217,8 +217,8 @@ var mutants = []mutant{
 	{
 		Name: "group/promise-lower-ballot",
 		File: "group/replica.go",
-		Old:  "case m.Ballot.Less(r.promised):\n\t\treject(pb.RejectBallot)",
-		New:  "case m.Ballot.Less(r.promised) && m.Ballot.Round < r.promised.Round:\n\t\treject(pb.RejectBallot)",
+		Old:  "case m.Ballot.Less(r.promised):\n\t\treturn pb.RejectBallot",
+		New:  "case m.Ballot.Less(r.promised) && m.Ballot.Round < r.promised.Round:\n\t\treturn pb.RejectBallot",
 		Desc: "an acceptor promises a lower ballot of the same round (ballots compared by round only)",
 	},
 	{
@@ -348,5 +348,33 @@ var mutants = []mutant{
 		New:        "if e.Slot > r.meta.Index {",
 		Desc:       "an accept overwrites a slot this replica already knows is chosen",
 		Equivalent: "by P2c any later ballot proposes the chosen value again, so the slot's value is unchanged",
+	},
+	{
+		Name: "group/probe-promises",
+		File: "group/probe.go",
+		Old:  "} else if m.Chosen < r.chosen {",
+		New:  "} else if r.setPromised(m.Ballot); m.Chosen < r.chosen {",
+		Desc: "an acceptor promises the ballot of a probe it grants, as if it were a prepare",
+	},
+	{
+		Name: "group/probe-wakes",
+		File: "group/lease.go",
+		Old:  "case pb.MsgQuiesce, pb.MsgHeartbeatResp, pb.MsgReleaseResp, pb.MsgProbe, pb.MsgProbeResp:",
+		New:  "case pb.MsgQuiesce, pb.MsgHeartbeatResp, pb.MsgReleaseResp, pb.MsgProbeResp:",
+		Desc: "a probe wakes a quiesced group, so a flapping node keeps its peers' groups awake",
+	},
+	{
+		Name: "group/probe-without-own-acceptor",
+		File: "group/probe.go",
+		Old:  "return id == r.id || p.granted[id]",
+		New:  "return p.granted[id]",
+		Desc: "a probe counts only the other voters' grants, not its own acceptor's",
+	},
+	{
+		Name: "group/quiesced-leader-promises",
+		File: "group/lease.go",
+		Old:  "if r.role == Leader && m.Ballot.Node != r.id && r.lead.leaseValid(r) {",
+		New:  "if r.role == Leader && m.Ballot.Node != r.id && r.now() < r.lead.lease.expiry {",
+		Desc: "a leader's own acceptor honours its lease only while it sends rounds, not while it rests on bindings",
 	},
 }
