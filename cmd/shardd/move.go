@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"strconv"
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
-	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement/service"
 	"github.com/shardd/shardd/placementpb"
 )
@@ -66,28 +63,8 @@ with another operation.`,
 			if err != nil {
 				return err
 			}
-			return writeMove(e.stdout, resp, time.Since(start), *asJSON)
+			d := resp.GetDescriptor_()
+			return writeRangeChange(e.stdout, d, resp.Revision, time.Since(start), *asJSON, formatReplicas(d))
 		}
 	},
-}
-
-// moveOutput is move --json.
-type moveOutput struct {
-	Range    rangeJSON `json:"range"`
-	Revision uint64    `json:"revision"`
-	// TookMS is how long the command waited for the move, in
-	// milliseconds.
-	TookMS float64 `json:"took_ms"`
-}
-
-func writeMove(w io.Writer, resp *placementpb.MoveReplicaResponse, took time.Duration, asJSON bool) error {
-	d := resp.GetDescriptor_()
-	r := rangesJSON(&kvpb.RangesResponse{Ranges: []*kvpb.RangeDescriptor{d}}).Ranges[0]
-	if asJSON {
-		return writeJSON(w, moveOutput{Range: r, Revision: resp.Revision, TookMS: float64(took.Microseconds()) / 1000})
-	}
-	_, err := fmt.Fprintf(w, "range %d [%s, %s): %s (map revision %d, took %v)\n",
-		d.GetRangeId(), formatKey(d.GetStartKey(), false), formatKey(d.GetEndKey(), true), formatReplicas(d), resp.Revision,
-		took.Round(time.Millisecond))
-	return err
 }

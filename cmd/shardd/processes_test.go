@@ -115,7 +115,7 @@ func TestSeparateProcesses(t *testing.T) {
 	// 3 (no gossip) included.
 	for _, to := range []uint64{3, 2} {
 		code, out, stderr := run("transfer", "--json", "--placement", placement, "1", "--to", strconv.FormatUint(to, 10))
-		var tr transferOutput
+		var tr rangeChangeOutput
 		if err := json.Unmarshal([]byte(out), &tr); code != 0 || err != nil || tr.Range.Leader != to {
 			t.Errorf("transfer 1 --to %d: exit %d, %v, %q, %q", to, code, err, out, stderr)
 		}

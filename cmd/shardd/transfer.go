@@ -65,29 +65,31 @@ refused.`,
 			if err != nil {
 				return err
 			}
-			return writeTransfer(e.stdout, resp, time.Since(start), *asJSON)
+			d := resp.GetDescriptor_()
+			return writeRangeChange(e.stdout, d, resp.Revision, time.Since(start), *asJSON, fmt.Sprintf("node %d leads", d.GetLeaderNodeId()))
 		}
 	},
 }
 
-// transferOutput is transfer --json.
-type transferOutput struct {
+// rangeChangeOutput is the --json of a command that changed a range
+// (transfer, move).
+type rangeChangeOutput struct {
 	Range    rangeJSON `json:"range"`
 	Revision uint64    `json:"revision"`
-	// TookMS is how long the command waited for the new leader, in
+	// TookMS is how long the command waited for the change, in
 	// milliseconds.
 	TookMS float64 `json:"took_ms"`
 }
 
-func writeTransfer(w io.Writer, resp *placementpb.TransferLeaderResponse, took time.Duration, asJSON bool) error {
-	d := resp.GetDescriptor_()
+// writeRangeChange prints range d as a change left it at map revision rev
+// after took: JSON, or a line that says what holds now.
+func writeRangeChange(w io.Writer, d *kvpb.RangeDescriptor, rev uint64, took time.Duration, asJSON bool, what string) error {
 	r := rangesJSON(&kvpb.RangesResponse{Ranges: []*kvpb.RangeDescriptor{d}}).Ranges[0]
 	if asJSON {
-		return writeJSON(w, transferOutput{Range: r, Revision: resp.Revision, TookMS: float64(took.Microseconds()) / 1000})
+		return writeJSON(w, rangeChangeOutput{Range: r, Revision: rev, TookMS: float64(took.Microseconds()) / 1000})
 	}
-	_, err := fmt.Fprintf(w, "range %d [%s, %s): node %d leads (map revision %d, took %v)\n",
-		d.GetRangeId(), formatKey(d.GetStartKey(), false), formatKey(d.GetEndKey(), true), d.GetLeaderNodeId(), resp.Revision,
-		took.Round(time.Millisecond))
+	_, err := fmt.Fprintf(w, "range %d [%s, %s): %s (map revision %d, took %v)\n",
+		d.GetRangeId(), formatKey(d.GetStartKey(), false), formatKey(d.GetEndKey(), true), what, rev, took.Round(time.Millisecond))
 	return err
 }
 

@@ -32,7 +32,7 @@ func TestTransferCommand(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := runSync(t, "transfer", "--json", "--to=1", "--placement="+placement, "1")
-	var out transferOutput
+	var out rangeChangeOutput
 	if err := json.Unmarshal([]byte(stdout), &out); code != exitOK || err != nil || out.Range.RangeID != 1 || out.Range.Leader != 1 ||
 		out.Revision == 0 || len(out.Range.Replicas) != 3 {
 		t.Fatalf("transfer --json: exit %d, %v, stdout %q, stderr %q", code, err, stdout, stderr)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placementpb"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -64,18 +65,7 @@ func TestMoveReplica(t *testing.T) {
 	if from == 0 {
 		from = voterNodes(d)[0]
 	}
-	testutil.WaitFor(t, 10*time.Second, "node 4 to be live and settled", func() bool {
-		nodes, err := c.ListNodes(tctx(t))
-		if err != nil {
-			return false
-		}
-		for _, n := range nodes.Nodes {
-			if n.NodeId == 4 {
-				return n.Live && !n.Settling
-			}
-		}
-		return false
-	})
+	waitNode(t, c, 4, 10*time.Second, "live and settled", func(n *placementpb.NodeInfo) bool { return n.Live && !n.Settling })
 
 	// Refused: a move onto a node that holds a replica, from one that
 	// holds none, of an unknown range.

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -163,18 +164,7 @@ func TestBalancerSparesADrainingNode(t *testing.T) {
 		t.Fatalf("node 3 still leads %d ranges after draining", left)
 	}
 	c := pc.client()
-	testutil.WaitFor(t, 5*time.Second, "placement to hear node 3 is draining", func() bool {
-		nodes, err := c.ListNodes(tctx(t))
-		if err != nil {
-			return false
-		}
-		for _, n := range nodes.Nodes {
-			if n.NodeId == 3 {
-				return n.Draining && n.Live
-			}
-		}
-		return false
-	})
+	waitNode(t, c, 3, 5*time.Second, "draining", func(n *placementpb.NodeInfo) bool { return n.Draining && n.Live })
 	// Several balancing rounds (200 ms each) later, still nothing.
 	for range 10 {
 		time.Sleep(150 * time.Millisecond)
@@ -195,17 +185,23 @@ func TestStoppedNodeIsSeenDownQuickly(t *testing.T) {
 	c := pc.client()
 	stopped := time.Now()
 	dc.stop(3)
-	testutil.WaitFor(t, 6*time.Second, "node 3 to be shown down", func() bool {
+	waitNode(t, c, 3, 6*time.Second, "shown down", func(n *placementpb.NodeInfo) bool { return !n.Live })
+	t.Logf("node 3 shown down %v after it stopped", time.Since(stopped).Round(time.Millisecond))
+}
+
+// waitNode waits (bounded) until ListNodes shows node id as ok says.
+func waitNode(t *testing.T, c *Client, id uint64, within time.Duration, what string, ok func(*placementpb.NodeInfo) bool) {
+	t.Helper()
+	testutil.WaitFor(t, within, fmt.Sprintf("node %d to be %s", id, what), func() bool {
 		nodes, err := c.ListNodes(tctx(t))
 		if err != nil {
 			return false
 		}
 		for _, n := range nodes.Nodes {
-			if n.NodeId == 3 {
-				return !n.Live
+			if n.NodeId == id {
+				return ok(n)
 			}
 		}
 		return false
 	})
-	t.Logf("node 3 shown down %v after it stopped", time.Since(stopped).Round(time.Millisecond))
 }
