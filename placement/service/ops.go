@@ -255,6 +255,62 @@ func (s *Server) recordSplit(ctx context.Context, op *placementpb.RangeOperation
 	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
 }
 
+// adoptReportedSplits records the splits the nodes report that the map
+// lacks: a range the nodes hold at a higher generation and a shorter end,
+// whose right half they also report under an id the map does not know,
+// with no operation under way on it (that one's driver records it). It
+// happens when a split applied but its outcome was never recorded: its
+// record was lost with a placement state restored from an older copy, or
+// a node was split through its own Admin API. The map never goes back to
+// a lower generation.
+func (s *Server) adoptReportedSplits(reported map[uint64]*kvpb.RangeDescriptor) {
+	s.mu.Lock()
+	tm := s.term
+	if tm == nil || tm.rm == nil {
+		s.mu.Unlock()
+		return
+	}
+	type split struct{ left, right *kvpb.RangeDescriptor }
+	var found []split
+	for _, cur := range tm.rm.All() {
+		left := reported[cur.RangeId]
+		if left == nil || left.Generation <= cur.Generation || tm.ops[cur.RangeId] != nil ||
+			len(left.EndKey) == 0 || bytes.Equal(left.EndKey, cur.EndKey) {
+			continue
+		}
+		for _, right := range reported {
+			if _, known := tm.rm.Get(right.RangeId); !known && bytes.Equal(right.StartKey, left.EndKey) {
+				found = append(found, split{left, right})
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, sp := range found {
+		err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
+			next, err := withSplit(tm.rm, sp.left, sp.right)
+			if err != nil {
+				return nil, nil, err
+			}
+			m := &mutation{}
+			m.putDesc(sp.left)
+			m.putDesc(sp.right)
+			nextID := max(tm.nextRangeID, sp.right.RangeId+1)
+			m.put(keyNextID, encUint(nextID))
+			return m, func(tm *term) *placementpb.WatchEvent {
+				tm.rm, tm.nextRangeID = next, nextID
+				return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{sp.left, sp.right}}
+			}, nil
+		})
+		if err != nil {
+			s.log.Info("cannot record a split the nodes report", "left", sp.left.RangeId, "right", sp.right.RangeId, "err", err)
+			continue
+		}
+		s.log.Info("recorded a split the nodes report and the map lacked", "left", sp.left.RangeId, "right", sp.right.RangeId,
+			"key", fmt.Sprintf("%q", sp.right.StartKey), "generation", sp.left.Generation)
+	}
+}
+
 // withSplit returns rm with the range left.RangeId replaced by the two
 // halves a node reported (their generations and replicas are the nodes',
 // which may be ahead of the map's). The map never goes back to a lower

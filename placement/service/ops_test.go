@@ -205,3 +205,48 @@ func waitNode(t *testing.T, c *Client, id uint64, within time.Duration, what str
 		return false
 	})
 }
+
+// TestPlacementLearnsAMissedSplit: a range split through its leader's own
+// Admin API, which placement never heard of, is recorded from the nodes'
+// reports; the map does not go back, and the next range id placement
+// allocates is past the one the nodes used.
+func TestPlacementLearnsAMissedSplit(t *testing.T) {
+	const ranges = 4
+	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges = ranges })
+	dc := startNodes(t, 3, pc)
+	waitCreated(t, pc, dc, ranges)
+	c := pc.client()
+	all, err := c.AllRanges(tctx(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := all[1]
+	key := append(bytes.Clone(target.StartKey), 'm')
+	var split *kvpb.SplitRangeResponse
+	testutil.WaitFor(t, 10*time.Second, "a node to split the range", func() bool {
+		for id := range dc.nodes {
+			resp, err := dc.admin(id).SplitRange(tctx(t), &kvpb.SplitRangeRequest{RangeId: target.RangeId, SplitKey: key, NewRangeId: 100})
+			if err == nil {
+				split = resp
+				return true
+			}
+		}
+		return false
+	})
+	testutil.WaitFor(t, 15*time.Second, "placement to record the split", func() bool {
+		all, err := c.AllRanges(tctx(t), 0)
+		return err == nil && len(all) == ranges+1
+	})
+	all, _ = c.AllRanges(tctx(t), 0)
+	checkTiled(t, all)
+	if all[1].Generation != split.Left.Generation || all[2].RangeId != 100 {
+		t.Fatalf("the map after the missed split: %v", all)
+	}
+	resp, err := c.SplitRange(tctx(t), append(bytes.Clone(key), 'x'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Right.RangeId <= 100 {
+		t.Fatalf("placement allocated range id %d after the nodes used 100", resp.Right.RangeId)
+	}
+}

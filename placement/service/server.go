@@ -940,8 +940,10 @@ func (s *Server) balance() error {
 	}
 	s.mu.Unlock()
 
-	// actual[range] is the node that says it leads the range.
+	// actual[range] is the node that says it leads the range; reported
+	// the freshest descriptor a node holds of each range.
 	actual := map[uint64]uint64{}
+	reported := map[uint64]*kvpb.RangeDescriptor{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, id := range live {
@@ -959,6 +961,9 @@ func (s *Server) balance() error {
 					if d.LeaderNodeId == id {
 						actual[d.RangeId] = id
 					}
+					if r := reported[d.RangeId]; r == nil || r.Generation < d.Generation {
+						reported[d.RangeId] = d
+					}
 				}
 				return nil
 			})
@@ -966,6 +971,7 @@ func (s *Server) balance() error {
 	}
 	wg.Wait()
 
+	s.adoptReportedSplits(reported)
 	// Record the leaders as hints, in one mutation.
 	if _, _, err := s.recordLeaders(s.ctx, actual); err != nil {
 		return err
