@@ -166,11 +166,21 @@ func (p *proc) waitReady(t *testing.T) string {
 	case line := <-p.ready:
 		return line
 	case <-p.done:
-		t.Fatalf("%s exited before it was ready: %v", p.name, p.waitErr)
+		t.Fatalf("%s exited before it was ready: %v\nthe end of its log (%s):\n%s", p.name, p.waitErr, p.logPath, logTail(p.logPath))
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s not ready after 30s", p.name)
+		t.Fatalf("%s not ready after 30s\nthe end of its log (%s):\n%s", p.name, p.logPath, logTail(p.logPath))
 	}
 	return ""
+}
+
+// logTail returns the last lines of the log at path.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
 
 // output returns what the process printed up to its ready line.
