@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -65,15 +66,22 @@ func goCommand(t *testing.T) string {
 }
 
 // freePorts returns n distinct loopback ports that were free for both TCP
-// and UDP (memberlist binds both) when it looked.
+// and UDP (memberlist binds both) when it looked. They are drawn below
+// Linux's ephemeral range (32768-60999 by default), from which every
+// other test's "port 0" listener and outgoing connection takes its port:
+// a process these tests kill and restart on its port would otherwise
+// find it taken, now and then, by a test running in parallel.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	seen := map[int]bool{}
 	var ports []int
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for attempts := 0; len(ports) < n; attempts++ {
+		if attempts == 10_000 {
+			t.Fatalf("found only %d free ports below the ephemeral range", len(ports))
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(20_000+rand.IntN(12_000))))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
