@@ -216,3 +216,51 @@ func (w *writers) figure() (writes, longest string) {
 	}
 	return b.String(), l.String()
 }
+
+// TestDrainUnderLoad drains a node that leads a third of the ranges while
+// writers put to every range through the router: the node ends leading
+// none, no write fails, and the longest write begun in each 100ms is
+// logged. Runs at the default 100ms tick; skipped under -short. For the
+// issue's figure (a third of 1,000 ranges):
+//
+//	go test ./node -run TestDrainUnderLoad -bystander.ranges=1000 -v
+func TestDrainUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few seconds at the default tick")
+	}
+	ranges := splitRanges(*bystanderRanges, 3)
+	for i, d := range ranges {
+		d.LeaderNodeId = uint64(1 + i%3)
+	}
+	c := newTestCluster(t, 3, ranges, func(cfg *Config) { cfg.TickInterval = 100 * time.Millisecond })
+	for _, d := range ranges {
+		c.leaderFor(d.RangeId)
+	}
+	rc, err := router.New(context.Background(), router.Config{Seeds: []string{c.nodes[2].Addr(), c.nodes[3].Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	w := startWriters(rc, ranges, 32)
+	time.Sleep(time.Second)
+	led := len(c.nodes[1].led())
+	w.mark("drain node 1")
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	left := c.nodes[1].Drain(ctx)
+	cancel()
+	took := time.Since(start)
+	w.mark("drained")
+	time.Sleep(time.Second)
+	w.stop()
+	writes, longest := w.figure()
+	t.Logf("node 1 handed off %d of %d leaderships in %v", led, len(ranges), took.Round(time.Millisecond))
+	t.Logf("%s; writes per 100ms: %s", strings.Join(w.marks, ", "), writes)
+	t.Logf("longest write begun in each 100ms, in ms: %s", longest)
+	if left != 0 {
+		t.Errorf("node 1 still leads %d ranges after the drain", left)
+	}
+	if n := w.failed.Load(); n > 0 {
+		t.Errorf("%d of %d writes failed, the first with: %v", n, n+w.ok.Load(), w.firstErr.Load())
+	}
+}
