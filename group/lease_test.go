@@ -181,3 +181,30 @@ func TestQuiescedLeaderRefusesCandidates(t *testing.T) {
 		t.Fatalf("leader 1.1 is now %v with promise %v", l.role, l.promised)
 	}
 }
+
+// TestQuiescedLeaderWakesForAMemberBehind: a member that fell behind while
+// the leader quiesced without it (its node did not support the leader's)
+// probes; the leader refuses the probe under its lease but wakes, so that
+// its rounds catch the member up. A probe from a member that is caught up
+// wakes nothing.
+func TestQuiescedLeaderWakesForAMemberBehind(t *testing.T) {
+	live := supportTable{1: {1, math.MaxInt64}, 2: {1, math.MaxInt64}, 3: {1, math.MaxInt64}}
+	n := newNetwork(t, voters(1, 2, 3), func(c *Config) { c.Liveness = live })
+	n.elect(1)
+	l := n.node(1)
+	n.waitFor("1 quiesces", 20, l.Quiesced)
+	caughtUp := prepareMsg(3, 1, bal(2, 3), l.chosen)
+	caughtUp.Type = pb.MsgProbe
+	n.handle(caughtUp)
+	if !l.Quiesced() {
+		t.Fatal("a probe from a member that is caught up woke the quiesced leader")
+	}
+	behind := prepareMsg(3, 1, bal(2, 3), l.chosen-1)
+	behind.Type = pb.MsgProbe
+	if resp := only(t, n.handle(behind)); resp.Reject != pb.RejectLease {
+		t.Fatalf("the quiesced leader answers the probe with %s, want reject=lease", describeMsg(resp))
+	}
+	if l.Quiesced() || l.role != Leader {
+		t.Fatalf("the leader did not wake for a member behind it: quiesced %v, role %v", l.Quiesced(), l.role)
+	}
+}

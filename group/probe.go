@@ -82,6 +82,15 @@ func (r *Replica) startProbe() {
 // ballot now, and with a grant the chosen values the prober lacks. It
 // changes nothing here.
 func (r *Replica) handleProbe(m pb.Message) {
+	if r.role == Leader && m.Chosen < r.chosen && r.lead.member(m.From) != nil {
+		// A member behind us probes because it hears nothing from us:
+		// we quiesced while its node did not support ours, so it was
+		// neither caught up nor bound, and no wake-up reached us since.
+		// Wake, so that our rounds catch it up and bind it. A member
+		// that is caught up wakes nothing (a flapping node must not
+		// keep idle groups awake).
+		r.Unquiesce()
+	}
 	resp := pb.Message{Type: pb.MsgProbeResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen, Reject: r.phase1Refusal(m)}
 	if resp.Reject != pb.RejectNone {
 		resp.Hint = r.promised

@@ -264,7 +264,7 @@ func TestLeaderHintsFollowTheBalancer(t *testing.T) {
 		}
 	}
 	skew.Wait()
-	testutil.WaitFor(t, 10*time.Second, "the skew to take", func() bool { return dc.leaderCounts(t)[1] >= ranges/2+2 })
+	testutil.WaitFor(t, 10*time.Second, "the skew to take", func() bool { return dc.leaderCounts(t)[1] > ranges/3+1 })
 	testutil.WaitFor(t, 10*time.Second, "the balancer to spread the leaders again", func() bool {
 		counts := dc.leaderCounts(t)
 		return counts[2] >= 4 && counts[3] >= 4
