@@ -60,31 +60,19 @@ func (s *Server) move(ctx context.Context, id, from, to uint64, reason string) (
 // answers as if it had moved its replica from node from to node to: a
 // retry of a move under way gets the range's descriptor once it is done.
 func (s *Server) awaitMove(ctx context.Context, id, from, to uint64) (*placementpb.MoveReplicaResponse, error) {
-	for {
-		s.mu.Lock()
-		tm := s.term
-		if tm == nil || tm.rm == nil {
-			s.mu.Unlock()
-			return nil, s.notLeader()
-		}
-		d, ok := tm.rm.Get(id)
-		busy := tm.ops[id] != nil
-		changed, rev := tm.changed, tm.rev
-		s.mu.Unlock()
-		switch {
-		case !ok:
-			return nil, status.Errorf(codes.NotFound, "no range %d in the map", id)
-		case !busy && holdsReplica(d, to) && !holdsReplica(d, from):
-			return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: rev}, nil
-		case !busy:
-			return nil, status.Errorf(codes.FailedPrecondition, "the move of range %d's replica from node %d to node %d was given up", id, from, to)
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, status.Errorf(codes.Unavailable, "the move of range %d's replica from node %d to node %d is under way and will be completed", id, from, to)
-		}
+	what := fmt.Sprintf("the move of range %d's replica from node %d to node %d", id, from, to)
+	rm, rev, err := s.awaitOpEnd(ctx, id, what)
+	if err != nil {
+		return nil, err
 	}
+	d, ok := rm.Get(id)
+	switch {
+	case !ok:
+		return nil, status.Errorf(codes.NotFound, "no range %d in the map", id)
+	case !holdsReplica(d, to) || holdsReplica(d, from):
+		return nil, status.Errorf(codes.FailedPrecondition, "%s was given up", what)
+	}
+	return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: rev}, nil
 }
 
 // moveDeadline bounds how long one call drives a move: a move streams a

@@ -72,7 +72,7 @@ func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRange
 	ctx, cancel := context.WithTimeout(ctx, opDeadline)
 	defer cancel()
 	var op *placementpb.RangeOperation
-	var same *term // the term in which the same split is under way
+	var busy uint64 // the range on which the same split is under way
 	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
 		if tm.rm == nil {
 			return nil, nil, s.notBootstrappedLocked(tm)
@@ -83,7 +83,7 @@ func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRange
 		}
 		if o := tm.ops[d.RangeId]; o != nil {
 			if bytes.Equal(o.GetSplit().GetKey(), key) {
-				same = tm
+				busy = d.RangeId
 				return nil, nil, nil
 			}
 			return nil, nil, status.Errorf(codes.FailedPrecondition, "range %d is busy with %s", d.RangeId, describeOp(o))
@@ -106,44 +106,56 @@ func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRange
 		}
 		return nil, s.writeError(err)
 	}
-	if same != nil {
-		return s.awaitSplit(ctx, same, key)
+	if busy != 0 {
+		return s.awaitSplit(ctx, busy, key)
 	}
 	s.log.Info("splitting a range", "range", op.RangeId, "key", fmt.Sprintf("%q", key), "new range", op.GetSplit().NewRangeId)
 	return s.driveSplit(ctx, op)
 }
 
-// awaitSplit waits until no operation of term tm is under way on the
-// range holding key, and returns the halves on either side of key.
-func (s *Server) awaitSplit(ctx context.Context, tm *term, key []byte) (*placementpb.SplitRangeResponse, error) {
+// awaitSplit waits until the operation under way on range id, a split
+// at key, ends, and returns the halves on either side of key.
+func (s *Server) awaitSplit(ctx context.Context, id uint64, key []byte) (*placementpb.SplitRangeResponse, error) {
+	rm, rev, err := s.awaitOpEnd(ctx, id, fmt.Sprintf("the split at %q", key))
+	if err != nil {
+		return nil, err
+	}
+	right := rm.Lookup(key)
+	if !bytes.Equal(right.StartKey, key) {
+		return nil, status.Errorf(codes.FailedPrecondition, "the split at %q was given up", key)
+	}
+	var left *kvpb.RangeDescriptor
+	for _, d := range rm.All() {
+		if bytes.Equal(d.EndKey, key) {
+			left = d
+		}
+	}
+	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
+}
+
+// awaitOpEnd waits until no operation is under way on range id (one a
+// caller's retry found: what names it), and returns the map and its
+// revision then. If ctx ends first the operation is still under way, and
+// the caller is told so (Unavailable: it will be completed).
+func (s *Server) awaitOpEnd(ctx context.Context, id uint64, what string) (*placement.RangeMap, uint64, error) {
 	for {
 		s.mu.Lock()
-		if s.term != tm {
+		tm := s.term
+		if tm == nil || tm.rm == nil {
 			s.mu.Unlock()
-			return nil, s.notLeader()
+			return nil, 0, s.notLeader()
 		}
-		right := tm.rm.Lookup(key)
-		if bytes.Equal(right.StartKey, key) {
-			var left *kvpb.RangeDescriptor
-			for _, d := range tm.rm.All() {
-				if bytes.Equal(d.EndKey, key) {
-					left = d
-				}
-			}
-			resp := &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: tm.rev}
+		if tm.ops[id] == nil {
+			rm, rev := tm.rm, tm.rev // a term's maps are replaced, never changed
 			s.mu.Unlock()
-			return resp, nil
+			return rm, rev, nil
 		}
-		busy := tm.ops[right.RangeId] != nil
 		changed := tm.changed
 		s.mu.Unlock()
-		if !busy {
-			return nil, status.Errorf(codes.FailedPrecondition, "the split at %q was given up", key)
-		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, status.Errorf(codes.Unavailable, "the split at %q is under way and will be completed; not done yet", key)
+			return nil, 0, status.Errorf(codes.Unavailable, "%s is under way and will be completed; not done yet", what)
 		}
 	}
 }
