@@ -290,7 +290,7 @@ func PlanReplicaBalance(descs []*kvpb.RangeDescriptor, targets []uint64, busy ma
 		}
 		pick := -1
 		for i, d := range descs {
-			if busy[d.GetRangeId()] || moved[d.GetRangeId()] || !holds(d, donor) || holds(d, taker) {
+			if busy[d.GetRangeId()] || moved[d.GetRangeId()] || !Holds(d, donor) || Holds(d, taker) {
 				continue
 			}
 			if pick < 0 || (descs[pick].GetLeaderNodeId() == donor && d.GetLeaderNodeId() != donor) {
@@ -312,7 +312,8 @@ func PlanReplicaBalance(descs []*kvpb.RangeDescriptor, targets []uint64, busy ma
 	return out
 }
 
-func holds(d *kvpb.RangeDescriptor, node uint64) bool {
+// Holds reports whether node holds a replica of d, in any role.
+func Holds(d *kvpb.RangeDescriptor, node uint64) bool {
 	for _, r := range d.GetReplicas() {
 		if r.GetNodeId() == node {
 			return true

@@ -349,7 +349,7 @@ func TestPlanReplicaBalance(t *testing.T) {
 		}
 		seen[m.RangeID] = true
 		d := descs[m.RangeID-1]
-		if !holds(d, m.Remove) || holds(d, m.Add) || m.Add != 4 {
+		if !Holds(d, m.Remove) || Holds(d, m.Add) || m.Add != 4 {
 			t.Fatalf("move %+v of %v", m, d)
 		}
 		for _, r := range d.Replicas {

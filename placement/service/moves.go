@@ -69,7 +69,7 @@ func (s *Server) awaitMove(ctx context.Context, id, from, to uint64) (*placement
 	switch {
 	case !ok:
 		return nil, status.Errorf(codes.NotFound, "no range %d in the map", id)
-	case !holdsReplica(d, to) || holdsReplica(d, from):
+	case !placement.Holds(d, to) || placement.Holds(d, from):
 		return nil, status.Errorf(codes.FailedPrecondition, "%s was given up", what)
 	}
 	return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: rev}, nil
@@ -97,9 +97,9 @@ func (s *Server) startMove(ctx context.Context, id, from, to uint64, reason stri
 			return nil, nil, status.Errorf(codes.NotFound, "no range %d in the map", id)
 		case tm.ops[id] != nil:
 			return nil, nil, status.Errorf(codes.FailedPrecondition, "range %d is busy with %s", id, describeOp(tm.ops[id]))
-		case !holdsReplica(d, from):
+		case !placement.Holds(d, from):
 			return nil, nil, status.Errorf(codes.InvalidArgument, "node %d holds no replica of range %d (%s)", from, id, replicaList(d))
-		case holdsReplica(d, to):
+		case placement.Holds(d, to):
 			return nil, nil, status.Errorf(codes.InvalidArgument, "node %d already holds a replica of range %d (%s)", to, id, replicaList(d))
 		case tm.nodes[to] == nil:
 			return nil, nil, status.Errorf(codes.FailedPrecondition, "node %d is not registered", to)
@@ -126,10 +126,6 @@ func (s *Server) startMove(ctx context.Context, id, from, to uint64, reason stri
 		s.log.Info("moving a replica", "range", id, "from", from, "to", to, "reason", reason)
 	}
 	return op, nil
-}
-
-func holdsReplica(d *kvpb.RangeDescriptor, node uint64) bool {
-	return slices.ContainsFunc(d.Replicas, func(r *kvpb.ReplicaDescriptor) bool { return r.NodeId == node })
 }
 
 func roleOf(d *kvpb.RangeDescriptor, node uint64) (kvpb.ReplicaRole, bool) {
@@ -172,11 +168,11 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 		var change kvpb.ReplicaChange
 		var node uint64
 		switch {
-		case !toIn && holdsReplica(d, mv.From):
+		case !toIn && placement.Holds(d, mv.From):
 			change, node = kvpb.ReplicaChange_ADD_LEARNER, mv.To
 		case toIn && toRole == kvpb.ReplicaRole_LEARNER:
 			change, node = kvpb.ReplicaChange_PROMOTE_LEARNER, mv.To
-		case holdsReplica(d, mv.From):
+		case placement.Holds(d, mv.From):
 			change, node = kvpb.ReplicaChange_REMOVE_REPLICA, mv.From
 		default:
 			return s.finishMove(ctx, op, d)

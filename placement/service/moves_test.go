@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardd/shardd/internal/testutil"
 	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
@@ -93,7 +94,7 @@ func TestMoveReplica(t *testing.T) {
 	}
 	t.Logf("moved range %d's replica from node %d to node 4 in %v: %v", d.RangeId, from, time.Since(start).Round(time.Millisecond), resp.Descriptor_)
 	voters := voterNodes(resp.Descriptor_)
-	if len(voters) != 3 || !holdsReplica(resp.Descriptor_, 4) || holdsReplica(resp.Descriptor_, from) {
+	if len(voters) != 3 || !placement.Holds(resp.Descriptor_, 4) || placement.Holds(resp.Descriptor_, from) {
 		t.Fatalf("after the move: %v", resp.Descriptor_)
 	}
 	if v, _, err := rc.Get(tctx(t), keyOf(d)); err != nil || string(v) != "before" {
@@ -149,7 +150,7 @@ func TestDeadNodeRepair(t *testing.T) {
 		}
 		for _, d := range all {
 			v := voterNodes(d)
-			if len(v) != 3 || holdsReplica(d, 2) {
+			if len(v) != 3 || placement.Holds(d, 2) {
 				return false
 			}
 		}
