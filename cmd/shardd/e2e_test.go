@@ -237,15 +237,25 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) int {
 // runBinary runs the binary to completion.
 func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	code, stdout, stderr, err := tryBinary(bin, args...)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return code, stdout, stderr
+}
+
+// tryBinary runs the binary to completion; it fails only if the binary
+// could not run. It is runBinary for goroutines other than the test's.
+func tryBinary(bin string, args ...string) (code int, stdout, stderr string, err error) {
 	var out, errOut strings.Builder
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("%q: %v", args, err)
+		return 0, "", "", err
 	}
-	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String(), nil
 }
 
 func TestEndToEnd(t *testing.T) {
