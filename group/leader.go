@@ -82,8 +82,10 @@ type transfer struct {
 	// proves nothing about a link that broke since).
 	start, seq uint64
 	draining   bool
-	// told is the chosen point last sent to the target to hurry it along.
-	told uint64
+	// told is the chosen point last sent to the target to hurry it along,
+	// toldVoters the one last sent to the voters that may not know the
+	// configuration in force (hurryVoters).
+	told, toldVoters uint64
 }
 
 func newLeadership(base uint64) *leadership {
@@ -409,13 +411,18 @@ func (r *Replica) readIndex(ctx []byte) error {
 }
 
 // maybeTransfer completes a draining transfer once every value is chosen
-// and applied and the target knows them all: the leader gives up its
-// lease and tells the target to campaign. Acceptors let the target past
-// the old lease because its prepare names it. Until the target knows, it
-// hears of every new chosen point at once (hurryTransfer) rather than at
-// the next heartbeat. Values chosen but not applied here would leave
-// their callers unanswered by a former leader, so the hand-off waits for
-// Advance to apply them.
+// and applied, the target knows them all and a majority of the voters
+// know the configuration in force: the leader gives up its lease and
+// tells the target to campaign. Acceptors let the target past the old
+// lease because its prepare names it. Until the target knows, it hears of
+// every new chosen point at once (hurryTransfer) rather than at the next
+// heartbeat, and so do the voters that may not know the configuration
+// (hurryVoters): an acceptor that has not learned that the change which
+// made the target a voter was chosen refuses it as a non-member, and a
+// target promoted a moment ago would then campaign in vain while nobody
+// leads, until an election timeout. Values chosen but not applied here
+// would leave their callers unanswered by a former leader, so the
+// hand-off waits for Advance to apply them.
 func (r *Replica) maybeTransfer() {
 	l := r.lead
 	t := l.transfer
@@ -423,22 +430,54 @@ func (r *Replica) maybeTransfer() {
 		return
 	}
 	p := l.member(t.to)
-	switch {
-	case p == nil:
+	if p == nil {
 		l.transfer = nil // the target left the group
 		return
-	case p.chosen < r.chosen:
+	}
+	ready := true
+	if p.chosen < r.chosen {
 		if t.told < r.chosen {
 			r.hurryTransfer(t)
 		}
-		return
-	case r.applied != r.chosen:
+		ready = false
+	}
+	if conf := r.lastConfSlot(); !r.quorumKnows(conf) {
+		if t.toldVoters < r.chosen {
+			r.hurryVoters(t, conf)
+		}
+		ready = false
+	}
+	if !ready || r.applied != r.chosen {
 		return
 	}
 	b := r.ballot
 	r.becomeFollower(t.to)
 	r.handoffTicks = r.cfg.ElectionTicks
 	r.send(pb.Message{Type: pb.MsgTimeoutNow, To: t.to, Ballot: b})
+}
+
+// quorumKnows reports whether a majority of the voters are known to know
+// slot s chosen; the leader counts itself. With s the last configuration
+// change (lastConfSlot), they hold the configuration in force.
+func (r *Replica) quorumKnows(s uint64) bool {
+	l := r.lead
+	return hasMajority(r.conf.Voters, func(id uint64) bool {
+		p := l.member(id)
+		return id == r.id || (p != nil && p.chosen >= s)
+	})
+}
+
+// hurryVoters sends our chosen point now to the voters other than the
+// transfer's target not known to know slot conf chosen (the last
+// configuration change), in a heartbeat of the current lease round, as
+// hurryTransfer does for the target.
+func (r *Replica) hurryVoters(t *transfer, conf uint64) {
+	t.toldVoters = r.chosen
+	for _, id := range r.conf.Voters {
+		if p := r.lead.member(id); id != r.id && id != t.to && p != nil && p.chosen < conf {
+			r.send(pb.Message{Type: pb.MsgHeartbeat, To: id, Ballot: r.ballot, Chosen: r.chosen, Seq: r.lead.lease.seq})
+		}
+	}
 }
 
 // hurryTransfer sends the transfer's target our chosen point now, in a
