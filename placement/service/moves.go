@@ -290,14 +290,25 @@ func (s *Server) recordDesc(ctx context.Context, d *kvpb.RangeDescriptor, endOp 
 
 // withDesc returns rm with range d.RangeId's descriptor replaced by d,
 // keeping the map's leader hint (a node's stored descriptor names the
-// leader it was created with, not the current one).
+// leader it was created with, not the current one) while it is a voter of
+// d. A change that removed it (a move's source, once another node took
+// over the leadership) leaves d's own hint if that is a voter, else none:
+// a hint naming a node outside the range would make the map refuse d, and
+// the change would go unrecorded until the balancer next corrected the
+// hint.
 func withDesc(rm *placement.RangeMap, d *kvpb.RangeDescriptor) (*placement.RangeMap, *kvpb.RangeDescriptor, error) {
 	descs := rm.All()
 	var out *kvpb.RangeDescriptor
 	for i := range descs {
 		if descs[i].RangeId == d.RangeId {
 			out = proto.Clone(d).(*kvpb.RangeDescriptor)
-			out.LeaderNodeId = descs[i].LeaderNodeId
+			out.LeaderNodeId = 0
+			for _, hint := range []uint64{descs[i].LeaderNodeId, d.LeaderNodeId} {
+				if role, ok := roleOf(d, hint); ok && role == kvpb.ReplicaRole_VOTER {
+					out.LeaderNodeId = hint
+					break
+				}
+			}
 			descs[i] = out
 		}
 	}
