@@ -63,9 +63,14 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 		c.InitialRanges, c.ExpectedNodes, c.SplitSize, c.SplitQPS, c.SettleTime = 1, 3, -1, -1, 200*time.Millisecond
 	})
 	dc := newDataCluster(t, 4, pc)
+	steps := &moveSteps{}
 	dc.tweak = func(cfg *node.Config) {
 		if *moveRate != 0 {
 			cfg.SnapshotBytesPerSecond = int64(*moveRate) << 20
+		}
+		if cfg.NodeID == 4 {
+			cfg.Knobs.BeforeIngest = func(uint64) { steps.add("node 4: snapshot received, ingesting") }
+			cfg.Knobs.AfterIngest = func(uint64) { steps.add("node 4: snapshot ingested") }
 		}
 	}
 	for id := uint64(1); id <= 3; id++ {
@@ -94,8 +99,8 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 		t.Fatalf("range %d has no leader", d.RangeId)
 	}
 
-	steps := watchSteps(t, c, d.RangeId)
-	pollLeaders(t, dc, d.RangeId, steps)
+	watchSteps(t, c, d.RangeId, steps)
+	pollLeaders(t, dc, d.RangeId, from, 4, steps)
 	ld := startMoveLoad(rc, keys)
 	defer ld.stop()
 	time.Sleep(2 * time.Second) // the load before the move, to compare with
@@ -122,8 +127,8 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 		t.Fatalf("after the move: %v", resp.Descriptor_)
 	}
 
-	before := ld.longestGap(loadStart, start)
-	during := ld.longestGap(start, start.Add(took))
+	before := ld.longestGaps(loadStart, start, 1)
+	during := ld.longestGaps(start, start.Add(took), 3)
 	t.Logf("moved range %d (%.1f MiB) from node %d, its leader, to node 4 through placement in %v: %.1f MiB/s",
 		d.RangeId, float64(dataBytes)/(1<<20), from, took.Round(time.Millisecond), float64(dataBytes)/(1<<20)/took.Seconds())
 	list := steps.list()
@@ -133,8 +138,21 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 	}
 	t.Logf("load: %d writes (%.0f/s), %d reads, %d failed; the longest write took %v",
 		ld.writes.Load(), float64(ld.writes.Load())/time.Since(ld.started).Seconds(), ld.reads.Load(), ld.failed.Load(), ld.slowest())
-	t.Logf("longest gap between successful writes: %v during the move (from %.3fs), %v in the 2s before it",
-		during.gap.Round(100*time.Microsecond), during.at.Sub(start).Seconds(), before.gap.Round(100*time.Microsecond))
+	var gaps []string
+	for _, g := range during {
+		gaps = append(gaps, fmt.Sprintf("%v from %.3fs", g.gap.Round(100*time.Microsecond), g.at.Sub(start).Seconds()))
+	}
+	t.Logf("longest gaps between successful writes during the move: %s; in the 2s before it: %v",
+		strings.Join(gaps, ", "), before[0].gap.Round(100*time.Microsecond))
+	steps.mu.Lock()
+	handoff := steps.handoff
+	steps.mu.Unlock()
+	if !handoff[0].IsZero() && !handoff[1].IsZero() {
+		g := ld.gapAround(handoff[0], handoff[1])
+		t.Logf("the leader move took %v (%.3fs to %.3fs); the gap between successful writes around it: %v",
+			handoff[1].Sub(handoff[0]).Round(100*time.Microsecond), handoff[0].Sub(start).Seconds(), handoff[1].Sub(start).Seconds(),
+			g.Round(100*time.Microsecond))
+	}
 	t.Logf("while the move ran, the live Go heap grew by at most %.1f MiB and the resident memory by at most %.1f MiB (four nodes, the snapshot's sender and receiver among them, and the load, in one process)",
 		float64(heapGrowth)/(1<<20), float64(rssGrowth)/(1<<20))
 	if n := ld.failed.Load(); n > 0 {
@@ -307,16 +325,15 @@ func (ld *moveLoad) slowest() time.Duration {
 	return ld.longest
 }
 
-// writeGap is the longest time without a successful write in a window, and
-// when it began.
+// writeGap is a time without a successful write, and when it began.
 type writeGap struct {
 	gap time.Duration
 	at  time.Time
 }
 
-// longestGap returns the longest time between successive successful
-// writes (or the window's ends) within [from, to].
-func (ld *moveLoad) longestGap(from, to time.Time) writeGap {
+// longestGaps returns the n longest times between successive successful
+// writes (or the window's ends) within [from, to], longest first.
+func (ld *moveLoad) longestGaps(from, to time.Time, n int) []writeGap {
 	ld.mu.Lock()
 	acked := slices.Clone(ld.acked)
 	ld.mu.Unlock()
@@ -324,18 +341,37 @@ func (ld *moveLoad) longestGap(from, to time.Time) writeGap {
 	if from.Before(ld.started) {
 		from = ld.started
 	}
-	var g writeGap
+	var gaps []writeGap
 	prev := from
 	for _, at := range append(acked, to) {
 		if at.Before(from) || at.After(to) {
 			continue
 		}
-		if d := at.Sub(prev); d > g.gap {
-			g = writeGap{gap: d, at: prev}
-		}
+		gaps = append(gaps, writeGap{gap: at.Sub(prev), at: prev})
 		prev = at
 	}
-	return g
+	slices.SortFunc(gaps, func(a, b writeGap) int { return int(b.gap - a.gap) })
+	return gaps[:min(n, len(gaps))]
+}
+
+// gapAround returns the time from the last successful write before from
+// to the first one after to.
+func (ld *moveLoad) gapAround(from, to time.Time) time.Duration {
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	var last, next time.Time
+	for _, at := range ld.acked {
+		if at.Before(from) && at.After(last) {
+			last = at
+		}
+		if at.After(to) && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	if last.IsZero() || next.IsZero() {
+		return 0
+	}
+	return next.Sub(last)
 }
 
 // moveStep is a change to the range that the map recorded, and when the
@@ -348,6 +384,14 @@ type moveStep struct {
 type moveSteps struct {
 	mu    sync.Mutex
 	steps []moveStep
+	// handoff is when the leader move began and ended; see pollLeaders.
+	handoff [2]time.Time
+}
+
+func (s *moveSteps) add(what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.steps = append(s.steps, moveStep{at: time.Now(), what: what})
 }
 
 func (s *moveSteps) list() []moveStep {
@@ -356,10 +400,9 @@ func (s *moveSteps) list() []moveStep {
 	return slices.Clone(s.steps)
 }
 
-// watchSteps follows the map and notes every change to range id's
+// watchSteps follows the map and notes in s every change to range id's
 // replicas or leader until the test ends.
-func watchSteps(t *testing.T, c *Client, id uint64) *moveSteps {
-	s := &moveSteps{}
+func watchSteps(t *testing.T, c *Client, id uint64, s *moveSteps) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -374,20 +417,19 @@ func watchSteps(t *testing.T, c *Client, id uint64) *moveSteps {
 				what := fmt.Sprintf("generation %d, %s, leader %d", d.Generation, replicaList(d), d.LeaderNodeId)
 				if what != last {
 					last = what
-					s.mu.Lock()
-					s.steps = append(s.steps, moveStep{at: time.Now(), what: what})
-					s.mu.Unlock()
+					s.add(what)
 				}
 			}
 			return nil
 		})
 	}()
-	return s
 }
 
 // pollLeaders notes, every few milliseconds until the test ends, each
-// change in the leader that a node hosting range id knows of.
-func pollLeaders(t *testing.T, dc *dataCluster, id uint64, s *moveSteps) {
+// change in the leader that a node hosting range id knows of, and the
+// leader move from node from to node to: from when from first names
+// another leader to when to first names itself.
+func pollLeaders(t *testing.T, dc *dataCluster, id, from, to uint64, s *moveSteps) {
 	done, stopped := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(done); <-stopped })
 	nodes := map[uint64]*node.Node{}
@@ -411,8 +453,14 @@ func pollLeaders(t *testing.T, dc *dataCluster, id uint64, s *moveSteps) {
 				}
 				if seen[nid] != what {
 					seen[nid] = what
+					s.add(what)
 					s.mu.Lock()
-					s.steps = append(s.steps, moveStep{at: time.Now(), what: what})
+					switch {
+					case nid == from && ok && lead != from && s.handoff[0].IsZero():
+						s.handoff[0] = time.Now()
+					case nid == to && lead == to && s.handoff[1].IsZero():
+						s.handoff[1] = time.Now()
+					}
 					s.mu.Unlock()
 				}
 			}
