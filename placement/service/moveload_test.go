@@ -85,7 +85,11 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 	defer rc.Close()
 
 	loadStart := time.Now()
-	keys, dataBytes := fillOneRange(t, rc, *moveMiB<<20)
+	mib := *moveMiB
+	if testing.Short() && !flagPassed("move.mib") {
+		mib = 1 // the race detector's run: the steps, not the figures
+	}
+	keys, dataBytes := fillOneRange(t, rc, mib<<20)
 	t.Logf("filled the range with %d keys, %.1f MiB, in %v", keys, float64(dataBytes)/(1<<20), time.Since(loadStart).Round(time.Millisecond))
 	dc.start(4)
 	waitNode(t, c, 4, 10*time.Second, "live and settled", func(n *placementpb.NodeInfo) bool { return n.Live && !n.Settling })
@@ -159,6 +163,13 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 		t.Errorf("%d operations failed during the move; the first: %v", n, ld.firstErr())
 	}
 	checkAllRead(t, rc, keys)
+}
+
+// flagPassed reports whether the flag name was set on the command line.
+func flagPassed(name string) bool {
+	passed := false
+	flag.Visit(func(f *flag.Flag) { passed = passed || f.Name == name })
+	return passed
 }
 
 // fillOneRange writes n bytes of 1 KiB values to keys "m%07d" through rc,
