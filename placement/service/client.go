@@ -202,11 +202,57 @@ func (c *Client) TransferLeader(ctx context.Context, rangeID, to uint64) (*place
 // MoveReplica moves range rangeID's replica from node from to node to,
 // and returns the range's descriptor once the move is done. A move
 // already under way answers Unavailable, and the call is tried again
-// until it is done (a retry of the same move waits for it).
+// until it is done (a retry of the same move waits for it). A retry after
+// an attempt whose outcome is unknown (the placement leader failed, and
+// its successor finished the move) finds the move no longer possible, the
+// source holding no replica and the target one: the move is done, and the
+// call answers with the range's descriptor rather than the refusal.
 func (c *Client) MoveReplica(ctx context.Context, rangeID, from, to uint64) (*placementpb.MoveReplicaResponse, error) {
-	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.MoveReplicaResponse, error) {
-		return pc.MoveReplica(ctx, &placementpb.MoveReplicaRequest{RangeId: rangeID, FromNodeId: from, ToNodeId: to})
+	inDoubt := false
+	resp, err := call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.MoveReplicaResponse, error) {
+		resp, err := pc.MoveReplica(ctx, &placementpb.MoveReplicaRequest{RangeId: rangeID, FromNodeId: from, ToNodeId: to})
+		if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
+			inDoubt = true
+		}
+		return resp, err
 	})
+	if status.Code(err) != codes.InvalidArgument || !inDoubt {
+		return resp, err
+	}
+	if done := c.movedRange(ctx, rangeID, from, to); done != nil {
+		return done, nil
+	}
+	return resp, err
+}
+
+// movedRange returns range rangeID's descriptor, as a MoveReplica answer,
+// if the map shows its replica moved from node from to node to; else nil.
+func (c *Client) movedRange(ctx context.Context, rangeID, from, to uint64) *placementpb.MoveReplicaResponse {
+	var token []byte
+	for {
+		page, err := c.ListRanges(ctx, token, 0)
+		if err != nil {
+			return nil
+		}
+		for _, d := range page.Ranges {
+			if d.RangeId != rangeID {
+				continue
+			}
+			var hasFrom, toVotes bool
+			for _, r := range d.Replicas {
+				hasFrom = hasFrom || r.NodeId == from
+				toVotes = toVotes || (r.NodeId == to && r.Role == kvpb.ReplicaRole_VOTER)
+			}
+			if hasFrom || !toVotes {
+				return nil
+			}
+			return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: page.Revision}
+		}
+		if len(page.NextPageToken) == 0 {
+			return nil
+		}
+		token = page.NextPageToken
+	}
 }
 
 // ListOperations lists the operations under way on ranges.
