@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 var (
 	moveMiB  = flag.Int("move.mib", 4, "TestMoveUnderLoadThroughPlacement: MiB of 1 KiB values in the range it moves")
 	moveRate = flag.Int("move.rate", 0, "TestMoveUnderLoadThroughPlacement: the nodes' snapshot rate limit in MiB/s (0: the nodes' default; negative: none)")
+	moveProf = flag.String("move.cpuprofile", "", "TestMoveUnderLoadThroughPlacement: write a CPU profile of the move (load and nodes) to this `file`")
 )
 
 // The load of TestMoveUnderLoadThroughPlacement: writers and readers
@@ -109,6 +111,17 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 	defer ld.stop()
 	time.Sleep(2 * time.Second) // the load before the move, to compare with
 	mem := sampleMemory()
+	if *moveProf != "" {
+		f, err := os.Create(*moveProf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile() // early, on a failure
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -121,6 +134,7 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	pprof.StopCPUProfile()
 	heapGrowth, rssGrowth := mem.stop()
 	time.Sleep(time.Second) // the load after the move
 	ld.stop()
