@@ -377,4 +377,11 @@ var mutants = []mutant{
 		New:  "if r.role == Leader && m.Ballot.Node != r.id && r.now() < r.lead.lease.expiry {",
 		Desc: "a leader's own acceptor honours its lease only while it sends rounds, not while it rests on bindings",
 	},
+	{
+		Name: "group/transfer-before-voters-know-conf",
+		File: "group/leader.go",
+		Old:  "if conf := r.lastConfSlot(); !r.quorumKnows(conf) {",
+		New:  "if conf := r.lastConfSlot(); !r.quorumKnows(r.meta.Index) {",
+		Desc: "a leader hands over to a just-promoted voter before a majority know it is one, and they refuse its election",
+	},
 }
