@@ -401,7 +401,13 @@ func TestPlanLoadBalanceRandom(t *testing.T) {
 		}
 		load := map[uint64]float64{}
 		fixed := map[uint64]bool{}
+		randomReplicas := r.IntN(2) == 0
 		for _, d := range descs {
+			if randomReplicas { // replica counts off balance, some out of the band
+				perm := r.Perm(len(nodes))
+				d.Replicas = voters(nodes[perm[0]], nodes[perm[1]], nodes[perm[2]])
+				d.LeaderNodeId = nodes[perm[r.IntN(3)]]
+			}
 			if r.IntN(3) == 0 { // skew: a third of the leaders on node 1
 				if isVoter(d.Replicas, 1) {
 					d.LeaderNodeId = 1
@@ -434,5 +440,48 @@ func TestPlanLoadBalanceRandom(t *testing.T) {
 	t.Logf("first plans: %d transfers, %d moves", transfers, moves)
 	if transfers == 0 || moves == 0 {
 		t.Errorf("the random maps planned %d transfers and %d moves: they test too little", transfers, moves)
+	}
+}
+
+// TestPlanLoadBalanceKeepsReplicaBand: node 1's two hot ranges can only go
+// to node 4 (nodes 2 and 3 are busy), by a replica move. Every node holds
+// 9 replicas and leads 3 ranges, the ends of both bands, and every range
+// node 4 leads has a replica on node 1: the only step that keeps the
+// leader counts (the hot replica to node 4, a cold leadership back) takes
+// node 1 to 8 replicas and node 4 to 10. So there is no step.
+func TestPlanLoadBalanceKeepsReplicaBand(t *testing.T) {
+	ranges := []struct {
+		nodes []uint64 // the leader first
+		load  float64
+	}{
+		{[]uint64{1, 2, 3}, 300}, {[]uint64{1, 2, 3}, 300}, {[]uint64{1, 4, 2}, 0},
+		{[]uint64{4, 1, 2}, 0}, {[]uint64{4, 1, 3}, 0}, {[]uint64{4, 1, 3}, 0},
+		{[]uint64{2, 1, 4}, 130}, {[]uint64{2, 3, 4}, 130}, {[]uint64{2, 1, 3}, 140},
+		{[]uint64{3, 2, 4}, 130}, {[]uint64{3, 4, 1}, 130}, {[]uint64{3, 4, 2}, 140},
+	}
+	keys := EvenSplitKeys(len(ranges), "k", 4)
+	var descs []*kvpb.RangeDescriptor
+	load := map[uint64]float64{}
+	for i, r := range ranges {
+		d := &kvpb.RangeDescriptor{RangeId: uint64(i + 1), Generation: 1, Replicas: voters(r.nodes...), LeaderNodeId: r.nodes[0]}
+		if i > 0 {
+			d.StartKey = keys[i-1]
+		}
+		if i < len(keys) {
+			d.EndKey = keys[i]
+		}
+		descs = append(descs, d)
+		load[d.RangeId] = r.load
+	}
+	replicas, leaders := counts(descs)
+	for n := uint64(1); n <= 4; n++ {
+		if replicas[n] != 9 || leaders[n] != 3 {
+			t.Fatalf("the map is not as meant: replicas %v, leaders %v", replicas, leaders)
+		}
+	}
+	targets := []uint64{1, 2, 3, 4}
+	plan := PlanLoadBalance(descs, load, targets, nil, testLoadConfig)
+	if !slices.Equal(plan.Overloaded, []uint64{1}) || len(plan.Decisions) != 0 {
+		t.Errorf("overloaded %v (want [1]), decisions %+v (want none)", plan.Overloaded, plan.Decisions)
 	}
 }
