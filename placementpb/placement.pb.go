@@ -1356,7 +1356,8 @@ type ListOperationsResponse struct {
 	// recent_decisions are the balancer's latest decisions, oldest first,
 	// each with the time the serving leader made it and its reason: leader
 	// transfers (which are not operations: they take milliseconds) and the
-	// steps of load balancing. A new placement leader starts without.
+	// steps of load balancing. They live in the memory of the placement
+	// process that answers, not in the replicated state.
 	RecentDecisions []string `protobuf:"bytes,3,rep,name=recent_decisions,json=recentDecisions,proto3" json:"recent_decisions,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
