@@ -126,7 +126,9 @@ func (s *Server) balanceLoad(reports map[uint64][]*kvpb.RangeLoad) {
 		return
 	}
 	all := tm.rm.All()
-	targets := s.balanceTargetsLocked(tm)
+	// A node that did not answer is no target: it would look idle, and
+	// may be anything but.
+	targets := slices.DeleteFunc(s.balanceTargetsLocked(tm), func(id uint64) bool { _, ok := reports[id]; return !ok })
 	fixed := map[uint64]bool{}
 	moving, loadMoving := 0, false
 	for id, op := range tm.ops {
