@@ -36,7 +36,8 @@ import (
 // retry finds the operation and waits for it.
 const opDeadline = 2500 * time.Millisecond
 
-// ListOperations implements the API: the operations under way, by range.
+// ListOperations implements the API: the operations under way, by range,
+// and the balancer's recent decisions.
 func (a *api) ListOperations(context.Context, *placementpb.ListOperationsRequest) (*placementpb.ListOperationsResponse, error) {
 	tm, err := a.s.leading()
 	if err != nil {
@@ -51,6 +52,7 @@ func (a *api) ListOperations(context.Context, *placementpb.ListOperationsRequest
 		resp.Descriptions = append(resp.Descriptions, fmt.Sprintf("%s, under way for %v", describeOp(op),
 			time.Since(time.Unix(0, op.StartedUnixNanos)).Round(time.Millisecond)))
 	}
+	resp.RecentDecisions = slices.Clone(a.s.decisions)
 	return resp, nil
 }
 

@@ -98,6 +98,24 @@ type Config struct {
 	// started them; automatic splits wait for a free one. The default
 	// value is 4.
 	MaxConcurrentSplits int
+	// LoadThreshold is how far above the mean a node's load (the reads
+	// and writes per second of the ranges it leads, as their leaders
+	// measure them) may be, as a fraction of the mean, before the
+	// balancer moves load off it (loadbalance.go). The default value is
+	// 0.1; a negative value turns load balancing off.
+	LoadThreshold float64
+	// LoadFloor is the least excess over the mean load, in ops/s, that
+	// the balancer acts on, whatever LoadThreshold says: a cluster whose
+	// busiest node serves at most LoadFloor ops/s moves nothing for load.
+	// The default value is 100; a negative value means no floor.
+	LoadFloor float64
+	// LoadCooldown is how long a range whose leader changed is not moved
+	// for load, and counts at its new leader with the load it had at the
+	// old one: a new leader measures a range afresh, which takes it one
+	// or two of its load windows (node.Config.LoadWindow, 10s by
+	// default), and until then reports too little. The default value is
+	// 30s.
+	LoadCooldown time.Duration
 	// PollInterval is how often the process checks whether it leads. The
 	// default value is 100ms.
 	PollInterval time.Duration
@@ -170,6 +188,15 @@ func (c *Config) ensureDefaults() {
 	if c.MaxConcurrentSplits == 0 {
 		c.MaxConcurrentSplits = 4
 	}
+	if c.LoadThreshold == 0 {
+		c.LoadThreshold = 0.1
+	}
+	if c.LoadFloor == 0 {
+		c.LoadFloor = 100
+	}
+	if c.LoadCooldown == 0 {
+		c.LoadCooldown = 30 * time.Second
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
@@ -202,6 +229,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("placement: %d replicas per range; it must be at least 1", c.Replicas)
 	case c.MaxConcurrentSplits < 0:
 		return fmt.Errorf("placement: %d concurrent splits; it must be at least 1", c.MaxConcurrentSplits)
+	case c.LoadCooldown < 0:
+		return fmt.Errorf("placement: load cooldown %v; it must not be negative", c.LoadCooldown)
 	case c.ExpectedNodes < c.Replicas:
 		return fmt.Errorf("placement: %d expected nodes cannot hold %d replicas per range on distinct nodes; expect at least %d nodes",
 			c.ExpectedNodes, c.Replicas, c.Replicas)
@@ -268,6 +297,12 @@ type Server struct {
 	// autoSplitting are the ranges automatic splits are starting or
 	// driving (autosplit.go).
 	autoSplitting map[uint64]bool
+	// loads is the load balancer's memory (loadbalance.go); only the
+	// control loop touches it.
+	loads loadMemory
+	// decisions are the balancer's latest decisions, oldest first, at
+	// most maxDecisions, for ListOperations.
+	decisions []string
 }
 
 type heartbeat struct {
@@ -452,10 +487,17 @@ func (s *Server) step() {
 		s.lastBal = time.Now()
 		s.resumeOps()
 		s.moveReplicas()
-		s.autoSplit()
+		reports := s.gatherLoad()
+		s.autoSplit(reports)
 		s.heal()
-		if err := s.balance(); err != nil {
+		moved, err := s.balance()
+		switch {
+		case err != nil:
 			s.log.Info("leader balancing round failed", "err", err)
+		case moved == 0:
+			// Load moves plan from the leaders the reports name: not in a
+			// round that moved leaders to even out their counts.
+			s.balanceLoad(reports)
 		}
 	}
 }
@@ -915,13 +957,13 @@ func (s *Server) callNodeCtx(ctx context.Context, addr string, call func(context
 
 // balance is one leader-spreading round: learn who leads what from the
 // live nodes, record it as hints, and ask leaders to hand off where the
-// plan says so.
-func (s *Server) balance() error {
+// plan says so. It returns the number of transfers it asked for.
+func (s *Server) balance() (int, error) {
 	s.mu.Lock()
 	tm := s.term
 	if tm == nil || tm.rm == nil {
 		s.mu.Unlock()
-		return errNotLeading
+		return 0, errNotLeading
 	}
 	live := s.liveNodesLocked(tm)
 	// Asking every node which ranges it leads costs in proportion to the
@@ -931,7 +973,7 @@ func (s *Server) balance() error {
 	if s.skipped < hintRefreshRounds && s.reportedBalancedLocked(tm, live) {
 		s.skipped++
 		s.mu.Unlock()
-		return nil
+		return 0, nil
 	}
 	s.skipped = 0
 	addrs := map[uint64]string{}
@@ -974,13 +1016,13 @@ func (s *Server) balance() error {
 	s.adoptReportedSplits(reported)
 	// Record the leaders as hints, in one mutation.
 	if _, _, err := s.recordLeaders(s.ctx, actual); err != nil {
-		return err
+		return 0, err
 	}
 
 	s.mu.Lock()
 	if s.term == nil {
 		s.mu.Unlock()
-		return errNotLeading
+		return 0, errNotLeading
 	}
 	all := s.term.rm.All()
 	targets := s.balanceTargetsLocked(s.term)
@@ -999,11 +1041,21 @@ func (s *Server) balance() error {
 		}
 	}
 	if len(todo) == 0 {
-		return nil
+		return 0, nil
 	}
 	s.log.Info("moving leaders", "transfers", len(todo), "planned", len(plan))
+	s.noteDecision(fmt.Sprintf("leader counts: %d leader transfers (%d planned) to even out the leaders per node", len(todo), len(plan)))
+	return len(todo), s.transferLeaders(todo, descs, addrs)
+}
+
+// transferLeaders hands over the leaderships of todo, at most
+// MaxTransfersInFlight at once, and records where they went. descs are
+// the ranges by id, whose leader hints say whom to ask first.
+func (s *Server) transferLeaders(todo []placement.Transfer, descs map[uint64]*kvpb.RangeDescriptor, addrs map[uint64]string) error {
 	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
 	var failed atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	moved := map[uint64]uint64{}
 	for _, t := range todo {
 		slots <- struct{}{}
