@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shardd/shardd/internal/tracing"
+	"github.com/shardd/shardd/internal/tracing/provider"
+	"github.com/shardd/shardd/kvpb"
+	"github.com/shardd/shardd/router"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+)
+
+// otlpReceiver is an OTLP/gRPC trace collector in the test process: what
+// Jaeger or an OpenTelemetry Collector would receive.
+type otlpReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	addr  string
+	mu    sync.Mutex
+	spans []receivedSpan
+}
+
+// receivedSpan is a span with the shardd.node of the resource it came
+// from (0 for the client).
+type receivedSpan struct {
+	*tracepb.Span
+	service string
+	node    int64
+}
+
+func startOTLPReceiver(t testing.TB) *otlpReceiver {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &otlpReceiver{addr: lis.Addr().String()}
+	s := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(s, r)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return r
+}
+
+func (r *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		var service string
+		var node int64
+		for _, kv := range rs.GetResource().GetAttributes() {
+			switch kv.Key {
+			case "service.name":
+				service = kv.Value.GetStringValue()
+			case string(tracing.Node):
+				node = kv.Value.GetIntValue()
+			}
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				r.spans = append(r.spans, receivedSpan{Span: s, service: service, node: node})
+			}
+		}
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+func (r *otlpReceiver) received() []receivedSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.spans)
+}
+
+func attr(s *tracepb.Span, key string) (*commonpb.AnyValue, bool) {
+	for _, kv := range s.Attributes {
+		if kv.Key == string(key) {
+			return kv.Value, true
+		}
+	}
+	return nil, false
+}
+
+// TestTracedPutIsOneTrace exports the spans of three nodes and a router to
+// a real OTLP receiver, makes one traced Put, and checks that they form
+// one trace: the client's span, the leader's handler, its value with its
+// persist, accept round trips and apply, and on each follower an acceptor
+// span (a child of the leader's round trip to it, through the trace
+// context the accept carried in the frame) with its persist and reply.
+func TestTracedPutIsOneTrace(t *testing.T) {
+	recv := startOTLPReceiver(t)
+	c := newTestCluster(t, 3, splitRanges(1, 3), func(cfg *Config) {
+		cfg.Tracing.Endpoint = recv.addr
+	})
+	lead := c.leaderFor(1)
+	// A write first, untraced, so the traced one finds the range settled.
+	if err := c.do(1, func(kv kvpb.KVClient) error {
+		_, err := kv.Put(ctx(t), &kvpb.PutRequest{Key: []byte("warm"), Value: []byte("up")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := provider.New(provider.Config{Endpoint: recv.addr, Sample: 1, ServiceName: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := router.New(ctx(t), router.Config{Seeds: []string{c.nodes[lead].Addr()}, TracerProvider: client.TracerProvider()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := rc.Put(ctx(t), []byte("traced"), []byte("value")); err != nil {
+		t.Fatal(err)
+	}
+	// Stopping flushes every exporter; the followers' acceptor spans end
+	// when their replies leave, before the Put returns.
+	if err := client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.stop()
+
+	spans := recv.received()
+	var root *receivedSpan
+	for i := range spans {
+		if spans[i].Name == "router.Put" {
+			root = &spans[i]
+		}
+	}
+	if root == nil {
+		t.Fatalf("no router.Put span among %d spans:\n%s", len(spans), dumpSpans(spans))
+	}
+	byID := map[string]*receivedSpan{}
+	var trace []*receivedSpan
+	for i := range spans {
+		if string(spans[i].TraceId) == string(root.TraceId) {
+			trace = append(trace, &spans[i])
+			byID[string(spans[i].SpanId)] = &spans[i]
+		}
+	}
+	parentOf := func(s *receivedSpan) *receivedSpan { return byID[string(s.ParentSpanId)] }
+	find := func(name string, node int64, parent *receivedSpan) *receivedSpan {
+		t.Helper()
+		for _, s := range trace {
+			if s.Name == name && s.node == node && (parent == nil || parentOf(s) == parent) {
+				return s
+			}
+		}
+		t.Fatalf("no %s span on node %d (parent %v) in the trace:\n%s", name, node, parent.GetName(), dumpSpans(spans))
+		return nil
+	}
+	if root.service != "client" || len(root.ParentSpanId) != 0 || root.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+		t.Errorf("router.Put: service %q parent %x kind %v", root.service, root.ParentSpanId, root.Kind)
+	}
+	leader := int64(lead)
+	handler := find("kv.Put", leader, root)
+	find("paxos.propose", leader, handler)
+	value := find("paxos.value", leader, handler)
+	if v, _ := attr(value.Span, string(tracing.Slot)); v.GetIntValue() < 1 {
+		t.Errorf("paxos.value has no slot: %v", value.Attributes)
+	}
+	if v, _ := attr(value.Span, string(tracing.Commands)); v.GetIntValue() != 1 {
+		t.Errorf("paxos.value commands: %v", v)
+	}
+	if !slices.ContainsFunc(value.Events, func(e *tracepb.Span_Event) bool { return e.Name == "chosen" }) {
+		t.Errorf("paxos.value has no chosen event")
+	}
+	find("paxos.persist", leader, value)
+	find("paxos.apply", leader, value)
+	for id := range c.nodes {
+		if int64(id) == leader {
+			continue
+		}
+		var accept *receivedSpan
+		for _, s := range trace {
+			if v, _ := attr(s.Span, string(tracing.Peer)); s.Name == "paxos.accept" && parentOf(s) == value && v.GetIntValue() == int64(id) {
+				accept = s
+			}
+		}
+		if accept == nil {
+			t.Fatalf("no paxos.accept span to node %d:\n%s", id, dumpSpans(spans))
+		}
+		acceptor := find("paxos.acceptor", int64(id), accept)
+		find("paxos.persist", int64(id), acceptor)
+		find("paxos.reply", int64(id), acceptor)
+		if acceptor.EndTimeUnixNano > accept.EndTimeUnixNano+uint64(time.Second) {
+			t.Errorf("node %d's acceptor ended long after the round trip to it", id)
+		}
+	}
+	if t.Failed() {
+		t.Logf("spans:\n%s", dumpSpans(spans))
+	}
+}
+
+func dumpSpans(spans []receivedSpan) string {
+	var b strings.Builder
+	for _, s := range spans {
+		fmt.Fprintf(&b, "  %s node=%d trace=%s span=%s parent=%s links=%d\n", s.Name, s.node,
+			hex.EncodeToString(s.TraceId)[:8], hex.EncodeToString(s.SpanId)[:8], hex.EncodeToString(s.ParentSpanId), len(s.Links))
+	}
+	return b.String()
+}
