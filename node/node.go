@@ -53,7 +53,7 @@ type Node struct {
 	tracing    *provider.Provider
 	tracer     trace.Tracer
 	traceRoots bool
-	seq       atomic.Uint64 // command sequence numbers, within incarnation
+	seq        atomic.Uint64 // command sequence numbers, within incarnation
 	// incarnation numbers this process life of the node: persisted and
 	// bumped at every start.
 	incarnation uint64

@@ -107,7 +107,7 @@ type Client struct {
 	source Source
 	pool   *pool
 	cache  *rangeCache
-	tracer trace.Tracer // nil: tracing off
+	tracer trace.Tracer    // nil: tracing off
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
