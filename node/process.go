@@ -67,14 +67,10 @@ func (n *Node) process(reps []*replica) {
 			durable = n.persist(&it, &ov) || durable
 			for _, m := range it.rd.SendFirst {
 				m.Group = r.id
-				if r.traces != nil {
-					n.traceSend(r, &m)
-				}
+				n.traceSend(r, &m)
 				early = append(early, m)
 			}
-			if r.traces != nil {
-				persisting = n.tracePersisting(r, it.rd.Entries, persisting)
-			}
+			persisting = n.tracePersisting(r, it.rd.Entries, persisting)
 		}
 		items = append(items, it)
 	}
@@ -166,14 +162,10 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 		r.rn.Unquiesce()
 	}
 	for _, m := range r.deferPrepares(in.msgs) {
-		if r.traces != nil || len(m.Trace) > 0 {
-			n.traceStep(r, &m)
-		}
+		n.traceStep(r, &m)
 		r.rn.Step(m)
 	}
-	if r.traces != nil {
-		n.traceChosen(r)
-	}
+	n.traceChosen(r)
 	for range in.ticks {
 		r.rn.Tick()
 	}
@@ -280,9 +272,7 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 		e := &rd.Committed[i]
 		switch e.Type {
 		case pb.EntryNormal:
-			if r.traces != nil {
-				n.traceApply(r, e.Slot)
-			}
+			n.traceApply(r, e.Slot)
 			err := r.kv.Apply(rangeStore{ov, g}, e.Data, func(c *kvsm.Command, res kvsm.Result) {
 				if c.Op == kvsm.OpSplit && res.Succeeded {
 					n.applySplit(it, ov, e, c)
@@ -357,9 +347,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 				n.sendSnapshot(r, m)
 				continue
 			}
-			if r.traces != nil {
-				n.traceSend(r, &m)
-			}
+			n.traceSend(r, &m)
 			out = append(out, m)
 		}
 		if len(it.results) > 0 {
@@ -373,9 +361,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 			}
 		}
 		r.rn.Advance(it.rd)
-		if r.traces != nil {
-			n.traceChosen(r)
-		}
+		n.traceChosen(r)
 		n.resolveConfWaiters(r)
 	}
 	n.serveReads(r)

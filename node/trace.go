@@ -164,8 +164,14 @@ func traceProposeFailed(proposing []tracedCommand, err error) {
 // traceStep notes what a message stepped by a replica with traced work,
 // or carrying a trace context, means for the traces: on a leader, an
 // acceptance ends the round trip to its sender; on a follower, a traced
-// accept starts the acceptor span.
+// accept starts the acceptor span. Untraced, it costs two comparisons.
 func (n *Node) traceStep(r *replica, m *pb.Message) {
+	if r.traces != nil || len(m.Trace) > 0 {
+		n.traceStepSlow(r, m)
+	}
+}
+
+func (n *Node) traceStepSlow(r *replica, m *pb.Message) {
 	switch {
 	case m.Type == pb.MsgAccept && len(m.Trace) > 0:
 		sc, ok := tracing.ParseTraceparent(m.Trace)
@@ -209,6 +215,9 @@ func rejectName(r pb.RejectReason) string {
 
 // traceChosen marks the traced values the group now knows chosen.
 func (n *Node) traceChosen(r *replica) {
+	if r.traces == nil {
+		return
+	}
 	chosen := r.rn.Chosen()
 	for slot, v := range r.traces.values {
 		if !v.chosen && slot <= chosen {
@@ -221,8 +230,14 @@ func (n *Node) traceChosen(r *replica) {
 // traceSend gives an accept for a traced value its round-trip span and
 // carries that span's context to the follower, and a follower's
 // acceptance its acceptor's context. A message carries one context: that
-// of the first traced slot it holds.
+// of the first traced slot it holds. Untraced, it costs a comparison.
 func (n *Node) traceSend(r *replica, m *pb.Message) {
+	if r.traces != nil {
+		n.traceSendSlow(r, m)
+	}
+}
+
+func (n *Node) traceSendSlow(r *replica, m *pb.Message) {
 	t := r.traces
 	switch m.Type {
 	case pb.MsgAccept:
@@ -252,10 +267,14 @@ func (n *Node) traceSend(r *replica, m *pb.Message) {
 	}
 }
 
-// tracePersisting returns the spans that the cycle's persist serves for r:
-// its traced values whose entries it writes, and its acceptors.
+// tracePersisting returns the spans that the cycle's persist serves for r,
+// appended to served: its traced values whose entries it writes, and its
+// acceptors.
 func (n *Node) tracePersisting(r *replica, entries []pb.Entry, served []trace.SpanContext) []trace.SpanContext {
 	t := r.traces
+	if t == nil {
+		return served
+	}
 	for i := range entries {
 		if v := t.values[entries[i].Slot]; v != nil {
 			served = append(served, v.span.SpanContext())
@@ -288,6 +307,9 @@ func endPersist(span trace.Span, round engine.Round, err error) {
 // of its value, on a follower of its acceptor.
 func (n *Node) traceApply(r *replica, slot uint64) {
 	t := r.traces
+	if t == nil {
+		return
+	}
 	var parent trace.SpanContext
 	if v := t.values[slot]; v != nil {
 		if !v.chosen {
@@ -312,6 +334,9 @@ func (n *Node) traceApply(r *replica, slot uint64) {
 // empty.
 func (n *Node) traceSent(r *replica, persisted time.Time) {
 	t := r.traces
+	if t == nil {
+		return
+	}
 	for _, at := range t.acceptors {
 		_, reply := n.tracer.Start(trace.ContextWithSpan(context.Background(), at.span), "paxos.reply",
 			trace.WithTimestamp(persisted))
@@ -372,6 +397,21 @@ func traceLostLeadership(r *replica) {
 // wait for the leader to confirm its index: read.lease when its lease
 // lets it answer at once, read.quorum when it must hear from a majority.
 func (n *Node) traceReads(r *replica, reads []*readRequest) {
+	if anyTracedRead(reads) {
+		n.traceReadsSlow(r, reads)
+	}
+}
+
+func anyTracedRead(reads []*readRequest) bool {
+	for _, rr := range reads {
+		if rr.req != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) traceReadsSlow(r *replica, reads []*readRequest) {
 	name := ""
 	for _, rr := range reads {
 		if rr.req == nil {

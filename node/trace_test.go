@@ -14,6 +14,7 @@ import (
 	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
+	pb "github.com/shardd/shardd/paxospb"
 	"github.com/shardd/shardd/router"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -206,4 +207,49 @@ func dumpSpans(spans []receivedSpan) string {
 			hex.EncodeToString(s.TraceId)[:8], hex.EncodeToString(s.SpanId)[:8], hex.EncodeToString(s.ParentSpanId), len(s.Links))
 	}
 	return b.String()
+}
+
+// TestTracingOffAllocatesNothing checks the price of tracing on the hot
+// path of a node that traces nothing: every hook that a message, a write
+// or a read passes through on a node, and the encoding of the messages
+// (whose Trace stays empty) into a frame buffer, allocates nothing. An
+// allocation per message here would cost every write of an untraced
+// cluster.
+func TestTracingOffAllocatesNothing(t *testing.T) {
+	c := newTestCluster(t, 1, splitRanges(1, 1), nil)
+	n := c.nodes[1]
+	r := n.replica(1)
+	msgs := make([]pb.Message, 64)
+	for i := range msgs {
+		msgs[i] = pb.Message{Type: pb.MsgAccept, Group: 1, From: 1, To: 2, Index: uint64(i + 1), LastIndex: uint64(i + 1),
+			Entries: []pb.Entry{{Slot: uint64(i + 1), Type: pb.EntryNormal, Data: []byte("value")}}}
+	}
+	entries := []pb.Entry{{Slot: 1, Type: pb.EntryNormal}}
+	reads := []*readRequest{{serve: func(error) {}}}
+	done := func(*kvpb.PutResponse, error) {}
+	frame := make([]byte, 0, 64<<10)
+	allocs := testing.AllocsPerRun(100, func() {
+		frame = frame[:0]
+		for i := range msgs {
+			m := msgs[i]
+			n.traceStep(r, &m)
+			n.traceSend(r, &m)
+			frame = m.Append(frame)
+		}
+		span := n.startRequest("kv.Put", nil)
+		_ = traced(span, done)
+		_ = n.tracePersisting(r, entries, nil)
+		n.traceChosen(r)
+		n.traceApply(r, 1)
+		n.traceReads(r, reads)
+		n.traceSent(r, time.Time{})
+	})
+	if allocs != 0 {
+		t.Errorf("tracing off: %v allocations per cycle of %d messages, want 0", allocs, len(msgs))
+	}
+	for i := range msgs {
+		if len(msgs[i].Trace) != 0 {
+			t.Errorf("message %d carries a trace context: %q", i, msgs[i].Trace)
+		}
+	}
 }
