@@ -118,11 +118,25 @@ func TestTracedPutIsOneTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if err := rc.Put(ctx(t), []byte("traced"), []byte("value")); err != nil {
+	// The application's own span, around the Put, gives the test the
+	// trace id.
+	app, appSpan := client.Tracer("test").Start(ctx(t), "app")
+	if err := rc.Put(app, []byte("traced"), []byte("value")); err != nil {
 		t.Fatal(err)
 	}
-	// Stopping flushes every exporter; the followers' acceptor spans end
-	// when their replies leave, before the Put returns.
+	appSpan.End()
+	// The Put returns once a majority accepted: wait until the leader
+	// heard from both followers, so that its round trips to them ended.
+	waitFor(t, 10*time.Second, func() bool {
+		accepts := 0
+		for _, s := range c.nodes[lead].tracing.Buffer().Trace(appSpan.SpanContext().TraceID()) {
+			if s.Name() == "paxos.accept" {
+				accepts++
+			}
+		}
+		return accepts == 2
+	})
+	// Stopping flushes every exporter.
 	if err := client.Shutdown(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +171,7 @@ func TestTracedPutIsOneTrace(t *testing.T) {
 		t.Fatalf("no %s span on node %d (parent %v) in the trace:\n%s", name, node, parent.GetName(), dumpSpans(spans))
 		return nil
 	}
-	if root.service != "client" || len(root.ParentSpanId) != 0 || root.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+	if root.service != "client" || parentOf(root).GetName() != "app" || root.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 		t.Errorf("router.Put: service %q parent %x kind %v", root.service, root.ParentSpanId, root.Kind)
 	}
 	leader := int64(lead)
@@ -250,6 +264,16 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 	for i := range msgs {
 		if len(msgs[i].Trace) != 0 {
 			t.Errorf("message %d carries a trace context: %q", i, msgs[i].Trace)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
 		}
 	}
 }
