@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +258,14 @@ func (c *Client) Stats() Stats {
 // with the leader the Client believes in as leader_node_id (0 if
 // unknown). They are copies.
 func (c *Client) Ranges() []*kvpb.RangeDescriptor { return c.cache.snapshot() }
+
+// NodeAddrs returns the gRPC addresses of the nodes the Client knows, by
+// node id: a copy.
+func (c *Client) NodeAddrs() map[uint64]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return maps.Clone(c.addrs)
+}
 
 // flight is one Source lookup that concurrent cache misses share.
 type flight struct {

@@ -74,6 +74,15 @@ func (b *Buffer) Trace(id trace.TraceID) []sdktrace.ReadOnlySpan {
 	return out
 }
 
+// Spans returns every buffered span, oldest first.
+func (b *Buffer) Spans() []sdktrace.ReadOnlySpan {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]sdktrace.ReadOnlySpan, 0, len(b.spans))
+	out = append(out, b.spans[b.next:]...)
+	return append(out, b.spans[:b.next]...)
+}
+
 // ToProto converts a finished span to its wire form.
 func ToProto(s sdktrace.ReadOnlySpan) *kvpb.TraceSpan {
 	sc := s.SpanContext()

@@ -17,7 +17,7 @@ type Flags struct {
 
 // Register defines --otlp-endpoint and --trace-sample on fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.endpoint, "otlp-endpoint", "", "export spans to the OTLP gRPC collector at this `host:port` or URL (Jaeger and the OpenTelemetry Collector listen on 4317); default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else none")
+	f.RegisterExport(fs)
 	fs.Func("trace-sample", "trace this `fraction` (0 to 1) of the operations that arrive untraced; operations a caller traced are always traced. Default from $OTEL_TRACES_SAMPLER and $OTEL_TRACES_SAMPLER_ARG, else 0", func(s string) error {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v < 0 || v > 1 {
@@ -26,6 +26,12 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 		f.sample, f.sampleGiven = v, true
 		return nil
 	})
+}
+
+// RegisterExport defines --otlp-endpoint alone, for a command that
+// decides its sampling itself (shardd trace samples its one operation).
+func (f *Flags) RegisterExport(fs *flag.FlagSet) {
+	fs.StringVar(&f.endpoint, "otlp-endpoint", "", "export spans to the OTLP gRPC collector at this `host:port` or URL (Jaeger and the OpenTelemetry Collector listen on 4317); default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else none")
 }
 
 // Config returns the configuration the flags and the environment (read

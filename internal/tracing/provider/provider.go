@@ -50,6 +50,9 @@ type Config struct {
 	Attributes []attribute.KeyValue
 }
 
+// Exports reports whether spans are exported to a collector.
+func (c Config) Exports() bool { return c.Endpoint != "" }
+
 // Validate reports the fields that are out of range.
 func (c Config) Validate() error {
 	if c.Sample < 0 || c.Sample > 1 || c.Sample != c.Sample {
@@ -116,9 +119,6 @@ func (p *Provider) SamplesRoots() bool { return p.cfg.Sample > 0 }
 
 // Buffer returns the in-memory span buffer, or nil if there is none.
 func (p *Provider) Buffer() *Buffer { return p.buffer }
-
-// Exports reports whether spans are exported to a collector.
-func (p *Provider) Exports() bool { return p.cfg.Endpoint != "" }
 
 // Shutdown exports the spans still queued and stops the exporter.
 func (p *Provider) Shutdown(ctx context.Context) error {
