@@ -78,7 +78,7 @@ func tracingCmd(args []string) error {
 			spans0 := sink.spans.Load()
 			r := runWrites(ctx, clientsBySetting[i], *clients, *duration, *size)
 			rates[i] = append(rates[i], r.rate())
-			fmt.Printf("  round %d, sampling %-4s %8.0f writes/s, p50 %v, p99 %v, %d errors, %d spans exported\n",
+			fmt.Printf("  round %d, sampling %-5s %8.0f writes/s, p50 %v, p99 %v, %d errors, %d spans exported\n",
 				round+1, s.name+":", r.rate(), pct(r.lat, 50), pct(r.lat, 99), r.errs, sink.spans.Load()-spans0)
 		}
 	}
@@ -92,7 +92,7 @@ func tracingCmd(args []string) error {
 	off := mean(rates[0])
 	for i, s := range settings {
 		m := mean(rates[i])
-		fmt.Printf("  sampling %-4s mean %8.0f writes/s, %.3f of off\n", s.name+":", m, m/off)
+		fmt.Printf("  sampling %-5s mean %8.0f writes/s, %.3f of off\n", s.name+":", m, m/off)
 	}
 	return nil
 }

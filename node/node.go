@@ -193,6 +193,8 @@ func Start(cfg Config) (*Node, error) {
 	n.peers[cfg.NodeID] = n.lis.Addr().String()
 	faultOpts, registerFaults := n.faultInjection()
 	n.server = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20),
+		// Admin calls of a traced placement operation join its trace.
+		grpc.ChainUnaryInterceptor(tracing.UnaryServerInterceptor(n.tracer, isAdminMethod)),
 		// Let routers probe idle connections, so a hung node is noticed.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})},
 		faultOpts...)...)
@@ -222,6 +224,10 @@ func Start(cfg Config) (*Node, error) {
 	n.log.Info("node started", "addr", n.Addr(), "groups", len(n.replicas))
 	return n, nil
 }
+
+// TracerProvider returns the node's tracer provider, which a process
+// hosting the node traces its own work with (the placement service).
+func (n *Node) TracerProvider() trace.TracerProvider { return n.tracing.TracerProvider() }
 
 // Addr returns the node's gRPC address.
 func (n *Node) Addr() string { return n.lis.Addr().String() }

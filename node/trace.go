@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/shardd/shardd/engine"
@@ -431,4 +432,17 @@ func (n *Node) traceReadsSlow(r *replica, reads []*readRequest) {
 			serve(err)
 		}
 	}
+}
+
+// isAdminMethod selects the Admin calls for tracing.UnaryServerInterceptor:
+// the KV calls carry their context in the request header instead.
+func isAdminMethod(method string) bool { return strings.HasPrefix(method, "/shardd.kv.v1.Admin/") }
+
+// recordingSpan returns ctx's span if it records, else nil: the span of a
+// traced Admin call, whose write (a split) is traced as a client's is.
+func recordingSpan(ctx context.Context) trace.Span {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		return span
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -168,6 +169,7 @@ type startFlags struct {
 	splitSize               int64
 	splitQPS                float64
 	maxConcurrentSplits     int
+	tracing                 provider.Flags
 }
 
 func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
@@ -188,6 +190,7 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.IntVar(&f.maxConcurrentMoves, "max-concurrent-moves", 2, "replica moves (repairs and balancing) under way at once, at most")
 	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.tracing.Register(fs)
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
 		if err != nil {
@@ -210,6 +213,10 @@ func (f *startFlags) config() (service.Config, error) {
 		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
 		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits,
 		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves}
+	var err error
+	if cfg.Tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return cfg, err
+	}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
