@@ -229,6 +229,10 @@ func Start(cfg Config) (*Node, error) {
 // hosting the node traces its own work with (the placement service).
 func (n *Node) TracerProvider() trace.TracerProvider { return n.tracing.TracerProvider() }
 
+// TraceBuffer returns the node's in-memory buffer of recent sampled spans
+// (the Trace service's), or nil if it keeps none.
+func (n *Node) TraceBuffer() *provider.Buffer { return n.tracing.Buffer() }
+
 // Addr returns the node's gRPC address.
 func (n *Node) Addr() string { return n.lis.Addr().String() }
 
