@@ -303,7 +303,11 @@ func writeTraceTree(w io.Writer, id trace.TraceID, spans []*kvpb.TraceSpan) {
 	}) {
 		ids = append(ids, fmt.Sprint(n))
 	}
-	if len(ids) > 0 {
+	switch len(ids) {
+	case 0:
+	case 1:
+		where = append(where, "node "+ids[0])
+	default:
 		where = append(where, "nodes "+strings.Join(ids, ", "))
 	}
 	fmt.Fprintf(w, "trace %s: %d spans from %s\n", hex.EncodeToString(id[:]), len(spans), strings.Join(where, " and "))
