@@ -363,6 +363,11 @@ func (n *Node) traceSent(r *replica, persisted time.Time) {
 	}
 	t.applies = t.applies[:0]
 	applied := r.rn.Applied()
+	for slot := range t.accepted {
+		if slot <= applied {
+			delete(t.accepted, slot) // applied without an apply span: a snapshot covered it
+		}
+	}
 	for slot, v := range t.values {
 		// A follower that never answers keeps no span open for long.
 		if v.applied && (len(v.accepts) == 0 || slot+uint64(maxAcceptedTraces) < applied) {
