@@ -227,8 +227,7 @@ func await[T any](ctx context.Context, n *Node, start func(done func(T, error)))
 // at once without a goroutine each.
 
 func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) {
-	span := n.startRequest("kv.Get", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.Get", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateGet(req); err != nil {
 		done(nil, err)
 		return
@@ -253,8 +252,7 @@ func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) 
 }
 
 func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error)) {
-	span := n.startRequest("kv.Scan", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.Scan", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateScan(req); err != nil {
 		done(nil, err)
 		return
@@ -318,8 +316,7 @@ func (n *Node) write(h *kvpb.RequestHeader, c kvsm.Command, start, end []byte, s
 }
 
 func (n *Node) doPut(req *kvpb.PutRequest, done func(*kvpb.PutResponse, error)) {
-	span := n.startRequest("kv.Put", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.Put", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidatePut(req); err != nil {
 		done(nil, err)
 		return
@@ -330,8 +327,7 @@ func (n *Node) doPut(req *kvpb.PutRequest, done func(*kvpb.PutResponse, error)) 
 }
 
 func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse, error)) {
-	span := n.startRequest("kv.Delete", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.Delete", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateDelete(req); err != nil {
 		done(nil, err)
 		return
@@ -342,8 +338,7 @@ func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse,
 }
 
 func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAndSwapResponse, error)) {
-	span := n.startRequest("kv.CompareAndSwap", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.CompareAndSwap", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateCompareAndSwap(req); err != nil {
 		done(nil, err)
 		return
@@ -354,8 +349,7 @@ func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAnd
 }
 
 func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, error)) {
-	span := n.startRequest("kv.Batch", req.GetHeader().GetTraceparent())
-	done = traced(span, done)
+	span, done := traceRequest(n, "kv.Batch", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateBatch(req); err != nil {
 		done(nil, err)
 		return

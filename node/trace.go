@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/tracing"
+	"github.com/shardd/shardd/kvpb"
 	pb "github.com/shardd/shardd/paxospb"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -27,6 +28,10 @@ import (
 //	      │     └─ paxos.apply               follower 2 applies it, once it learns it chosen
 //	      ├─ paxos.accept  peer=3 ...
 //	      └─ paxos.apply                     the leader applies it and answers
+//
+// Each node records its own spans with its own tracer provider: they meet
+// in one trace at the collector, or in `shardd trace`, which asks every
+// node's span buffer (the Trace service) for them.
 //
 // A value that carries several traced commands, and a persist shared by
 // several traced values or acceptors, is the root of its own trace
@@ -57,7 +62,7 @@ type replicaTraces struct {
 	// it accepted, for the span of their apply.
 	accepted map[uint64]trace.SpanContext
 	// acceptors are the acceptor spans started in this cycle: their
-	// replies end them (finishTraces).
+	// replies end them (traceSent).
 	acceptors []acceptorTrace
 	// applies are the apply spans started in this cycle.
 	applies []appliedTrace
@@ -118,6 +123,14 @@ func (n *Node) startRequest(name string, tp []byte) trace.Span {
 		return nil
 	}
 	return span
+}
+
+// traceRequest starts the handler span of a KV request with header h
+// (nil if it is not traced: see startRequest) and returns done wrapped to
+// end it with the request's outcome.
+func traceRequest[T any](n *Node, name string, h *kvpb.RequestHeader, done func(T, error)) (trace.Span, func(T, error)) {
+	span := n.startRequest(name, h.GetTraceparent())
+	return span, traced(span, done)
 }
 
 // traced wraps done to end span (nil: not traced) with the request's

@@ -241,6 +241,7 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 	entries := []pb.Entry{{Slot: 1, Type: pb.EntryNormal}}
 	reads := []*readRequest{{serve: func(error) {}}}
 	done := func(*kvpb.PutResponse, error) {}
+	header := &kvpb.RequestHeader{RangeId: 1}
 	frame := make([]byte, 0, 64<<10)
 	allocs := testing.AllocsPerRun(100, func() {
 		frame = frame[:0]
@@ -250,8 +251,7 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 			n.traceSend(r, &m)
 			frame = m.Append(frame)
 		}
-		span := n.startRequest("kv.Put", nil)
-		_ = traced(span, done)
+		_, _ = traceRequest(n, "kv.Put", header, done)
 		_ = n.tracePersisting(r, entries, nil)
 		n.traceChosen(r)
 		n.traceApply(r, 1)
