@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -177,6 +178,7 @@ type startFlags struct {
 	loadThreshold           float64
 	loadFloor               float64
 	loadCooldown            time.Duration
+	tracing                 provider.Flags
 }
 
 func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
@@ -201,6 +203,7 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.Float64Var(&f.loadFloor, "load-floor", 100, "with --balance-load, move load off a node only if it serves more than the mean by over this many ops/s too (0: no floor)")
 	fs.DurationVar(&f.loadCooldown, "load-cooldown", 30*time.Second, "with --balance-load, how long a range whose leader changed stays where it is (its new leader needs a load window or two to measure it)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.tracing.Register(fs)
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
 		if err != nil {
@@ -226,6 +229,10 @@ func (f *startFlags) config() (service.Config, error) {
 		LoadThreshold: f.loadThreshold, LoadFloor: offIfZero(f.loadFloor), LoadCooldown: f.loadCooldown}
 	if !f.balanceLoad {
 		cfg.LoadThreshold = -1
+	}
+	var err error
+	if cfg.Tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return cfg, err
 	}
 	switch {
 	case f.id == 0:

@@ -6,9 +6,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -151,9 +153,13 @@ func replicaList(d *kvpb.RangeDescriptor) string {
 // driveMove carries op out from whatever step the range's descriptor
 // says it reached, until it is done or ctx ends. The term that started
 // driving op stops driving it when this returns.
-func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) (*placementpb.MoveReplicaResponse, error) {
+func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) (_ *placementpb.MoveReplicaResponse, err error) {
 	defer s.stopDriving(op.RangeId)
 	mv := op.GetMove()
+	ctx, span := s.startOp(ctx, "placement.move", op.RangeId,
+		attribute.Int64("shardd.from", int64(mv.GetFrom())), attribute.Int64("shardd.to", int64(mv.GetTo())),
+		attribute.String("shardd.reason", mv.GetReason()))
+	defer func() { tracing.EndWith(span, err) }()
 	backoff := 10 * time.Millisecond
 	var lastErr error
 	for ctx.Err() == nil {

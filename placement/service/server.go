@@ -15,10 +15,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/shardd/shardd/internal/tracing"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -125,6 +129,11 @@ type Config struct {
 	// TickInterval is the placement group's tick (see node.Config). The
 	// default value is 100ms.
 	TickInterval time.Duration
+	// Tracing configures the process's tracing (see package provider):
+	// every split, move and leader transfer is a trace of its own, sampled
+	// at Tracing.Sample, whose Admin calls to the nodes carry its context.
+	// The default value traces nothing.
+	Tracing provider.Config
 	// Logger is where the process logs. The default value is slog.Default().
 	Logger *slog.Logger
 }
@@ -274,6 +283,8 @@ type Server struct {
 	store store
 	conn  *grpc.ClientConn // to the process's own node
 	nodes *connPool        // to shardd nodes
+	// tracer traces the operations (startOp).
+	tracer trace.Tracer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -365,9 +376,13 @@ func Start(cfg Config) (*Server, error) {
 	for _, id := range voters {
 		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
 	}
+	tcfg := cfg.Tracing
+	if tcfg.ServiceName == "" {
+		tcfg.ServiceName = "placement"
+	}
 	n, err := node.Start(node.Config{
 		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
-		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc},
+		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc}, Tracing: tcfg,
 		Logger:           cfg.Logger.With("placement", cfg.ID),
 		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
 	})
@@ -379,6 +394,7 @@ func Start(cfg Config) (*Server, error) {
 		s.cfg.Peers = map[uint64]string{cfg.ID: n.Addr()}
 	}
 	s.node.Store(n)
+	s.tracer = n.TracerProvider().Tracer("github.com/shardd/shardd/placement/service")
 	if s.conn, err = grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		n.Stop()
 		return nil, err
@@ -936,6 +952,12 @@ func (s *Server) createOn(byNode map[uint64][]*kvpb.RangeDescriptor, addrs map[u
 	return failed
 }
 
+// startOp starts the span of a placement operation on range id: a root,
+// or the child of the operation it serves (a move's leader transfer).
+func (s *Server) startOp(ctx context.Context, name string, id uint64, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, name, trace.WithAttributes(append(attrs, tracing.Range.Int64(int64(id)), attribute.Int64("shardd.placement", int64(s.cfg.ID)))...))
+}
+
 // callNode runs one Admin call on a shardd node, bounded by RPCTimeout.
 func (s *Server) callNode(addr string, call func(context.Context, kvpb.AdminClient) error) error {
 	return s.callNodeCtx(s.ctx, addr, call)
@@ -1150,7 +1172,9 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c := p.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Admin calls carry the trace context of the operation they serve.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(tracing.UnaryClientInterceptor()))
 	if err != nil {
 		return nil, err
 	}
