@@ -862,6 +862,10 @@ func (r *Replica) Applied() uint64 { return r.applied }
 // Chosen returns the chosen point.
 func (r *Replica) Chosen() uint64 { return r.chosen }
 
+// LastIndex returns the last slot of the log: right after a successful
+// Propose, the slot the value was given.
+func (r *Replica) LastIndex() uint64 { return r.log.last() }
+
 // Leader returns the replica believed to lead, or zero.
 func (r *Replica) Leader() uint64 { return r.leader }
 

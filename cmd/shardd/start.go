@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placement/service"
@@ -112,6 +114,7 @@ type startFlags struct {
 	placement         string
 	faultInjection    bool
 	drainTimeout      time.Duration
+	tracing           provider.Flags
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -130,6 +133,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
+	f.tracing.Register(fs)
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
@@ -152,6 +156,8 @@ type startOptions struct {
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
+	// tracing is the node's tracing (node.Config.Tracing).
+	tracing provider.Config
 }
 
 // options checks the flags and turns them into startOptions.
@@ -188,6 +194,9 @@ func (f *startFlags) options() (startOptions, error) {
 	}
 	if o.logLevel, err = cli.ParseLogLevel(f.logLevel); err != nil {
 		return o, usagef("--log-level: %v", err)
+	}
+	if o.tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return o, usagef("tracing: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
@@ -269,6 +278,7 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		Seeds:        o.join,
 		TickInterval: o.tick,
 		Logger:       logger,
+		Tracing:      o.tracing,
 
 		EnableFaultInjection: o.faultInjection,
 	}
