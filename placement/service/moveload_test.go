@@ -167,7 +167,7 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 	steps.mu.Unlock()
 	if !handoff[0].IsZero() && !handoff[1].IsZero() {
 		g := ld.gapAround(handoff[0], handoff[1])
-		t.Logf("the leader move took %v (%.3fs to %.3fs); the gap between successful writes around it: %v",
+		t.Logf("the leader move took %v (%.3fs to %.3fs, polled every 2ms); the gap between successful writes around it: %v",
 			handoff[1].Sub(handoff[0]).Round(100*time.Microsecond), handoff[0].Sub(start).Seconds(), handoff[1].Sub(start).Seconds(),
 			g.Round(100*time.Microsecond))
 	}
