@@ -17,7 +17,7 @@ import (
 // concurrent sync requests, so this is the number the disk sees.
 func benchEngine(b *testing.B) (*Engine, *atomic.Int64) {
 	b.Helper()
-	fs := &syncCountingFS{FS: vfs.Default}
+	fs := &syncCountingFS{FS: vfs.Default, suffix: ".log"}
 	o := DefaultOptions()
 	o.FS = fs
 	o.Dir = b.TempDir()
@@ -27,22 +27,24 @@ func benchEngine(b *testing.B) (*Engine, *atomic.Int64) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = e.Close() })
-	return e, &fs.walSyncs
+	return e, &fs.syncs
 }
 
-// syncCountingFS counts syncs of WAL files (*.log). It wraps every way a
-// file is opened for writing, including ReuseForWrite, which Pebble uses to
-// recycle old WAL files (errorfs does not wrap that one).
+// syncCountingFS counts syncs of the files whose names end in suffix
+// (".log": the WAL). It wraps every way a file is opened for writing,
+// including ReuseForWrite, which Pebble uses to recycle old WAL files
+// (errorfs does not wrap that one).
 type syncCountingFS struct {
 	vfs.FS
-	walSyncs atomic.Int64
+	suffix string
+	syncs  atomic.Int64
 }
 
 func (fs *syncCountingFS) wrap(f vfs.File, name string, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
+	if err != nil || !strings.HasSuffix(name, fs.suffix) {
 		return f, err
 	}
-	return &syncCountingFile{File: f, n: &fs.walSyncs}, nil
+	return &syncCountingFile{File: f, n: &fs.syncs}, nil
 }
 
 func (fs *syncCountingFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
