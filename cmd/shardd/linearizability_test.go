@@ -327,6 +327,9 @@ type linzCluster struct {
 	logs   []string
 	faults map[uint64]kvpb.FaultClient
 	admin  map[uint64]kvpb.AdminClient
+	// logsKept is set once the logs were copied out of the test's
+	// temporary directory.
+	logsKept bool
 }
 
 func startLinzCluster(t *testing.T) *linzCluster {
@@ -345,6 +348,16 @@ func startLinzCluster(t *testing.T) *linzCluster {
 		addrs = append(addrs, c.plAddrs[id])
 	}
 	c.placement = strings.Join(addrs, ",")
+	t.Cleanup(func() {
+		// A failure other than a violation (which keeps them with the
+		// history) keeps the logs too.
+		if t.Failed() && !c.logsKept {
+			if dir, err := os.MkdirTemp("", "shardd-linz-"); err == nil {
+				c.keepLogs(t, dir)
+				t.Logf("the processes' logs: %s", dir)
+			}
+		}
+	})
 	for id := uint64(1); id <= linzPlacements; id++ {
 		c.plArgs[id] = []string{"start", "--id", strconv.FormatUint(id, 10), "--listen", c.plAddrs[id],
 			"--peers", strings.Join(peers, ","), "--data-dir", filepath.Join(base, fmt.Sprintf("placement%d", id)),
@@ -554,6 +567,7 @@ func (c *linzCluster) setFaults(t *testing.T, id uint64, req *kvpb.SetFaultsRequ
 
 // keepLogs copies the processes' logs into dir, which outlives the test.
 func (c *linzCluster) keepLogs(t *testing.T, dir string) {
+	c.logsKept = true
 	for _, p := range c.logs {
 		if b, err := os.ReadFile(p); err == nil {
 			if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644); err != nil {
