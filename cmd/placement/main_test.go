@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 func runArgs(ctx context.Context, args ...string) (int, string, string) {
@@ -112,7 +112,7 @@ func TestStart(t *testing.T) {
 		defer wg.Done()
 		code, out, _ = runArgs(ctx, "start", "--id", "1", "--listen", addr, "--data-dir", t.TempDir(), "--log-level", "error")
 	}()
-	pc, err := service.NewClient([]string{addr})
+	pc, err := client.New([]string{addr})
 	if err != nil {
 		t.Fatal(err)
 	}

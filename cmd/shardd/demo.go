@@ -14,6 +14,7 @@ import (
 
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -152,7 +153,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	}
 	cancel()
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			return cause // the service refused a node: not an interruption
 		}
 		if ctx.Err() != nil {
@@ -171,7 +172,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 // waitForMap waits until the placement service at addr has created the
 // first ranges, and returns how many there are.
 func waitForMap(ctx context.Context, addr string) (int, error) {
-	c, err := service.NewClient([]string{addr})
+	c, err := client.New([]string{addr})
 	if err != nil {
 		return 0, err
 	}

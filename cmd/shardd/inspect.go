@@ -18,7 +18,7 @@ import (
 
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -71,7 +71,7 @@ and "leader" is 0 when no leader is known.`,
 			if *placementAddrs != "" {
 				resp, err = askPlacement(ctx, *placementAddrs, f.timeout, placementRanges)
 				if err == nil {
-					ops, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *service.Client) ([]string, error) {
+					ops, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *client.Client) ([]string, error) {
 						lo, err := c.ListOperations(ctx)
 						return lo.GetDescriptions(), err
 					})
@@ -121,7 +121,7 @@ it, and the replicas and leaders it last reported itself.`,
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
 			}
-			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *service.Client) (*placementpb.ListNodesResponse, error) {
+			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *client.Client) (*placementpb.ListNodesResponse, error) {
 				return c.ListNodes(ctx)
 			})
 			if err != nil {
@@ -141,13 +141,13 @@ const defaultPlacementAddr = "127.0.0.1:7000"
 
 // askPlacement makes one call to the placement service at addrs (a
 // comma-separated list).
-func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duration, call func(context.Context, *service.Client) (T, error)) (T, error) {
+func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duration, call func(context.Context, *client.Client) (T, error)) (T, error) {
 	var zero T
 	list, err := cli.ParseAddrList(addrs)
 	if err != nil || len(list) == 0 {
 		return zero, usagef("--placement: give the host:port of a placement process (%v)", err)
 	}
-	c, err := service.NewClient(list)
+	c, err := client.New(list)
 	if err != nil {
 		return zero, err
 	}
@@ -176,7 +176,7 @@ func explainPlacementError(addrs string, timeout time.Duration, err error) error
 
 // placementRanges reads the whole range map, with the nodes' addresses,
 // as a node's Admin.Ranges answer would carry it.
-func placementRanges(ctx context.Context, c *service.Client) (*kvpb.RangesResponse, error) {
+func placementRanges(ctx context.Context, c *client.Client) (*kvpb.RangesResponse, error) {
 	descs, err := c.AllRanges(ctx, 0)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,11 +110,11 @@ func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
 		}
 		return c, func() { c.Close() }, nil
 	}
-	pc, err := service.NewClient(t.addrs)
+	pc, err := client.New(t.addrs)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}})
 	if err != nil {
 		pc.Close()
 		return nil, nil, err

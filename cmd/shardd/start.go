@@ -17,7 +17,7 @@ import (
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 var startCommand = &command{
@@ -336,9 +336,9 @@ const heartbeatInterval = 250 * time.Millisecond
 // the returned function is called. If a registration is refused for good
 // (the node belongs to another cluster, or its store is not the one it
 // registered with), it calls refused with the error, which matches
-// service.ErrRefused: the node must stop.
+// client.ErrRefused: the node must stop.
 func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFunc) (stop func(), err error) {
-	pc, err := service.NewClient(addrs)
+	pc, err := client.New(addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -346,9 +346,9 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() service.Load {
+			err := client.Heartbeat(ctx, pc, n, heartbeatInterval, func() client.Load {
 				st := n.Stats()
-				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
+				return client.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
 			})
 			if err != nil {
 				refused(fmt.Errorf("node %d: %w", n.ID(), err))
@@ -358,7 +358,7 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	// Peers' addresses come from the service too, so a node needs neither
 	// gossip nor --peers to reach the replicas of its ranges.
 	wg.Go(func() {
-		service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+		client.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
 			for _, n := range nodes {
 				if id != n.ID() {
 					n.SetPeer(id, addr)
@@ -414,7 +414,7 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 	var refused error
 	select {
 	case <-ctx.Done():
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			refused = cause
 			logger.Error("the placement service and the node do not belong together: stopping", "err", cause)
 			break
