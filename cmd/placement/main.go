@@ -2,6 +2,7 @@
 // replicated owner of the range map.
 //
 //	placement start   run one placement process
+//	placement version print the build of this binary
 //	placement help    explain a command and its flags
 //
 // shardd inspects the service: shardd nodes --placement ADDRS and shardd
@@ -23,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shardd/shardd/internal/buildinfo"
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/placement/service"
 )
@@ -56,6 +58,16 @@ whose data grows past --split-size or whose load passes --split-qps.
 Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
 the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
 		setup: setupStart},
+	{name: "version", summary: "print the build of this binary",
+		doc: `Prints, on one line, the module version, the commit this binary was built
+from (its hash, whether the tree had uncommitted changes, its time), the Go
+version and the platform. 'placement --version' prints the same.`,
+		setup: func(*flag.FlagSet) func(context.Context, io.Writer) error {
+			return func(_ context.Context, stdout io.Writer) error {
+				_, err := fmt.Fprintln(stdout, buildinfo.Line("placement"))
+				return err
+			}
+		}},
 }
 
 func main() {
@@ -67,6 +79,9 @@ func main() {
 
 // run runs the command line args and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) > 1 {
 			if c := find(args[1]); c != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -127,5 +128,17 @@ func TestStart(t *testing.T) {
 	wg.Wait()
 	if code != exitOK || !strings.Contains(out, "serving on "+addr) {
 		t.Fatalf("start: exit %d, %q", code, out)
+	}
+}
+
+// TestVersion checks that version and --version print the build on one
+// line.
+func TestVersion(t *testing.T) {
+	code, out, _ := runArgs(context.Background(), "version")
+	if code != exitOK || !strings.HasPrefix(out, "placement ") || !strings.Contains(out, runtime.Version()) || strings.Count(out, "\n") != 1 {
+		t.Errorf("version: exit %d, printed %q, want one line naming placement and %s", code, out, runtime.Version())
+	}
+	if code, flagOut, _ := runArgs(context.Background(), "--version"); code != exitOK || flagOut != out {
+		t.Errorf("--version: exit %d, printed %q, version printed %q", code, flagOut, out)
 	}
 }

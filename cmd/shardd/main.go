@@ -8,6 +8,7 @@
 //	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
 //	shardd transfer  move the leadership of a range to another node
+//	shardd version print the build of this binary
 //	shardd help    explain a command and its flags
 //
 // The command is thin: it parses flags, wires a node.Node up and handles
@@ -90,7 +91,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand, versionCommand}
 }
 
 func lookup(name string) *command {
@@ -130,6 +131,8 @@ func run(ctx context.Context, e *env, args []string) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		return runHelp(e, rest)
+	case "-version", "--version":
+		name = versionCommand.name
 	}
 	c := lookup(name)
 	if c == nil {
