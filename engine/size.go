@@ -26,3 +26,15 @@ func (e *Engine) EstimateDataSize(start, end []byte) (uint64, error) {
 	// adds at most one data block of the next range.
 	return e.db.EstimateDiskUsage(lo, hi)
 }
+
+// DiskUsage returns the bytes the store takes on disk, as Pebble accounts
+// for them (Metrics.DiskSpaceUsage): the WAL, live and obsolete sstables
+// not yet deleted, the manifest and options files. It takes Pebble's
+// metrics locks, so it is for status reports, not for every request.
+func (e *Engine) DiskUsage() (uint64, error) {
+	if err := e.acquire(); err != nil {
+		return 0, err
+	}
+	defer e.release()
+	return e.db.Metrics().DiskSpaceUsage(), nil
+}

@@ -332,6 +332,8 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	r.wasLeader = leading
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
+	r.chosen.Store(r.rn.Chosen())
+	r.leaderChosen.Store(r.rn.LeaderChosen())
 	if r.rn.HasReady() || (r.holdingWrites && !r.rn.Transferring()) {
 		n.sched.enqueue(r)
 	}
