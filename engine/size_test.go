@@ -73,24 +73,38 @@ func TestEstimateDataSize(t *testing.T) {
 
 // TestDiskUsage: what a node's status reports as its disk use grows with
 // the data written (in the WAL before any flush; Pebble accounts for the
-// live WAL with some lag, hence the loose bound), and a closed engine says
-// so.
+// live WAL with some lag, hence the loose bound), the space allocated on
+// disk covers at least the WAL space Pebble preallocates, and a closed
+// engine says so.
 func TestDiskUsage(t *testing.T) {
-	e := mustOpen(t, testOptions(vfs.NewMem()))
-	before, err := e.DiskUsage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	value := make([]byte, 64<<10)
-	for i := range 32 {
-		commit(t, e, true, func(b *Batch) { b.Put(fmt.Appendf(nil, "k%05d", i), value) })
-	}
-	after, err := e.DiskUsage()
-	if err != nil || after < before+1<<20 {
-		t.Errorf("disk usage %d before 2 MiB written, %d after (err %v)", before, after, err)
-	}
-	e.Close()
-	if _, err := e.DiskUsage(); !errors.Is(err, ErrClosed) {
-		t.Errorf("after Close: %v, want ErrClosed", err)
+	for _, fs := range []struct {
+		name string
+		fs   vfs.FS
+	}{{"mem", vfs.NewMem()}, {"disk", vfs.Default}} {
+		o := testOptions(fs.fs)
+		if fs.fs == vfs.Default {
+			o.Dir = t.TempDir()
+		}
+		e := mustOpen(t, o)
+		before, err := e.DiskUsage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		value := make([]byte, 64<<10)
+		for i := range 32 {
+			commit(t, e, true, func(b *Batch) { b.Put(fmt.Appendf(nil, "k%05d", i), value) })
+		}
+		after, err := e.DiskUsage()
+		if err != nil || after.Pebble < before.Pebble+1<<20 || after.Allocated < 2<<20 {
+			t.Errorf("%s: disk usage %+v before 2 MiB written, %+v after (err %v)", fs.name, before, after, err)
+		}
+		if fs.fs == vfs.Default && after.Allocated < o.MemTableSize {
+			t.Errorf("disk: %d bytes allocated, less than the WAL preallocation of %d", after.Allocated, o.MemTableSize)
+		}
+		t.Logf("%s: %+v", fs.name, after)
+		e.Close()
+		if _, err := e.DiskUsage(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: after Close: %v, want ErrClosed", fs.name, err)
+		}
 	}
 }

@@ -2755,9 +2755,12 @@ type NodeStatusResponse struct {
 	UptimeMillis uint64 `protobuf:"varint,11,opt,name=uptime_millis,json=uptimeMillis,proto3" json:"uptime_millis,omitempty"`
 	// incarnation numbers the node's process lives: bumped at every start.
 	Incarnation uint64 `protobuf:"varint,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	// disk_bytes is what the node's store takes on disk: WAL, sstables,
-	// manifests (Pebble's DiskSpaceUsage).
-	DiskBytes uint64 `protobuf:"varint,13,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// disk_bytes is what the node's store directory takes on disk, as du
+	// counts it (WAL space Pebble preallocates included); pebble_bytes is
+	// what Pebble accounts for (DiskSpaceUsage: bytes written to WAL files,
+	// sstables, manifests).
+	DiskBytes   uint64 `protobuf:"varint,13,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	PebbleBytes uint64 `protobuf:"varint,18,opt,name=pebble_bytes,json=pebbleBytes,proto3" json:"pebble_bytes,omitempty"`
 	// peers are the node's message streams to the other nodes, by node id.
 	Peers []*PeerLink `protobuf:"bytes,14,rep,name=peers,proto3" json:"peers,omitempty"`
 	// lagging_ranges counts the ranges whose replica here has applied less
@@ -2888,6 +2891,13 @@ func (x *NodeStatusResponse) GetIncarnation() uint64 {
 func (x *NodeStatusResponse) GetDiskBytes() uint64 {
 	if x != nil {
 		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetPebbleBytes() uint64 {
+	if x != nil {
+		return x.PebbleBytes
 	}
 	return 0
 }
@@ -3595,7 +3605,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eNodeAddrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
-	"\x11NodeStatusRequest\"\xed\x04\n" +
+	"\x11NodeStatusRequest\"\x90\x05\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
@@ -3611,7 +3621,8 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\ruptime_millis\x18\v \x01(\x04R\fuptimeMillis\x12 \n" +
 	"\vincarnation\x18\f \x01(\x04R\vincarnation\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\r \x01(\x04R\tdiskBytes\x12,\n" +
+	"disk_bytes\x18\r \x01(\x04R\tdiskBytes\x12!\n" +
+	"\fpebble_bytes\x18\x12 \x01(\x04R\vpebbleBytes\x12,\n" +
 	"\x05peers\x18\x0e \x03(\v2\x16.shardd.kv.v1.PeerLinkR\x05peers\x12%\n" +
 	"\x0elagging_ranges\x18\x0f \x01(\rR\rlaggingRanges\x125\n" +
 	"\alagging\x18\x10 \x03(\v2\x1b.shardd.kv.v1.ReplicaStatusR\alagging\x12+\n" +

@@ -29,7 +29,7 @@ func (n *Node) status() *kvpb.NodeStatusResponse {
 		resp.MessagesPerFrame = float64(st.Transport.MessagesSent) / float64(st.Transport.FramesSent)
 	}
 	if du, err := n.eng.DiskUsage(); err == nil {
-		resp.DiskBytes = du
+		resp.DiskBytes, resp.PebbleBytes = du.Allocated, du.Pebble
 	}
 	for _, p := range n.trans.PeerStatuses() {
 		l := &kvpb.PeerLink{NodeId: p.NodeID, Addr: p.Addr, Connected: p.Connected,

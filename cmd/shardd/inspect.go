@@ -237,42 +237,6 @@ func nodesJSON(resp *placementpb.ListNodesResponse) []nodeJSON {
 	return out
 }
 
-var statusCommand = &command{
-	name:    "status",
-	args:    "[--addr host:port] [--json]",
-	summary: "show a node's status",
-	doc: `
-Status asks a node (Admin.NodeStatus) how it is doing: the groups it hosts,
-how many are active (not quiesced), how many it leads, and its batching
-figures (commands per Paxos value, records per fsync, messages per frame).`,
-	setup: inspect(func(ctx context.Context, c kvpb.AdminClient) (*kvpb.NodeStatusResponse, error) {
-		return c.NodeStatus(ctx, &kvpb.NodeStatusRequest{})
-	}, statusJSON, writeStatusTable),
-}
-
-// inspect builds the setup of a command that asks a node one Admin question
-// and prints the answer as a table or, with --json, as JSON.
-func inspect[T any, J any](ask func(context.Context, kvpb.AdminClient) (T, error), toJSON func(T) J,
-	table func(io.Writer, T) error) func(*flag.FlagSet) func(context.Context, *env, []string) error {
-	return func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-		var f inspectFlags
-		f.register(fs)
-		return func(ctx context.Context, e *env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
-			resp, err := askNode(ctx, f.addr, f.timeout, ask)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				return writeJSON(e.stdout, toJSON(resp))
-			}
-			return table(e.stdout, resp)
-		}
-	}
-}
-
 // dial returns a client connection to a node. It connects lazily: errors
 // show up on the first call.
 func dial(addr string) (*grpc.ClientConn, error) {
@@ -370,20 +334,6 @@ func writeRangesTable(w io.Writer, resp *kvpb.RangesResponse) error {
 	return tw.Flush()
 }
 
-func writeStatusTable(w io.Writer, s *kvpb.NodeStatusResponse) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "node\t%d\n", s.NodeId)
-	fmt.Fprintf(tw, "address\t%s\n", s.Addr)
-	fmt.Fprintf(tw, "groups\t%d\n", s.Groups)
-	fmt.Fprintf(tw, "active groups\t%d\n", s.ActiveGroups)
-	fmt.Fprintf(tw, "leaders\t%d\n", s.Leaders)
-	fmt.Fprintf(tw, "commands per value\t%.2f\n", s.CommandsPerValue)
-	fmt.Fprintf(tw, "records per sync\t%.2f\n", s.RecordsPerSync)
-	fmt.Fprintf(tw, "messages per frame\t%.2f\n", s.MessagesPerFrame)
-	fmt.Fprintf(tw, "syncs\t%d\n", s.Syncs)
-	return tw.Flush()
-}
-
 // rangeJSON is a range in ranges --json.
 type rangeJSON struct {
 	RangeID    uint64   `json:"range_id"`
@@ -422,23 +372,6 @@ func rangesJSON(resp *kvpb.RangesResponse) rangesOutput {
 		out.Ranges = append(out.Ranges, r)
 	}
 	return out
-}
-
-type statusOutput struct {
-	NodeID           uint64  `json:"node_id"`
-	Addr             string  `json:"addr"`
-	Groups           uint32  `json:"groups"`
-	ActiveGroups     uint32  `json:"active_groups"`
-	Leaders          uint32  `json:"leaders"`
-	CommandsPerValue float64 `json:"commands_per_value"`
-	RecordsPerSync   float64 `json:"records_per_sync"`
-	MessagesPerFrame float64 `json:"messages_per_frame"`
-	Syncs            uint64  `json:"syncs"`
-}
-
-func statusJSON(s *kvpb.NodeStatusResponse) statusOutput {
-	return statusOutput{NodeID: s.NodeId, Addr: s.Addr, Groups: s.Groups, ActiveGroups: s.ActiveGroups, Leaders: s.Leaders,
-		CommandsPerValue: s.CommandsPerValue, RecordsPerSync: s.RecordsPerSync, MessagesPerFrame: s.MessagesPerFrame, Syncs: s.Syncs}
 }
 
 func writeJSON(w io.Writer, v any) error {
