@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,9 @@ Run "go run ./bench <command> -h" for a command's flags.`)
 	os.Exit(2)
 }
 
-func setup(groups int, pprof string) (*cluster, func(), error) {
+// setup builds cmd/shardd and starts three nodes with groups ranges;
+// nodeFlags are added to every node's shardd start command line.
+func setup(groups int, pprof string, nodeFlags []string) (*cluster, func(), error) {
 	dir, err := os.MkdirTemp("", "shardd-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +70,7 @@ func setup(groups int, pprof string) (*cluster, func(), error) {
 		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
 	}
-	c, err := startCluster(bin, dir, groups, pprof)
+	c, err := startCluster(bin, dir, groups, pprof, nodeFlags)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -84,9 +87,10 @@ func writeCmd(args []string) error {
 	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile of the run to this file")
 	clientKind := fs.String("client", "router", "how to write: router (package router), or direct (one stream per node straight to the leaders, the range map read once, no retries)")
+	nodeFlags := fs.String("node-flags", "", "more flags for every node's shardd start, space-separated (e.g. \"--memtable-size=16MiB\"), to compare settings with the same build")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups, *pprof)
+	c, cleanup, err := setup(*groups, *pprof, strings.Fields(*nodeFlags))
 	if err != nil {
 		return err
 	}
@@ -252,7 +256,7 @@ func idleCmd(args []string) error {
 	window := fs.Duration("window", 10*time.Second, "how long to sample idle CPU")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups, "")
+	c, cleanup, err := setup(*groups, "", nil)
 	if err != nil {
 		return err
 	}

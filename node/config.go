@@ -72,6 +72,11 @@ type Config struct {
 	// a write once its memtable is flushed. The default value is the
 	// engine's.
 	MemTableSize uint64
+	// WALPreallocation is how many bytes of a WAL file the store keeps
+	// preallocated ahead of its writes (see engine.Options.WALPreallocation;
+	// a negative value leaves it to Pebble, which preallocates 110% of
+	// MemTableSize per file). The default value is the engine's.
+	WALPreallocation int64
 	// SnapshotBytesPerSecond bounds the bytes per second of all the
 	// snapshots the node sends at once (replicas moved to other nodes,
 	// followers that fell behind the log), so that a move does not take

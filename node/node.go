@@ -123,6 +123,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MemTableSize != 0 {
 		eopts.MemTableSize = cfg.MemTableSize
 	}
+	if cfg.WALPreallocation != 0 {
+		eopts.WALPreallocation = cfg.WALPreallocation
+	}
 	eopts.Logger = pebbleLogger{n.log.With("component", "pebble")}
 	eng, err := engine.Open(eopts)
 	if err != nil {

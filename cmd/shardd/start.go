@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
@@ -112,6 +113,8 @@ type startFlags struct {
 	placement         string
 	faultInjection    bool
 	drainTimeout      time.Duration
+	memTableSize      byteSize
+	walPreallocation  byteSize
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -130,6 +133,10 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
+	store := engine.DefaultOptions()
+	f.memTableSize, f.walPreallocation = byteSize(store.MemTableSize), byteSize(store.WALPreallocation)
+	fs.Var(&f.memTableSize, "memtable-size", "`size` of the store's memtables (1MiB to 4GiB): larger ones absorb more writes of the groups' logs before they reach sstables, at the cost of memory and of WAL files about as large on disk")
+	fs.Var(&f.walPreallocation, "wal-preallocation", "`size` of WAL file the store keeps preallocated ahead of its writes; 0 leaves it to Pebble, which preallocates 110% of --memtable-size for every WAL file at once")
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
@@ -152,6 +159,9 @@ type startOptions struct {
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
+	// memTableSize and walPreallocation size the store (node.Config).
+	memTableSize     uint64
+	walPreallocation int64
 }
 
 // options checks the flags and turns them into startOptions.
@@ -168,6 +178,12 @@ func (f *startFlags) options() (startOptions, error) {
 		return o, usagef("--tick must be positive, not %v", f.tick)
 	case f.drainTimeout < 0:
 		return o, usagef("--drain-timeout must not be negative, not %v", f.drainTimeout)
+	case f.memTableSize < 1<<20 || f.memTableSize >= 4<<30:
+		return o, usagef("--memtable-size must be at least 1MiB and below 4GiB, not %s", f.memTableSize.String())
+	}
+	o.memTableSize, o.walPreallocation = uint64(f.memTableSize), int64(f.walPreallocation)
+	if o.walPreallocation == 0 {
+		o.walPreallocation = -1 // Pebble's own
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return o, usagef("--listen: %v", err)
@@ -271,6 +287,8 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		Logger:       logger,
 
 		EnableFaultInjection: o.faultInjection,
+		MemTableSize:         o.memTableSize,
+		WALPreallocation:     o.walPreallocation,
 	}
 	if len(o.peers) > 0 {
 		cfg.Peers = maps.Clone(o.peers)
