@@ -67,6 +67,10 @@ shardd start --placement (see shardd help start).`,
 	},
 }
 
+// demoMemTableSize sizes the demo nodes' memtables: a demo holds little
+// data, and its WAL files on disk are about as large as its memtables.
+const demoMemTableSize = 8 << 20
+
 // maxDemoRanges is what the placement service bootstraps at most.
 const maxDemoRanges = 9000
 
@@ -121,7 +125,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		cfg := node.Config{
 			NodeID: id, Dir: filepath.Join(dir, "node"+strconv.FormatUint(id, 10)),
 			ListenAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-			TickInterval: o.tick, Logger: logger,
+			TickInterval: o.tick, Logger: logger, MemTableSize: demoMemTableSize,
 		}
 		if len(nodes) > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}

@@ -317,6 +317,12 @@ type term struct {
 
 const maxHistory = 4096
 
+// storeMemTableSize sizes the memtables of a placement process's store. It
+// holds the range map and the node records, a few MB at most even for
+// thousands of ranges, so small memtables do (the WAL files on disk are
+// about as large).
+const storeMemTableSize = 4 << 20
+
 // Start opens the process's store, starts its node and serves.
 func Start(cfg Config) (*Server, error) {
 	cfg.ensureDefaults()
@@ -332,7 +338,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	n, err := node.Start(node.Config{
 		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
-		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc},
+		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc}, MemTableSize: storeMemTableSize,
 		Logger:           cfg.Logger.With("placement", cfg.ID),
 		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
 	})
