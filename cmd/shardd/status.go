@@ -22,11 +22,11 @@ Status asks a node (Admin.NodeStatus) what an operator acts on: its build,
 uptime and incarnation (bumped at every start); the groups it hosts, how
 many it leads, follows and has quiesced; its batching figures (commands
 per Paxos value, records per fsync, messages per frame); its disk use (its
-store's directory, as du counts it, and what of it Pebble accounts for:
-the rest is WAL space Pebble preallocates, see start --memtable-size); its
-links to the other nodes (connected or since when lost, the last error,
-what waits to be sent); and the ranges whose replica on it has not caught
-up with its leader, with how many slots it has yet to apply.
+store's directory as du counts it, and what Pebble accounts for, which
+leaves out the WAL space it preallocates: see start --wal-preallocation);
+its links to the other nodes (connected or since when lost, the last
+error, what waits to be sent); and the ranges whose replica on it has not
+caught up with its leader, with how many slots it has yet to apply.
 
 A replica has caught up when it has applied every slot its leader told it
 is chosen. One that lags for long is cut off from its leader, or is
