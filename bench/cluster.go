@@ -25,8 +25,8 @@ type cluster struct {
 	nodes    []*proc
 	// pprof, if set, is where node 1 serves its profiles.
 	pprof string
-	// nodeFlags are added to every node's command line.
-	nodeFlags []string
+	// extra are more flags for every node's start.
+	extra []string
 }
 
 type proc struct {
@@ -54,8 +54,8 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startCluster(bin, dir string, groups int, pprof string, nodeFlags []string) (*cluster, error) {
-	c := &cluster{bin: bin, dir: dir, groups: groups, pprof: pprof, nodeFlags: nodeFlags}
+func startCluster(bin, dir string, groups int, pprof string, extra []string) (*cluster, error) {
+	c := &cluster{bin: bin, dir: dir, groups: groups, pprof: pprof, extra: extra}
 	var peers []string
 	for id := uint64(1); id <= 3; id++ {
 		addr, err := freePort()
@@ -88,7 +88,7 @@ func (c *cluster) start(p *proc, peers string) error {
 	if p.id == 1 && c.pprof != "" {
 		p.cmd.Args = append(p.cmd.Args, "--pprof", c.pprof)
 	}
-	p.cmd.Args = append(p.cmd.Args, c.nodeFlags...)
+	p.cmd.Args = append(p.cmd.Args, c.extra...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		return err

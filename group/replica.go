@@ -874,6 +874,10 @@ func (r *Replica) Chosen() uint64 { return r.chosen }
 // up with its group.
 func (r *Replica) LeaderChosen() uint64 { return max(r.leaderChosen, r.chosen) }
 
+// LastIndex returns the last slot of the log: right after a successful
+// Propose, the slot the value was given.
+func (r *Replica) LastIndex() uint64 { return r.log.last() }
+
 // Leader returns the replica believed to lead, or zero.
 func (r *Replica) Leader() uint64 { return r.leader }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // writeCallback receives a write's result once it is applied, or why it
@@ -20,6 +21,9 @@ type readRequest struct {
 	// read's index, or gets the error that prevented that. It must not
 	// block.
 	serve func(error)
+	// req is the read's handler span and wait the span of its wait for
+	// the leader's confirmation, nil if it is not traced.
+	req, wait trace.Span
 }
 
 // snapshotInstall hands a fully received snapshot to the group's worker,
@@ -78,6 +82,9 @@ type replica struct {
 	removedAt uint64
 	// confWaiters wait for membership changes proposed here to apply.
 	confWaiters []confWaiter
+	// traces is the group's tracing state, nil while nothing traced is
+	// in flight (see trace.go).
+	traces *replicaTraces
 }
 
 // maxDeferredPrepares bounds the prepares an uninitialized replica keeps.

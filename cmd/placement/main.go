@@ -26,6 +26,7 @@ import (
 
 	"github.com/shardd/shardd/internal/buildinfo"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -54,6 +55,11 @@ range map among themselves; the one that leads serves the API and, once
 --expected-nodes shardd nodes have registered, creates the first ranges on
 them and then keeps their leaders spread evenly, and splits the ranges
 whose data grows past --split-size or whose load passes --split-qps.
+With --balance-load (on by default) it also spreads the load: it moves
+leaders, and if that cannot do, replicas, off nodes that serve more reads
+and writes per second than the mean by over --load-threshold of it (and by
+over --load-floor ops/s), keeping the counts of leaders and replicas per
+node even.
 
 Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
 the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
@@ -183,6 +189,11 @@ type startFlags struct {
 	splitSize               int64
 	splitQPS                float64
 	maxConcurrentSplits     int
+	balanceLoad             bool
+	loadThreshold           float64
+	loadFloor               float64
+	loadCooldown            time.Duration
+	tracing                 provider.Flags
 }
 
 func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
@@ -202,7 +213,12 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.DurationVar(&f.deadAfter, "dead-after", time.Minute, "how long a node must be silent before its replicas are re-created on other nodes")
 	fs.IntVar(&f.maxConcurrentMoves, "max-concurrent-moves", 2, "replica moves (repairs and balancing) under way at once, at most")
 	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
+	fs.BoolVar(&f.balanceLoad, "balance-load", true, "spread the reads and writes per second the nodes serve, by moving leaders (and replicas, if leaders cannot do)")
+	fs.Float64Var(&f.loadThreshold, "load-threshold", 0.1, "with --balance-load, move load off a node serving more than the mean by over this fraction of it")
+	fs.Float64Var(&f.loadFloor, "load-floor", 100, "with --balance-load, move load off a node only if it serves more than the mean by over this many ops/s too (0: no floor)")
+	fs.DurationVar(&f.loadCooldown, "load-cooldown", 30*time.Second, "with --balance-load, how long a range whose leader changed stays where it is (its new leader needs a load window or two to measure it)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.tracing.Register(fs)
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
 		if err != nil {
@@ -224,7 +240,15 @@ func (f *startFlags) config() (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
 		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
 		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits,
-		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves}
+		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves,
+		LoadThreshold: f.loadThreshold, LoadFloor: offIfZero(f.loadFloor), LoadCooldown: f.loadCooldown}
+	if !f.balanceLoad {
+		cfg.LoadThreshold = -1
+	}
+	var err error
+	if cfg.Tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return cfg, err
+	}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
@@ -248,6 +272,12 @@ func (f *startFlags) config() (service.Config, error) {
 		return cfg, fmt.Errorf("--max-concurrent-moves %d: must be at least 1", f.maxConcurrentMoves)
 	case f.maxConcurrentSplits < 1:
 		return cfg, fmt.Errorf("--max-concurrent-splits %d: must be at least 1", f.maxConcurrentSplits)
+	case f.balanceLoad && f.loadThreshold <= 0:
+		return cfg, fmt.Errorf("--load-threshold %v: must be positive (--balance-load=false turns load balancing off)", f.loadThreshold)
+	case f.balanceLoad && f.loadFloor < 0:
+		return cfg, fmt.Errorf("--load-floor %v: must not be negative (0: no floor)", f.loadFloor)
+	case f.balanceLoad && f.loadCooldown <= 0:
+		return cfg, fmt.Errorf("--load-cooldown %v: must be positive", f.loadCooldown)
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return cfg, fmt.Errorf("--listen: %w", err)

@@ -142,3 +142,36 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--version: exit %d, printed %q, version printed %q", code, flagOut, out)
 	}
 }
+
+// TestLoadFlags: load balancing is on by default with the service's
+// defaults, reaches the service's config, and --balance-load=false turns
+// it off (a negative threshold); bad values are refused.
+func TestLoadFlags(t *testing.T) {
+	fs := flagSet(find("start"), io.Discard)
+	find("start").setup(fs)
+	for flag, want := range map[string]string{"balance-load": "true", "load-threshold": "0.1", "load-floor": "100", "load-cooldown": "30s"} {
+		if got := fs.Lookup(flag).DefValue; got != want {
+			t.Errorf("--%s defaults to %s, want %s", flag, got, want)
+		}
+	}
+	f := startFlags{id: 1, listen: "127.0.0.1:7000", dataDir: t.TempDir(), initialRanges: 1, replicas: 3,
+		balanceInterval: time.Second, settleTime: time.Second, logLevel: "info", maxConcurrentSplits: 2,
+		deadAfter: time.Minute, maxConcurrentMoves: 2,
+		balanceLoad: true, loadThreshold: 0.2, loadFloor: 0, loadCooldown: 5 * time.Second}
+	cfg, err := f.config()
+	if err != nil || cfg.LoadThreshold != 0.2 || cfg.LoadFloor >= 0 || cfg.LoadCooldown != 5*time.Second {
+		t.Errorf("load flags: threshold %v, floor %v, cooldown %v, %v; want 0.2, negative (no floor), 5s",
+			cfg.LoadThreshold, cfg.LoadFloor, cfg.LoadCooldown, err)
+	}
+	f.balanceLoad = false
+	if cfg, err := f.config(); err != nil || cfg.LoadThreshold >= 0 {
+		t.Errorf("--balance-load=false: threshold %v, %v; want negative (off)", cfg.LoadThreshold, err)
+	}
+	dir := t.TempDir()
+	for _, bad := range [][]string{{"--load-threshold", "0"}, {"--load-floor", "-1"}, {"--load-cooldown", "0s"}} {
+		args := append([]string{"start", "--id", "1", "--data-dir", dir}, bad...)
+		if code, _, errOut := runArgs(context.Background(), args...); code == exitOK || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("%q: exit %d, stderr %q; want a failure naming %s", args, code, errOut, bad[0])
+		}
+	}
+}

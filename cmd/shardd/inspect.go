@@ -52,7 +52,9 @@ with the leaders that node knows of (Admin.Ranges).
 
 With --placement it also lists the operations under way on ranges (splits
 and replica moves, by users, the balancer or repair), each with what it
-does, why, and for how long it has been under way.
+does, why, and for how long it has been under way; and the balancer's
+recent decisions (leader transfers, and what it moved to spread the load,
+with the figures it acted on).
 
 In the table -inf and +inf are the two ends of the key space. In JSON, keys
 are strings ("" for either end; bytes that are not UTF-8 show as U+FFFD)
@@ -66,15 +68,16 @@ and "leader" is 0 when no leader is known.`,
 				return usagef("unexpected arguments %q", args)
 			}
 			var resp *kvpb.RangesResponse
-			var ops []string
+			var ops, decisions []string
 			var err error
 			if *placementAddrs != "" {
 				resp, err = askPlacement(ctx, *placementAddrs, f.timeout, placementRanges)
 				if err == nil {
-					ops, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *client.Client) ([]string, error) {
-						lo, err := c.ListOperations(ctx)
-						return lo.GetDescriptions(), err
+					var lo *placementpb.ListOperationsResponse
+					lo, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *client.Client) (*placementpb.ListOperationsResponse, error) {
+						return c.ListOperations(ctx)
 					})
+					ops, decisions = lo.GetDescriptions(), lo.GetRecentDecisions()
 				}
 			} else {
 				resp, err = askNode(ctx, f.addr, f.timeout, func(ctx context.Context, c kvpb.AdminClient) (*kvpb.RangesResponse, error) {
@@ -86,7 +89,7 @@ and "leader" is 0 when no leader is known.`,
 			}
 			if f.json {
 				out := rangesJSON(resp)
-				out.Operations = ops
+				out.Operations, out.RecentDecisions = ops, decisions
 				return writeJSON(e.stdout, out)
 			}
 			if err := writeRangesTable(e.stdout, resp); err != nil {
@@ -96,6 +99,12 @@ and "leader" is 0 when no leader is known.`,
 				fmt.Fprintln(e.stdout, "\nOperations under way:")
 				for _, o := range ops {
 					fmt.Fprintf(e.stdout, "  %s\n", o)
+				}
+			}
+			if len(decisions) > 0 {
+				fmt.Fprintln(e.stdout, "\nRecent balancer decisions:")
+				for _, d := range decisions {
+					fmt.Fprintf(e.stdout, "  %s\n", d)
 				}
 			}
 			return nil
@@ -352,6 +361,9 @@ type rangesOutput struct {
 	// Operations describe the splits and replica moves under way (with
 	// --placement only).
 	Operations []string `json:"operations,omitempty"`
+	// RecentDecisions are the balancer's latest decisions, oldest first
+	// (with --placement only).
+	RecentDecisions []string `json:"recent_decisions,omitempty"`
 }
 
 func rangesJSON(resp *kvpb.RangesResponse) rangesOutput {

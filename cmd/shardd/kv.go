@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -76,6 +78,8 @@ func (f *kvFlags) register(fs *flag.FlagSet) {
 type kvTarget struct {
 	addrs     []string
 	placement bool // addrs are placement processes, not nodes
+	// tracer traces the requests (see clientTracing); nil for none.
+	tracer trace.TracerProvider
 }
 
 // where names the target in messages: "node at a:1", "placement at a:1".
@@ -104,7 +108,7 @@ func (t kvTarget) runs() string {
 // connect returns a router client that learns ranges from the target.
 func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
 	if !t.placement {
-		c, err := router.New(ctx, router.Config{Seeds: t.addrs})
+		c, err := router.New(ctx, router.Config{Seeds: t.addrs, TracerProvider: t.tracer})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -114,7 +118,7 @@ func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}})
+	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}, TracerProvider: t.tracer})
 	if err != nil {
 		pc.Close()
 		return nil, nil, err
@@ -190,13 +194,20 @@ func (v *kvVerb) command() *command {
 		doc:     v.doc,
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var f kvFlags
+			var tf provider.Flags
 			f.register(fs)
+			tf.Register(fs)
 			parse := v.setup(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				target, op, err := checkKV(fs, &f, parse, args)
 				if err != nil {
 					return err
 				}
+				stopTracing, err := clientTracing(&tf, &target)
+				if err != nil {
+					return err
+				}
+				defer stopTracing()
 				return runKV(ctx, e, v.name, target, f.timeout, op)
 			}
 		},

@@ -4,6 +4,7 @@
 //	shardd start   run one node
 //	shardd demo    run a three-node cluster inside this process
 //	shardd kv      read and write keys: put, get, del, scan, cas
+//	shardd trace   run one kv request traced and show where its time went
 //	shardd ranges  list the ranges of the cluster, or of a node
 //	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
@@ -91,7 +92,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand, versionCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, traceCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand, versionCommand}
 }
 
 func lookup(name string) *command {

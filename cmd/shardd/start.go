@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placement/client"
@@ -115,6 +117,7 @@ type startFlags struct {
 	drainTimeout      time.Duration
 	memTableSize      byteSize
 	walPreallocation  byteSize
+	tracing           provider.Flags
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -137,6 +140,7 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	f.memTableSize, f.walPreallocation = byteSize(store.MemTableSize), byteSize(store.WALPreallocation)
 	fs.Var(&f.memTableSize, "memtable-size", "`size` of the store's memtables (1MiB to 4GiB): larger ones absorb more writes of the groups' logs before they reach sstables, at the cost of memory and of WAL files about as large on disk")
 	fs.Var(&f.walPreallocation, "wal-preallocation", "`size` of WAL file the store keeps preallocated ahead of its writes; 0 leaves it to Pebble, which preallocates 110% of --memtable-size for every WAL file at once")
+	f.tracing.Register(fs)
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
@@ -162,6 +166,8 @@ type startOptions struct {
 	// memTableSize and walPreallocation size the store (node.Config).
 	memTableSize     uint64
 	walPreallocation int64
+	// tracing is the node's tracing (node.Config.Tracing).
+	tracing provider.Config
 }
 
 // options checks the flags and turns them into startOptions.
@@ -204,6 +210,9 @@ func (f *startFlags) options() (startOptions, error) {
 	}
 	if o.logLevel, err = cli.ParseLogLevel(f.logLevel); err != nil {
 		return o, usagef("--log-level: %v", err)
+	}
+	if o.tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return o, usagef("tracing: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
@@ -285,6 +294,7 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		Seeds:        o.join,
 		TickInterval: o.tick,
 		Logger:       logger,
+		Tracing:      o.tracing,
 
 		EnableFaultInjection: o.faultInjection,
 		MemTableSize:         o.memTableSize,

@@ -62,7 +62,11 @@
 // round it asks the live nodes for the load and size of the ranges they
 // lead (Admin.RangeLoad), and splits those past Config.SplitSize or
 // Config.SplitQPS, through the same recorded operation as a split asked
-// for (autosplit.go), at most Config.MaxConcurrentSplits at once.
+// for (autosplit.go), at most Config.MaxConcurrentSplits at once. In a
+// round that moved no leader for the counts, the same answers drive load
+// balancing (loadbalance.go): placement.PlanLoadBalance's leader transfers
+// and replica moves off nodes serving more ops/s than the mean by over
+// Config.LoadThreshold of it and Config.LoadFloor.
 //
 // # Clients
 //
