@@ -45,6 +45,9 @@ type replica struct {
 	// Hints for request handlers, refreshed after every cycle.
 	leader atomic.Uint64
 	active atomic.Bool // not quiesced: the ticker ticks it
+	// lease is set while the group leads with a valid lease, as of its
+	// last cycle (for shardd_leases).
+	lease atomic.Bool
 	// applied mirrors the group's applied point after every cycle.
 	applied atomic.Uint64
 	// load counts the requests routed to the range (see load.go).

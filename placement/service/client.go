@@ -269,7 +269,10 @@ func (c *Client) Watch(ctx context.Context, fromRevision uint64, fn func(*placem
 // with), or the node refused the service's cluster.
 var ErrRefused = errors.New("placement: registration refused")
 
-var _ Registrant = (*node.Node)(nil)
+var (
+	_ Registrant           = (*node.Node)(nil)
+	_ RegistrationObserver = (*node.Node)(nil)
+)
 
 // Registrant is the node side of a registration. *node.Node implements it.
 // Load is what a node reports about itself with every heartbeat.
@@ -296,14 +299,24 @@ type Registrant interface {
 	JoinCluster(clusterID string) error
 }
 
+// RegistrationObserver is implemented by a Registrant that wants the
+// outcome of every registration attempt, nil for an accepted one:
+// *node.Node logs the first and the changes, and turns ready.
+type RegistrationObserver interface {
+	Registered(err error)
+}
+
 // Heartbeat registers a node and then re-registers it every interval with
 // the load that load reports (nil: none), until ctx ends (it then returns
 // nil) or the registration is refused for good (it returns an error
 // matching ErrRefused, and the node must stop). Other failures are retried
 // at the next interval, the first registration's too. shardd nodes run it
-// for the life of the process.
+// for the life of the process. A Registrant that is a RegistrationObserver
+// hears of every attempt.
 func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() Load) error {
 	var refused error
+	observer, _ := n.(RegistrationObserver)
+	parent := ctx
 	every(ctx, interval, func(ctx context.Context) bool {
 		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
@@ -311,6 +324,9 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 			req.Replicas, req.Leaders, req.Draining, req.LostPeers = l.Replicas, l.Leaders, l.Draining, l.LostPeers
 		}
 		resp, err := c.RegisterNode(ctx, req)
+		if observer != nil && parent.Err() == nil { // not an attempt cut short by the node's stop
+			observer.Registered(err)
+		}
 		if err != nil {
 			for _, d := range status.Convert(err).Details() {
 				if r, ok := d.(*placementpb.RegistrationRefused); ok {

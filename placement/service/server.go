@@ -19,6 +19,7 @@ import (
 	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -109,6 +110,10 @@ type Config struct {
 	TickInterval time.Duration
 	// Logger is where the process logs. The default value is slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the process's metrics: the map's, the
+	// operations' and its own node's (see metrics.go). The default value
+	// is nil: no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 // maxInitialRanges keeps the bootstrap mutation, one batch, within the
@@ -268,6 +273,8 @@ type Server struct {
 	// autoSplitting are the ranges automatic splits are starting or
 	// driving (autosplit.go).
 	autoSplitting map[uint64]bool
+	// metrics are the process's instruments (metrics.go).
+	metrics placementMetrics
 }
 
 type heartbeat struct {
@@ -330,13 +337,20 @@ func Start(cfg Config) (*Server, error) {
 	for _, id := range voters {
 		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
 	}
+	if err := s.newMetrics(cfg.MeterProvider); err != nil {
+		return nil, fmt.Errorf("placement: metrics: %w", err)
+	}
 	n, err := node.Start(node.Config{
 		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
 		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc},
 		Logger:           cfg.Logger.With("placement", cfg.ID),
 		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
+		MeterProvider:    cfg.MeterProvider,
+		// SERVING once the placement group has a leader (see step).
+		WaitReady: true,
 	})
 	if err != nil {
+		s.metrics.close()
 		return nil, err
 	}
 	if len(cfg.Peers) == 1 {
@@ -371,6 +385,7 @@ func (s *Server) Stop() {
 		_ = s.conn.Close()
 	}
 	s.nodes.close()
+	s.metrics.close()
 }
 
 // IsLeader reports whether this process currently serves as the leader.
@@ -409,6 +424,10 @@ func (s *Server) run() {
 
 func (s *Server) step() {
 	lead, _ := s.leaderHint()
+	if lead != 0 {
+		// The service answers, or names its leader: it is up (health).
+		s.node.Load().SetReady()
+	}
 	s.mu.Lock()
 	leading := s.term != nil
 	if leading && lead != s.cfg.ID {
@@ -950,7 +969,7 @@ func (s *Server) balance() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
+			err := s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
 				resp, err := c.Ranges(ctx, &kvpb.RangesRequest{})
 				if err != nil {
 					return err
@@ -967,6 +986,9 @@ func (s *Server) balance() error {
 				}
 				return nil
 			})
+			if err != nil {
+				s.log.Info("leader balancing: cannot learn which ranges a node leads; it is left out of this round", "node", id, "err", err)
+			}
 		}()
 	}
 	wg.Wait()
@@ -1004,6 +1026,7 @@ func (s *Server) balance() error {
 	s.log.Info("moving leaders", "transfers", len(todo), "planned", len(plan))
 	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
 	var failed atomic.Int64
+	var firstErr atomic.Pointer[error]
 	moved := map[uint64]uint64{}
 	for _, t := range todo {
 		slots <- struct{}{}
@@ -1013,7 +1036,9 @@ func (s *Server) balance() error {
 			// The node answers once the target leads.
 			if err := s.transferLeader(s.ctx, descs[t.RangeID], t.To, addrs); err != nil {
 				failed.Add(1)
-				s.log.Debug("leader transfer failed", "range", t.RangeID, "from", t.From, "to", t.To, "err", err)
+				err = fmt.Errorf("range %d from node %d to node %d: %w", t.RangeID, t.From, t.To, err)
+				firstErr.CompareAndSwap(nil, &err)
+				s.log.Debug("leader transfer failed", "err", err)
 				return
 			}
 			mu.Lock()
@@ -1028,7 +1053,9 @@ func (s *Server) balance() error {
 		return err
 	}
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d of %d leader transfers failed; the next round retries", f, len(todo))
+		// One line a round (logged by step) rather than one a transfer,
+		// with a reason to act on.
+		return fmt.Errorf("%d of %d leader transfers failed, the next round retries; the first: %w", f, len(todo), *firstErr.Load())
 	}
 	return nil
 }

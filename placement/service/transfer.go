@@ -87,8 +87,9 @@ const (
 // transferLeader asks the leader of range d to hand its leadership to node
 // to, and returns once to leads (node Admin.TransferLeader answers then).
 // The balancer and the TransferLeader API both move leaders through here.
-func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to uint64, addrs map[uint64]string) error {
+func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to uint64, addrs map[uint64]string) (err error) {
 	start := time.Now()
+	defer func() { s.metrics.transferEnded(err) }()
 	return s.askLeader(ctx, d, addrs, func(ctx context.Context, c kvpb.AdminClient) error {
 		_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: to})
 		return err
