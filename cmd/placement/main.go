@@ -17,13 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -159,6 +159,7 @@ type startFlags struct {
 	id                      uint64
 	listen, dataDir, peers  string
 	splitKeys, logLevel     string
+	logFormat, metricsAddr  string
 	initialRanges, replicas int
 	expectedNodes           int
 	balanceInterval         time.Duration
@@ -188,14 +189,27 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.IntVar(&f.maxConcurrentMoves, "max-concurrent-moves", 2, "replica moves (repairs and balancing) under way at once, at most")
 	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	cli.RegisterLogFormatFlag(fs, &f.logFormat)
+	cli.RegisterMetricsAddrFlag(fs, &f.metricsAddr)
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
 		if err != nil {
 			return usageError{err}
 		}
+		ep, err := endpoint.Open(f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer ep.Close()
+		if cfg.MeterProvider, err = ep.Provider(endpoint.PlacementLabel(cfg.ID)); err != nil {
+			return err
+		}
 		s, err := service.Start(cfg)
 		if err != nil {
 			return fmt.Errorf("%w\ncheck the flags, that --listen is free and that --data-dir is writable", err)
+		}
+		if url := ep.URL(); url != "" {
+			fmt.Fprintf(stdout, "placement process %d metrics on %s\n", cfg.ID, url)
 		}
 		fmt.Fprintf(stdout, "placement process %d serving on %s\n", cfg.ID, s.Addr())
 		<-ctx.Done()
@@ -270,7 +284,11 @@ func (f *startFlags) config() (service.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	format, err := cli.ParseLogFormat(f.logFormat)
+	if err != nil {
+		return cfg, fmt.Errorf("--log-format: %w", err)
+	}
+	cfg.Logger = format.NewLogger(os.Stderr, level)
 	return cfg, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -51,11 +53,41 @@ func New() *Endpoint {
 	return &Endpoint{reg: reg}
 }
 
+// Open returns a new Endpoint serving on addr (see Serve), or nil if addr
+// is empty: metrics are off, and the nil Endpoint's methods do nothing.
+func Open(addr string) (*Endpoint, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	e := New()
+	if _, err := e.Serve(addr); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// URL returns the URL of the metrics, or "" if the endpoint does not
+// serve.
+func (e *Endpoint) URL() string {
+	if e == nil {
+		return ""
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lis == nil {
+		return ""
+	}
+	return "http://" + e.lis.Addr().String() + Path
+}
+
 // Provider returns a new MeterProvider whose metrics the endpoint exports,
-// every series labelled with labels (for example node="1"). Give each
-// provider of a process distinct labels: two that export the same series
-// make the scrape fail.
-func (e *Endpoint) Provider(labels ...attribute.KeyValue) (*sdkmetric.MeterProvider, error) {
+// every series labelled with labels (for example node="1"), or nil on a nil
+// Endpoint (metrics off: see Open). Give each provider of a process
+// distinct labels: two that export the same series make the scrape fail.
+func (e *Endpoint) Provider(labels ...attribute.KeyValue) (metric.MeterProvider, error) {
+	if e == nil {
+		return nil, nil
+	}
 	exp, err := otelprom.New(
 		otelprom.WithRegisterer(e.reg),
 		// The scope (the Go package) and the resource's target_info only
@@ -78,6 +110,16 @@ func (e *Endpoint) Provider(labels ...attribute.KeyValue) (*sdkmetric.MeterProvi
 	e.providers = append(e.providers, mp)
 	e.mu.Unlock()
 	return mp, nil
+}
+
+// NodeLabel is the label of a shardd node's series.
+func NodeLabel(id uint64) attribute.KeyValue {
+	return attribute.String("node", strconv.FormatUint(id, 10))
+}
+
+// PlacementLabel is the label of a placement process's series.
+func PlacementLabel(id uint64) attribute.KeyValue {
+	return attribute.String("placement", strconv.FormatUint(id, 10))
 }
 
 func keys(kvs []attribute.KeyValue) []attribute.Key {
@@ -117,6 +159,9 @@ func (e *Endpoint) Serve(addr string) (string, error) {
 
 // Close stops serving and shuts the providers down. It is idempotent.
 func (e *Endpoint) Close() error {
+	if e == nil {
+		return nil
+	}
 	e.mu.Lock()
 	srv, providers := e.srv, e.providers
 	e.srv, e.providers = nil, nil
