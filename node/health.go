@@ -94,16 +94,17 @@ func (n *Node) Registered(err error) {
 }
 
 // leadershipLog logs, once per leadershipLogInterval in which any changed,
-// how many leaderships the node gained and lost.
+// how many leaderships the node gained and lost; at the node's stop, those
+// of the last interval.
 func (n *Node) leadershipLog() {
 	defer n.bg.Done()
 	t := time.NewTicker(leadershipLogInterval)
 	defer t.Stop()
 	var gained, lost uint64
-	for {
+	for stopped := false; !stopped; {
 		select {
 		case <-n.stopped:
-			return
+			stopped = true
 		case <-t.C:
 		}
 		g, l := n.leadershipsGained.Load(), n.leadershipsLost.Load()
