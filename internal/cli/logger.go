@@ -17,9 +17,12 @@ const (
 	LogJSON LogFormat = "json"
 )
 
-// ParseLogFormat checks a --log-format value: text or json.
+// ParseLogFormat checks a --log-format value: text or json; empty is the
+// default, text.
 func ParseLogFormat(s string) (LogFormat, error) {
 	switch f := LogFormat(s); f {
+	case "":
+		return LogText, nil
 	case LogText, LogJSON:
 		return f, nil
 	}
