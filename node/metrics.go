@@ -166,13 +166,18 @@ type nodeGauges struct {
 	led                            []*replica
 }
 
-// gauges walks the replicas once.
+// gauges walks the replicas once, outside n.mu: it takes their mailboxes'
+// locks.
 func (n *Node) gauges() nodeGauges {
 	var g nodeGauges
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	g.groups = len(n.replicas)
+	all := make([]*replica, 0, len(n.replicas))
 	for _, r := range n.replicas {
+		all = append(all, r)
+	}
+	n.mu.RUnlock()
+	g.groups = len(all)
+	for _, r := range all {
 		if !r.active.Load() {
 			g.quiesced++
 		}

@@ -317,6 +317,11 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 	var refused error
 	observer, _ := n.(RegistrationObserver)
 	parent := ctx
+	observe := func(err error) {
+		if observer != nil && parent.Err() == nil { // not an attempt cut short by the node's stop
+			observer.Registered(err)
+		}
+	}
 	every(ctx, interval, func(ctx context.Context) bool {
 		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
@@ -324,10 +329,8 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 			req.Replicas, req.Leaders, req.Draining, req.LostPeers = l.Replicas, l.Leaders, l.Draining, l.LostPeers
 		}
 		resp, err := c.RegisterNode(ctx, req)
-		if observer != nil && parent.Err() == nil { // not an attempt cut short by the node's stop
-			observer.Registered(err)
-		}
 		if err != nil {
+			observe(err)
 			for _, d := range status.Convert(err).Details() {
 				if r, ok := d.(*placementpb.RegistrationRefused); ok {
 					refused = fmt.Errorf("%w by the placement service: %s", ErrRefused, r.Reason)
@@ -340,6 +343,7 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 			refused = fmt.Errorf("%w: %w", ErrRefused, err)
 			return false
 		}
+		observe(nil)
 		return true
 	})
 	return refused
