@@ -79,6 +79,8 @@ type Engine struct {
 	// operation may hold its locks.
 	fatal atomic.Bool
 	stats statsRecorder
+	// metrics are the engine's instruments (metrics.go).
+	metrics engineMetrics
 	// tmpSeq names the temporary files of snapshot ingestion.
 	tmpSeq atomic.Uint64
 }
@@ -209,6 +211,10 @@ func Open(opts Options) (*Engine, error) {
 		_ = db.Close()
 		return nil, f
 	}
+	if err := e.newMetrics(opts.MeterProvider); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: metrics: %w", err)
+	}
 	return e, nil
 }
 
@@ -272,6 +278,7 @@ func (e *Engine) Close() error {
 		e.drained.Wait()
 	}
 	e.mu.Unlock()
+	e.metrics.close()
 	if e.fatal.Load() {
 		return e.Err()
 	}
@@ -344,5 +351,8 @@ func (e *Engine) apply(pb *pebble.Batch, sync bool, records int) error {
 		return f
 	}
 	e.stats.recordCommit(sync, records, pb.Len(), d)
+	if sync {
+		e.metrics.recordSync(records, d)
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Logger receives the storage layer's log messages. Its method set is the
@@ -70,6 +71,11 @@ type Options struct {
 	// log/slog's default logger; its Fatalf logs at error level and returns
 	// (see Logger for what happens next).
 	Logger Logger
+
+	// MeterProvider receives the engine's metrics: WAL fsync latency and
+	// records per fsync (see metrics.go). The default value is nil: no
+	// metrics.
+	MeterProvider metric.MeterProvider
 
 	// DisableAutomaticCompactions turns Pebble's background compactions off.
 	// Only tests that must count every filesystem operation (error

@@ -79,6 +79,7 @@ func (s *adminServer) CreateRanges(_ context.Context, req *kvpb.CreateRangesRequ
 	if err := n.CreateGroups(req.GetRanges()); err != nil {
 		return nil, status.Errorf(codes.Internal, "create ranges: %v", err)
 	}
+	n.log.Info("ranges received", "ranges", len(req.GetRanges()))
 	return &kvpb.CreateRangesResponse{}, nil
 }
 

@@ -352,6 +352,7 @@ func (p *peer) flush(s *msgStream) error {
 		}
 		t.stats.framesSent.Add(1)
 		t.stats.messagesSent.Add(uint64(j - i))
+		t.metrics.frameSent(j - i)
 		t.stats.bytesSent.Add(uint64(len(p.buf)))
 		p.release(j-i, size)
 		i = j
@@ -425,9 +426,14 @@ func (p *peer) connect() (*msgStream, error) {
 		}
 	}()
 	t.stats.streamsOpened.Add(1)
-	p.lostAt.Store(0)
 	p.health.up(addr)
-	p.log().Debug("transport: stream to peer open", "addr", addr)
+	if at := p.lostAt.Swap(0); at != 0 {
+		// The pair of "lost" (see lost): an operator sees how long the
+		// link was down without counting dial failures.
+		p.log().Info("transport: stream to peer restored", "addr", addr, "down", time.Since(time.Unix(0, at)).Round(time.Millisecond))
+	} else {
+		p.log().Debug("transport: stream to peer open", "addr", addr)
+	}
 	return s, nil
 }
 

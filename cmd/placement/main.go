@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/shardd/shardd/internal/buildinfo"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
@@ -180,6 +180,7 @@ type startFlags struct {
 	id                      uint64
 	listen, dataDir, peers  string
 	splitKeys, logLevel     string
+	logFormat, metricsAddr  string
 	initialRanges, replicas int
 	expectedNodes           int
 	balanceInterval         time.Duration
@@ -219,14 +220,27 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.DurationVar(&f.loadCooldown, "load-cooldown", 30*time.Second, "with --balance-load, how long a range whose leader changed stays where it is (its new leader needs a load window or two to measure it)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.tracing.Register(fs)
+	cli.RegisterLogFormatFlag(fs, &f.logFormat)
+	cli.RegisterMetricsAddrFlag(fs, &f.metricsAddr)
 	return func(ctx context.Context, stdout io.Writer) error {
 		cfg, err := f.config()
 		if err != nil {
 			return usageError{err}
 		}
+		ep, err := endpoint.Open(f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer ep.Close()
+		if cfg.MeterProvider, err = ep.Provider(endpoint.PlacementLabel(cfg.ID)); err != nil {
+			return err
+		}
 		s, err := service.Start(cfg)
 		if err != nil {
 			return fmt.Errorf("%w\ncheck the flags, that --listen is free and that --data-dir is writable", err)
+		}
+		if url := ep.URL(); url != "" {
+			fmt.Fprintf(stdout, "placement process %d metrics on %s\n", cfg.ID, url)
 		}
 		fmt.Fprintf(stdout, "placement process %d serving on %s\n", cfg.ID, s.Addr())
 		<-ctx.Done()
@@ -315,7 +329,11 @@ func (f *startFlags) config() (service.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	format, err := cli.ParseLogFormat(f.logFormat)
+	if err != nil {
+		return cfg, fmt.Errorf("--log-format: %w", err)
+	}
+	cfg.Logger = format.NewLogger(os.Stderr, level)
 	return cfg, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
@@ -111,6 +112,8 @@ type startFlags struct {
 	bootstrapFile     string
 	tick              time.Duration
 	logLevel          string
+	logFormat         string
+	metricsAddr       string
 	pprof             string
 	placement         string
 	faultInjection    bool
@@ -133,6 +136,8 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+	cli.RegisterLogFormatFlag(fs, &f.logFormat)
+	cli.RegisterMetricsAddrFlag(fs, &f.metricsAddr)
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
@@ -154,7 +159,11 @@ type startOptions struct {
 	peers    map[uint64]string
 	tick     time.Duration
 	logLevel slog.Level
-	pprof    string
+	// logFormat and metricsAddr: see cli.RegisterLogFormatFlag and
+	// RegisterMetricsAddrFlag ("" turns metrics off).
+	logFormat   cli.LogFormat
+	metricsAddr string
+	pprof       string
 	// faultInjection serves the Fault service (node.Config.EnableFaultInjection).
 	faultInjection bool
 	// drainTimeout bounds the drain before a signalled stop.
@@ -173,7 +182,7 @@ type startOptions struct {
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
 	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof,
-		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout}
+		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout, metricsAddr: f.metricsAddr}
 	var err error
 	switch {
 	case f.id == 0:
@@ -213,6 +222,9 @@ func (f *startFlags) options() (startOptions, error) {
 	}
 	if o.tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
 		return o, usagef("tracing: %v", err)
+	}
+	if o.logFormat, err = cli.ParseLogFormat(f.logFormat); err != nil {
+		return o, usagef("--log-format: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
@@ -295,6 +307,9 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		TickInterval: o.tick,
 		Logger:       logger,
 		Tracing:      o.tracing,
+		// With a placement service, the node is ready (health SERVING)
+		// once it registered.
+		WaitReady: len(o.placement) > 0,
 
 		EnableFaultInjection: o.faultInjection,
 		MemTableSize:         o.memTableSize,
@@ -306,12 +321,8 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 	return cfg
 }
 
-func newLogger(e *env, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-}
-
 func runStart(ctx context.Context, e *env, o startOptions) error {
-	logger := newLogger(e, o.logLevel)
+	logger := o.logFormat.NewLogger(e.stderr, o.logLevel)
 	if o.pprof != "" {
 		lis, err := net.Listen("tcp", o.pprof)
 		if err != nil {
@@ -320,7 +331,16 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 		defer lis.Close()
 		go func() { _ = http.Serve(lis, nil) }() // net/http/pprof registers on the default mux
 	}
-	n, err := startNode(e, o.nodeConfig(logger), o.bootstrap, logger)
+	ep, err := endpoint.Open(o.metricsAddr)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	cfg := o.nodeConfig(logger)
+	if cfg.MeterProvider, err = ep.Provider(endpoint.NodeLabel(o.id)); err != nil {
+		return err
+	}
+	n, err := startNode(e, cfg, o.bootstrap, logger)
 	if err != nil {
 		return err
 	}
@@ -337,6 +357,9 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 			return err
 		}
 		defer stop()
+	}
+	if url := ep.URL(); url != "" {
+		fmt.Fprintf(e.stdout, "shardd node %d metrics on %s\n", n.ID(), url)
 	}
 	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
 	return serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)

@@ -42,14 +42,29 @@ type Registrant interface {
 	JoinCluster(clusterID string) error
 }
 
+// RegistrationObserver is implemented by a Registrant that wants the
+// outcome of every registration attempt, nil for an accepted one:
+// *node.Node logs the first and the changes, and turns ready.
+type RegistrationObserver interface {
+	Registered(err error)
+}
+
 // Heartbeat registers a node and then re-registers it every interval with
 // the load that load reports (nil: none), until ctx ends (it then returns
 // nil) or the registration is refused for good (it returns an error
 // matching ErrRefused, and the node must stop). Other failures are retried
 // at the next interval, the first registration's too. shardd nodes run it
-// for the life of the process.
+// for the life of the process. A Registrant that is a RegistrationObserver
+// hears of every attempt.
 func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() Load) error {
 	var refused error
+	observer, _ := n.(RegistrationObserver)
+	parent := ctx
+	observe := func(err error) {
+		if observer != nil && parent.Err() == nil { // not an attempt cut short by the node's stop
+			observer.Registered(err)
+		}
+	}
 	every(ctx, interval, func(ctx context.Context) bool {
 		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
 		if load != nil {
@@ -58,6 +73,7 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 		}
 		resp, err := c.RegisterNode(ctx, req)
 		if err != nil {
+			observe(err)
 			for _, d := range status.Convert(err).Details() {
 				if r, ok := d.(*placementpb.RegistrationRefused); ok {
 					refused = fmt.Errorf("%w by the placement service: %s", ErrRefused, r.Reason)
@@ -70,6 +86,7 @@ func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Durat
 			refused = fmt.Errorf("%w: %w", ErrRefused, err)
 			return false
 		}
+		observe(nil)
 		return true
 	})
 	return refused

@@ -7,4 +7,7 @@ import (
 
 // A shardd node registers with the service through client.Heartbeat; the
 // client package cannot import the node to check that it can.
-var _ client.Registrant = (*node.Node)(nil)
+var (
+	_ client.Registrant           = (*node.Node)(nil)
+	_ client.RegistrationObserver = (*node.Node)(nil)
+)
