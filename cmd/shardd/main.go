@@ -26,6 +26,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/node"
 )
 
@@ -40,6 +41,8 @@ const (
 // hooks for tests.
 type env struct {
 	stdout, stderr io.Writer
+	// stdin is what "-" reads (kv put KEY -); nil reads as empty.
+	stdin io.Reader
 	// releaseSignals, if set, is called once a command has begun shutting
 	// down after a signal, so that a second Ctrl-C kills the process.
 	releaseSignals func()
@@ -113,7 +116,7 @@ func usagef(format string, args ...any) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, releaseSignals: stop}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, releaseSignals: stop}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -154,14 +157,23 @@ func runCommand(ctx context.Context, e *env, c *command, args []string, parent *
 			}
 		})
 	}
-	if err := fs.Parse(args); err != nil {
+	// A command's flags may follow its arguments; a command with verbs
+	// takes its own flags before the verb only, the rest being the verb's.
+	var rest []string
+	var err error
+	if len(c.verbs) > 0 {
+		err = fs.Parse(args)
+		rest = fs.Args()
+	} else {
+		rest, err = cli.ParseInterspersed(fs, args)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage // fs printed the error and the usage
 	}
 	if len(c.verbs) > 0 {
-		rest := fs.Args()
 		if len(rest) == 0 {
 			fmt.Fprintf(e.stderr, "shardd %s: missing verb (want %s)\n", c.name, c.verbList())
 		} else if v := c.verb(rest[0]); v != nil {
@@ -172,8 +184,7 @@ func runCommand(ctx context.Context, e *env, c *command, args []string, parent *
 		fmt.Fprintf(e.stderr, "Run 'shardd help %s' for its verbs and flags.\n", c.name)
 		return exitUsage
 	}
-	err := runFn(ctx, e, fs.Args())
-	if err == nil {
+	if err = runFn(ctx, e, rest); err == nil {
 		return exitOK
 	}
 	fmt.Fprintf(e.stderr, "shardd %s: %v\n", c.name, err)
@@ -234,7 +245,8 @@ Commands:
 Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
 ('shardd help kv <verb>' for a kv verb's).
 Flags may be written -flag or --flag, with a value as --flag=value or
---flag value.
+--flag value, before or after the arguments; an argument that starts with
+"-" goes after "--", which ends the flags.
 `)
 }
 
