@@ -228,45 +228,34 @@ func runHelp(e *env, args []string) int {
 	return exitOK
 }
 
-func writeUsage(w io.Writer) {
-	fmt.Fprint(w, `shardd runs and inspects the nodes of a shardd cluster, a sharded
-Multi-Paxos key-value store, and reads and writes its keys.
-
-Usage:
-  shardd <command> [flags] [arguments]
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+// program is shardd's help.
+func program() cli.Program {
+	p := cli.Program{
+		Name:     "shardd",
+		Synopsis: "<command> [flags] [arguments]",
+		About: `shardd runs and inspects the nodes of a shardd cluster, a sharded
+Multi-Paxos key-value store, and reads and writes its keys.`,
+		Notes: `Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
+('shardd help kv <verb>' for a kv verb's).`,
 	}
-	fmt.Fprint(w, `  help     explain a command and its flags
-
-Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
-('shardd help kv <verb>' for a kv verb's).
-Flags may be written -flag or --flag, with a value as --flag=value or
---flag value, before or after the arguments; an argument that starts with
-"-" goes after "--", which ends the flags.
-`)
+	for _, c := range commands {
+		p.Commands = append(p.Commands, [2]string{c.name, c.summary})
+	}
+	return p
 }
 
+func writeUsage(w io.Writer) { program().WriteUsage(w) }
+
 func writeCommandUsage(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: shardd %s %s\n\n%s\n", c.name, c.args, strings.TrimSpace(c.doc))
+	cli.WriteCommandHead(w, "shardd "+c.name+" "+c.args, c.doc)
 	if len(c.verbs) > 0 {
 		fmt.Fprint(w, "\nVerbs:\n")
 		for _, v := range c.verbs {
 			fmt.Fprintf(w, "  %s %s\n    \t%s\n", strings.TrimPrefix(v.name, c.name+" "), v.args, v.summary)
 		}
 		fmt.Fprintf(w, "\nRun 'shardd help %s <verb>' or 'shardd %s <verb> -h' for a verb's flags.\n", c.name, c.name)
+		cli.WriteFlags(w, "Flags of every verb:", fs)
+		return
 	}
-	hasFlags := false
-	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
-		if len(c.verbs) > 0 {
-			fmt.Fprint(w, "\nFlags of every verb:\n")
-		} else {
-			fmt.Fprint(w, "\nFlags:\n")
-		}
-		fs.PrintDefaults()
-	}
+	cli.WriteFlags(w, "Flags:", fs)
 }
