@@ -473,7 +473,13 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		timeout = m.cfg.BroadcastTimeout
 	}
 	deadline := time.Now().Add(timeout)
+	// Lingering lets the news spread to the other members; a lone member
+	// has no one to tell, and would only delay its process's exit.
+	alone := m.list.NumMembers() <= 1
 	linger := func(share int) {
+		if alone {
+			return
+		}
 		d := min(leavePropagateIntervals*m.gossipInterval, time.Until(deadline)/time.Duration(share))
 		if d > 0 {
 			time.Sleep(d)
