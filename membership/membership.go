@@ -473,11 +473,8 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		timeout = m.cfg.BroadcastTimeout
 	}
 	deadline := time.Now().Add(timeout)
-	// Lingering lets the news spread to the other members; a lone member
-	// has no one to tell, and would only delay its process's exit.
-	alone := m.list.NumMembers() <= 1
 	linger := func(share int) {
-		if alone {
+		if m.noOneToTell() {
 			return
 		}
 		d := min(leavePropagateIntervals*m.gossipInterval, time.Until(deadline)/time.Duration(share))
@@ -506,6 +503,21 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	linger(1)
 	return nil
+}
+
+// noOneToTell reports whether no other live member stays: there is none,
+// or every one is leaving too (a whole cluster stopping, as shardd demo
+// does). Leave's lingering lets its news spread to the members that stay;
+// without any, it would only delay the process's exit.
+func (m *Membership) noOneToTell() bool {
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	for id, mem := range m.members {
+		if id != m.cfg.NodeID && !mem.Leaving {
+			return false
+		}
+	}
+	return true
 }
 
 // Shutdown stops gossiping without a leave message, so members will detect
