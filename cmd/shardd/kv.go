@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -294,6 +295,10 @@ func runKV(ctx context.Context, e *env, verb string, target kvTarget, timeout ti
 	return nil
 }
 
+// nestedStatus is how a gRPC status error that became another's message
+// starts.
+var nestedStatus = regexp.MustCompile(`rpc error: code = \w+ desc = `)
+
 // explainKVError says what a failed kv request means and what to do.
 // connecting is set for the errors of router.New: the client could not
 // learn the cluster's ranges from the target. Errors that are not gRPC
@@ -303,7 +308,8 @@ func explainKVError(verb string, target kvTarget, timeout time.Duration, connect
 	if !ok {
 		return err
 	}
-	msg := st.Message()
+	// A node's refusal reaches here wrapped by the router: say it once.
+	msg := nestedStatus.ReplaceAllString(st.Message(), "")
 	at := target.where()
 	unknownFate := ""
 	if verb == "cas" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -367,6 +369,7 @@ func TestExplainKVError(t *testing.T) {
 		{"get", placement, true, status.Error(codes.Unavailable, "router: range lookup: placement: the first ranges are not created yet"),
 			"the placement at p:1 cannot say where the ranges are yet (router: range lookup: placement: the first ranges are not created yet): have enough nodes registered"},
 		{"put", one, false, status.Error(codes.InvalidArgument, "put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
+		{"put", one, false, status.Error(codes.InvalidArgument, "rpc error: code = InvalidArgument desc = put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
 		{"put", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: node 1 does not lead range 1"),
 			"the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (router: gave up after 20 attempts: node 1 does not lead range 1)"},
 		{"get", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded (last error: x)"),
@@ -534,6 +537,31 @@ func TestKVCluster(t *testing.T) {
 		t.Errorf("put of a too long key: stderr %q", stderr)
 	}
 	expect("KEY    VALUE\nk2600  \"two words\"\nk5100  filled\nk7600  d\n", "scan", "--addr", addr(1), "")
+
+	// A value of 1 MiB, the largest the nodes take, which no command line
+	// can carry: from stdin and from a file, read back as it was.
+	big := make([]byte, kvpb.DefaultMaxValueBytes)
+	for i := range big {
+		big[i] = byte(i*31 + i>>11)
+	}
+	if code, out, stderr := runSyncIn(t, bytes.NewReader(big), "kv", "put", "--addr", addr(0), "k0002", "-"); code != exitOK || out != "ok\n" {
+		t.Fatalf("put of 1 MiB from stdin: exit %d, %q, %q", code, out, stderr)
+	}
+	if out, _ := kv(exitOK, "get", "--addr", addr(1), "k0002"); out != string(big)+"\n" {
+		t.Errorf("get of the 1 MiB value: %d bytes, not what was put", len(out))
+	}
+	path := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect("ok\n", "put", "--addr", addr(2), "k0003", "--value-file", path)
+	if out, _ := kv(exitOK, "get", "--addr", addr(0), "--base64", "azAwMDM="); out != base64.StdEncoding.EncodeToString(big)+"\n" {
+		t.Errorf("get --base64 of the 1 MiB value from a file: %d bytes, not what was put", len(out))
+	}
+	code, _, stderr := runSyncIn(t, bytes.NewReader(append(big, 'x')), "kv", "put", "--addr", addr(0), "k0004", "-")
+	if want := "shardd kv put: the request was refused: put.value is 1048577 bytes, limit is 1048576\n"; code != exitError || stderr != want {
+		t.Errorf("put of 1 MiB and a byte: exit %d, %q; want %q", code, stderr, want)
+	}
 
 	if code := demo.stop(t); code != exitOK {
 		t.Fatalf("demo exit %d; stderr:\n%s", code, demo.stderr.String())

@@ -28,8 +28,14 @@ import (
 // runSync runs a command line to completion in this process.
 func runSync(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runSyncIn(t, nil, args...)
+}
+
+// runSyncIn is runSync with stdin as the command's standard input.
+func runSyncIn(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut testutil.SyncBuffer
-	code = run(t.Context(), &env{stdout: &out, stderr: &errOut}, args)
+	code = run(t.Context(), &env{stdout: &out, stderr: &errOut, stdin: stdin}, args)
 	return code, out.String(), errOut.String()
 }
 
