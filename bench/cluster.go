@@ -25,6 +25,8 @@ type cluster struct {
 	nodes    []*proc
 	// pprof, if set, is where node 1 serves its profiles.
 	pprof string
+	// extra are more flags for every node's start.
+	extra []string
 }
 
 type proc struct {
@@ -52,8 +54,8 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startCluster(bin, dir string, groups int, pprof string) (*cluster, error) {
-	c := &cluster{bin: bin, dir: dir, groups: groups, pprof: pprof}
+func startCluster(bin, dir string, groups int, pprof string, extra []string) (*cluster, error) {
+	c := &cluster{bin: bin, dir: dir, groups: groups, pprof: pprof, extra: extra}
 	var peers []string
 	for id := uint64(1); id <= 3; id++ {
 		addr, err := freePort()
@@ -86,6 +88,7 @@ func (c *cluster) start(p *proc, peers string) error {
 	if p.id == 1 && c.pprof != "" {
 		p.cmd.Args = append(p.cmd.Args, "--pprof", c.pprof)
 	}
+	p.cmd.Args = append(p.cmd.Args, c.extra...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,8 @@ func main() {
 		err = writeCmd(os.Args[2:])
 	case "idle":
 		err = idleCmd(os.Args[2:])
+	case "tracing":
+		err = tracingCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -52,12 +55,15 @@ func usage() {
 commands:
   write   write throughput and latency through the router (3 nodes, sync on)
   idle    idle CPU and memory per node with many groups, and restart time
+  tracing write throughput with tracing off, 1% and 100% sampled, alternated
 
 Run "go run ./bench <command> -h" for a command's flags.`)
 	os.Exit(2)
 }
 
-func setup(groups int, pprof string) (*cluster, func(), error) {
+// setup starts a cluster of groups ranges; extra are more flags for
+// every node's start.
+func setup(groups int, pprof string, extra ...string) (*cluster, func(), error) {
 	dir, err := os.MkdirTemp("", "shardd-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +73,7 @@ func setup(groups int, pprof string) (*cluster, func(), error) {
 		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
 	}
-	c, err := startCluster(bin, dir, groups, pprof)
+	c, err := startCluster(bin, dir, groups, pprof, extra)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -84,9 +90,10 @@ func writeCmd(args []string) error {
 	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile of the run to this file")
 	clientKind := fs.String("client", "router", "how to write: router (package router), or direct (one stream per node straight to the leaders, the range map read once, no retries)")
+	nodeFlags := fs.String("node-flags", "", "more flags for every node's shardd start, space-separated (e.g. \"--memtable-size=16MiB\"), to compare settings with the same build")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups, *pprof)
+	c, cleanup, err := setup(*groups, *pprof, strings.Fields(*nodeFlags)...)
 	if err != nil {
 		return err
 	}
@@ -117,15 +124,6 @@ func writeCmd(args []string) error {
 	before := c.totalSyncs()
 	cpu0 := c.cpu()
 	self0, _ := cpuTime(os.Getpid())
-	value := make([]byte, *size)
-	var (
-		ops    atomic.Int64
-		errs   atomic.Int64
-		mu     sync.Mutex
-		lat    []time.Duration
-		wg     sync.WaitGroup
-		stopAt = time.Now().Add(*duration)
-	)
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
@@ -133,8 +131,76 @@ func writeCmd(args []string) error {
 		}
 		defer stop()
 	}
+	res := runWrites(ctx, cl, *clients, *duration, *size)
+	ops, errs, lat, elapsed := res.ops, res.errs, res.lat, res.elapsed
+	after := c.totalSyncs()
+	cpu1 := c.cpu()
+	self1, _ := cpuTime(os.Getpid())
+	var cpv, mpf, rps float64
+	for _, p := range c.nodes {
+		if st, err := p.status(ctx); err == nil {
+			cpv += st.CommandsPerValue / 3
+			mpf += st.MessagesPerFrame / 3
+			rps += st.RecordsPerSync / 3
+		}
+	}
+	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, through the %s client, %v, %d CPUs\n",
+		*groups, *clients, *size, *clientKind, elapsed.Round(time.Millisecond), runtime.NumCPU())
+	fmt.Printf("  %.0f writes/s, p50 %v, p99 %v, %d errors\n", res.rate(), pct(lat, 50), pct(lat, 99), errs)
+	fmt.Printf("  %.0f fsyncs/s across the nodes, %.0f records per fsync, %.2f commands per Paxos value, %.1f messages per frame",
+		float64(after-before)/elapsed.Seconds(), rps, cpv, mpf)
+	if rc != nil {
+		fmt.Printf(", %.1f requests per client frame", rc.Stats().RequestsPerFrame())
+	}
+	fmt.Println()
+	fmt.Printf("  CPU, in cores: nodes")
+	var nodesCPU time.Duration
+	for i := range cpu0 {
+		nodesCPU += cpu1[i] - cpu0[i]
+		fmt.Printf(" %.2f", float64(cpu1[i]-cpu0[i])/float64(elapsed))
+	}
+	loadCPU := self1 - self0
+	fmt.Printf(", load generator %.2f\n", float64(loadCPU)/float64(elapsed))
+	// CPU per write is the figure that bounds throughput on a CPU-bound
+	// machine: with every core busy at this cost, writes/s can be at most
+	// cores / (CPU per write), however the work is scheduled.
+	if n := ops; n > 0 {
+		perWrite := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		total := perWrite(nodesCPU + loadCPU)
+		fmt.Printf("  CPU per write: %.0f µs (nodes %.0f, load generator %.0f); at that cost %d CPUs allow at most %.0f writes/s\n",
+			total, perWrite(nodesCPU), perWrite(loadCPU), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
+	}
+	if errs > 0 {
+		return errors.New("some writes failed")
+	}
+	return nil
+}
+
+// writeResult is what a run of writes did: the writes acknowledged and
+// failed, the latencies of the acknowledged ones (sorted), and how long
+// it took.
+type writeResult struct {
+	ops, errs int64
+	lat       []time.Duration
+	elapsed   time.Duration
+}
+
+func (r writeResult) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// runWrites runs clients concurrent writers of size-byte values to
+// random keys through cl for d.
+func runWrites(ctx context.Context, cl putter, clients int, d time.Duration, size int) writeResult {
+	value := make([]byte, size)
+	var (
+		ops    atomic.Int64
+		errs   atomic.Int64
+		mu     sync.Mutex
+		lat    []time.Duration
+		wg     sync.WaitGroup
+		stopAt = time.Now().Add(d)
+	)
 	start := time.Now()
-	for w := range *clients {
+	for w := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,50 +222,9 @@ func writeCmd(args []string) error {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	after := c.totalSyncs()
-	cpu1 := c.cpu()
-	self1, _ := cpuTime(os.Getpid())
-	slices.Sort(lat)
-	var cpv, mpf, rps float64
-	for _, p := range c.nodes {
-		if st, err := p.status(ctx); err == nil {
-			cpv += st.CommandsPerValue / 3
-			mpf += st.MessagesPerFrame / 3
-			rps += st.RecordsPerSync / 3
-		}
-	}
-	fmt.Printf("write: 3 nodes, %d groups, %d clients, %d-byte values, sync on, through the %s client, %v, %d CPUs\n",
-		*groups, *clients, *size, *clientKind, elapsed.Round(time.Millisecond), runtime.NumCPU())
-	fmt.Printf("  %.0f writes/s, p50 %v, p99 %v, %d errors\n", float64(ops.Load())/elapsed.Seconds(),
-		pct(lat, 50), pct(lat, 99), errs.Load())
-	fmt.Printf("  %.0f fsyncs/s across the nodes, %.0f records per fsync, %.2f commands per Paxos value, %.1f messages per frame",
-		float64(after-before)/elapsed.Seconds(), rps, cpv, mpf)
-	if rc != nil {
-		fmt.Printf(", %.1f requests per client frame", rc.Stats().RequestsPerFrame())
-	}
-	fmt.Println()
-	fmt.Printf("  CPU, in cores: nodes")
-	var nodesCPU time.Duration
-	for i := range cpu0 {
-		nodesCPU += cpu1[i] - cpu0[i]
-		fmt.Printf(" %.2f", float64(cpu1[i]-cpu0[i])/float64(elapsed))
-	}
-	loadCPU := self1 - self0
-	fmt.Printf(", load generator %.2f\n", float64(loadCPU)/float64(elapsed))
-	// CPU per write is the figure that bounds throughput on a CPU-bound
-	// machine: with every core busy at this cost, writes/s can be at most
-	// cores / (CPU per write), however the work is scheduled.
-	if n := ops.Load(); n > 0 {
-		perWrite := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-		total := perWrite(nodesCPU + loadCPU)
-		fmt.Printf("  CPU per write: %.0f µs (nodes %.0f, load generator %.0f); at that cost %d CPUs allow at most %.0f writes/s\n",
-			total, perWrite(nodesCPU), perWrite(loadCPU), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
-	}
-	if errs.Load() > 0 {
-		return errors.New("some writes failed")
-	}
-	return nil
+	r := writeResult{ops: ops.Load(), errs: errs.Load(), lat: lat, elapsed: time.Since(start)}
+	slices.Sort(r.lat)
+	return r
 }
 
 // putter is the client a write run drives.

@@ -44,8 +44,17 @@ type Committer struct {
 
 // round is the shared fate of the batches committed together.
 type round struct {
-	done chan struct{} // closed when err is set
+	done chan struct{} // closed when err and shared are set
 	err  error
+	// shared is what the round carried, for the caller's trace.
+	shared Round
+}
+
+// Round describes the commit a batch joined: the records and batches
+// (of every caller) it carried, and whether it was synced.
+type Round struct {
+	Records, Batches int
+	Synced           bool
 }
 
 // CommitterStats counts a Committer's work since NewCommitter.
@@ -87,21 +96,27 @@ func NewCommitter(e *Engine) *Committer {
 // storage error the Engine has failed and no batch of the round may be
 // assumed durable.
 func (c *Committer) Commit(b *Batch, sync bool) error {
+	_, err := c.CommitRound(b, sync)
+	return err
+}
+
+// CommitRound is Commit, and also describes the round b joined.
+func (c *Committer) CommitRound(b *Batch, sync bool) (Round, error) {
 	if b.done {
-		return ErrBatchCommitted
+		return Round{}, ErrBatchCommitted
 	}
 	if b.e != c.e {
-		return errors.New("engine: batch of another engine handed to a committer")
+		return Round{}, errors.New("engine: batch of another engine handed to a committer")
 	}
 	b.done = true
 	if b.Empty() {
 		// Nothing to write; still report a failed or closed engine.
-		return c.e.apply(b.pb, false, 0)
+		return Round{}, c.e.apply(b.pb, false, 0)
 	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return ErrCommitterClosed
+		return Round{}, ErrCommitterClosed
 	}
 	c.queue = append(c.queue, b)
 	c.sync = c.sync || sync
@@ -112,7 +127,7 @@ func (c *Committer) Commit(b *Batch, sync bool) error {
 	}
 	c.mu.Unlock()
 	<-r.done
-	return r.err
+	return r.shared, r.err
 }
 
 // Close commits whatever is queued, stops the goroutine and waits for it.
@@ -152,6 +167,7 @@ func (c *Committer) loop() {
 		records, err := c.commitRound(q, sync)
 		d := time.Since(start)
 		r.err = err
+		r.shared = Round{Records: records, Batches: len(q), Synced: sync}
 		close(r.done)
 
 		c.mu.Lock()

@@ -168,8 +168,12 @@ func Open(opts Options) (*Engine, error) {
 	e.drained.L = &e.mu
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
+	pfs := opts.FS
+	if opts.WALPreallocation > 0 {
+		pfs = walPreallocFS{FS: pfs, chunk: opts.WALPreallocation}
+	}
 	po := &pebble.Options{
-		FS:                          opts.FS,
+		FS:                          pfs,
 		Cache:                       cache,
 		MemTableSize:                opts.MemTableSize,
 		FormatMajorVersion:          pebble.FormatNewest,

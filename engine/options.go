@@ -51,6 +51,17 @@ type Options struct {
 	// The default value is 64 MiB.
 	MemTableSize uint64
 
+	// WALPreallocation is how many bytes of a WAL file are preallocated
+	// ahead of what has been written, to spare the fsyncs of a growing WAL
+	// the block allocations. Pebble on its own preallocates 110% of
+	// MemTableSize for each WAL file at once, and a store that took a few
+	// MB of writes holds several WAL files (one per memtable, and Pebble's
+	// first memtables are small): with 64 MiB memtables that was 70 MiB of
+	// disk per file, hardly any of it written (see walPreallocFS). A
+	// negative value leaves preallocation to Pebble. The default value is
+	// 4 MiB.
+	WALPreallocation int64
+
 	// MaxConcurrentCompactions bounds Pebble's background compactions. The
 	// default value is 2.
 	MaxConcurrentCompactions int
@@ -69,6 +80,7 @@ type Options struct {
 const (
 	defaultCacheSize                = 128 << 20
 	defaultMemTableSize             = 64 << 20
+	defaultWALPreallocation         = 4 << 20
 	defaultMaxConcurrentCompactions = 2
 
 	minMemTableSize = 1 << 20
@@ -94,6 +106,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = defaultMemTableSize
+	}
+	if o.WALPreallocation == 0 {
+		o.WALPreallocation = defaultWALPreallocation
 	}
 	if o.MaxConcurrentCompactions == 0 {
 		o.MaxConcurrentCompactions = defaultMaxConcurrentCompactions

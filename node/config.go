@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	pb "github.com/shardd/shardd/paxospb"
 	"google.golang.org/grpc"
@@ -72,6 +73,11 @@ type Config struct {
 	// a write once its memtable is flushed. The default value is the
 	// engine's.
 	MemTableSize uint64
+	// WALPreallocation is how many bytes of a WAL file the store keeps
+	// preallocated ahead of its writes (see engine.Options.WALPreallocation;
+	// a negative value leaves it to Pebble, which preallocates 110% of
+	// MemTableSize per file). The default value is the engine's.
+	WALPreallocation int64
 	// SnapshotBytesPerSecond bounds the bytes per second of all the
 	// snapshots the node sends at once (replicas moved to other nodes,
 	// followers that fell behind the log), so that a move does not take
@@ -96,6 +102,14 @@ type Config struct {
 	// use it to partition real processes; it must stay off in
 	// production. The default value is false.
 	EnableFaultInjection bool
+	// Tracing configures the node's OpenTelemetry tracing (see package
+	// provider): where spans are exported, the fraction of untraced
+	// requests the node samples itself, and the spans kept in memory for
+	// `shardd trace`. The node adds its id to the resource. The default
+	// value exports nothing, samples no request its client did not, and
+	// keeps DefaultTraceBufferSpans spans; a negative BufferSpans keeps
+	// none.
+	Tracing provider.Config
 	// Logger is where the node logs. The default value is slog.Default().
 	Logger *slog.Logger
 	// OnFatal is called once if the node stops because of a disk error.
@@ -152,7 +166,14 @@ func (c *Config) EnsureDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Tracing.BufferSpans == 0 {
+		c.Tracing.BufferSpans = DefaultTraceBufferSpans
+	}
 }
+
+// DefaultTraceBufferSpans is the default of Config.Tracing.BufferSpans:
+// the spans of a few hundred traced writes.
+const DefaultTraceBufferSpans = 4096
 
 // Validate reports the first field that is missing or in conflict.
 func (c *Config) Validate() error {
@@ -167,6 +188,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: LoadWindow (%v) must not be negative", c.LoadWindow)
 	case c.MaxClockDrift >= c.LeaseDuration:
 		return fmt.Errorf("node: MaxClockDrift (%v) must be below LeaseDuration (%v)", c.MaxClockDrift, c.LeaseDuration)
+	case c.Tracing.Sample < 0 || c.Tracing.Sample > 1:
+		return fmt.Errorf("node: Tracing.Sample (%v) must be a fraction from 0 to 1", c.Tracing.Sample)
 	}
 	return nil
 }

@@ -122,8 +122,9 @@ func (n *Node) dropReplica(r *replica) {
 // removed: it serves nothing, and ingests nothing, any more.
 func (n *Node) drainRemoved(r *replica) {
 	in := r.mb.take()
-	_, _, refused, _ := r.mb.takeWrites(false, 0, 0, 0)
+	_, _, refused, _, traced := r.mb.takeWrites(false, 0, 0, 0)
 	err := n.removedError(r.id)
+	traceProposeFailed(traced, err)
 	for _, cb := range refused {
 		cb(kvsm.Result{}, err)
 	}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/kvsm"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -163,8 +165,18 @@ func (n *Node) index(r *replica) {
 // life applied now (replayed from the log, or re-proposed by a new
 // leader) answers no caller of this one.
 func (n *Node) submitWrite(r *replica, c kvsm.Command, cb writeCallback) {
+	n.submitTracedWrite(r, c, cb, nil)
+}
+
+// submitTracedWrite is submitWrite for a write whose handler span is req
+// (nil: not traced).
+func (n *Node) submitTracedWrite(r *replica, c kvsm.Command, cb writeCallback, req trace.Span) {
 	c.Proposer = kvsm.Proposer{Node: n.cfg.NodeID, Incarnation: n.incarnation, Seq: n.seq.Add(1)}
-	r.mb.propose(c, cb)
+	var tc tracedCommand
+	if req != nil {
+		tc = tracedCommand{req: req, propose: n.proposeSpan(r, req)}
+	}
+	r.mb.propose(c, cb, tc)
 	n.sched.enqueue(r)
 }
 
@@ -173,7 +185,8 @@ func (n *Node) submitWrite(r *replica, c kvsm.Command, cb writeCallback) {
 // (at once under the lease) and applied up to it. Either way the range
 // must still hold key by then: a split applied meanwhile hands it to
 // another range, whose writes this one no longer sees.
-func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsistency, serve func(error)) {
+// req is the read's handler span, nil if it is not traced.
+func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsistency, req trace.Span, serve func(error)) {
 	checked := func(err error) {
 		if err == nil && !contains(r.desc.Load(), key) {
 			err = n.keyMoved(r, key)
@@ -181,10 +194,13 @@ func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsisten
 		serve(err)
 	}
 	if consistency == kvpb.ReadConsistency_STALE {
+		if req != nil {
+			req.SetAttributes(tracing.Read.String("stale"))
+		}
 		checked(nil)
 		return
 	}
-	n.post(r, func(in *inputs) { in.reads = append(in.reads, &readRequest{serve: checked}) })
+	n.post(r, func(in *inputs) { in.reads = append(in.reads, &readRequest{serve: checked, req: req}) })
 }
 
 // await blocks a unary call on a callback-style operation.
@@ -211,6 +227,7 @@ func await[T any](ctx context.Context, n *Node, start func(done func(T, error)))
 // at once without a goroutine each.
 
 func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) {
+	span, done := traceRequest(n, "kv.Get", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateGet(req); err != nil {
 		done(nil, err)
 		return
@@ -220,7 +237,7 @@ func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) 
 		done(nil, err)
 		return
 	}
-	n.submitRead(r, req.Key, req.GetHeader().GetConsistency(), func(err error) {
+	n.submitRead(r, req.Key, req.GetHeader().GetConsistency(), span, func(err error) {
 		if err != nil {
 			done(nil, err)
 			return
@@ -235,6 +252,7 @@ func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) 
 }
 
 func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error)) {
+	span, done := traceRequest(n, "kv.Scan", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateScan(req); err != nil {
 		done(nil, err)
 		return
@@ -245,7 +263,7 @@ func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error
 		return
 	}
 	limit := int(n.cfg.Limits.ScanLimit(req))
-	n.submitRead(r, req.StartKey, req.GetHeader().GetConsistency(), func(err error) {
+	n.submitRead(r, req.StartKey, req.GetHeader().GetConsistency(), span, func(err error) {
 		if err != nil {
 			done(nil, err)
 			return
@@ -286,46 +304,52 @@ func nilIfEmpty(b []byte) []byte {
 	return b
 }
 
-func (n *Node) write(h *kvpb.RequestHeader, c kvsm.Command, start, end []byte, done writeCallback) {
+// write routes and submits a write; span is its handler's, nil if it is
+// not traced.
+func (n *Node) write(h *kvpb.RequestHeader, c kvsm.Command, start, end []byte, span trace.Span, done writeCallback) {
 	r, err := n.route(h, start, end)
 	if err != nil {
 		done(kvsm.Result{}, err)
 		return
 	}
-	n.submitWrite(r, c, done)
+	n.submitTracedWrite(r, c, done, span)
 }
 
 func (n *Node) doPut(req *kvpb.PutRequest, done func(*kvpb.PutResponse, error)) {
+	span, done := traceRequest(n, "kv.Put", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidatePut(req); err != nil {
 		done(nil, err)
 		return
 	}
-	n.write(req.Header, kvsm.NewPut(req), req.Key, nil, func(res kvsm.Result, err error) {
+	n.write(req.Header, kvsm.NewPut(req), req.Key, nil, span, func(res kvsm.Result, err error) {
 		done(kvsm.PutResponse(res), err)
 	})
 }
 
 func (n *Node) doDelete(req *kvpb.DeleteRequest, done func(*kvpb.DeleteResponse, error)) {
+	span, done := traceRequest(n, "kv.Delete", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateDelete(req); err != nil {
 		done(nil, err)
 		return
 	}
-	n.write(req.Header, kvsm.NewDelete(req), req.Key, nil, func(res kvsm.Result, err error) {
+	n.write(req.Header, kvsm.NewDelete(req), req.Key, nil, span, func(res kvsm.Result, err error) {
 		done(kvsm.DeleteResponse(res), err)
 	})
 }
 
 func (n *Node) doCAS(req *kvpb.CompareAndSwapRequest, done func(*kvpb.CompareAndSwapResponse, error)) {
+	span, done := traceRequest(n, "kv.CompareAndSwap", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateCompareAndSwap(req); err != nil {
 		done(nil, err)
 		return
 	}
-	n.write(req.Header, kvsm.NewCAS(req), req.Key, nil, func(res kvsm.Result, err error) {
+	n.write(req.Header, kvsm.NewCAS(req), req.Key, nil, span, func(res kvsm.Result, err error) {
 		done(kvsm.CASResponse(res), err)
 	})
 }
 
 func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, error)) {
+	span, done := traceRequest(n, "kv.Batch", req.GetHeader(), done)
 	if err := n.cfg.Limits.ValidateBatch(req); err != nil {
 		done(nil, err)
 		return
@@ -340,13 +364,13 @@ func (n *Node) doBatch(req *kvpb.BatchRequest, done func(*kvpb.BatchResponse, er
 		done(nil, err)
 		return
 	}
-	n.submitWrite(r, c, func(res kvsm.Result, err error) {
+	n.submitTracedWrite(r, c, func(res kvsm.Result, err error) {
 		if err != nil {
 			done(nil, err)
 			return
 		}
 		done(kvsm.BatchResponse(req, res))
-	})
+	}, span)
 }
 
 // kvServer implements the KV gRPC service.

@@ -25,6 +25,9 @@ type mailbox struct {
 	// its fate is reported.
 	props   batch.Proposals
 	callers map[uint64]writeCallback
+	// traced are the traced commands among props, by Proposer.Seq; nil
+	// until the first.
+	traced map[uint64]tracedCommand
 }
 
 // inputs is one cycle's worth of a group's inputs.
@@ -66,11 +69,18 @@ func (mb *mailbox) tick() (due bool) {
 	return mb.in.ticks >= 2
 }
 
-// propose queues a write for the group's next value; cb waits on it.
-func (mb *mailbox) propose(c kvsm.Command, cb writeCallback) {
+// propose queues a write for the group's next value; cb waits on it. tc
+// is the write's trace, zero if it is not traced.
+func (mb *mailbox) propose(c kvsm.Command, cb writeCallback, tc tracedCommand) {
 	mb.mu.Lock()
 	mb.props.Add(c)
 	mb.callers[c.Proposer.Seq] = cb
+	if tc.req != nil {
+		if mb.traced == nil {
+			mb.traced = make(map[uint64]tracedCommand)
+		}
+		mb.traced[c.Proposer.Seq] = tc
+	}
 	mb.mu.Unlock()
 }
 
@@ -90,8 +100,9 @@ func (mb *mailbox) take() inputs {
 // see group.Replica.Transferring) and come to at most holdUpTo bytes; one
 // value of at most maxValueBytes stamped with now, if the group leads; or
 // else all of them with their callers, to be refused. held reports that
-// writes wait in the mailbox for a later cycle.
-func (mb *mailbox) takeWrites(leading bool, holdUpTo, maxValueBytes int, now int64) (cmds []kvsm.Command, value []byte, refused []writeCallback, held bool) {
+// writes wait in the mailbox for a later cycle. traced are the traces of
+// the commands taken, if any is traced.
+func (mb *mailbox) takeWrites(leading bool, holdUpTo, maxValueBytes int, now int64) (cmds []kvsm.Command, value []byte, refused []writeCallback, held bool, traced []tracedCommand) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	switch {
@@ -100,11 +111,28 @@ func (mb *mailbox) takeWrites(leading bool, holdUpTo, maxValueBytes int, now int
 		held = true
 	case leading:
 		cmds, value = mb.props.Take(maxValueBytes, now)
+		traced = mb.takeTracedLocked(cmds)
 	default:
 		taken, _ := mb.props.Take(1<<62, 0)
 		refused = mb.takeCallersLocked(taken, nil)
+		traced = mb.takeTracedLocked(taken)
 	}
-	return cmds, value, refused, held
+	return cmds, value, refused, held, traced
+}
+
+// takeTracedLocked returns the traces of cmds and forgets them.
+func (mb *mailbox) takeTracedLocked(cmds []kvsm.Command) []tracedCommand {
+	if len(mb.traced) == 0 {
+		return nil
+	}
+	var out []tracedCommand
+	for i := range cmds {
+		if tc, ok := mb.traced[cmds[i].Proposer.Seq]; ok {
+			out = append(out, tc)
+			delete(mb.traced, cmds[i].Proposer.Seq)
+		}
+	}
+	return out
 }
 
 // takeCallersOf returns the callers waiting on cmds and forgets them. A

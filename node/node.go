@@ -22,11 +22,14 @@ import (
 	"github.com/shardd/shardd/batch"
 	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/group"
+	"github.com/shardd/shardd/internal/tracing"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/liveness"
 	"github.com/shardd/shardd/membership"
 	pb "github.com/shardd/shardd/paxospb"
 	"github.com/shardd/shardd/transport"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -45,7 +48,12 @@ type Node struct {
 	lis       net.Listener
 	sched     *scheduler
 	stats     batch.Stats
-	seq       atomic.Uint64 // command sequence numbers, within incarnation
+	// tracing is the node's tracer provider, tracer its tracer, and
+	// traceRoots whether it samples requests that arrive untraced.
+	tracing    *provider.Provider
+	tracer     trace.Tracer
+	traceRoots bool
+	seq        atomic.Uint64 // command sequence numbers, within incarnation
 	// incarnation numbers this process life of the node: persisted and
 	// bumped at every start.
 	incarnation uint64
@@ -115,6 +123,14 @@ func Start(cfg Config) (*Node, error) {
 		stopped:       make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	tcfg := cfg.Tracing
+	tcfg.BufferSpans = max(tcfg.BufferSpans, 0)
+	tcfg.Attributes = append(tcfg.Attributes[:len(tcfg.Attributes):len(tcfg.Attributes)], tracing.Node.Int64(int64(cfg.NodeID)))
+	tp, err := provider.New(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.tracing, n.tracer, n.traceRoots = tp, tp.Tracer(tracerName), tp.SamplesRoots()
 	for id, addr := range cfg.Peers {
 		n.peers[id] = addr
 	}
@@ -123,9 +139,13 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MemTableSize != 0 {
 		eopts.MemTableSize = cfg.MemTableSize
 	}
+	if cfg.WALPreallocation != 0 {
+		eopts.WALPreallocation = cfg.WALPreallocation
+	}
 	eopts.Logger = pebbleLogger{n.log.With("component", "pebble")}
 	eng, err := engine.Open(eopts)
 	if err != nil {
+		_ = tp.Shutdown(context.Background())
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n.eng = eng
@@ -150,10 +170,10 @@ func Start(cfg Config) (*Node, error) {
 			n.live.AddPeer(id)
 		}
 	}
-	tcfg := transport.DefaultConfig()
-	tcfg.NodeID = cfg.NodeID
-	tcfg.Logger = cfg.Logger // the transport names the node itself
-	if n.trans, err = transport.New(tcfg, resolver{n}, n); err != nil {
+	trcfg := transport.DefaultConfig()
+	trcfg.NodeID = cfg.NodeID
+	trcfg.Logger = cfg.Logger // the transport names the node itself
+	if n.trans, err = transport.New(trcfg, resolver{n}, n); err != nil {
 		n.closeStore()
 		return nil, err
 	}
@@ -176,12 +196,15 @@ func Start(cfg Config) (*Node, error) {
 	n.peers[cfg.NodeID] = n.lis.Addr().String()
 	faultOpts, registerFaults := n.faultInjection()
 	n.server = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20),
+		// Admin calls of a traced placement operation join its trace.
+		grpc.ChainUnaryInterceptor(tracing.UnaryServerInterceptor(n.tracer, isAdminMethod)),
 		// Let routers probe idle connections, so a hung node is noticed.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})},
 		faultOpts...)...)
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
 	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})
+	provider.RegisterTraceService(n.server, tp.Buffer(), cfg.NodeID)
 	registerFaults(n.server)
 	if cfg.RegisterServices != nil {
 		cfg.RegisterServices(n.server)
@@ -204,6 +227,14 @@ func Start(cfg Config) (*Node, error) {
 	n.log.Info("node started", "addr", n.Addr(), "groups", len(n.replicas))
 	return n, nil
 }
+
+// TracerProvider returns the node's tracer provider, which a process
+// hosting the node traces its own work with (the placement service).
+func (n *Node) TracerProvider() trace.TracerProvider { return n.tracing.TracerProvider() }
+
+// TraceBuffer returns the node's in-memory buffer of recent sampled spans
+// (the Trace service's), or nil if it keeps none.
+func (n *Node) TraceBuffer() *provider.Buffer { return n.tracing.Buffer() }
 
 // Addr returns the node's gRPC address.
 func (n *Node) Addr() string { return n.lis.Addr().String() }
@@ -245,6 +276,10 @@ func (n *Node) Stop() {
 func (n *Node) closeStore() {
 	n.committer.Close()
 	_ = n.eng.Close()
+	// Export the spans still queued, for at most a second.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = n.tracing.Shutdown(ctx)
 }
 
 // fatal stops the node after a disk error: after a failed fsync nothing

@@ -12,6 +12,7 @@ import (
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // cycleItem is one group's share of a scheduling cycle.
@@ -48,6 +49,9 @@ func (n *Node) process(reps []*replica) {
 	items := make([]cycleItem, 0, len(reps))
 	durable := false
 	var early []pb.Message
+	// persisting are the traced spans this cycle's persist serves; none,
+	// and no tracing work, unless a group has traced work in flight.
+	var persisting []trace.SpanContext
 	for _, r := range reps {
 		if r.removed {
 			n.drainRemoved(r)
@@ -63,8 +67,10 @@ func (n *Node) process(reps []*replica) {
 			durable = n.persist(&it, &ov) || durable
 			for _, m := range it.rd.SendFirst {
 				m.Group = r.id
+				n.traceSend(r, &m)
 				early = append(early, m)
 			}
+			persisting = n.tracePersisting(r, it.rd.Entries, persisting)
 		}
 		items = append(items, it)
 	}
@@ -79,20 +85,35 @@ func (n *Node) process(reps []*replica) {
 	if k := n.cfg.Knobs.BeforeCommit; k != nil {
 		k()
 	}
+	var persistSpan trace.Span
+	if len(persisting) > 0 {
+		persistSpan = n.startPersist(persisting, b)
+	}
 	if !b.Empty() {
 		// A cycle that needs no fsync (it only applies and learns) commits
 		// on its own rather than joining, and waiting for, the committer's
 		// next synced round.
 		var err error
+		var round engine.Round
 		if durable {
-			err = n.committer.Commit(b, true)
+			round, err = n.committer.CommitRound(b, true)
 		} else {
+			round = engine.Round{Records: b.Count(), Batches: 1}
 			err = b.Commit(false)
+		}
+		if persistSpan != nil {
+			endPersist(persistSpan, round, err)
 		}
 		if err != nil {
 			n.fatal(err)
 			return
 		}
+	} else if persistSpan != nil {
+		persistSpan.End()
+	}
+	var persisted time.Time
+	if persistSpan != nil {
+		persisted = time.Now()
 	}
 	if k := n.cfg.Knobs.AfterPersist; k != nil {
 		k()
@@ -111,6 +132,14 @@ func (n *Node) process(reps []*replica) {
 	}
 	if len(out) > 0 {
 		n.trans.SendBatch(out)
+	}
+	for i := range items {
+		if r := items[i].r; r.traces != nil {
+			if persisted.IsZero() {
+				persisted = time.Now()
+			}
+			n.traceSent(r, persisted)
+		}
 	}
 	if k := n.cfg.Knobs.AfterSend; k != nil {
 		k()
@@ -133,8 +162,10 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 		r.rn.Unquiesce()
 	}
 	for _, m := range r.deferPrepares(in.msgs) {
+		n.traceStep(r, &m)
 		r.rn.Step(m)
 	}
+	n.traceChosen(r)
 	for range in.ticks {
 		r.rn.Tick()
 	}
@@ -156,10 +187,14 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 	if r.rn.Transferring() {
 		holdUpTo = n.cfg.MaxHeldWriteBytes
 	}
-	cmds, value, refused, held := r.mb.takeWrites(leading, holdUpTo, n.cfg.MaxValueBytes, time.Now().UnixNano())
+	cmds, value, refused, held, traced := r.mb.takeWrites(leading, holdUpTo, n.cfg.MaxValueBytes, time.Now().UnixNano())
 	r.holdingWrites = held
-	for _, cb := range refused {
-		cb(kvsm.Result{}, n.notLeader(r))
+	if len(refused) > 0 {
+		err := n.notLeader(r)
+		traceProposeFailed(traced, err)
+		for _, cb := range refused {
+			cb(kvsm.Result{}, err)
+		}
 	}
 	if value != nil {
 		err := r.rn.Propose(value)
@@ -169,11 +204,17 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 			for _, c := range cmds {
 				r.proposed[c.Proposer.Seq] = struct{}{}
 			}
+			if len(traced) > 0 {
+				n.traceProposed(r, r.rn.LastIndex(), len(cmds), traced)
+			}
 		} else {
-			n.failCommands(r, cmds, n.proposeError(r, err))
+			err = n.proposeError(r, err)
+			traceProposeFailed(traced, err)
+			n.failCommands(r, cmds, err)
 		}
 	}
 	if reads := in.reads; len(reads) > 0 {
+		n.traceReads(r, reads)
 		r.nextReadCtx++
 		ctx := binary.BigEndian.AppendUint64(nil, r.nextReadCtx)
 		if err := r.rn.ReadIndex(ctx); err != nil {
@@ -231,6 +272,7 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 		e := &rd.Committed[i]
 		switch e.Type {
 		case pb.EntryNormal:
+			n.traceApply(r, e.Slot)
 			err := r.kv.Apply(rangeStore{ov, g}, e.Data, func(c *kvsm.Command, res kvsm.Result) {
 				if c.Op == kvsm.OpSplit && res.Succeeded {
 					n.applySplit(it, ov, e, c)
@@ -305,6 +347,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 				n.sendSnapshot(r, m)
 				continue
 			}
+			n.traceSend(r, &m)
 			out = append(out, m)
 		}
 		if len(it.results) > 0 {
@@ -318,6 +361,7 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 			}
 		}
 		r.rn.Advance(it.rd)
+		n.traceChosen(r)
 		n.resolveConfWaiters(r)
 	}
 	n.serveReads(r)
@@ -332,6 +376,8 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	r.wasLeader = leading
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
+	r.chosen.Store(r.rn.Chosen())
+	r.leaderChosen.Store(r.rn.LeaderChosen())
 	if r.rn.HasReady() || (r.holdingWrites && !r.rn.Transferring()) {
 		n.sched.enqueue(r)
 	}
@@ -392,6 +438,7 @@ func (n *Node) lostLeadership(r *replica) {
 		}
 	}
 	clear(r.proposed)
+	traceLostLeadership(r)
 	n.failConfWaiters(r)
 	err := n.notLeader(r)
 	for ctx, reqs := range r.readsAwaitingIndex {

@@ -8,6 +8,7 @@ import (
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/kvsm"
 	pb "github.com/shardd/shardd/paxospb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // writeCallback receives a write's result once it is applied, or why it
@@ -20,6 +21,9 @@ type readRequest struct {
 	// read's index, or gets the error that prevented that. It must not
 	// block.
 	serve func(error)
+	// req is the read's handler span and wait the span of its wait for
+	// the leader's confirmation, nil if it is not traced.
+	req, wait trace.Span
 }
 
 // snapshotInstall hands a fully received snapshot to the group's worker,
@@ -45,8 +49,12 @@ type replica struct {
 	// Hints for request handlers, refreshed after every cycle.
 	leader atomic.Uint64
 	active atomic.Bool // not quiesced: the ticker ticks it
-	// applied mirrors the group's applied point after every cycle.
-	applied atomic.Uint64
+	// applied mirrors the group's applied point after every cycle; chosen
+	// and leaderChosen its chosen point and the highest one its leader
+	// reported (group.Replica.LeaderChosen), for the node's status.
+	applied      atomic.Uint64
+	chosen       atomic.Uint64
+	leaderChosen atomic.Uint64
 	// load counts the requests routed to the range (see load.go).
 	load loadTracker
 
@@ -74,6 +82,9 @@ type replica struct {
 	removedAt uint64
 	// confWaiters wait for membership changes proposed here to apply.
 	confWaiters []confWaiter
+	// traces is the group's tracing state, nil while nothing traced is
+	// in flight (see trace.go).
+	traces *replicaTraces
 }
 
 // maxDeferredPrepares bounds the prepares an uninitialized replica keeps.

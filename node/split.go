@@ -61,7 +61,7 @@ func (s *adminServer) SplitRange(ctx context.Context, req *kvpb.SplitRangeReques
 	// Whether this attempt or an earlier one cut the range, the halves
 	// say so; a split that found the range changed says nothing.
 	if _, err := await(ctx, n, func(done func(kvsm.Result, error)) {
-		n.submitWrite(r, kvsm.NewSplit(key, req.NewRangeId), done)
+		n.submitTracedWrite(r, kvsm.NewSplit(key, req.NewRangeId), done, recordingSpan(ctx))
 	}); err != nil {
 		return nil, err
 	}

@@ -27,7 +27,10 @@
 //
 // InitialRanges and EvenSplitKeys build the first map of a new cluster.
 // PlanLeaderBalance proposes leader transfers that spread leadership evenly
-// over the live nodes, and PlanRepair proposes replica moves away from dead
+// over the live nodes, PlanReplicaBalance replica moves that even out the
+// replicas per node, PlanLoadBalance leader transfers and replica moves
+// that spread the ops/s the ranges' leaders serve (within the other two
+// planners' bands), and PlanRepair proposes replica moves away from dead
 // nodes. The planners only read descriptors; carrying a plan out (add a
 // learner, snapshot, promote, remove; or hand off a lease) is the job of
 // the nodes and of the service that drives them.

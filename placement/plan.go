@@ -269,10 +269,7 @@ func PlanReplicaBalance(descs []*kvpb.RangeDescriptor, targets []uint64, busy ma
 			}
 		}
 	}
-	mean := float64(total) / float64(len(nodes))
-	// Within 10% of the mean, or of its rounding when counts are small.
-	hi := max(int(math.Floor(mean*1.1)), int(math.Ceil(mean)))
-	lo := min(int(math.Ceil(mean*0.9)), int(math.Floor(mean)))
+	lo, hi := replicaBounds(total, len(nodes))
 	moved := map[uint64]bool{}
 	var out []Move
 	for len(out) < limit {
@@ -310,6 +307,16 @@ func PlanReplicaBalance(descs []*kvpb.RangeDescriptor, targets []uint64, busy ma
 		out = append(out, Move{RangeID: d.GetRangeId(), Remove: donor, Add: taker})
 	}
 	return out
+}
+
+// replicaBounds returns the band [lo, hi] of replicas per node that
+// counts as balanced when n nodes hold total replicas: within 10% of the
+// mean, or of its rounding when counts are small.
+func replicaBounds(total, n int) (lo, hi int) {
+	mean := float64(total) / float64(n)
+	hi = max(int(math.Floor(mean*1.1)), int(math.Ceil(mean)))
+	lo = min(int(math.Ceil(mean*0.9)), int(math.Floor(mean)))
+	return lo, hi
 }
 
 // Holds reports whether node holds a replica of d, in any role.

@@ -1253,7 +1253,8 @@ type MoveOperation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	From  uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
 	To    uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
-	// reason says why: "asked", "repair" (from is dead) or "balance".
+	// reason says why: "asked", "repair" (from is dead), "balance" (replica
+	// counts) or "load" (the ops/s the nodes serve).
 	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1350,10 +1351,16 @@ type ListOperationsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// operations are the operations under way, by range id, each with a
 	// description of what it does and why.
-	Operations    []*RangeOperation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
-	Descriptions  []string          `protobuf:"bytes,2,rep,name=descriptions,proto3" json:"descriptions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Operations   []*RangeOperation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	Descriptions []string          `protobuf:"bytes,2,rep,name=descriptions,proto3" json:"descriptions,omitempty"`
+	// recent_decisions are the balancer's latest decisions, oldest first,
+	// each with the time the serving leader made it and its reason: leader
+	// transfers (which are not operations: they take milliseconds) and the
+	// steps of load balancing. They live in the memory of the placement
+	// process that answers, not in the replicated state.
+	RecentDecisions []string `protobuf:"bytes,3,rep,name=recent_decisions,json=recentDecisions,proto3" json:"recent_decisions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListOperationsResponse) Reset() {
@@ -1396,6 +1403,13 @@ func (x *ListOperationsResponse) GetOperations() []*RangeOperation {
 func (x *ListOperationsResponse) GetDescriptions() []string {
 	if x != nil {
 		return x.Descriptions
+	}
+	return nil
+}
+
+func (x *ListOperationsResponse) GetRecentDecisions() []string {
+	if x != nil {
+		return x.RecentDecisions
 	}
 	return nil
 }
@@ -1665,12 +1679,13 @@ const file_placementpb_placement_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x17\n" +
-	"\x15ListOperationsRequest\"\x81\x01\n" +
+	"\x15ListOperationsRequest\"\xac\x01\n" +
 	"\x16ListOperationsResponse\x12C\n" +
 	"\n" +
 	"operations\x18\x01 \x03(\v2#.shardd.placement.v1.RangeOperationR\n" +
 	"operations\x12\"\n" +
-	"\fdescriptions\x18\x02 \x03(\tR\fdescriptions\"o\n" +
+	"\fdescriptions\x18\x02 \x03(\tR\fdescriptions\x12)\n" +
+	"\x10recent_decisions\x18\x03 \x03(\tR\x0frecentDecisions\"o\n" +
 	"\x12MoveReplicaRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12 \n" +
 	"\ffrom_node_id\x18\x02 \x01(\x04R\n" +

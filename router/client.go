@@ -3,11 +3,13 @@ package router
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -47,6 +49,12 @@ type Config struct {
 	// single larger request still goes, alone. The default value is
 	// 16 MiB.
 	MaxFrameBytes int
+	// TracerProvider, if set, traces every request: a client span per
+	// operation, whose context the request carries to the node (the
+	// header's traceparent), if the provider samples it. The default
+	// value, nil, starts no span; a request whose ctx carries a sampled
+	// span (the caller's own) still carries its context.
+	TracerProvider trace.TracerProvider
 	// DialOptions are used for every connection to a node. The default
 	// value connects without transport security (loopback and test
 	// clusters) and redials a node within a second of its restart
@@ -100,6 +108,7 @@ type Client struct {
 	source Source
 	pool   *pool
 	cache  *rangeCache
+	tracer trace.Tracer    // nil: tracing off
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -162,6 +171,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		addrs:   make(map[uint64]string),
 		conns:   make(map[string]*nodeConn),
 		suspect: make(map[uint64]time.Time),
+	}
+	if cfg.TracerProvider != nil {
+		c.tracer = cfg.TracerProvider.Tracer("github.com/shardd/shardd/router")
 	}
 	if c.source == nil {
 		if len(cfg.Seeds) == 0 {
@@ -246,6 +258,14 @@ func (c *Client) Stats() Stats {
 // with the leader the Client believes in as leader_node_id (0 if
 // unknown). They are copies.
 func (c *Client) Ranges() []*kvpb.RangeDescriptor { return c.cache.snapshot() }
+
+// NodeAddrs returns the gRPC addresses of the nodes the Client knows, by
+// node id: a copy.
+func (c *Client) NodeAddrs() map[uint64]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return maps.Clone(c.addrs)
+}
 
 // flight is one Source lookup that concurrent cache misses share.
 type flight struct {

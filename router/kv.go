@@ -22,8 +22,8 @@ type ReadOption struct{ stale bool }
 // leader.
 func Stale() ReadOption { return ReadOption{stale: true} }
 
-func readOpts(opts []ReadOption) routeOpts {
-	var ro routeOpts
+func readOpts(op string, opts []ReadOption) routeOpts {
+	ro := routeOpts{op: op}
 	for _, o := range opts {
 		ro.stale = ro.stale || o.stale
 	}
@@ -44,7 +44,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (value
 	if len(key) == 0 {
 		return nil, false, errEmptyKey
 	}
-	resp, err := c.run(ctx, key, readOpts(opts), func(h *kvpb.RequestHeader) *kvpb.Request {
+	resp, err := c.run(ctx, key, readOpts("Get", opts), func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Get{Get: &kvpb.GetRequest{Header: h, Key: key}}}
 	})
 	if err != nil {
@@ -62,9 +62,9 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (value
 
 // writeOpts numbers a new write in the Client's session; the caller must
 // call done when the write is finished.
-func (c *Client) writeOpts() (o routeOpts, done func()) {
+func (c *Client) writeOpts(op string) (o routeOpts, done func()) {
 	seq := c.session.begin()
-	return routeOpts{seq: seq}, func() { c.session.end(seq) }
+	return routeOpts{seq: seq, op: op}, func() { c.session.end(seq) }
 }
 
 // Put sets key to value. Errors as for Get, and the error says the put's
@@ -75,7 +75,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte) error {
 	if len(key) == 0 {
 		return writeFailed(errEmptyKey, false)
 	}
-	o, done := c.writeOpts()
+	o, done := c.writeOpts("Put")
 	defer done()
 	resp, err := c.run(ctx, key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Put{Put: &kvpb.PutRequest{Header: h, Key: key, Value: value}}}
@@ -92,7 +92,7 @@ func (c *Client) Delete(ctx context.Context, key []byte) (found bool, err error)
 	if len(key) == 0 {
 		return false, writeFailed(errEmptyKey, false)
 	}
-	o, done := c.writeOpts()
+	o, done := c.writeOpts("Delete")
 	defer done()
 	resp, err := c.run(ctx, key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Delete{Delete: &kvpb.DeleteRequest{Header: h, Key: key}}}
@@ -141,7 +141,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, cas CAS) (CASResult, error)
 	case cas.Delete && len(cas.NewValue) > 0:
 		return CASResult{}, writeFailed(status.Error(codes.InvalidArgument, "router: CAS has both Delete and NewValue"), false)
 	}
-	o, done := c.writeOpts()
+	o, done := c.writeOpts("CompareAndSwap")
 	defer done()
 	resp, err := c.run(ctx, cas.Key, o, func(h *kvpb.RequestHeader) *kvpb.Request {
 		return &kvpb.Request{Op: &kvpb.Request_Cas{Cas: &kvpb.CompareAndSwapRequest{Header: h, Key: cas.Key,
@@ -206,7 +206,7 @@ func (c *Client) batch(ctx context.Context, ops []Op) error {
 			}
 		}
 	}
-	o, done := c.writeOpts()
+	o, done := c.writeOpts("Batch")
 	defer done()
 	o.check = spans
 	resp, err := c.run(ctx, lo, o, func(h *kvpb.RequestHeader) *kvpb.Request {
@@ -247,7 +247,7 @@ func (c *Client) Scan(ctx context.Context, start, end []byte, limit int, opts ..
 	if len(end) > 0 && bytes.Compare(start, end) >= 0 {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "router: scan start %q does not sort before end %q", start, end)
 	}
-	ro := readOpts(opts)
+	ro := readOpts("Scan", opts)
 	cursor := start
 	for {
 		n := scanChunk

@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -21,6 +23,8 @@ type routeOpts struct {
 	seq uint64
 	// check vets the range the request is about to be routed to.
 	check func(*kvpb.RangeDescriptor) error
+	// op names the operation, for its span: "Get", "Put", ...
+	op string
 }
 
 // run routes one request for key to the range holding it and retries it
@@ -52,6 +56,24 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 	maybeApplied := false
 	if o.seq != 0 {
 		defer func() { err = writeFailed(err, maybeApplied) }()
+	}
+	var tp []byte
+	attempts := 0
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.Start(ctx, "router."+o.op, trace.WithSpanKind(trace.SpanKindClient))
+		if span.IsRecording() {
+			defer func() {
+				span.SetAttributes(tracing.Attempts.Int(attempts))
+				tracing.EndWith(span, err)
+			}()
+		} else {
+			span.End()
+		}
+	}
+	// Only a sampled trace is worth carrying: nobody records the others.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		tp = tracing.Traceparent(sc)
 	}
 	var lastErr error
 	tried := make(map[uint64]bool, 4)
@@ -118,7 +140,8 @@ func (c *Client) run(ctx context.Context, key []byte, o routeOpts, build func(*k
 			continue
 		}
 
-		h := &kvpb.RequestHeader{RangeId: d.RangeId, Generation: d.Generation}
+		h := &kvpb.RequestHeader{RangeId: d.RangeId, Generation: d.Generation, Traceparent: tp}
+		attempts++
 		if o.stale {
 			h.Consistency = kvpb.ReadConsistency_STALE
 		}

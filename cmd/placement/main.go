@@ -2,6 +2,7 @@
 // replicated owner of the range map.
 //
 //	placement start   run one placement process
+//	placement version print the build of this binary
 //	placement help    explain a command and its flags
 //
 // shardd inspects the service: shardd nodes --placement ADDRS and shardd
@@ -24,7 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shardd/shardd/internal/buildinfo"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -62,10 +65,25 @@ range map among themselves; the one that leads serves the API and, once
 --expected-nodes shardd nodes have registered, creates the first ranges on
 them and then keeps their leaders spread evenly, and splits the ranges
 whose data grows past --split-size or whose load passes --split-qps.
+With --balance-load (on by default) it also spreads the load: it moves
+leaders, and if that cannot do, replicas, off nodes that serve more reads
+and writes per second than the mean by over --load-threshold of it (and by
+over --load-floor ops/s), keeping the counts of leaders and replicas per
+node even.
 
 Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
 the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
 		setup: setupStart},
+	{name: "version", summary: "print the build of this binary",
+		doc: `Prints, on one line, the module version, the commit this binary was built
+from (its hash, whether the tree had uncommitted changes, its time), the Go
+version and the platform. 'placement --version' prints the same.`,
+		setup: func(*flag.FlagSet) func(context.Context, *env) error {
+			return func(_ context.Context, e *env) error {
+				_, err := fmt.Fprintln(e.stdout, buildinfo.Line("placement"))
+				return err
+			}
+		}},
 }
 
 // program is placement's help.
@@ -96,6 +114,9 @@ func main() {
 // run runs the command line args (without the program name) and returns
 // the process's exit code.
 func run(ctx context.Context, e *env, args []string) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 {
 		program().WriteUsage(e.stderr)
 		return exitUsage
@@ -179,6 +200,11 @@ type startFlags struct {
 	listen, dataDir, peers  string
 	splitKeys, logLevel     string
 	pprof                   string
+	balanceLoad             bool
+	loadThreshold           float64
+	loadFloor               float64
+	loadCooldown            time.Duration
+	tracing                 provider.Flags
 	initialRanges, replicas int
 	expectedNodes           int
 	balanceInterval         time.Duration
@@ -207,7 +233,12 @@ func setupStart(fs *flag.FlagSet) func(context.Context, *env) error {
 	fs.DurationVar(&f.deadAfter, "dead-after", time.Minute, "how long a node must be silent before its replicas are re-created on other nodes")
 	fs.IntVar(&f.maxConcurrentMoves, "max-concurrent-moves", 2, "replica moves (repairs and balancing) under way at once, at most")
 	fs.IntVar(&f.maxConcurrentSplits, "max-concurrent-splits", 4, "splits under way at once, at most; automatic splits wait for a free one")
+	fs.BoolVar(&f.balanceLoad, "balance-load", true, "spread the reads and writes per second the nodes serve, by moving leaders (and replicas, if leaders cannot do)")
+	fs.Float64Var(&f.loadThreshold, "load-threshold", 0.1, "with --balance-load, move load off a node serving more than the mean by over this fraction of it")
+	fs.Float64Var(&f.loadFloor, "load-floor", 100, "with --balance-load, move load off a node only if it serves more than the mean by over this many ops/s too (0: no floor)")
+	fs.DurationVar(&f.loadCooldown, "load-cooldown", 30*time.Second, "with --balance-load, how long a range whose leader changed stays where it is (its new leader needs a load window or two to measure it)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+	f.tracing.Register(fs)
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6061; empty disables")
 	return func(ctx context.Context, e *env) error {
 		cfg, err := f.config(e.stderr)
@@ -244,7 +275,15 @@ func (f *startFlags) config(logs io.Writer) (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
 		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
 		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits,
-		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves}
+		DeadAfter: f.deadAfter, MaxConcurrentMoves: f.maxConcurrentMoves,
+		LoadThreshold: f.loadThreshold, LoadFloor: offIfZero(f.loadFloor), LoadCooldown: f.loadCooldown}
+	if !f.balanceLoad {
+		cfg.LoadThreshold = -1
+	}
+	var err error
+	if cfg.Tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return cfg, err
+	}
 	switch {
 	case f.id == 0:
 		return cfg, errors.New("--id is required and must not be 0")
@@ -268,6 +307,12 @@ func (f *startFlags) config(logs io.Writer) (service.Config, error) {
 		return cfg, fmt.Errorf("--max-concurrent-moves %d: must be at least 1", f.maxConcurrentMoves)
 	case f.maxConcurrentSplits < 1:
 		return cfg, fmt.Errorf("--max-concurrent-splits %d: must be at least 1", f.maxConcurrentSplits)
+	case f.balanceLoad && f.loadThreshold <= 0:
+		return cfg, fmt.Errorf("--load-threshold %v: must be positive (--balance-load=false turns load balancing off)", f.loadThreshold)
+	case f.balanceLoad && f.loadFloor < 0:
+		return cfg, fmt.Errorf("--load-floor %v: must not be negative (0: no floor)", f.loadFloor)
+	case f.balanceLoad && f.loadCooldown <= 0:
+		return cfg, fmt.Errorf("--load-cooldown %v: must be positive", f.loadCooldown)
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return cfg, fmt.Errorf("--listen: %w", err)

@@ -6,13 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shardd/shardd/internal/testutil"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 func runArgs(ctx context.Context, args ...string) (int, string, string) {
@@ -26,10 +27,17 @@ func runArgs(ctx context.Context, args ...string) (int, string, string) {
 func TestHelpOnEveryCommand(t *testing.T) {
 	for _, c := range commands {
 		_, helpOut, _ := runArgs(context.Background(), "help", c.name)
-		if !strings.HasPrefix(helpOut, "Usage: placement "+c.name+" "+c.args+"\n\n") || !strings.Contains(helpOut, "\nFlags:\n  -") {
+		fs := flagSet(c, io.Discard)
+		c.setup(fs)
+		hasFlags := fs.Lookup("id") != nil
+		if !strings.HasPrefix(helpOut, "Usage: placement "+c.name+" "+c.args+"\n\n") || hasFlags != strings.Contains(helpOut, "\nFlags:\n  -") {
 			t.Errorf("%s help does not explain the flags:\n%s", c.name, helpOut)
 		}
-		for _, args := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {c.name, "--id=1", "-h"}} {
+		argLines := [][]string{{c.name, "--help"}, {c.name, "-h"}}
+		if hasFlags {
+			argLines = append(argLines, []string{c.name, "--id=1", "-h"})
+		}
+		for _, args := range argLines {
 			if code, _, errOut := runArgs(context.Background(), args...); code != exitOK || errOut != helpOut {
 				t.Errorf("%q: exit %d, and its help differs from help's:\n%s", args, code, errOut)
 			}
@@ -39,7 +47,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	var want bytes.Buffer
 	program().WriteUsage(&want)
 	if code != exitOK || out != want.String() || !strings.HasPrefix(out, "placement runs the placement service") ||
-		!strings.Contains(out, "\nUsage:\n  placement <command> [flags]\n\nCommands:\n  start    run one placement process\n  help     explain a command and its flags\n") {
+		!strings.Contains(out, "\nUsage:\n  placement <command> [flags]\n\nCommands:\n  start    run one placement process\n") ||
+		!strings.Contains(out, "\n  help     explain a command and its flags\n") {
 		t.Errorf("help: exit %d\n%s", code, out)
 	}
 	if code, _, errOut := runArgs(context.Background()); code != exitUsage || errOut != out {
@@ -121,7 +130,7 @@ func TestStart(t *testing.T) {
 		defer wg.Done()
 		code, out, logs = runArgs(ctx, "start", "--id", "1", "--listen", addr, "--data-dir", t.TempDir(), "--pprof", pprofAddr)
 	}()
-	pc, err := service.NewClient([]string{addr})
+	pc, err := client.New([]string{addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +169,49 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestVersion checks that version and --version print the build on one
+// line.
+func TestVersion(t *testing.T) {
+	code, out, _ := runArgs(context.Background(), "version")
+	if code != exitOK || !strings.HasPrefix(out, "placement ") || !strings.Contains(out, runtime.Version()) || strings.Count(out, "\n") != 1 {
+		t.Errorf("version: exit %d, printed %q, want one line naming placement and %s", code, out, runtime.Version())
+	}
+	if code, flagOut, _ := runArgs(context.Background(), "--version"); code != exitOK || flagOut != out {
+		t.Errorf("--version: exit %d, printed %q, version printed %q", code, flagOut, out)
+	}
+}
+
+// TestLoadFlags: load balancing is on by default with the service's
+// defaults, reaches the service's config, and --balance-load=false turns
+// it off (a negative threshold); bad values are refused.
+func TestLoadFlags(t *testing.T) {
+	fs := flagSet(find("start"), io.Discard)
+	find("start").setup(fs)
+	for flag, want := range map[string]string{"balance-load": "true", "load-threshold": "0.1", "load-floor": "100", "load-cooldown": "30s"} {
+		if got := fs.Lookup(flag).DefValue; got != want {
+			t.Errorf("--%s defaults to %s, want %s", flag, got, want)
+		}
+	}
+	f := startFlags{id: 1, listen: "127.0.0.1:7000", dataDir: t.TempDir(), initialRanges: 1, replicas: 3,
+		balanceInterval: time.Second, settleTime: time.Second, logLevel: "info", maxConcurrentSplits: 2,
+		deadAfter: time.Minute, maxConcurrentMoves: 2,
+		balanceLoad: true, loadThreshold: 0.2, loadFloor: 0, loadCooldown: 5 * time.Second}
+	cfg, err := f.config(io.Discard)
+	if err != nil || cfg.LoadThreshold != 0.2 || cfg.LoadFloor >= 0 || cfg.LoadCooldown != 5*time.Second {
+		t.Errorf("load flags: threshold %v, floor %v, cooldown %v, %v; want 0.2, negative (no floor), 5s",
+			cfg.LoadThreshold, cfg.LoadFloor, cfg.LoadCooldown, err)
+	}
+	f.balanceLoad = false
+	if cfg, err := f.config(io.Discard); err != nil || cfg.LoadThreshold >= 0 {
+		t.Errorf("--balance-load=false: threshold %v, %v; want negative (off)", cfg.LoadThreshold, err)
+	}
+	dir := t.TempDir()
+	for _, bad := range [][]string{{"--load-threshold", "0"}, {"--load-floor", "-1"}, {"--load-cooldown", "0s"}} {
+		args := append([]string{"start", "--id", "1", "--data-dir", dir}, bad...)
+		if code, _, errOut := runArgs(context.Background(), args...); code == exitOK || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("%q: exit %d, stderr %q; want a failure naming %s", args, code, errOut, bad[0])
+		}
+	}
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -42,6 +44,8 @@ shardd start --placement (see shardd help start).`,
 	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var o demoOptions
 		var logLevel string
+		var tracing provider.Flags
+		tracing.Register(fs)
 		fs.IntVar(&o.ranges, "ranges", 8, "the number of ranges to create (1 to 9000)")
 		fs.StringVar(&o.dataDir, "data-dir", "", "`directory` for the nodes' stores (node1, node2, node3 in it), kept on exit; default a temporary directory removed on exit")
 		fs.DurationVar(&o.tick, "tick", 50*time.Millisecond, "the nodes' logical tick")
@@ -55,6 +59,9 @@ shardd start --placement (see shardd help start).`,
 			if o.logLevel, err = cli.ParseLogLevel(logLevel); err != nil {
 				return usagef("--log-level: %v", err)
 			}
+			if o.tracing, err = tracing.Config(provider.Config{}, os.Getenv); err != nil {
+				return usagef("tracing: %v", err)
+			}
 			if o.tick <= 0 || o.wait <= 0 {
 				return usagef("--tick and --wait must be positive")
 			}
@@ -66,6 +73,10 @@ shardd start --placement (see shardd help start).`,
 	},
 }
 
+// demoMemTableSize sizes the demo nodes' memtables: a demo holds little
+// data, and its WAL files on disk are about as large as its memtables.
+const demoMemTableSize = 8 << 20
+
 // maxDemoRanges is what the placement service bootstraps at most.
 const maxDemoRanges = 9000
 
@@ -75,6 +86,7 @@ type demoOptions struct {
 	tick     time.Duration
 	wait     time.Duration
 	logLevel slog.Level
+	tracing  provider.Config // each node's
 }
 
 func demoNodeIDs() []uint64 {
@@ -133,7 +145,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		cfg := node.Config{
 			NodeID: id, Dir: filepath.Join(dir, "node"+strconv.FormatUint(id, 10)),
 			ListenAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-			TickInterval: o.tick, Logger: logger,
+			TickInterval: o.tick, Logger: logger, Tracing: o.tracing, MemTableSize: demoMemTableSize,
 		}
 		if len(nodes) > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
@@ -165,7 +177,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	}
 	cancel()
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			return cause // the service refused a node: not an interruption
 		}
 		if ctx.Err() != nil {
@@ -184,7 +196,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 // waitForMap waits until the placement service at addr has created the
 // first ranges, and returns how many there are.
 func waitForMap(ctx context.Context, addr string) (int, error) {
-	c, err := service.NewClient([]string{addr})
+	c, err := client.New([]string{addr})
 	if err != nil {
 		return 0, err
 	}

@@ -18,9 +18,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -120,6 +122,8 @@ func (f *kvFlags) encoding() (byteEncoding, error) {
 type kvTarget struct {
 	addrs     []string
 	placement bool // addrs are placement processes, not nodes
+	// tracer traces the requests (see clientTracing); nil for none.
+	tracer trace.TracerProvider
 }
 
 // where names the target in messages: "node at a:1", "placement at a:1".
@@ -148,7 +152,7 @@ func (t kvTarget) runs() string {
 // connect returns a router client that learns ranges from the target.
 func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
 	if !t.placement {
-		c, err := router.New(ctx, router.Config{Seeds: t.addrs})
+		c, err := router.New(ctx, router.Config{Seeds: t.addrs, TracerProvider: t.tracer})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -160,11 +164,11 @@ func (t kvTarget) connect(ctx context.Context) (*router.Client, func(), error) {
 	if err := cli.Probe(ctx, t.addrs); err != nil {
 		return nil, nil, fmt.Errorf("cannot reach %s: is %s running? (%v)%s", t.where(), t.runs(), err, nodesServeHint)
 	}
-	pc, err := service.NewClient(t.addrs)
+	pc, err := client.New(t.addrs)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}, TracerProvider: t.tracer})
 	if err != nil {
 		pc.Close()
 		return nil, nil, err
@@ -244,13 +248,20 @@ func (v *kvVerb) command() *command {
 		doc:     v.doc,
 		setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 			var f kvFlags
+			var tf provider.Flags
 			f.register(fs)
+			tf.Register(fs)
 			parse := v.setup(fs, &f)
 			return func(ctx context.Context, e *env, args []string) error {
 				target, op, err := checkKV(&f, parse, args, e.stdin)
 				if err != nil {
 					return err
 				}
+				stopTracing, err := clientTracing(&tf, &target)
+				if err != nil {
+					return err
+				}
+				defer stopTracing()
 				return runKV(ctx, e, v.name, target, f.timeout, op)
 			}
 		},

@@ -20,7 +20,7 @@ import (
 
 	"github.com/shardd/shardd/internal/linz"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
 )
 
@@ -95,12 +95,12 @@ func TestLinearizability(t *testing.T) {
 	defer cancel()
 	routers := make([]*router.Client, linzRouters)
 	for i := range routers {
-		pc, err := service.NewClient([]string{c.placement})
+		pc, err := client.New([]string{c.placement})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { pc.Close() })
-		if routers[i], err = router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}}); err != nil {
+		if routers[i], err = router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { routers[i].Close() })
@@ -120,7 +120,7 @@ func TestLinearizability(t *testing.T) {
 			runLinzWorker(ctx, h, routers[w%linzRouters], rand.New(rand.NewPCG(seed, uint64(w))), w, &clients, stop)
 		})
 	}
-	pc, err := service.NewClient([]string{c.placement})
+	pc, err := client.New([]string{c.placement})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func (c *linzCluster) keepLogs(t *testing.T, dir string) {
 // nemesis injects one fault at a time, at random, and records when.
 type nemesis struct {
 	c      *linzCluster
-	pc     *service.Client
+	pc     *client.Client
 	rng    *rand.Rand
 	h      *linz.History
 	events []nemesisEvent

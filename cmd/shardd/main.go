@@ -4,10 +4,12 @@
 //	shardd start   run one node
 //	shardd demo    run a three-node cluster inside this process
 //	shardd kv      read and write keys: put, get, del, scan, cas
+//	shardd trace   run one kv request traced and show where its time went
 //	shardd ranges  list the ranges of the cluster, or of a node
 //	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
 //	shardd transfer  move the leadership of a range to another node
+//	shardd version print the build of this binary
 //	shardd help    explain a command and its flags
 //
 // The command is thin: it parses flags, wires a node.Node up and handles
@@ -93,7 +95,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, traceCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand, versionCommand}
 }
 
 func lookup(name string) *command {
@@ -133,6 +135,8 @@ func run(ctx context.Context, e *env, args []string) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		return runHelp(e, rest)
+	case "-version", "--version":
+		name = versionCommand.name
 	}
 	c := lookup(name)
 	if c == nil {

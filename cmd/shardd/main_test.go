@@ -322,29 +322,6 @@ NODE  ADDRESS
 	}
 }
 
-func TestStatusOutput(t *testing.T) {
-	s := &kvpb.NodeStatusResponse{NodeId: 2, Addr: "127.0.0.1:7102", Groups: 8, ActiveGroups: 1, Leaders: 3,
-		CommandsPerValue: 1.5, RecordsPerSync: 4, MessagesPerFrame: 2.25, Syncs: 77}
-	var b bytes.Buffer
-	if err := writeStatusTable(&b, s); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"node                2\n", "address             127.0.0.1:7102\n", "groups              8\n",
-		"active groups       1\n", "leaders             3\n", "commands per value  1.50\n", "messages per frame  2.25\n", "syncs               77\n"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("status table lacks %q:\n%s", want, b.String())
-		}
-	}
-	b.Reset()
-	if err := writeJSON(&b, statusJSON(s)); err != nil {
-		t.Fatal(err)
-	}
-	var got statusOutput
-	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got != statusJSON(s) || !strings.Contains(b.String(), `"active_groups": 1`) {
-		t.Errorf("json: %s %v", b.String(), err)
-	}
-}
-
 func TestDemoCommands(t *testing.T) {
 	cmds := demoCommands("127.0.0.1:4242", "127.0.0.1:4343")
 	want := []string{

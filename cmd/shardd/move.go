@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 )
 
@@ -53,7 +53,7 @@ with another operation.`,
 				return usagef("--to: %v", err)
 			}
 			start := time.Now()
-			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *service.Client) (*placementpb.MoveReplicaResponse, error) {
+			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *client.Client) (*placementpb.MoveReplicaResponse, error) {
 				return c.MoveReplica(ctx, rangeID, src, dst)
 			})
 			if err != nil {

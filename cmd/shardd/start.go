@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 var startCommand = &command{
@@ -108,6 +111,9 @@ type startFlags struct {
 	placement         string
 	faultInjection    bool
 	drainTimeout      time.Duration
+	memTableSize      byteSize
+	walPreallocation  byteSize
+	tracing           provider.Flags
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
@@ -126,6 +132,11 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
+	store := engine.DefaultOptions()
+	f.memTableSize, f.walPreallocation = byteSize(store.MemTableSize), byteSize(store.WALPreallocation)
+	fs.Var(&f.memTableSize, "memtable-size", "`size` of the store's memtables (1MiB to 4GiB): larger ones absorb more writes of the groups' logs before they reach sstables, at the cost of memory and of WAL files about as large on disk")
+	fs.Var(&f.walPreallocation, "wal-preallocation", "`size` of WAL file the store keeps preallocated ahead of its writes; 0 leaves it to Pebble, which preallocates 110% of --memtable-size for every WAL file at once")
+	f.tracing.Register(fs)
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
 
@@ -148,6 +159,11 @@ type startOptions struct {
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
+	// memTableSize and walPreallocation size the store (node.Config).
+	memTableSize     uint64
+	walPreallocation int64
+	// tracing is the node's tracing (node.Config.Tracing).
+	tracing provider.Config
 }
 
 // options checks the flags and turns them into startOptions.
@@ -164,6 +180,12 @@ func (f *startFlags) options() (startOptions, error) {
 		return o, usagef("--tick must be positive, not %v", f.tick)
 	case f.drainTimeout < 0:
 		return o, usagef("--drain-timeout must not be negative, not %v", f.drainTimeout)
+	case f.memTableSize < 1<<20 || f.memTableSize >= 4<<30:
+		return o, usagef("--memtable-size must be at least 1MiB and below 4GiB, not %s", f.memTableSize.String())
+	}
+	o.memTableSize, o.walPreallocation = uint64(f.memTableSize), int64(f.walPreallocation)
+	if o.walPreallocation == 0 {
+		o.walPreallocation = -1 // Pebble's own
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return o, usagef("--listen: %v", err)
@@ -184,6 +206,9 @@ func (f *startFlags) options() (startOptions, error) {
 	}
 	if o.logLevel, err = cli.ParseLogLevel(f.logLevel); err != nil {
 		return o, usagef("--log-level: %v", err)
+	}
+	if o.tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
+		return o, usagef("tracing: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
@@ -265,8 +290,11 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		Seeds:        o.join,
 		TickInterval: o.tick,
 		Logger:       logger,
+		Tracing:      o.tracing,
 
 		EnableFaultInjection: o.faultInjection,
+		MemTableSize:         o.memTableSize,
+		WALPreallocation:     o.walPreallocation,
 	}
 	if len(o.peers) > 0 {
 		cfg.Peers = maps.Clone(o.peers)
@@ -336,9 +364,9 @@ const heartbeatInterval = 250 * time.Millisecond
 // the returned function is called. If a registration is refused for good
 // (the node belongs to another cluster, or its store is not the one it
 // registered with), it calls refused with the error, which matches
-// service.ErrRefused: the node must stop.
+// client.ErrRefused: the node must stop.
 func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFunc) (stop func(), err error) {
-	pc, err := service.NewClient(addrs)
+	pc, err := client.New(addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -346,9 +374,9 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() service.Load {
+			err := client.Heartbeat(ctx, pc, n, heartbeatInterval, func() client.Load {
 				st := n.Stats()
-				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
+				return client.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
 			})
 			if err != nil {
 				refused(fmt.Errorf("node %d: %w", n.ID(), err))
@@ -358,7 +386,7 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	// Peers' addresses come from the service too, so a node needs neither
 	// gossip nor --peers to reach the replicas of its ranges.
 	wg.Go(func() {
-		service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+		client.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
 			for _, n := range nodes {
 				if id != n.ID() {
 					n.SetPeer(id, addr)
@@ -415,7 +443,7 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 	var refused error
 	select {
 	case <-ctx.Done():
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			refused = cause
 			logger.Error("the placement service and the node do not belong together: stopping", "err", cause)
 			break

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 )
 
@@ -53,7 +53,7 @@ refused.`,
 				return usagef("--to: %v", err)
 			}
 			start := time.Now()
-			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *service.Client) (*placementpb.TransferLeaderResponse, error) {
+			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *client.Client) (*placementpb.TransferLeaderResponse, error) {
 				return c.TransferLeader(ctx, rangeID, target)
 			})
 			if err != nil {

@@ -11,9 +11,10 @@ import (
 )
 
 // Automatic splits. Once per balancing round the leader asks the live
-// nodes for the load and size of the ranges they lead (Admin RangeLoad),
-// and splits those past Config.SplitSize at the middle of their bytes, or
-// past Config.SplitQPS at the median of the keys their leader sampled,
+// nodes for the load and size of the ranges they lead (Admin RangeLoad,
+// gatherLoad, whose reports the load balancer uses too), and splits
+// those past Config.SplitSize at the middle of their bytes, or past
+// Config.SplitQPS at the median of the keys their leader sampled,
 // through Server.split: the same recorded, resumable operation as a split
 // a user asks for. At most Config.MaxConcurrentSplits splits are under
 // way at once, the ranges furthest past a threshold first.
@@ -45,19 +46,24 @@ type splitCandidate struct {
 	limit   float64 // the threshold figure passed
 }
 
-// autoSplit is one round of automatic splits: it starts, each in its own
-// goroutine, the splits of the ranges past a threshold, as many as
-// MaxConcurrentSplits leaves room for.
-func (s *Server) autoSplit() {
-	sizeOn, loadOn := s.cfg.SplitSize > 0, s.cfg.SplitQPS > 0
-	if !sizeOn && !loadOn {
-		return
-	}
+// gatherLoad asks the live nodes for the load and size of the ranges they
+// lead (Admin RangeLoad), once per round, for automatic splits and load
+// balancing: one call per node, whose answer lists the node's leaderships.
+// It returns the reports by node, or nil if neither wants them this round
+// (both are off, or splits are and the splits under way are at their
+// limit).
+func (s *Server) gatherLoad() map[uint64][]*kvpb.RangeLoad {
+	sizeOn := s.cfg.SplitSize > 0
 	s.mu.Lock()
 	tm := s.term
-	if tm == nil || tm.rm == nil || s.splitsUnderWayLocked(tm) >= s.cfg.MaxConcurrentSplits {
+	if tm == nil || tm.rm == nil {
 		s.mu.Unlock()
-		return
+		return nil
+	}
+	splits := (sizeOn || s.cfg.SplitQPS > 0) && s.splitsUnderWayLocked(tm) < s.cfg.MaxConcurrentSplits
+	if !splits && s.cfg.LoadThreshold < 0 {
+		s.mu.Unlock()
+		return nil
 	}
 	live := s.liveNodesLocked(tm)
 	addrs := map[uint64]string{}
@@ -67,11 +73,11 @@ func (s *Server) autoSplit() {
 	s.mu.Unlock()
 
 	req := &kvpb.RangeLoadRequest{}
-	if sizeOn {
+	if splits && sizeOn {
 		req.SizeSplitThreshold = uint64(s.cfg.SplitSize)
 	}
 	var mu sync.Mutex
-	var reports []*kvpb.RangeLoad
+	reports := map[uint64][]*kvpb.RangeLoad{}
 	var wg sync.WaitGroup
 	for _, id := range live {
 		wg.Go(func() {
@@ -81,7 +87,7 @@ func (s *Server) autoSplit() {
 					return err
 				}
 				mu.Lock()
-				reports = append(reports, resp.Ranges...)
+				reports[id] = resp.Ranges
 				mu.Unlock()
 				return nil
 			})
@@ -91,9 +97,27 @@ func (s *Server) autoSplit() {
 		})
 	}
 	wg.Wait()
+	return reports
+}
 
+// autoSplit is one round of automatic splits: it starts, each in its own
+// goroutine, the splits of the ranges past a threshold in this round's
+// load reports (see gatherLoad), as many as MaxConcurrentSplits leaves
+// room for.
+func (s *Server) autoSplit(byNode map[uint64][]*kvpb.RangeLoad) {
+	if s.cfg.SplitSize <= 0 && s.cfg.SplitQPS <= 0 {
+		return
+	}
+	var reports []*kvpb.RangeLoad
+	for _, rls := range byNode {
+		reports = append(reports, rls...)
+	}
+	// Sorted, so that ties between candidates go the same way whatever
+	// order the nodes answered in.
+	slices.SortFunc(reports, func(a, b *kvpb.RangeLoad) int { return cmp.Compare(a.RangeId, b.RangeId) })
 	s.mu.Lock()
-	if s.term != tm {
+	tm := s.term
+	if tm == nil || tm.rm == nil {
 		s.mu.Unlock()
 		return
 	}

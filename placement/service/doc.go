@@ -62,14 +62,19 @@
 // round it asks the live nodes for the load and size of the ranges they
 // lead (Admin.RangeLoad), and splits those past Config.SplitSize or
 // Config.SplitQPS, through the same recorded operation as a split asked
-// for (autosplit.go), at most Config.MaxConcurrentSplits at once.
+// for (autosplit.go), at most Config.MaxConcurrentSplits at once. In a
+// round that moved no leader for the counts, the same answers drive load
+// balancing (loadbalance.go): placement.PlanLoadBalance's leader transfers
+// and replica moves off nodes serving more ops/s than the mean by over
+// Config.LoadThreshold of it and Config.LoadFloor.
 //
 // # Clients
 //
-// Client calls the leader wherever it is. Nodes run Heartbeat (register,
-// then report their load) and FollowNodes (learn the other nodes'
-// addresses, so a cluster needs no gossip). RouterSource serves a router
-// the map: lookups on a cache miss, and the Watch stream, which keeps the
-// router's cache fresh and lets it work from its cache while the service
-// is down.
+// The client side lives in package placement/client, which imports none
+// of the server: client.Client calls the leader wherever it is. Nodes run
+// client.Heartbeat (register, then report their load) and
+// client.FollowNodes (learn the other nodes' addresses, so a cluster
+// needs no gossip). client.RouterSource serves a router the map: lookups
+// on a cache miss, and the Watch stream, which keeps the router's cache
+// fresh and lets it work from its cache while the service is down.
 package service

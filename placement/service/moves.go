@@ -6,9 +6,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -151,9 +153,13 @@ func replicaList(d *kvpb.RangeDescriptor) string {
 // driveMove carries op out from whatever step the range's descriptor
 // says it reached, until it is done or ctx ends. The term that started
 // driving op stops driving it when this returns.
-func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) (*placementpb.MoveReplicaResponse, error) {
+func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) (_ *placementpb.MoveReplicaResponse, err error) {
 	defer s.stopDriving(op.RangeId)
 	mv := op.GetMove()
+	ctx, span := s.startOp(ctx, "placement.move", op.RangeId,
+		attribute.Int64("shardd.from", int64(mv.GetFrom())), attribute.Int64("shardd.to", int64(mv.GetTo())),
+		attribute.String("shardd.reason", mv.GetReason()))
+	defer func() { tracing.EndWith(span, err) }()
 	backoff := 10 * time.Millisecond
 	var lastErr error
 	for ctx.Err() == nil {
@@ -333,13 +339,7 @@ func (s *Server) moveReplicas() {
 	}
 	descs := tm.rm.All()
 	targets := s.balanceTargetsLocked(tm)
-	dead := map[uint64]bool{}
-	for id := range tm.nodes {
-		hb, ok := s.heartbeats[id]
-		if (ok && time.Since(hb.at) >= s.cfg.DeadAfter) || (!ok && time.Since(tm.started) >= s.cfg.DeadAfter) {
-			dead[id] = true
-		}
-	}
+	dead := s.deadNodesLocked(tm)
 	s.mu.Unlock()
 
 	var plan []placement.Move
@@ -359,16 +359,47 @@ func (s *Server) moveReplicas() {
 			s.log.Info("cannot start a replica move", "range", m.RangeID, "from", m.Remove, "to", m.Add, "reason", reason, "err", err)
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.driveInBackground([]*placementpb.RangeOperation{op}, nil)
+	}
+}
+
+// driveInBackground drives the started moves ops, one after the other,
+// in a goroutine, each for at most backgroundMoveDeadline, then calls
+// then (if not nil) if they all finished. Each is driven whatever became
+// of the others: a move left unfinished is resumed by a later round
+// (resumeOps), which needs the driving to have stopped.
+func (s *Server) driveInBackground(ops []*placementpb.RangeOperation, then func()) {
+	if len(ops) == 0 {
+		return
+	}
+	s.wg.Go(func() {
+		done := true
+		for _, op := range ops {
 			ctx, cancel := context.WithTimeout(s.ctx, backgroundMoveDeadline)
-			defer cancel()
-			if _, err := s.driveMove(ctx, op); err != nil {
+			_, err := s.driveMove(ctx, op)
+			cancel()
+			if err != nil {
+				done = false
 				s.log.Info("replica move not finished; the next round resumes it", "op", describeOp(op), "err", err)
 			}
-		}()
+		}
+		if done && then != nil {
+			then()
+		}
+	})
+}
+
+// deadNodesLocked returns the registered nodes silent for DeadAfter,
+// whose replicas are to be re-created elsewhere.
+func (s *Server) deadNodesLocked(tm *term) map[uint64]bool {
+	dead := map[uint64]bool{}
+	for id := range tm.nodes {
+		hb, ok := s.heartbeats[id]
+		if (ok && time.Since(hb.at) >= s.cfg.DeadAfter) || (!ok && time.Since(tm.started) >= s.cfg.DeadAfter) {
+			dead[id] = true
+		}
 	}
+	return dead
 }
 
 // backgroundMoveDeadline bounds one background drive of a move; one left

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -36,7 +38,8 @@ import (
 // retry finds the operation and waits for it.
 const opDeadline = 2500 * time.Millisecond
 
-// ListOperations implements the API: the operations under way, by range.
+// ListOperations implements the API: the operations under way, by range,
+// and the balancer's recent decisions.
 func (a *api) ListOperations(context.Context, *placementpb.ListOperationsRequest) (*placementpb.ListOperationsResponse, error) {
 	tm, err := a.s.leading()
 	if err != nil {
@@ -51,6 +54,7 @@ func (a *api) ListOperations(context.Context, *placementpb.ListOperationsRequest
 		resp.Descriptions = append(resp.Descriptions, fmt.Sprintf("%s, under way for %v", describeOp(op),
 			time.Since(time.Unix(0, op.StartedUnixNanos)).Round(time.Millisecond)))
 	}
+	resp.RecentDecisions = slices.Clone(a.s.decisions)
 	return resp, nil
 }
 
@@ -163,9 +167,12 @@ func (s *Server) awaitOpEnd(ctx context.Context, id uint64, what string) (*place
 // driveSplit asks the range's leader to split it, following its hints,
 // until the nodes answer or ctx ends, and records the outcome. The term
 // that started driving op stops driving it when this returns.
-func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation) (*placementpb.SplitRangeResponse, error) {
+func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation) (_ *placementpb.SplitRangeResponse, err error) {
 	defer s.stopDriving(op.RangeId)
 	sp := op.GetSplit()
+	ctx, span := s.startOp(ctx, "placement.split", op.RangeId,
+		attribute.String("shardd.split_key", string(sp.GetKey())), attribute.Int64("shardd.new_range", int64(sp.GetNewRangeId())))
+	defer func() { tracing.EndWith(span, err) }()
 	req := &kvpb.SplitRangeRequest{RangeId: op.RangeId, SplitKey: sp.Key, NewRangeId: sp.NewRangeId}
 	backoff := 20 * time.Millisecond
 	var lastErr error

@@ -15,10 +15,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/shardd/shardd/internal/tracing"
+	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -98,6 +102,24 @@ type Config struct {
 	// started them; automatic splits wait for a free one. The default
 	// value is 4.
 	MaxConcurrentSplits int
+	// LoadThreshold is how far above the mean a node's load (the reads
+	// and writes per second of the ranges it leads, as their leaders
+	// measure them) may be, as a fraction of the mean, before the
+	// balancer moves load off it (loadbalance.go). The default value is
+	// 0.1; a negative value turns load balancing off.
+	LoadThreshold float64
+	// LoadFloor is the least excess over the mean load, in ops/s, that
+	// the balancer acts on, whatever LoadThreshold says: a cluster whose
+	// busiest node serves at most LoadFloor ops/s moves nothing for load.
+	// The default value is 100; a negative value means no floor.
+	LoadFloor float64
+	// LoadCooldown is how long a range whose leader changed is not moved
+	// for load, and counts at its new leader with the load it had at the
+	// old one: a new leader measures a range afresh, which takes it one
+	// or two of its load windows (node.Config.LoadWindow, 10s by
+	// default), and until then reports too little. The default value is
+	// 30s.
+	LoadCooldown time.Duration
 	// PollInterval is how often the process checks whether it leads. The
 	// default value is 100ms.
 	PollInterval time.Duration
@@ -107,6 +129,11 @@ type Config struct {
 	// TickInterval is the placement group's tick (see node.Config). The
 	// default value is 100ms.
 	TickInterval time.Duration
+	// Tracing configures the process's tracing (see package provider):
+	// every split, move and leader transfer is a trace of its own, sampled
+	// at Tracing.Sample, whose Admin calls to the nodes carry its context.
+	// The default value traces nothing.
+	Tracing provider.Config
 	// Logger is where the process logs. The default value is slog.Default().
 	Logger *slog.Logger
 }
@@ -170,6 +197,15 @@ func (c *Config) ensureDefaults() {
 	if c.MaxConcurrentSplits == 0 {
 		c.MaxConcurrentSplits = 4
 	}
+	if c.LoadThreshold == 0 {
+		c.LoadThreshold = 0.1
+	}
+	if c.LoadFloor == 0 {
+		c.LoadFloor = 100
+	}
+	if c.LoadCooldown == 0 {
+		c.LoadCooldown = 30 * time.Second
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
@@ -202,6 +238,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("placement: %d replicas per range; it must be at least 1", c.Replicas)
 	case c.MaxConcurrentSplits < 0:
 		return fmt.Errorf("placement: %d concurrent splits; it must be at least 1", c.MaxConcurrentSplits)
+	case c.LoadCooldown < 0:
+		return fmt.Errorf("placement: load cooldown %v; it must not be negative", c.LoadCooldown)
 	case c.ExpectedNodes < c.Replicas:
 		return fmt.Errorf("placement: %d expected nodes cannot hold %d replicas per range on distinct nodes; expect at least %d nodes",
 			c.ExpectedNodes, c.Replicas, c.Replicas)
@@ -245,6 +283,8 @@ type Server struct {
 	store store
 	conn  *grpc.ClientConn // to the process's own node
 	nodes *connPool        // to shardd nodes
+	// tracer traces the operations (startOp).
+	tracer trace.Tracer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -268,6 +308,12 @@ type Server struct {
 	// autoSplitting are the ranges automatic splits are starting or
 	// driving (autosplit.go).
 	autoSplitting map[uint64]bool
+	// loads is the load balancer's memory (loadbalance.go); only the
+	// control loop touches it.
+	loads loadMemory
+	// decisions are the balancer's latest decisions, oldest first, at
+	// most maxDecisions, for ListOperations.
+	decisions []string
 }
 
 type heartbeat struct {
@@ -317,6 +363,12 @@ type term struct {
 
 const maxHistory = 4096
 
+// storeMemTableSize sizes the memtables of a placement process's store. It
+// holds the range map and the node records, a few MB at most even for
+// thousands of ranges, so small memtables do (the WAL files on disk are
+// about as large).
+const storeMemTableSize = 4 << 20
+
 // Start opens the process's store, starts its node and serves.
 func Start(cfg Config) (*Server, error) {
 	cfg.ensureDefaults()
@@ -330,9 +382,13 @@ func Start(cfg Config) (*Server, error) {
 	for _, id := range voters {
 		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
 	}
+	tcfg := cfg.Tracing
+	if tcfg.ServiceName == "" {
+		tcfg.ServiceName = "placement"
+	}
 	n, err := node.Start(node.Config{
 		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
-		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc},
+		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc}, MemTableSize: storeMemTableSize, Tracing: tcfg,
 		Logger:           cfg.Logger.With("placement", cfg.ID),
 		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
 	})
@@ -344,6 +400,7 @@ func Start(cfg Config) (*Server, error) {
 		s.cfg.Peers = map[uint64]string{cfg.ID: n.Addr()}
 	}
 	s.node.Store(n)
+	s.tracer = n.TracerProvider().Tracer("github.com/shardd/shardd/placement/service")
 	if s.conn, err = grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		n.Stop()
 		return nil, err
@@ -452,10 +509,17 @@ func (s *Server) step() {
 		s.lastBal = time.Now()
 		s.resumeOps()
 		s.moveReplicas()
-		s.autoSplit()
+		reports := s.gatherLoad()
+		s.autoSplit(reports)
 		s.heal()
-		if err := s.balance(); err != nil {
+		moved, err := s.balance()
+		switch {
+		case err != nil:
 			s.log.Info("leader balancing round failed", "err", err)
+		case moved == 0:
+			// Load moves plan from the leaders the reports name: not in a
+			// round that moved leaders to even out their counts.
+			s.balanceLoad(reports)
 		}
 	}
 }
@@ -894,6 +958,12 @@ func (s *Server) createOn(byNode map[uint64][]*kvpb.RangeDescriptor, addrs map[u
 	return failed
 }
 
+// startOp starts the span of a placement operation on range id: a root,
+// or the child of the operation it serves (a move's leader transfer).
+func (s *Server) startOp(ctx context.Context, name string, id uint64, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, name, trace.WithAttributes(append(attrs, tracing.Range.Int64(int64(id)), attribute.Int64("shardd.placement", int64(s.cfg.ID)))...))
+}
+
 // callNode runs one Admin call on a shardd node, bounded by RPCTimeout.
 func (s *Server) callNode(addr string, call func(context.Context, kvpb.AdminClient) error) error {
 	return s.callNodeCtx(s.ctx, addr, call)
@@ -915,13 +985,13 @@ func (s *Server) callNodeCtx(ctx context.Context, addr string, call func(context
 
 // balance is one leader-spreading round: learn who leads what from the
 // live nodes, record it as hints, and ask leaders to hand off where the
-// plan says so.
-func (s *Server) balance() error {
+// plan says so. It returns the number of transfers it asked for.
+func (s *Server) balance() (int, error) {
 	s.mu.Lock()
 	tm := s.term
 	if tm == nil || tm.rm == nil {
 		s.mu.Unlock()
-		return errNotLeading
+		return 0, errNotLeading
 	}
 	live := s.liveNodesLocked(tm)
 	// Asking every node which ranges it leads costs in proportion to the
@@ -931,7 +1001,7 @@ func (s *Server) balance() error {
 	if s.skipped < hintRefreshRounds && s.reportedBalancedLocked(tm, live) {
 		s.skipped++
 		s.mu.Unlock()
-		return nil
+		return 0, nil
 	}
 	s.skipped = 0
 	addrs := map[uint64]string{}
@@ -974,13 +1044,13 @@ func (s *Server) balance() error {
 	s.adoptReportedSplits(reported)
 	// Record the leaders as hints, in one mutation.
 	if _, _, err := s.recordLeaders(s.ctx, actual); err != nil {
-		return err
+		return 0, err
 	}
 
 	s.mu.Lock()
 	if s.term == nil {
 		s.mu.Unlock()
-		return errNotLeading
+		return 0, errNotLeading
 	}
 	all := s.term.rm.All()
 	targets := s.balanceTargetsLocked(s.term)
@@ -999,11 +1069,21 @@ func (s *Server) balance() error {
 		}
 	}
 	if len(todo) == 0 {
-		return nil
+		return 0, nil
 	}
 	s.log.Info("moving leaders", "transfers", len(todo), "planned", len(plan))
+	s.noteDecision(fmt.Sprintf("leader counts: %d leader transfers (%d planned) to even out the leaders per node", len(todo), len(plan)))
+	return len(todo), s.transferLeaders(todo, descs, addrs)
+}
+
+// transferLeaders hands over the leaderships of todo, at most
+// MaxTransfersInFlight at once, and records where they went. descs are
+// the ranges by id, whose leader hints say whom to ask first.
+func (s *Server) transferLeaders(todo []placement.Transfer, descs map[uint64]*kvpb.RangeDescriptor, addrs map[uint64]string) error {
 	slots := make(chan struct{}, s.cfg.MaxTransfersInFlight)
 	var failed atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	moved := map[uint64]uint64{}
 	for _, t := range todo {
 		slots <- struct{}{}
@@ -1098,7 +1178,9 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c := p.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Admin calls carry the trace context of the operation they serve.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(tracing.UnaryClientInterceptor()))
 	if err != nil {
 		return nil, err
 	}

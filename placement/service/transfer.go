@@ -5,9 +5,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -87,7 +89,9 @@ const (
 // transferLeader asks the leader of range d to hand its leadership to node
 // to, and returns once to leads (node Admin.TransferLeader answers then).
 // The balancer and the TransferLeader API both move leaders through here.
-func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to uint64, addrs map[uint64]string) error {
+func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to uint64, addrs map[uint64]string) (err error) {
+	ctx, span := s.startOp(ctx, "placement.transfer", d.RangeId, attribute.Int64("shardd.to", int64(to)))
+	defer func() { tracing.EndWith(span, err) }()
 	start := time.Now()
 	return s.askLeader(ctx, d, addrs, func(ctx context.Context, c kvpb.AdminClient) error {
 		_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: to})
