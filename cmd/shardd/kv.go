@@ -522,7 +522,7 @@ func staleOpts(stale bool) []router.ReadOption {
 
 const staleUsage = "let any replica answer from what it has applied, which may lag behind the latest writes (spares the leader, and works while the range has no leader)"
 
-const valueFileUsage = "read the value from this `file`, its bytes as they are, instead of an argument"
+const valueFileUsage = "read the value from this `file`, its bytes exactly, instead of an argument"
 
 // The JSON outputs of the verbs. Encoding names how their keys and
 // values are written (see byteEncoding.forJSON).
@@ -603,19 +603,21 @@ again: harmless, unless another client wrote KEY in between.`,
 
 var kvGet = &kvVerb{
 	name:    "get",
-	args:    "[--addr host:port] [--placement ADDRS] [--stale] KEY",
+	args:    "[--addr host:port] [--placement ADDRS] [--stale] [--value-file FILE] KEY",
 	summary: "print KEY's value",
 	doc: `
 Get prints KEY's value and a newline (the bytes as they are, unless --hex
-or --base64 encodes them). If KEY does not exist, it prints "key not
-found" on stderr (and with --json an object whose "found" is false on
-stdout) and exits 1.
+or --base64 encodes them), or with --value-file writes the value's bytes,
+exactly, to a file. If KEY does not exist, it prints "key not found" on
+stderr (and with --json an object whose "found" is false on stdout) and
+exits 1.
 
 The read is linearizable (it sees every write acknowledged before it
 began), served by the range's leader, unless --stale lets any replica
 answer.`,
 	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
 		stale := fs.Bool("stale", false, staleUsage)
+		valueFile := fs.String("value-file", "", "write the value to this `file` (created or truncated), its bytes exactly, instead of printing it")
 		return func(l *kvLine) (kvOp, error) {
 			if err := l.count([]string{"KEY"}, 1); err != nil {
 				return nil, err
@@ -624,16 +626,21 @@ answer.`,
 			if err != nil {
 				return nil, err
 			}
-			opts := staleOpts(*stale)
+			opts, file := staleOpts(*stale), *valueFile
 			return func(ctx context.Context, s kvStore, w io.Writer) error {
 				value, found, err := s.Get(ctx, key, opts...)
 				if err != nil {
 					return err
 				}
+				if found && file != "" {
+					if err := os.WriteFile(file, value, 0o644); err != nil {
+						return fmt.Errorf("--value-file: %w", err)
+					}
+				}
 				if l.json {
 					enc := l.enc.forJSON(key, value)
 					out := getOutput{Key: enc.encode(key), Found: found, Encoding: enc}
-					if found {
+					if found && file == "" {
 						v := enc.encode(value)
 						out.Value = &v
 					}
@@ -644,7 +651,7 @@ answer.`,
 				if !found {
 					return fmt.Errorf("key not found: %s", l.enc.show(key))
 				}
-				if l.json {
+				if l.json || file != "" {
 					return nil
 				}
 				if l.enc != encText {

@@ -558,6 +558,11 @@ func TestKVCluster(t *testing.T) {
 	if out, _ := kv(exitOK, "get", "--addr", addr(0), "--base64", "azAwMDM="); out != base64.StdEncoding.EncodeToString(big)+"\n" {
 		t.Errorf("get --base64 of the 1 MiB value from a file: %d bytes, not what was put", len(out))
 	}
+	back := filepath.Join(t.TempDir(), "back")
+	expect("", "get", "--addr", addr(1), "k0003", "--value-file", back)
+	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("get --value-file of the 1 MiB value: %d bytes, %v; not what was put", len(got), err)
+	}
 	code, _, stderr := runSyncIn(t, bytes.NewReader(append(big, 'x')), "kv", "put", "--addr", addr(0), "k0004", "-")
 	if want := "shardd kv put: the request was refused: put.value is 1048577 bytes, limit is 1048576\n"; code != exitError || stderr != want {
 		t.Errorf("put of 1 MiB and a byte: exit %d, %q; want %q", code, stderr, want)
@@ -704,7 +709,7 @@ func TestKVBinaryKeys(t *testing.T) {
 
 // TestKVValueFromStdinAndFile: "-" reads the value from standard input
 // and --value-file from a file, bytes as they are, 1 MiB included (more
-// than Linux lets one argument be).
+// than Linux lets one argument be); get --value-file writes them back.
 func TestKVValueFromStdinAndFile(t *testing.T) {
 	s := newFakeStore(nil)
 	big := make([]byte, 1<<20)
@@ -739,6 +744,20 @@ func TestKVValueFromStdinAndFile(t *testing.T) {
 		if got, ok := s.kvs[tc.key]; !ok || got != string(tc.want) {
 			t.Errorf("%q: %s holds %d bytes, want %d", tc.args[:2], tc.key, len(got), len(tc.want))
 		}
+	}
+	// get --value-file writes the bytes back exactly, no newline added.
+	out := filepath.Join(t.TempDir(), "out")
+	if printed, err := doKV(t, s, nil, "get", "big", "--value-file", out); err != nil || printed != "" {
+		t.Errorf("get --value-file: printed %q, %v", printed, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("get --value-file wrote %d bytes, %v; want the %d put", len(got), err, len(big))
+	}
+	if printed, err := doKV(t, s, nil, "get", "--json", "--value-file", out, "empty"); err != nil || !strings.Contains(printed, `"found": true`) || strings.Contains(printed, `"value"`) {
+		t.Errorf("get --json --value-file: printed %q, %v", printed, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || len(got) != 0 {
+		t.Errorf("get --value-file of an empty value: %q, %v", got, err)
 	}
 	_, _, err := parseKV("put", "--value-file", filepath.Join(t.TempDir(), "nope"), "k")
 	if err == nil || !strings.Contains(err.Error(), "--value-file: open ") {
