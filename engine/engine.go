@@ -83,6 +83,9 @@ type Engine struct {
 	metrics engineMetrics
 	// tmpSeq names the temporary files of snapshot ingestion.
 	tmpSeq atomic.Uint64
+	// lock is the directory's lock (lockDir), held from before Pebble
+	// opens until after it closes.
+	lock *pebble.Lock
 }
 
 // commitFatalFormat is the format of the one Fatalf call of Pebble's commit
@@ -193,22 +196,32 @@ func Open(opts Options) (*Engine, error) {
 	if err := mkdirAllSynced(opts.FS, opts.Dir); err != nil {
 		return nil, fmt.Errorf("engine: create %s: %w", opts.Dir, err)
 	}
+	lock, err := lockDir(opts.FS, opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	po.Lock, e.lock = lock, lock
 	// Leftovers of snapshot ingests that a crash interrupted are garbage:
 	// the ingest never reached Pebble (see snapshot_writer.go).
 	if err := opts.FS.RemoveAll(e.tmpDir()); err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("engine: clean %s: %w", e.tmpDir(), err)
 	}
 	var db *pebble.DB
-	err := e.guard(func() (err error) {
+	err = e.guard(func() (err error) {
 		db, err = pebble.Open(opts.Dir, po)
 		return err
 	})
 	if err != nil {
+		if !e.fatal.Load() {
+			_ = lock.Close()
+		}
 		return nil, fmt.Errorf("engine: open %s: %w", opts.Dir, err)
 	}
 	e.db = db
 	if f := e.failure.Load(); f != nil {
 		_ = db.Close()
+		_ = lock.Close()
 		return nil, f
 	}
 	if err := e.newMetrics(opts.MeterProvider); err != nil {
@@ -280,9 +293,12 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.metrics.close()
 	if e.fatal.Load() {
-		return e.Err()
+		return e.Err() // the lock stays held too, until the process exits
 	}
 	err := e.guard(e.db.Close)
+	if !e.fatal.Load() {
+		err = errors.Join(err, e.lock.Close())
+	}
 	if f := e.failure.Load(); f != nil {
 		return f
 	}

@@ -119,7 +119,20 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	signalled, sinceSignal := ctx, cli.StopClock(ctx)
 	dir, temp := o.dataDir, false
+	// Said last, once everything has stopped and the data is gone, on
+	// stdout like the banner: the demo logs only warnings by default.
+	defer func() {
+		if err != nil || signalled.Err() == nil {
+			return
+		}
+		data := "data kept in " + dir
+		if temp {
+			data = "data removed"
+		}
+		fmt.Fprintf(e.stdout, "shardd demo: stopped cleanly, %v after the signal (%s).\n", sinceSignal().Round(time.Millisecond), data)
+	}()
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "shardd-demo-"); err != nil {
 			return err

@@ -156,6 +156,9 @@ func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duratio
 	if err != nil || len(list) == 0 {
 		return zero, usagef("--placement: give the host:port of a placement process (%v)", err)
 	}
+	if err := cli.Probe(ctx, list); err != nil { // see kvTarget.connect
+		return zero, fmt.Errorf("cannot reach placement at %s: is `placement start` running? (%v)", addrs, err)
+	}
 	c, err := client.New(list)
 	if err != nil {
 		return zero, err

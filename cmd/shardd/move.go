@@ -34,10 +34,6 @@ with another operation.`,
 		asJSON := fs.Bool("json", false, "print JSON instead of a line of text")
 		timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the move, retries included")
 		return func(ctx context.Context, e *env, args []string) error {
-			args, err := parseTrailingFlags(fs, args)
-			if err != nil {
-				return err
-			}
 			if len(args) != 1 {
 				return usagef("want one RANGE id, got %q", args)
 			}

@@ -7,11 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -324,12 +320,11 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 func runStart(ctx context.Context, e *env, o startOptions) error {
 	logger := o.logFormat.NewLogger(e.stderr, o.logLevel)
 	if o.pprof != "" {
-		lis, err := net.Listen("tcp", o.pprof)
+		stopPprof, err := cli.ServePprof(o.pprof)
 		if err != nil {
-			return fmt.Errorf("pprof: %w", err)
+			return err
 		}
-		defer lis.Close()
-		go func() { _ = http.Serve(lis, nil) }() // net/http/pprof registers on the default mux
+		defer stopPprof()
 	}
 	ep, err := endpoint.Open(o.metricsAddr)
 	if err != nil {
@@ -344,25 +339,30 @@ func runStart(ctx context.Context, e *env, o startOptions) error {
 	if err != nil {
 		return err
 	}
+	sinceSignal := cli.StopClock(ctx)
 	gossip := n.GossipAddr()
 	if gossip == "" {
 		gossip = "off"
 	}
 	ctx, refused := context.WithCancelCause(ctx)
 	defer refused(nil)
+	unregister := func() {}
 	if len(o.placement) > 0 {
-		stop, err := register(o.placement, []*node.Node{n}, refused)
-		if err != nil {
+		if unregister, err = register(o.placement, []*node.Node{n}, refused); err != nil {
 			n.Stop()
 			return err
 		}
-		defer stop()
 	}
 	if url := ep.URL(); url != "" {
 		fmt.Fprintf(e.stdout, "shardd node %d metrics on %s\n", n.ID(), url)
 	}
 	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
-	return serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)
+	err = serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)
+	unregister()
+	if err == nil {
+		cli.LogStopped(logger, sinceSignal())
+	}
+	return err
 }
 
 // drain hands off the nodes' leaderships, all at once, for at most
@@ -447,7 +447,8 @@ func startNode(e *env, cfg node.Config, bootstrap []*kvpb.RangeDescriptor, logge
 // leaderships for at most drainTimeout on a signal. If a node stops by
 // itself first (a disk error), it stops the others and returns the node's
 // error; a refused registration is returned too. A node stopped by an
-// operator (shardd drain) ends serve cleanly.
+// operator (shardd drain) ends serve cleanly: it returns nil, and the
+// caller, once it has stopped the rest, says "stopped cleanly".
 func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger, drainTimeout time.Duration) error {
 	died := make(chan *node.Node, len(nodes))
 	quit := make(chan struct{})
@@ -485,9 +486,14 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 			failed = nil
 		}
 	}
-	for _, n := range slices.Backward(nodes) {
-		n.Stop() // waits for a stop already under way to finish
+	// The nodes stop together: each one's stop is mostly waiting (its
+	// gossip leave lingers for the news to spread), so one after the
+	// other would add the waits up.
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(n.Stop) // waits for a stop already under way to finish
 	}
+	wg.Wait()
 	for _, n := range nodes {
 		if err := n.Err(); err != nil {
 			return fmt.Errorf("node %d stopped after a disk error: %w", n.ID(), err)
@@ -499,6 +505,5 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 	if failed != nil {
 		return fmt.Errorf("node %d stopped unexpectedly", failed.ID())
 	}
-	logger.Info("stopped cleanly")
 	return nil
 }
