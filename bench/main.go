@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,9 +90,10 @@ func writeCmd(args []string) error {
 	pprof := fs.String("pprof", "", "serve node 1's profiles on this host:port (e.g. 127.0.0.1:6060)")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile of the run to this file")
 	clientKind := fs.String("client", "router", "how to write: router (package router), or direct (one stream per node straight to the leaders, the range map read once, no retries)")
+	nodeFlags := fs.String("node-flags", "", "more flags for every node's shardd start, space-separated (e.g. \"--memtable-size=16MiB\"), to compare settings with the same build")
 	fs.Parse(args)
 
-	c, cleanup, err := setup(*groups, *pprof)
+	c, cleanup, err := setup(*groups, *pprof, strings.Fields(*nodeFlags)...)
 	if err != nil {
 		return err
 	}

@@ -79,8 +79,13 @@ type Engine struct {
 	// operation may hold its locks.
 	fatal atomic.Bool
 	stats statsRecorder
+	// metrics are the engine's instruments (metrics.go).
+	metrics engineMetrics
 	// tmpSeq names the temporary files of snapshot ingestion.
 	tmpSeq atomic.Uint64
+	// lock is the directory's lock (lockDir), held from before Pebble
+	// opens until after it closes.
+	lock *pebble.Lock
 }
 
 // commitFatalFormat is the format of the one Fatalf call of Pebble's commit
@@ -165,8 +170,12 @@ func Open(opts Options) (*Engine, error) {
 	e.drained.L = &e.mu
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
+	pfs := opts.FS
+	if opts.WALPreallocation > 0 {
+		pfs = walPreallocFS{FS: pfs, chunk: opts.WALPreallocation}
+	}
 	po := &pebble.Options{
-		FS:                          opts.FS,
+		FS:                          pfs,
 		Cache:                       cache,
 		MemTableSize:                opts.MemTableSize,
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -187,23 +196,37 @@ func Open(opts Options) (*Engine, error) {
 	if err := mkdirAllSynced(opts.FS, opts.Dir); err != nil {
 		return nil, fmt.Errorf("engine: create %s: %w", opts.Dir, err)
 	}
+	lock, err := lockDir(opts.FS, opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	po.Lock, e.lock = lock, lock
 	// Leftovers of snapshot ingests that a crash interrupted are garbage:
 	// the ingest never reached Pebble (see snapshot_writer.go).
 	if err := opts.FS.RemoveAll(e.tmpDir()); err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("engine: clean %s: %w", e.tmpDir(), err)
 	}
 	var db *pebble.DB
-	err := e.guard(func() (err error) {
+	err = e.guard(func() (err error) {
 		db, err = pebble.Open(opts.Dir, po)
 		return err
 	})
 	if err != nil {
+		if !e.fatal.Load() {
+			_ = lock.Close()
+		}
 		return nil, fmt.Errorf("engine: open %s: %w", opts.Dir, err)
 	}
 	e.db = db
 	if f := e.failure.Load(); f != nil {
 		_ = db.Close()
+		_ = lock.Close()
 		return nil, f
+	}
+	if err := e.newMetrics(opts.MeterProvider); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: metrics: %w", err)
 	}
 	return e, nil
 }
@@ -268,10 +291,14 @@ func (e *Engine) Close() error {
 		e.drained.Wait()
 	}
 	e.mu.Unlock()
+	e.metrics.close()
 	if e.fatal.Load() {
-		return e.Err()
+		return e.Err() // the lock stays held too, until the process exits
 	}
 	err := e.guard(e.db.Close)
+	if !e.fatal.Load() {
+		err = errors.Join(err, e.lock.Close())
+	}
 	if f := e.failure.Load(); f != nil {
 		return f
 	}
@@ -340,5 +367,8 @@ func (e *Engine) apply(pb *pebble.Batch, sync bool, records int) error {
 		return f
 	}
 	e.stats.recordCommit(sync, records, pb.Len(), d)
+	if sync {
+		e.metrics.recordSync(records, d)
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Logger receives the storage layer's log messages. Its method set is the
@@ -51,6 +52,17 @@ type Options struct {
 	// The default value is 64 MiB.
 	MemTableSize uint64
 
+	// WALPreallocation is how many bytes of a WAL file are preallocated
+	// ahead of what has been written, to spare the fsyncs of a growing WAL
+	// the block allocations. Pebble on its own preallocates 110% of
+	// MemTableSize for each WAL file at once, and a store that took a few
+	// MB of writes holds several WAL files (one per memtable, and Pebble's
+	// first memtables are small): with 64 MiB memtables that was 70 MiB of
+	// disk per file, hardly any of it written (see walPreallocFS). A
+	// negative value leaves preallocation to Pebble. The default value is
+	// 4 MiB.
+	WALPreallocation int64
+
 	// MaxConcurrentCompactions bounds Pebble's background compactions. The
 	// default value is 2.
 	MaxConcurrentCompactions int
@@ -59,6 +71,11 @@ type Options struct {
 	// log/slog's default logger; its Fatalf logs at error level and returns
 	// (see Logger for what happens next).
 	Logger Logger
+
+	// MeterProvider receives the engine's metrics: WAL fsync latency and
+	// records per fsync (see metrics.go). The default value is nil: no
+	// metrics.
+	MeterProvider metric.MeterProvider
 
 	// DisableAutomaticCompactions turns Pebble's background compactions off.
 	// Only tests that must count every filesystem operation (error
@@ -69,6 +86,7 @@ type Options struct {
 const (
 	defaultCacheSize                = 128 << 20
 	defaultMemTableSize             = 64 << 20
+	defaultWALPreallocation         = 4 << 20
 	defaultMaxConcurrentCompactions = 2
 
 	minMemTableSize = 1 << 20
@@ -94,6 +112,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = defaultMemTableSize
+	}
+	if o.WALPreallocation == 0 {
+		o.WALPreallocation = defaultWALPreallocation
 	}
 	if o.MaxConcurrentCompactions == 0 {
 		o.MaxConcurrentCompactions = defaultMaxConcurrentCompactions

@@ -124,4 +124,6 @@ type Status struct {
 	// way, if any; Transferring is what the method of that name reports.
 	Transferee   uint64
 	Transferring bool
+	// LeaderChosen is what the method of that name reports.
+	LeaderChosen uint64
 }

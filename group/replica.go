@@ -73,6 +73,10 @@ type Replica struct {
 	chosen   uint64
 	applied  uint64
 	meta     pb.Meta
+	// leaderChosen is the highest chosen point a leader reported in its
+	// accepts and heartbeats: how far chosen and applied are behind it is
+	// what tells an operator that this replica has not caught up.
+	leaderChosen uint64
 	// conf is the configuration after every chosen entry: the one that
 	// decides quorums for slot chosen+1.
 	conf pb.Config
@@ -438,6 +442,7 @@ func (r *Replica) handleAccept(m pb.Message) {
 			r.accept(e)
 		}
 	}
+	r.leaderChosen = max(r.leaderChosen, m.Chosen)
 	r.learnChosen(m.Chosen, m.Ballot)
 	r.send(pb.Message{Type: pb.MsgAccepted, To: m.From, Ballot: m.Ballot, Index: m.Index, LastIndex: m.LastIndex,
 		Chosen: r.chosen, Seq: m.Seq, Reject: r.acceptorReject()})
@@ -447,6 +452,7 @@ func (r *Replica) handleHeartbeat(m pb.Message) {
 	if !r.acceptFromLeader(m, pb.MsgHeartbeatResp) {
 		return
 	}
+	r.leaderChosen = max(r.leaderChosen, m.Chosen)
 	r.learnChosen(m.Chosen, m.Ballot)
 	resp := pb.Message{Type: pb.MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Seq: m.Seq, Index: m.Chosen, Chosen: r.chosen,
 		Reject: r.acceptorReject()}
@@ -846,7 +852,7 @@ func (r *Replica) maybeTruncate() {
 func (r *Replica) Status() Status {
 	st := Status{
 		ID: r.id, Role: r.role, Leader: r.leader, Ballot: r.ballot, Promised: r.promised, Transferring: r.Transferring(),
-		Chosen: r.chosen, Applied: r.applied, LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
+		Chosen: r.chosen, Applied: r.applied, LeaderChosen: r.LeaderChosen(), LastIndex: r.log.last(), FirstIndex: r.meta.Index + 1,
 		Config: cloneConfig(r.conf), LeaseValid: r.LeaseValid(), Quiesced: r.lease.quiesced,
 		Bound: r.boundNow(),
 	}
@@ -861,6 +867,12 @@ func (r *Replica) Applied() uint64 { return r.applied }
 
 // Chosen returns the chosen point.
 func (r *Replica) Chosen() uint64 { return r.chosen }
+
+// LeaderChosen returns the highest chosen point a leader has reported to
+// this replica, or its own chosen point if that is higher (on a leader, it
+// always is). A replica whose Chosen or Applied is below it has not caught
+// up with its group.
+func (r *Replica) LeaderChosen() uint64 { return max(r.leaderChosen, r.chosen) }
 
 // LastIndex returns the last slot of the log: right after a successful
 // Propose, the slot the value was given.

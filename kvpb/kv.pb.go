@@ -2732,17 +2732,44 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_kvpb_kv_proto_rawDescGZIP(), []int{41}
 }
 
+// NodeStatusResponse is what an operator acts on. Durations are measured
+// on the node's clock and reported as ages, so the caller's clock does not
+// matter.
 type NodeStatusResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	NodeId           uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Addr             string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	Groups           uint32                 `protobuf:"varint,3,opt,name=groups,proto3" json:"groups,omitempty"`
-	ActiveGroups     uint32                 `protobuf:"varint,4,opt,name=active_groups,json=activeGroups,proto3" json:"active_groups,omitempty"`
-	Leaders          uint32                 `protobuf:"varint,5,opt,name=leaders,proto3" json:"leaders,omitempty"`
-	CommandsPerValue float64                `protobuf:"fixed64,6,opt,name=commands_per_value,json=commandsPerValue,proto3" json:"commands_per_value,omitempty"`
-	RecordsPerSync   float64                `protobuf:"fixed64,7,opt,name=records_per_sync,json=recordsPerSync,proto3" json:"records_per_sync,omitempty"`
-	MessagesPerFrame float64                `protobuf:"fixed64,8,opt,name=messages_per_frame,json=messagesPerFrame,proto3" json:"messages_per_frame,omitempty"`
-	Syncs            uint64                 `protobuf:"varint,9,opt,name=syncs,proto3" json:"syncs,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr   string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// groups counts the node's replicas, active_groups those not quiesced,
+	// and leaders those that lead their range.
+	Groups           uint32  `protobuf:"varint,3,opt,name=groups,proto3" json:"groups,omitempty"`
+	ActiveGroups     uint32  `protobuf:"varint,4,opt,name=active_groups,json=activeGroups,proto3" json:"active_groups,omitempty"`
+	Leaders          uint32  `protobuf:"varint,5,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	CommandsPerValue float64 `protobuf:"fixed64,6,opt,name=commands_per_value,json=commandsPerValue,proto3" json:"commands_per_value,omitempty"`
+	RecordsPerSync   float64 `protobuf:"fixed64,7,opt,name=records_per_sync,json=recordsPerSync,proto3" json:"records_per_sync,omitempty"`
+	MessagesPerFrame float64 `protobuf:"fixed64,8,opt,name=messages_per_frame,json=messagesPerFrame,proto3" json:"messages_per_frame,omitempty"`
+	Syncs            uint64  `protobuf:"varint,9,opt,name=syncs,proto3" json:"syncs,omitempty"`
+	// version is the build of the node's binary, on one line (as `shardd
+	// version` prints it).
+	Version string `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	// uptime_millis is how long the node has been running.
+	UptimeMillis uint64 `protobuf:"varint,11,opt,name=uptime_millis,json=uptimeMillis,proto3" json:"uptime_millis,omitempty"`
+	// incarnation numbers the node's process lives: bumped at every start.
+	Incarnation uint64 `protobuf:"varint,12,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// disk_bytes is what the node's store directory takes on disk, as du
+	// counts it (WAL space Pebble preallocates included); pebble_bytes is
+	// what Pebble accounts for (DiskSpaceUsage: bytes written to WAL files,
+	// sstables, manifests).
+	DiskBytes   uint64 `protobuf:"varint,13,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	PebbleBytes uint64 `protobuf:"varint,18,opt,name=pebble_bytes,json=pebbleBytes,proto3" json:"pebble_bytes,omitempty"`
+	// peers are the node's message streams to the other nodes, by node id.
+	Peers []*PeerLink `protobuf:"bytes,14,rep,name=peers,proto3" json:"peers,omitempty"`
+	// lagging_ranges counts the ranges whose replica here has applied less
+	// than their leader reported chosen; lagging lists the furthest behind
+	// of them (at most 20), furthest first.
+	LaggingRanges uint32           `protobuf:"varint,15,opt,name=lagging_ranges,json=laggingRanges,proto3" json:"lagging_ranges,omitempty"`
+	Lagging       []*ReplicaStatus `protobuf:"bytes,16,rep,name=lagging,proto3" json:"lagging,omitempty"`
+	// leaderless_ranges counts the ranges with no leader known here.
+	LeaderlessRanges uint32 `protobuf:"varint,17,opt,name=leaderless_ranges,json=leaderlessRanges,proto3" json:"leaderless_ranges,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -2840,6 +2867,382 @@ func (x *NodeStatusResponse) GetSyncs() uint64 {
 	return 0
 }
 
+func (x *NodeStatusResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetUptimeMillis() uint64 {
+	if x != nil {
+		return x.UptimeMillis
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetPebbleBytes() uint64 {
+	if x != nil {
+		return x.PebbleBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetPeers() []*PeerLink {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetLaggingRanges() uint32 {
+	if x != nil {
+		return x.LaggingRanges
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetLagging() []*ReplicaStatus {
+	if x != nil {
+		return x.Lagging
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetLeaderlessRanges() uint32 {
+	if x != nil {
+		return x.LeaderlessRanges
+	}
+	return 0
+}
+
+// PeerLink is the state of a node's outgoing message stream to a peer.
+type PeerLink struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// addr is the address last dialed, or the peer's known address.
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// connected: the stream is open.
+	Connected bool `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	// lost_millis is how long ago the stream broke, if it has not been
+	// opened again since (0: not lost).
+	LostMillis uint64 `protobuf:"varint,4,opt,name=lost_millis,json=lostMillis,proto3" json:"lost_millis,omitempty"`
+	// last_error is the last dial or stream error, and last_error_millis
+	// how long ago it happened ("" and 0: none).
+	LastError       string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorMillis uint64 `protobuf:"varint,6,opt,name=last_error_millis,json=lastErrorMillis,proto3" json:"last_error_millis,omitempty"`
+	// queued_messages and queued_bytes wait to be sent to the peer.
+	QueuedMessages uint32 `protobuf:"varint,7,opt,name=queued_messages,json=queuedMessages,proto3" json:"queued_messages,omitempty"`
+	QueuedBytes    uint64 `protobuf:"varint,8,opt,name=queued_bytes,json=queuedBytes,proto3" json:"queued_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PeerLink) Reset() {
+	*x = PeerLink{}
+	mi := &file_kvpb_kv_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerLink) ProtoMessage() {}
+
+func (x *PeerLink) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerLink.ProtoReflect.Descriptor instead.
+func (*PeerLink) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PeerLink) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *PeerLink) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *PeerLink) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *PeerLink) GetLostMillis() uint64 {
+	if x != nil {
+		return x.LostMillis
+	}
+	return 0
+}
+
+func (x *PeerLink) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *PeerLink) GetLastErrorMillis() uint64 {
+	if x != nil {
+		return x.LastErrorMillis
+	}
+	return 0
+}
+
+func (x *PeerLink) GetQueuedMessages() uint32 {
+	if x != nil {
+		return x.QueuedMessages
+	}
+	return 0
+}
+
+func (x *PeerLink) GetQueuedBytes() uint64 {
+	if x != nil {
+		return x.QueuedBytes
+	}
+	return 0
+}
+
+// ReplicaStatus is where one replica of a range stands in its group's
+// log. A replica has caught up when applied reaches leader_chosen.
+type ReplicaStatus struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RangeId    uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	NodeId     uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// role is the replica's role in its descriptor.
+	Role ReplicaRole `protobuf:"varint,4,opt,name=role,proto3,enum=shardd.kv.v1.ReplicaRole" json:"role,omitempty"`
+	// leader_node_id is the leader this replica knows of (0: none).
+	LeaderNodeId uint64 `protobuf:"varint,5,opt,name=leader_node_id,json=leaderNodeId,proto3" json:"leader_node_id,omitempty"`
+	// chosen is the slot up to which this replica knows every value chosen,
+	// applied the slot up to which it applied them.
+	Chosen  uint64 `protobuf:"varint,6,opt,name=chosen,proto3" json:"chosen,omitempty"`
+	Applied uint64 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
+	// leader_chosen is the highest chosen point a leader reported to this
+	// replica; on the leader, its own chosen point.
+	LeaderChosen  uint64 `protobuf:"varint,8,opt,name=leader_chosen,json=leaderChosen,proto3" json:"leader_chosen,omitempty"`
+	Quiesced      bool   `protobuf:"varint,9,opt,name=quiesced,proto3" json:"quiesced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_kvpb_kv_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ReplicaStatus) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetRole() ReplicaRole {
+	if x != nil {
+		return x.Role
+	}
+	return ReplicaRole_VOTER
+}
+
+func (x *ReplicaStatus) GetLeaderNodeId() uint64 {
+	if x != nil {
+		return x.LeaderNodeId
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetChosen() uint64 {
+	if x != nil {
+		return x.Chosen
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLeaderChosen() uint64 {
+	if x != nil {
+		return x.LeaderChosen
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetQuiesced() bool {
+	if x != nil {
+		return x.Quiesced
+	}
+	return false
+}
+
+type RangeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeStatusRequest) Reset() {
+	*x = RangeStatusRequest{}
+	mi := &file_kvpb_kv_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeStatusRequest) ProtoMessage() {}
+
+func (x *RangeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeStatusRequest.ProtoReflect.Descriptor instead.
+func (*RangeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RangeStatusRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+type RangeStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replica is this node's replica of the range.
+	Replica       *ReplicaStatus `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeStatusResponse) Reset() {
+	*x = RangeStatusResponse{}
+	mi := &file_kvpb_kv_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeStatusResponse) ProtoMessage() {}
+
+func (x *RangeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_kv_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeStatusResponse.ProtoReflect.Descriptor instead.
+func (*RangeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RangeStatusResponse) GetReplica() *ReplicaStatus {
+	if x != nil {
+		return x.Replica
+	}
+	return nil
+}
+
 // RangeLoadRequest asks a node for the load and size of the ranges it
 // leads. size_split_threshold (bytes, 0: none) asks it to find a size
 // split key for every range whose estimated size reaches it.
@@ -2852,7 +3255,7 @@ type RangeLoadRequest struct {
 
 func (x *RangeLoadRequest) Reset() {
 	*x = RangeLoadRequest{}
-	mi := &file_kvpb_kv_proto_msgTypes[43]
+	mi := &file_kvpb_kv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +3267,7 @@ func (x *RangeLoadRequest) String() string {
 func (*RangeLoadRequest) ProtoMessage() {}
 
 func (x *RangeLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[43]
+	mi := &file_kvpb_kv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +3280,7 @@ func (x *RangeLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoadRequest.ProtoReflect.Descriptor instead.
 func (*RangeLoadRequest) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{43}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RangeLoadRequest) GetSizeSplitThreshold() uint64 {
@@ -2914,7 +3317,7 @@ type RangeLoad struct {
 
 func (x *RangeLoad) Reset() {
 	*x = RangeLoad{}
-	mi := &file_kvpb_kv_proto_msgTypes[44]
+	mi := &file_kvpb_kv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3329,7 @@ func (x *RangeLoad) String() string {
 func (*RangeLoad) ProtoMessage() {}
 
 func (x *RangeLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[44]
+	mi := &file_kvpb_kv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3342,7 @@ func (x *RangeLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoad.ProtoReflect.Descriptor instead.
 func (*RangeLoad) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{44}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RangeLoad) GetRangeId() uint64 {
@@ -2994,7 +3397,7 @@ type RangeLoadResponse struct {
 
 func (x *RangeLoadResponse) Reset() {
 	*x = RangeLoadResponse{}
-	mi := &file_kvpb_kv_proto_msgTypes[45]
+	mi := &file_kvpb_kv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3409,7 @@ func (x *RangeLoadResponse) String() string {
 func (*RangeLoadResponse) ProtoMessage() {}
 
 func (x *RangeLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_kv_proto_msgTypes[45]
+	mi := &file_kvpb_kv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3422,7 @@ func (x *RangeLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLoadResponse.ProtoReflect.Descriptor instead.
 func (*RangeLoadResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_kv_proto_rawDescGZIP(), []int{45}
+	return file_kvpb_kv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RangeLoadResponse) GetRanges() []*RangeLoad {
@@ -3202,7 +3605,7 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x0eNodeAddrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
-	"\x11NodeStatusRequest\"\xb4\x02\n" +
+	"\x11NodeStatusRequest\"\x90\x05\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
@@ -3212,7 +3615,45 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x12commands_per_value\x18\x06 \x01(\x01R\x10commandsPerValue\x12(\n" +
 	"\x10records_per_sync\x18\a \x01(\x01R\x0erecordsPerSync\x12,\n" +
 	"\x12messages_per_frame\x18\b \x01(\x01R\x10messagesPerFrame\x12\x14\n" +
-	"\x05syncs\x18\t \x01(\x04R\x05syncs\"D\n" +
+	"\x05syncs\x18\t \x01(\x04R\x05syncs\x12\x18\n" +
+	"\aversion\x18\n" +
+	" \x01(\tR\aversion\x12#\n" +
+	"\ruptime_millis\x18\v \x01(\x04R\fuptimeMillis\x12 \n" +
+	"\vincarnation\x18\f \x01(\x04R\vincarnation\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\r \x01(\x04R\tdiskBytes\x12!\n" +
+	"\fpebble_bytes\x18\x12 \x01(\x04R\vpebbleBytes\x12,\n" +
+	"\x05peers\x18\x0e \x03(\v2\x16.shardd.kv.v1.PeerLinkR\x05peers\x12%\n" +
+	"\x0elagging_ranges\x18\x0f \x01(\rR\rlaggingRanges\x125\n" +
+	"\alagging\x18\x10 \x03(\v2\x1b.shardd.kv.v1.ReplicaStatusR\alagging\x12+\n" +
+	"\x11leaderless_ranges\x18\x11 \x01(\rR\x10leaderlessRanges\"\x8d\x02\n" +
+	"\bPeerLink\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12\x1f\n" +
+	"\vlost_millis\x18\x04 \x01(\x04R\n" +
+	"lostMillis\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12*\n" +
+	"\x11last_error_millis\x18\x06 \x01(\x04R\x0flastErrorMillis\x12'\n" +
+	"\x0fqueued_messages\x18\a \x01(\rR\x0equeuedMessages\x12!\n" +
+	"\fqueued_bytes\x18\b \x01(\x04R\vqueuedBytes\"\xab\x02\n" +
+	"\rReplicaStatus\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12-\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x19.shardd.kv.v1.ReplicaRoleR\x04role\x12$\n" +
+	"\x0eleader_node_id\x18\x05 \x01(\x04R\fleaderNodeId\x12\x16\n" +
+	"\x06chosen\x18\x06 \x01(\x04R\x06chosen\x12\x18\n" +
+	"\aapplied\x18\a \x01(\x04R\aapplied\x12#\n" +
+	"\rleader_chosen\x18\b \x01(\x04R\fleaderChosen\x12\x1a\n" +
+	"\bquiesced\x18\t \x01(\bR\bquiesced\"/\n" +
+	"\x12RangeStatusRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"L\n" +
+	"\x13RangeStatusResponse\x125\n" +
+	"\areplica\x18\x01 \x01(\v2\x1b.shardd.kv.v1.ReplicaStatusR\areplica\"D\n" +
 	"\x10RangeLoadRequest\x120\n" +
 	"\x14size_split_threshold\x18\x01 \x01(\x04R\x12sizeSplitThreshold\"\xce\x01\n" +
 	"\tRangeLoad\x12\x19\n" +
@@ -3247,11 +3688,12 @@ const file_kvpb_kv_proto_rawDesc = "" +
 	"\x06Stream\x12\x1a.shardd.kv.v1.RequestFrame\x1a\x1b.shardd.kv.v1.ResponseFrame(\x010\x012\xa1\x01\n" +
 	"\tTransport\x12I\n" +
 	"\bMessages\x12\x1a.shardd.kv.v1.MessageFrame\x1a\x1d.shardd.kv.v1.MessageFrameAck(\x010\x01\x12I\n" +
-	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\x8f\x05\n" +
+	"\bSnapshot\x12\x1b.shardd.kv.v1.SnapshotChunk\x1a\x1e.shardd.kv.v1.SnapshotResponse(\x012\xe3\x05\n" +
 	"\x05Admin\x12C\n" +
 	"\x06Ranges\x12\x1b.shardd.kv.v1.RangesRequest\x1a\x1c.shardd.kv.v1.RangesResponse\x12O\n" +
 	"\n" +
-	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponse\x12U\n" +
+	"NodeStatus\x12\x1f.shardd.kv.v1.NodeStatusRequest\x1a .shardd.kv.v1.NodeStatusResponse\x12R\n" +
+	"\vRangeStatus\x12 .shardd.kv.v1.RangeStatusRequest\x1a!.shardd.kv.v1.RangeStatusResponse\x12U\n" +
 	"\fCreateRanges\x12!.shardd.kv.v1.CreateRangesRequest\x1a\".shardd.kv.v1.CreateRangesResponse\x12[\n" +
 	"\x0eTransferLeader\x12#.shardd.kv.v1.TransferLeaderRequest\x1a$.shardd.kv.v1.TransferLeaderResponse\x12O\n" +
 	"\n" +
@@ -3273,7 +3715,7 @@ func file_kvpb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_kvpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_kvpb_kv_proto_goTypes = []any{
 	(ReplicaRole)(0),               // 0: shardd.kv.v1.ReplicaRole
 	(ReadConsistency)(0),           // 1: shardd.kv.v1.ReadConsistency
@@ -3321,10 +3763,14 @@ var file_kvpb_kv_proto_goTypes = []any{
 	(*RangesResponse)(nil),         // 43: shardd.kv.v1.RangesResponse
 	(*NodeStatusRequest)(nil),      // 44: shardd.kv.v1.NodeStatusRequest
 	(*NodeStatusResponse)(nil),     // 45: shardd.kv.v1.NodeStatusResponse
-	(*RangeLoadRequest)(nil),       // 46: shardd.kv.v1.RangeLoadRequest
-	(*RangeLoad)(nil),              // 47: shardd.kv.v1.RangeLoad
-	(*RangeLoadResponse)(nil),      // 48: shardd.kv.v1.RangeLoadResponse
-	nil,                            // 49: shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	(*PeerLink)(nil),               // 46: shardd.kv.v1.PeerLink
+	(*ReplicaStatus)(nil),          // 47: shardd.kv.v1.ReplicaStatus
+	(*RangeStatusRequest)(nil),     // 48: shardd.kv.v1.RangeStatusRequest
+	(*RangeStatusResponse)(nil),    // 49: shardd.kv.v1.RangeStatusResponse
+	(*RangeLoadRequest)(nil),       // 50: shardd.kv.v1.RangeLoadRequest
+	(*RangeLoad)(nil),              // 51: shardd.kv.v1.RangeLoad
+	(*RangeLoadResponse)(nil),      // 52: shardd.kv.v1.RangeLoadResponse
+	nil,                            // 53: shardd.kv.v1.RangesResponse.NodeAddrsEntry
 }
 var file_kvpb_kv_proto_depIdxs = []int32{
 	0,  // 0: shardd.kv.v1.ReplicaDescriptor.role:type_name -> shardd.kv.v1.ReplicaRole
@@ -3366,47 +3812,53 @@ var file_kvpb_kv_proto_depIdxs = []int32{
 	2,  // 36: shardd.kv.v1.ChangeReplicasRequest.change:type_name -> shardd.kv.v1.ReplicaChange
 	4,  // 37: shardd.kv.v1.ChangeReplicasResponse.descriptor:type_name -> shardd.kv.v1.RangeDescriptor
 	4,  // 38: shardd.kv.v1.RangesResponse.ranges:type_name -> shardd.kv.v1.RangeDescriptor
-	49, // 39: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
-	47, // 40: shardd.kv.v1.RangeLoadResponse.ranges:type_name -> shardd.kv.v1.RangeLoad
-	7,  // 41: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
-	9,  // 42: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
-	11, // 43: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
-	13, // 44: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
-	15, // 45: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
-	19, // 46: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
-	26, // 47: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
-	28, // 48: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
-	30, // 49: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
-	42, // 50: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
-	44, // 51: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
-	32, // 52: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
-	34, // 53: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
-	36, // 54: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
-	37, // 55: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
-	46, // 56: shardd.kv.v1.Admin.RangeLoad:input_type -> shardd.kv.v1.RangeLoadRequest
-	40, // 57: shardd.kv.v1.Admin.ChangeReplicas:input_type -> shardd.kv.v1.ChangeReplicasRequest
-	8,  // 58: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
-	10, // 59: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
-	12, // 60: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
-	14, // 61: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
-	16, // 62: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
-	20, // 63: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
-	27, // 64: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
-	29, // 65: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
-	31, // 66: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
-	43, // 67: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
-	45, // 68: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
-	33, // 69: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
-	35, // 70: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
-	39, // 71: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
-	38, // 72: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
-	48, // 73: shardd.kv.v1.Admin.RangeLoad:output_type -> shardd.kv.v1.RangeLoadResponse
-	41, // 74: shardd.kv.v1.Admin.ChangeReplicas:output_type -> shardd.kv.v1.ChangeReplicasResponse
-	58, // [58:75] is the sub-list for method output_type
-	41, // [41:58] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	53, // 39: shardd.kv.v1.RangesResponse.node_addrs:type_name -> shardd.kv.v1.RangesResponse.NodeAddrsEntry
+	46, // 40: shardd.kv.v1.NodeStatusResponse.peers:type_name -> shardd.kv.v1.PeerLink
+	47, // 41: shardd.kv.v1.NodeStatusResponse.lagging:type_name -> shardd.kv.v1.ReplicaStatus
+	0,  // 42: shardd.kv.v1.ReplicaStatus.role:type_name -> shardd.kv.v1.ReplicaRole
+	47, // 43: shardd.kv.v1.RangeStatusResponse.replica:type_name -> shardd.kv.v1.ReplicaStatus
+	51, // 44: shardd.kv.v1.RangeLoadResponse.ranges:type_name -> shardd.kv.v1.RangeLoad
+	7,  // 45: shardd.kv.v1.KV.Get:input_type -> shardd.kv.v1.GetRequest
+	9,  // 46: shardd.kv.v1.KV.Put:input_type -> shardd.kv.v1.PutRequest
+	11, // 47: shardd.kv.v1.KV.Delete:input_type -> shardd.kv.v1.DeleteRequest
+	13, // 48: shardd.kv.v1.KV.Scan:input_type -> shardd.kv.v1.ScanRequest
+	15, // 49: shardd.kv.v1.KV.CompareAndSwap:input_type -> shardd.kv.v1.CompareAndSwapRequest
+	19, // 50: shardd.kv.v1.KV.Batch:input_type -> shardd.kv.v1.BatchRequest
+	26, // 51: shardd.kv.v1.KV.Stream:input_type -> shardd.kv.v1.RequestFrame
+	28, // 52: shardd.kv.v1.Transport.Messages:input_type -> shardd.kv.v1.MessageFrame
+	30, // 53: shardd.kv.v1.Transport.Snapshot:input_type -> shardd.kv.v1.SnapshotChunk
+	42, // 54: shardd.kv.v1.Admin.Ranges:input_type -> shardd.kv.v1.RangesRequest
+	44, // 55: shardd.kv.v1.Admin.NodeStatus:input_type -> shardd.kv.v1.NodeStatusRequest
+	48, // 56: shardd.kv.v1.Admin.RangeStatus:input_type -> shardd.kv.v1.RangeStatusRequest
+	32, // 57: shardd.kv.v1.Admin.CreateRanges:input_type -> shardd.kv.v1.CreateRangesRequest
+	34, // 58: shardd.kv.v1.Admin.TransferLeader:input_type -> shardd.kv.v1.TransferLeaderRequest
+	36, // 59: shardd.kv.v1.Admin.SplitRange:input_type -> shardd.kv.v1.SplitRangeRequest
+	37, // 60: shardd.kv.v1.Admin.Drain:input_type -> shardd.kv.v1.DrainRequest
+	50, // 61: shardd.kv.v1.Admin.RangeLoad:input_type -> shardd.kv.v1.RangeLoadRequest
+	40, // 62: shardd.kv.v1.Admin.ChangeReplicas:input_type -> shardd.kv.v1.ChangeReplicasRequest
+	8,  // 63: shardd.kv.v1.KV.Get:output_type -> shardd.kv.v1.GetResponse
+	10, // 64: shardd.kv.v1.KV.Put:output_type -> shardd.kv.v1.PutResponse
+	12, // 65: shardd.kv.v1.KV.Delete:output_type -> shardd.kv.v1.DeleteResponse
+	14, // 66: shardd.kv.v1.KV.Scan:output_type -> shardd.kv.v1.ScanResponse
+	16, // 67: shardd.kv.v1.KV.CompareAndSwap:output_type -> shardd.kv.v1.CompareAndSwapResponse
+	20, // 68: shardd.kv.v1.KV.Batch:output_type -> shardd.kv.v1.BatchResponse
+	27, // 69: shardd.kv.v1.KV.Stream:output_type -> shardd.kv.v1.ResponseFrame
+	29, // 70: shardd.kv.v1.Transport.Messages:output_type -> shardd.kv.v1.MessageFrameAck
+	31, // 71: shardd.kv.v1.Transport.Snapshot:output_type -> shardd.kv.v1.SnapshotResponse
+	43, // 72: shardd.kv.v1.Admin.Ranges:output_type -> shardd.kv.v1.RangesResponse
+	45, // 73: shardd.kv.v1.Admin.NodeStatus:output_type -> shardd.kv.v1.NodeStatusResponse
+	49, // 74: shardd.kv.v1.Admin.RangeStatus:output_type -> shardd.kv.v1.RangeStatusResponse
+	33, // 75: shardd.kv.v1.Admin.CreateRanges:output_type -> shardd.kv.v1.CreateRangesResponse
+	35, // 76: shardd.kv.v1.Admin.TransferLeader:output_type -> shardd.kv.v1.TransferLeaderResponse
+	39, // 77: shardd.kv.v1.Admin.SplitRange:output_type -> shardd.kv.v1.SplitRangeResponse
+	38, // 78: shardd.kv.v1.Admin.Drain:output_type -> shardd.kv.v1.DrainResponse
+	52, // 79: shardd.kv.v1.Admin.RangeLoad:output_type -> shardd.kv.v1.RangeLoadResponse
+	41, // 80: shardd.kv.v1.Admin.ChangeReplicas:output_type -> shardd.kv.v1.ChangeReplicasResponse
+	63, // [63:81] is the sub-list for method output_type
+	45, // [45:63] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_kv_proto_init() }
@@ -3440,7 +3892,7 @@ func file_kvpb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_kv_proto_rawDesc), len(file_kvpb_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

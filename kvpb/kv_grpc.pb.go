@@ -482,6 +482,7 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 const (
 	Admin_Ranges_FullMethodName         = "/shardd.kv.v1.Admin/Ranges"
 	Admin_NodeStatus_FullMethodName     = "/shardd.kv.v1.Admin/NodeStatus"
+	Admin_RangeStatus_FullMethodName    = "/shardd.kv.v1.Admin/RangeStatus"
 	Admin_CreateRanges_FullMethodName   = "/shardd.kv.v1.Admin/CreateRanges"
 	Admin_TransferLeader_FullMethodName = "/shardd.kv.v1.Admin/TransferLeader"
 	Admin_SplitRange_FullMethodName     = "/shardd.kv.v1.Admin/SplitRange"
@@ -498,6 +499,10 @@ const (
 type AdminClient interface {
 	Ranges(ctx context.Context, in *RangesRequest, opts ...grpc.CallOption) (*RangesResponse, error)
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// RangeStatus reports where this node's replica of a range stands in the
+	// range's log; FailedPrecondition with RangeMismatch if the node has no
+	// replica of it.
+	RangeStatus(ctx context.Context, in *RangeStatusRequest, opts ...grpc.CallOption) (*RangeStatusResponse, error)
 	// CreateRanges creates this node's replicas of new ranges (the placement
 	// service's bootstrap).
 	CreateRanges(ctx context.Context, in *CreateRangesRequest, opts ...grpc.CallOption) (*CreateRangesResponse, error)
@@ -558,6 +563,16 @@ func (c *adminClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(NodeStatusResponse)
 	err := c.cc.Invoke(ctx, Admin_NodeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RangeStatus(ctx context.Context, in *RangeStatusRequest, opts ...grpc.CallOption) (*RangeStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeStatusResponse)
+	err := c.cc.Invoke(ctx, Admin_RangeStatus_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -632,6 +647,10 @@ func (c *adminClient) ChangeReplicas(ctx context.Context, in *ChangeReplicasRequ
 type AdminServer interface {
 	Ranges(context.Context, *RangesRequest) (*RangesResponse, error)
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// RangeStatus reports where this node's replica of a range stands in the
+	// range's log; FailedPrecondition with RangeMismatch if the node has no
+	// replica of it.
+	RangeStatus(context.Context, *RangeStatusRequest) (*RangeStatusResponse, error)
 	// CreateRanges creates this node's replicas of new ranges (the placement
 	// service's bootstrap).
 	CreateRanges(context.Context, *CreateRangesRequest) (*CreateRangesResponse, error)
@@ -683,6 +702,9 @@ func (UnimplementedAdminServer) Ranges(context.Context, *RangesRequest) (*Ranges
 }
 func (UnimplementedAdminServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedAdminServer) RangeStatus(context.Context, *RangeStatusRequest) (*RangeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeStatus not implemented")
 }
 func (UnimplementedAdminServer) CreateRanges(context.Context, *CreateRangesRequest) (*CreateRangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateRanges not implemented")
@@ -755,6 +777,24 @@ func _Admin_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).NodeStatus(ctx, req.(*NodeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RangeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RangeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RangeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RangeStatus(ctx, req.(*RangeStatusRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -881,6 +921,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NodeStatus",
 			Handler:    _Admin_NodeStatus_Handler,
+		},
+		{
+			MethodName: "RangeStatus",
+			Handler:    _Admin_RangeStatus_Handler,
 		},
 		{
 			MethodName: "CreateRanges",

@@ -474,6 +474,9 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	linger := func(share int) {
+		if m.noOneToTell() {
+			return
+		}
 		d := min(leavePropagateIntervals*m.gossipInterval, time.Until(deadline)/time.Duration(share))
 		if d > 0 {
 			time.Sleep(d)
@@ -500,6 +503,21 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	linger(1)
 	return nil
+}
+
+// noOneToTell reports whether no other live member stays: there is none,
+// or every one is leaving too (a whole cluster stopping, as shardd demo
+// does). Leave's lingering lets its news spread to the members that stay;
+// without any, it would only delay the process's exit.
+func (m *Membership) noOneToTell() bool {
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	for id, mem := range m.members {
+		if id != m.cfg.NodeID && !mem.Leaving {
+			return false
+		}
+	}
+	return true
 }
 
 // Shutdown stops gossiping without a leave message, so members will detect

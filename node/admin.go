@@ -52,18 +52,18 @@ func (s *adminServer) Ranges(context.Context, *kvpb.RangesRequest) (*kvpb.Ranges
 	return resp, nil
 }
 
-// NodeStatus reports the node's groups and batching figures.
+// NodeStatus reports what an operator acts on; see status.go.
 func (s *adminServer) NodeStatus(context.Context, *kvpb.NodeStatusRequest) (*kvpb.NodeStatusResponse, error) {
-	n := s.n
-	st := n.Stats()
-	resp := &kvpb.NodeStatusResponse{
-		NodeId: n.cfg.NodeID, Addr: n.Addr(), Groups: uint32(st.Groups), ActiveGroups: uint32(st.Active), Leaders: uint32(st.Leaders),
-		CommandsPerValue: st.CommandsPerValue, RecordsPerSync: st.RecordsPerSync, Syncs: uint64(st.Syncs),
+	return s.n.status(), nil
+}
+
+// RangeStatus reports where this node's replica of a range stands.
+func (s *adminServer) RangeStatus(_ context.Context, req *kvpb.RangeStatusRequest) (*kvpb.RangeStatusResponse, error) {
+	r := s.n.replica(req.GetRangeId())
+	if r == nil {
+		return nil, rangeMismatch(fmt.Sprintf("node %d has no replica of range %d", s.n.cfg.NodeID, req.GetRangeId()), nil)
 	}
-	if st.Transport.FramesSent > 0 {
-		resp.MessagesPerFrame = float64(st.Transport.MessagesSent) / float64(st.Transport.FramesSent)
-	}
-	return resp, nil
+	return &kvpb.RangeStatusResponse{Replica: s.n.replicaStatus(r)}, nil
 }
 
 // CreateRanges creates this node's replicas of new ranges; see
@@ -79,6 +79,7 @@ func (s *adminServer) CreateRanges(_ context.Context, req *kvpb.CreateRangesRequ
 	if err := n.CreateGroups(req.GetRanges()); err != nil {
 		return nil, status.Errorf(codes.Internal, "create ranges: %v", err)
 	}
+	n.log.Info("ranges received", "ranges", len(req.GetRanges()))
 	return &kvpb.CreateRangesResponse{}, nil
 }
 

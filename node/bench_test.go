@@ -20,14 +20,21 @@ import (
 func BenchmarkClusterWrites(b *testing.B) {
 	for _, groups := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
-			benchmarkWrites(b, groups, 256)
+			benchmarkWrites(b, groups, 256, nil)
 		})
 	}
 }
 
-func benchmarkWrites(b *testing.B, groups, writers int) {
+// benchmarkWrites runs the write load; tweak, if set, adjusts each node's
+// config.
+func benchmarkWrites(b *testing.B, groups, writers int, tweak func(*Config)) {
 	ranges := testutil.Ranges(groups, 3) // leaders spread
-	c := newTestCluster(b, 3, nil, func(cfg *Config) { cfg.TickInterval = 50 * time.Millisecond })
+	c := newTestCluster(b, 3, nil, func(cfg *Config) {
+		cfg.TickInterval = 50 * time.Millisecond
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
 	for _, n := range c.nodes {
 		if err := n.CreateGroups(ranges); err != nil {
 			b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	pb "github.com/shardd/shardd/paxospb"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 )
 
@@ -73,6 +74,11 @@ type Config struct {
 	// a write once its memtable is flushed. The default value is the
 	// engine's.
 	MemTableSize uint64
+	// WALPreallocation is how many bytes of a WAL file the store keeps
+	// preallocated ahead of its writes (see engine.Options.WALPreallocation;
+	// a negative value leaves it to Pebble, which preallocates 110% of
+	// MemTableSize per file). The default value is the engine's.
+	WALPreallocation int64
 	// SnapshotBytesPerSecond bounds the bytes per second of all the
 	// snapshots the node sends at once (replicas moved to other nodes,
 	// followers that fell behind the log), so that a move does not take
@@ -107,6 +113,15 @@ type Config struct {
 	Tracing provider.Config
 	// Logger is where the node logs. The default value is slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the node's metrics, its store's and its
+	// transport's (see metrics.go and package internal/metrics/endpoint).
+	// The default value is nil: no metrics.
+	MeterProvider metric.MeterProvider
+	// WaitReady keeps the node's gRPC health NOT_SERVING after Start until
+	// SetReady is called (see health.go): shardd start --placement calls it
+	// once the node registered. The default value is false: the node is
+	// SERVING once Start has loaded its groups.
+	WaitReady bool
 	// OnFatal is called once if the node stops because of a disk error.
 	// The default value logs; cmd/shardd exits.
 	OnFatal func(error)

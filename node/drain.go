@@ -36,6 +36,7 @@ func (n *Node) Draining() bool { return n.draining.Load() }
 // is up), in turn, so that the load spreads.
 func (n *Node) Drain(ctx context.Context) (left int) {
 	if !n.draining.Swap(true) {
+		n.updateHealth()
 		n.log.Info("draining: handing off leaderships")
 	}
 	start := time.Now()

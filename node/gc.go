@@ -115,6 +115,9 @@ func (n *Node) dropReplica(r *replica) {
 	n.setActive(r, false)
 	r.leader.Store(0)
 	n.lostLeadership(r)
+	if r.wasLeader {
+		n.leadershipsLost.Add(1)
+	}
 	n.drainRemoved(r)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shardd/shardd/internal/tracing"
 	"github.com/shardd/shardd/kvpb"
@@ -446,7 +447,9 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 			return err
 		}
 		for _, req := range frame.Requests {
+			start, method := time.Now(), kvMethodOf(req)
 			s.n.dispatch(req, func(resp *kvpb.Response) {
+				s.n.metrics.kvDone(method, start, codes.Code(resp.GetError().GetCode()))
 				select {
 				case out <- resp:
 				case <-ctx.Done():

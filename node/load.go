@@ -107,7 +107,26 @@ func (w *loadWindow) sampled(dst [][]byte) [][]byte {
 func (t *loadTracker) report(now int64, gen uint64, window time.Duration) (float64, [][]byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur := t.cur.Load()
+	ops, cur := t.rollLocked(now, gen, window)
+	if cur == nil {
+		return 0, nil
+	}
+	return ops, cur.sampled(t.prev.sampled(nil))
+}
+
+// rate is report without the key samples (for the node's metrics).
+func (t *loadTracker) rate(now int64, gen uint64, window time.Duration) float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ops, _ := t.rollLocked(now, gen, window)
+	return ops
+}
+
+// rollLocked rolls the windows as report says and returns the requests per
+// second over the last complete window and cur, the current one; cur is nil
+// while there is no complete window. t.mu is held.
+func (t *loadTracker) rollLocked(now int64, gen uint64, window time.Duration) (opsPerSecond float64, cur *loadWindow) {
+	cur = t.cur.Load()
 	if cur == nil || gen != t.gen {
 		t.gen, t.prev = gen, nil
 		t.cur.Store(&loadWindow{start: now})
@@ -121,8 +140,7 @@ func (t *loadTracker) report(now int64, gen uint64, window time.Duration) (float
 		return 0, nil
 	}
 	elapsed := time.Duration(now - t.prev.start).Seconds()
-	ops := float64(t.prev.ops.Load() + cur.ops.Load())
-	return ops / elapsed, cur.sampled(t.prev.sampled(nil))
+	return float64(t.prev.ops.Load()+cur.ops.Load()) / elapsed, cur
 }
 
 // loadSplitKey returns the median of the sampled keys that lie in

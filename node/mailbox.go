@@ -154,6 +154,14 @@ func (mb *mailbox) takeCallersLocked(cmds []kvsm.Command, cbs []writeCallback) [
 	return cbs
 }
 
+// depth returns the writes waiting for the group's next value and the
+// messages waiting for its next cycle.
+func (mb *mailbox) depth() (writes, msgs int) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.props.Len(), len(mb.in.msgs)
+}
+
 // takeCallers returns the callers waiting on the commands numbered seqs,
 // in their order, with nil for a command nobody waits on, and forgets
 // them.

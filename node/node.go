@@ -31,6 +31,8 @@ import (
 	"github.com/shardd/shardd/transport"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -96,6 +98,22 @@ type Node struct {
 	// generation at which each group that left the node did (gc.go).
 	createMu   sync.Mutex
 	tombstones map[uint64]uint64
+
+	// metrics are the node's instruments (metrics.go); commits and the
+	// leadership changes are counted for them and for the log.
+	metrics                            nodeMetrics
+	commits                            atomic.Uint64
+	leadershipsGained, leadershipsLost atomic.Uint64
+	// health is the gRPC health service; ready and healthMu: see
+	// health.go.
+	health   *health.Server
+	ready    atomic.Bool
+	healthMu sync.Mutex
+	// placementMu guards the contact with the placement service, as
+	// Registered follows it.
+	placementMu     sync.Mutex
+	placementState  int
+	placementLostAt time.Time
 }
 
 // Now is the node's monotonic clock in nanoseconds: leases and liveness
@@ -139,7 +157,11 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MemTableSize != 0 {
 		eopts.MemTableSize = cfg.MemTableSize
 	}
+	if cfg.WALPreallocation != 0 {
+		eopts.WALPreallocation = cfg.WALPreallocation
+	}
 	eopts.Logger = pebbleLogger{n.log.With("component", "pebble")}
+	eopts.MeterProvider = cfg.MeterProvider
 	eng, err := engine.Open(eopts)
 	if err != nil {
 		_ = tp.Shutdown(context.Background())
@@ -170,6 +192,7 @@ func Start(cfg Config) (*Node, error) {
 	trcfg := transport.DefaultConfig()
 	trcfg.NodeID = cfg.NodeID
 	trcfg.Logger = cfg.Logger // the transport names the node itself
+	trcfg.MeterProvider = cfg.MeterProvider
 	if n.trans, err = transport.New(trcfg, resolver{n}, n); err != nil {
 		n.closeStore()
 		return nil, err
@@ -191,17 +214,25 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.ListenAddr, err)
 	}
 	n.peers[cfg.NodeID] = n.lis.Addr().String()
+	if err := n.newMetrics(cfg.MeterProvider); err != nil {
+		n.lis.Close()
+		n.closeStore()
+		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
 	faultOpts, registerFaults := n.faultInjection()
 	n.server = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20),
 		// Admin calls of a traced placement operation join its trace.
 		grpc.ChainUnaryInterceptor(tracing.UnaryServerInterceptor(n.tracer, isAdminMethod)),
 		// Let routers probe idle connections, so a hung node is noticed.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})},
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor)},
 		faultOpts...)...)
 	n.trans.Register(n.server)
 	kvpb.RegisterKVServer(n.server, &kvServer{n: n})
 	kvpb.RegisterAdminServer(n.server, &adminServer{n: n})
 	provider.RegisterTraceService(n.server, tp.Buffer(), cfg.NodeID)
+	n.health = n.newHealth()
+	healthpb.RegisterHealthServer(n.server, n.health)
 	registerFaults(n.server)
 	if cfg.RegisterServices != nil {
 		cfg.RegisterServices(n.server)
@@ -218,10 +249,14 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.sched.start(cfg.Workers, cfg.MaxGroupsPerCycle, n.process)
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go n.tickLoop()
 	go n.livenessLoop()
+	go n.leadershipLog()
 	n.log.Info("node started", "addr", n.Addr(), "groups", len(n.replicas))
+	if !cfg.WaitReady {
+		n.SetReady() // its groups are loaded
+	}
 	return n, nil
 }
 
@@ -253,6 +288,9 @@ func (n *Node) Err() error {
 // Stop stops serving and closes the store. It is idempotent.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		if n.health != nil {
+			n.health.Shutdown() // NOT_SERVING, for good
+		}
 		close(n.stopped)
 		n.cancel()
 		if n.members != nil {
@@ -265,6 +303,7 @@ func (n *Node) Stop() {
 		n.sched.stop()
 		n.trans.Close()
 		n.bg.Wait()
+		n.metrics.close()
 		n.closeStore()
 		n.log.Info("node stopped")
 	})

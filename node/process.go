@@ -201,6 +201,7 @@ func (n *Node) feed(r *replica, b *engine.Batch) (durable bool) {
 		if err == nil {
 			n.stats.Values.Add(1)
 			n.stats.Commands.Add(int64(len(cmds)))
+			n.metrics.proposed(len(cmds))
 			for _, c := range cmds {
 				r.proposed[c.Proposer.Seq] = struct{}{}
 			}
@@ -308,6 +309,9 @@ func (n *Node) persist(it *cycleItem, ov *overlay) bool {
 	}
 	if len(rd.Committed) > 0 {
 		b.SetApplied(g, it.applied)
+		if r.rn.Leader() == n.cfg.NodeID {
+			n.commits.Add(uint64(len(rd.Committed)))
+		}
 	}
 	if confChanged && n.leftGroup(r.appliedConfig) {
 		n.removeReplica(r, b, r.desc.Load().Generation)
@@ -369,13 +373,20 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 	r.leader.Store(r.rn.Leader()) // before the errors below name it
 	if r.wasLeader && !leading {
 		n.lostLeadership(r)
+		n.leadershipsLost.Add(1)
 	}
-	if leading && !r.wasLeader && n.draining.Load() {
-		n.handOff(r, 0) // a draining node keeps no leadership it wins
+	if leading && !r.wasLeader {
+		n.leadershipsGained.Add(1)
+		if n.draining.Load() {
+			n.handOff(r, 0) // a draining node keeps no leadership it wins
+		}
 	}
 	r.wasLeader = leading
+	r.lease.Store(leading && r.rn.LeaseValid())
 	n.setActive(r, !r.rn.Quiesced())
 	r.applied.Store(r.rn.Applied())
+	r.chosen.Store(r.rn.Chosen())
+	r.leaderChosen.Store(r.rn.LeaderChosen())
 	if r.rn.HasReady() || (r.holdingWrites && !r.rn.Transferring()) {
 		n.sched.enqueue(r)
 	}

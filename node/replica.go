@@ -49,8 +49,15 @@ type replica struct {
 	// Hints for request handlers, refreshed after every cycle.
 	leader atomic.Uint64
 	active atomic.Bool // not quiesced: the ticker ticks it
-	// applied mirrors the group's applied point after every cycle.
-	applied atomic.Uint64
+	// lease is set while the group leads with a valid lease, as of its
+	// last cycle (for shardd_leases).
+	lease atomic.Bool
+	// applied mirrors the group's applied point after every cycle; chosen
+	// and leaderChosen its chosen point and the highest one its leader
+	// reported (group.Replica.LeaderChosen), for the node's status.
+	applied      atomic.Uint64
+	chosen       atomic.Uint64
+	leaderChosen atomic.Uint64
 	// load counts the requests routed to the range (see load.go).
 	load loadTracker
 

@@ -97,6 +97,13 @@ func (s *scheduler) release(rs ...*replica) {
 	s.mu.Unlock()
 }
 
+// queueLen returns the number of groups waiting for a worker.
+func (s *scheduler) queueLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
 func (s *scheduler) stop() {
 	s.mu.Lock()
 	s.stopped = true

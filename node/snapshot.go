@@ -235,10 +235,16 @@ func (n *Node) install(r *replica, in *snapshotInstall, b *engine.Batch) {
 	if k := n.cfg.Knobs.AfterIngest; k != nil {
 		k(r.id)
 	}
+	fresh := len(r.desc.Load().GetReplicas()) == 0
 	r.appliedConfig = in.meta.Config
 	r.kv.Reset() // the snapshot replaced the sessions too
 	r.setDesc(in.meta.Desc)
 	n.index(r)
 	r.rn.Step(in.header)
 	in.done <- nil
+	if fresh {
+		// A replica added to this node (a move, a repair) now holds its
+		// range; snapshots that catch up a lagging replica are not news.
+		n.log.Info("range received in a snapshot", "range", r.id, "generation", in.meta.Desc.GetGeneration(), "from", in.header.From)
+	}
 }

@@ -38,8 +38,8 @@
 // default a NodeSource, which asks the seed nodes' Admin.Ranges. In a
 // cluster run by the placement service, use its map instead:
 //
-//	pc, err := service.NewClient([]string{"10.0.0.1:7000"}) // package placement/service
-//	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+//	pc, err := client.New([]string{"10.0.0.1:7000"}) // package placement/client
+//	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}})
 //
 // A Source that is also a Watcher (the placement service's is) pushes the
 // map's changes, which the Client follows for its whole life; requests

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 )
 
@@ -65,6 +66,10 @@ type Config struct {
 	// Logger receives connection events (connected, lost, dial failures).
 	// The default value is slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the transport's metrics: messages per frame,
+	// queue depths, traffic and drops (see metrics.go). The default value
+	// is nil: no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 // DefaultConfig returns a Config with every default set except NodeID.

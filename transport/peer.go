@@ -80,6 +80,8 @@ type peer struct {
 	// lostAt is when the stream to the peer broke and has not been
 	// reopened since (Unix nanoseconds), or 0.
 	lostAt atomic.Int64
+	// health is what PeerStatuses reports of the link.
+	health peerHealth
 
 	// The rest is owned by the sender goroutine.
 
@@ -239,6 +241,7 @@ func (p *peer) run() {
 					if p.closing() {
 						return
 					}
+					p.health.down(err)
 					p.t.stats.dialFailures.Add(1)
 					if errors.Is(err, errNoRoute) {
 						p.log().Warn("transport: dropping queue", "err", err)
@@ -290,6 +293,7 @@ func (p *peer) lost(s *msgStream, sendErr error) {
 	if err == nil {
 		err = sendErr
 	}
+	p.health.down(err)
 	p.log().Info("transport: stream to peer lost", "err", err)
 }
 
@@ -348,6 +352,7 @@ func (p *peer) flush(s *msgStream) error {
 		}
 		t.stats.framesSent.Add(1)
 		t.stats.messagesSent.Add(uint64(j - i))
+		t.metrics.frameSent(j - i)
 		t.stats.bytesSent.Add(uint64(len(p.buf)))
 		p.release(j-i, size)
 		i = j
@@ -421,8 +426,14 @@ func (p *peer) connect() (*msgStream, error) {
 		}
 	}()
 	t.stats.streamsOpened.Add(1)
-	p.lostAt.Store(0)
-	p.log().Debug("transport: stream to peer open", "addr", addr)
+	p.health.up(addr)
+	if at := p.lostAt.Swap(0); at != 0 {
+		// The pair of "lost" (see lost): an operator sees how long the
+		// link was down without counting dial failures.
+		p.log().Info("transport: stream to peer restored", "addr", addr, "down", time.Since(time.Unix(0, at)).Round(time.Millisecond))
+	} else {
+		p.log().Debug("transport: stream to peer open", "addr", addr)
+	}
 	return s, nil
 }
 

@@ -166,6 +166,7 @@ func (t *Transport) receiveSnapshot(stream kvpb.Transport_SnapshotServer) error 
 			return nil, status.Errorf(codes.InvalidArgument, "transport: snapshot chunk for node %d, group %d from node %d (with %d header bytes) in the stream of group %d from node %d",
 				c.ToNode, c.GroupId, c.FromNode, len(c.Header), first.GroupId, from)
 		}
+		t.stats.snapshotBytesReceived.Add(uint64(len(c.Data)))
 		return c.Data, nil
 	}
 	return t.handler.HandleSnapshot(from, header, next)

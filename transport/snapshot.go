@@ -100,6 +100,7 @@ func (t *Transport) SendSnapshot(ctx context.Context, to uint64, header pb.Messa
 			sendErr = err
 			return err
 		}
+		t.stats.snapshotBytesSent.Add(uint64(len(chunk)))
 		return nil
 	})
 	switch {

@@ -33,6 +33,9 @@ type Stats struct {
 	// completed; SnapshotsFailed counts the ones that did not, on either
 	// side.
 	SnapshotsSent, SnapshotsReceived, SnapshotsFailed uint64
+	// SnapshotBytesSent and SnapshotBytesReceived count the snapshot data
+	// chunks' bytes that snapshot streams carried, completed or not.
+	SnapshotBytesSent, SnapshotBytesReceived uint64
 	// QueuedMessages and QueuedBytes are the messages queued or in flight
 	// to all peers now, and their cost against MaxQueueBytes.
 	QueuedMessages, QueuedBytes int
@@ -88,6 +91,7 @@ type counters struct {
 	streamsOpened, dialFailures, streamFailures     atomic.Uint64
 	snapshotsSent, snapshotsReceived                atomic.Uint64
 	snapshotsFailed                                 atomic.Uint64
+	snapshotBytesSent, snapshotBytesReceived        atomic.Uint64
 }
 
 func (c *counters) drop(r dropReason, n int) {
@@ -98,20 +102,22 @@ func (c *counters) drop(r dropReason, n int) {
 
 func (c *counters) load() Stats {
 	return Stats{
-		FramesSent:        c.framesSent.Load(),
-		MessagesSent:      c.messagesSent.Load(),
-		BytesSent:         c.bytesSent.Load(),
-		FramesReceived:    c.framesReceived.Load(),
-		MessagesReceived:  c.messagesReceived.Load(),
-		BytesReceived:     c.bytesReceived.Load(),
-		CorruptFrames:     c.corruptFrames.Load(),
-		DroppedOnArrival:  c.droppedOnArrival.Load(),
-		StreamsOpened:     c.streamsOpened.Load(),
-		DialFailures:      c.dialFailures.Load(),
-		StreamFailures:    c.streamFailures.Load(),
-		SnapshotsSent:     c.snapshotsSent.Load(),
-		SnapshotsReceived: c.snapshotsReceived.Load(),
-		SnapshotsFailed:   c.snapshotsFailed.Load(),
+		FramesSent:            c.framesSent.Load(),
+		MessagesSent:          c.messagesSent.Load(),
+		BytesSent:             c.bytesSent.Load(),
+		FramesReceived:        c.framesReceived.Load(),
+		MessagesReceived:      c.messagesReceived.Load(),
+		BytesReceived:         c.bytesReceived.Load(),
+		CorruptFrames:         c.corruptFrames.Load(),
+		DroppedOnArrival:      c.droppedOnArrival.Load(),
+		StreamsOpened:         c.streamsOpened.Load(),
+		DialFailures:          c.dialFailures.Load(),
+		StreamFailures:        c.streamFailures.Load(),
+		SnapshotsSent:         c.snapshotsSent.Load(),
+		SnapshotsReceived:     c.snapshotsReceived.Load(),
+		SnapshotsFailed:       c.snapshotsFailed.Load(),
+		SnapshotBytesSent:     c.snapshotBytesSent.Load(),
+		SnapshotBytesReceived: c.snapshotBytesReceived.Load(),
 		Dropped: Drops{
 			QueueFull:    c.dropped[dropQueueFull].Load(),
 			TooLarge:     c.dropped[dropTooLarge].Load(),

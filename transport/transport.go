@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,7 @@ type Transport struct {
 	handler  Handler
 	faults   *Faults
 	stats    counters
+	metrics  transportMetrics
 
 	// ctx is canceled by Close; every stream the transport opens derives
 	// from it, so that Close interrupts sends blocked on flow control.
@@ -102,6 +104,9 @@ func New(cfg Config, r Resolver, h Handler) (*Transport, error) {
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.peers.Store(&map[uint64]*peer{})
+	if err := t.newMetrics(cfg.MeterProvider); err != nil {
+		return nil, fmt.Errorf("transport: metrics: %w", err)
+	}
 	return t, nil
 }
 
@@ -305,5 +310,6 @@ func (t *Transport) Close() error {
 	for _, p := range *t.peers.Load() {
 		p.shutdown()
 	}
+	t.metrics.close()
 	return nil
 }

@@ -2,11 +2,13 @@ package transport
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/testutil"
 	pb "github.com/shardd/shardd/paxospb"
 )
 
@@ -224,9 +226,11 @@ func TestNoRoute(t *testing.T) {
 }
 
 // TestReconnect stops the receiving node's server and restarts it on the
-// same address; sending resumes on a new stream.
+// same address; sending resumes on a new stream. The sender logs the loss
+// and the restoration of the stream once each.
 func TestReconnect(t *testing.T) {
-	nodes := startCluster(t, 2, true, nil)
+	var log testutil.SyncBuffer
+	nodes := startCluster(t, 2, true, func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 	a, b := nodes[0], nodes[1]
 	if !a.tr.Send(heartbeat(1, 2, 1, 1)) {
 		t.Fatal("Send refused")
@@ -264,6 +268,11 @@ func TestReconnect(t *testing.T) {
 		return b.h.count.Load() >= 2+100
 	}, b.h)
 	b.h.checkOrder(t)
+	for _, msg := range []string{"transport: stream to peer lost", "transport: stream to peer restored"} {
+		if n := strings.Count(log.String(), `msg="`+msg+`"`); n != 1 {
+			t.Errorf("%d lines %q, want 1; log:\n%s", n, msg, log.String())
+		}
+	}
 }
 
 // TestClose checks that Close ends incoming streams and outgoing ones,

@@ -2,13 +2,15 @@
 // replicated owner of the range map.
 //
 //	placement start   run one placement process
+//	placement version print the build of this binary
 //	placement help    explain a command and its flags
 //
 // shardd inspects the service: shardd nodes --placement ADDRS and shardd
 // ranges --placement ADDRS.
 //
 // The command is thin: it parses flags, starts a service.Server (package
-// placement/service, where all the logic lives) and handles signals.
+// placement/service, where all the logic lives) and handles signals. Its
+// help has shardd's layout (internal/cli.Program).
 package main
 
 import (
@@ -17,13 +19,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/shardd/shardd/internal/buildinfo"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/placement/service"
 )
@@ -35,17 +38,26 @@ const (
 	exitUsage = 2 // bad command line
 )
 
-// usageError is a bad command line: exit code 2, with a pointer to --help.
+// usageError is a bad command line: exit code 2, with a pointer to help.
 type usageError struct{ error }
+
+// env is what a command runs against: the process's output streams, and
+// releaseSignals, called once a command has begun stopping after a
+// signal, so that a second Ctrl-C kills the process.
+type env struct {
+	stdout, stderr io.Writer
+	releaseSignals func()
+}
 
 type command struct {
 	name, args, summary, doc string
-	setup                    func(fs *flag.FlagSet) func(ctx context.Context, stdout io.Writer) error
+	setup                    func(fs *flag.FlagSet) func(ctx context.Context, e *env) error
 }
 
 var commands = []*command{
 	{name: "start", args: "--id N --data-dir DIR [flags]", summary: "run one placement process",
-		doc: `Runs one placement process until interrupted (SIGINT or SIGTERM).
+		doc: `Start runs one placement process until SIGINT or SIGTERM, then stops
+cleanly and exits 0.
 
 Run 1 process, or 3 to tolerate the loss of one: give each its own --id and
 --data-dir, and all of them the same --peers. The processes replicate the
@@ -62,74 +74,104 @@ node even.
 Inspect the service with shardd: "shardd nodes --placement ADDRS" lists
 the registered nodes and "shardd ranges --placement ADDRS" the range map.`,
 		setup: setupStart},
+	{name: "version", summary: "print the build of this binary",
+		doc: `Prints, on one line, the module version, the commit this binary was built
+from (its hash, whether the tree had uncommitted changes, its time), the Go
+version and the platform. 'placement --version' prints the same.`,
+		setup: func(*flag.FlagSet) func(context.Context, *env) error {
+			return func(_ context.Context, e *env) error {
+				_, err := fmt.Fprintln(e.stdout, buildinfo.Line("placement"))
+				return err
+			}
+		}},
+}
+
+// program is placement's help.
+func program() cli.Program {
+	p := cli.Program{
+		Name:     "placement",
+		Synopsis: "<command> [flags]",
+		About: `placement runs the placement service of a shardd cluster: the replicated
+owner of the range map, which creates the ranges on the nodes, keeps
+their leaders spread, moves replicas and splits ranges.`,
+		Notes: `Run 'placement help <command>' or 'placement <command> -h' for a command's
+flags. shardd inspects the service: 'shardd nodes --placement ADDRS' and
+'shardd ranges --placement ADDRS'.`,
+	}
+	for _, c := range commands {
+		p.Commands = append(p.Commands, [2]string{c.name, c.summary})
+	}
+	return p
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, releaseSignals: stop}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
 
-// run runs the command line args and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
-		if len(args) > 1 {
-			if c := find(args[1]); c != nil {
-				fs := flagSet(c, stdout)
-				c.setup(fs)
-				fs.Usage()
-				return exitOK
-			}
-			fmt.Fprintf(stderr, "placement: no command %q\n", args[1])
-			usage(stderr)
-			return exitUsage
+// run runs the command line args (without the program name) and returns
+// the process's exit code.
+func run(ctx context.Context, e *env, args []string) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
+	if len(args) == 0 {
+		program().WriteUsage(e.stderr)
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		return runHelp(e, rest)
+	}
+	c := find(name)
+	if c == nil {
+		fmt.Fprintf(e.stderr, "placement: unknown command %q\n\n", name)
+		program().WriteUsage(e.stderr)
+		return exitUsage
+	}
+	fs := flagSet(c, e.stderr)
+	runCmd := c.setup(fs)
+	pos, err := cli.ParseInterspersed(fs, rest)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
 		}
-		w := stdout
-		if len(args) == 0 {
-			w = stderr
-		}
-		usage(w)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage // fs printed the error and the usage
+	}
+	if len(pos) > 0 {
+		err = usageError{fmt.Errorf("unexpected arguments %q", pos)}
+	} else {
+		err = runCmd(ctx, e)
+	}
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "placement %s: %v\n", c.name, err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(e.stderr, "Run 'placement help %s' for its flags.\n", c.name)
+		return exitUsage
+	}
+	return exitError
+}
+
+func runHelp(e *env, args []string) int {
+	if len(args) == 0 {
+		program().WriteUsage(e.stdout)
 		return exitOK
 	}
 	c := find(args[0])
 	if c == nil {
-		fmt.Fprintf(stderr, "placement: no command %q\n", args[0])
-		usage(stderr)
+		fmt.Fprintf(e.stderr, "placement help: unknown command %q\n\n", args[0])
+		program().WriteUsage(e.stderr)
 		return exitUsage
 	}
-	for _, a := range args[1:] {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fs := flagSet(c, stdout) // asked for: to stdout
-			c.setup(fs)
-			fs.Usage()
-			return exitOK
-		}
-	}
-	fs := flagSet(c, stderr)
-	runCmd := c.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage // the flag package printed the error and usage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "placement %s: unexpected arguments %q\nRun 'placement %s --help' for usage.\n", c.name, fs.Args(), c.name)
-		return exitUsage
-	}
-	if err := runCmd(ctx, stdout); err != nil {
-		fmt.Fprintf(stderr, "placement %s: %v\n", c.name, err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "Run 'placement %s --help' for usage.\n", c.name)
-			return exitUsage
-		}
-		return exitError
-	}
+	fs := flagSet(c, e.stdout)
+	c.setup(fs)
+	fs.Usage()
 	return exitOK
 }
 
@@ -146,18 +188,10 @@ func flagSet(c *command, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("placement "+c.name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: placement %s %s\n\n%s\n\nFlags:\n", c.name, c.args, c.doc)
-		fs.PrintDefaults()
+		cli.WriteCommandHead(out, "placement "+c.name+" "+c.args, c.doc)
+		cli.WriteFlags(out, "Flags:", fs)
 	}
 	return fs
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: placement <command> [flags]\n\nCommands:\n")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "  %-8s %s\n\nRun 'placement <command> --help' for a command's flags.\n", "help", "explain a command and its flags")
 }
 
 // startFlags are the flags of "placement start".
@@ -165,6 +199,13 @@ type startFlags struct {
 	id                      uint64
 	listen, dataDir, peers  string
 	splitKeys, logLevel     string
+	logFormat, metricsAddr  string
+	pprof                   string
+	balanceLoad             bool
+	loadThreshold           float64
+	loadFloor               float64
+	loadCooldown            time.Duration
+	tracing                 provider.Flags
 	initialRanges, replicas int
 	expectedNodes           int
 	balanceInterval         time.Duration
@@ -174,21 +215,16 @@ type startFlags struct {
 	splitSize               int64
 	splitQPS                float64
 	maxConcurrentSplits     int
-	balanceLoad             bool
-	loadThreshold           float64
-	loadFloor               float64
-	loadCooldown            time.Duration
-	tracing                 provider.Flags
 }
 
-func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
+func setupStart(fs *flag.FlagSet) func(context.Context, *env) error {
 	var f startFlags
-	fs.Uint64Var(&f.id, "id", 0, "this process's id among the placement processes (1, 2, 3); required")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:7000", "host:port to serve the Placement API and the placement group's traffic on")
-	fs.StringVar(&f.dataDir, "data-dir", "", "directory of this process's store; required")
-	fs.StringVar(&f.peers, "peers", "", "every placement process as id=host:port, comma-separated, this one included (default: this process alone)")
-	fs.IntVar(&f.initialRanges, "initial-ranges", 1, "number of ranges to bootstrap, cut evenly over the keys k0000..k9999")
-	fs.StringVar(&f.splitKeys, "split-keys", "", "explicit split keys of the first ranges, comma-separated, in increasing order (instead of --initial-ranges)")
+	fs.Uint64Var(&f.id, "id", 0, "this process's `id` among the placement processes (1, 2, 3); required")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7000", "`host:port` to serve the Placement API and the placement group's traffic on")
+	fs.StringVar(&f.dataDir, "data-dir", "", "`directory` of this process's store, created if missing; required")
+	fs.StringVar(&f.peers, "peers", "", "every placement process as `id=host:port,...`, this one included (default: this process alone)")
+	fs.IntVar(&f.initialRanges, "initial-ranges", 1, "`number` of ranges to bootstrap, cut evenly over the keys k0000..k9999")
+	fs.StringVar(&f.splitKeys, "split-keys", "", "explicit split `keys` of the first ranges, comma-separated, in increasing order (instead of --initial-ranges)")
 	fs.IntVar(&f.replicas, "replicas", 3, "replicas per range, on distinct nodes")
 	fs.IntVar(&f.expectedNodes, "expected-nodes", 0, "nodes that must register before the first ranges are created (default: --replicas)")
 	fs.DurationVar(&f.balanceInterval, "balance-interval", time.Second, "how often the leader spreads range leaders over the nodes")
@@ -202,26 +238,54 @@ func setupStart(fs *flag.FlagSet) func(context.Context, io.Writer) error {
 	fs.Float64Var(&f.loadThreshold, "load-threshold", 0.1, "with --balance-load, move load off a node serving more than the mean by over this fraction of it")
 	fs.Float64Var(&f.loadFloor, "load-floor", 100, "with --balance-load, move load off a node only if it serves more than the mean by over this many ops/s too (0: no floor)")
 	fs.DurationVar(&f.loadCooldown, "load-cooldown", 30*time.Second, "with --balance-load, how long a range whose leader changed stays where it is (its new leader needs a load window or two to measure it)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
 	f.tracing.Register(fs)
-	return func(ctx context.Context, stdout io.Writer) error {
-		cfg, err := f.config()
+	cli.RegisterLogFormatFlag(fs, &f.logFormat)
+	cli.RegisterMetricsAddrFlag(fs, &f.metricsAddr)
+	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6061; empty disables")
+	return func(ctx context.Context, e *env) error {
+		cfg, err := f.config(e.stderr)
 		if err != nil {
 			return usageError{err}
 		}
+		if f.pprof != "" {
+			stopPprof, err := cli.ServePprof(f.pprof)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
+		}
+		ep, err := endpoint.Open(f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer ep.Close()
+		if cfg.MeterProvider, err = ep.Provider(endpoint.PlacementLabel(cfg.ID)); err != nil {
+			return err
+		}
+		sinceSignal := cli.StopClock(ctx)
 		s, err := service.Start(cfg)
 		if err != nil {
 			return fmt.Errorf("%w\ncheck the flags, that --listen is free and that --data-dir is writable", err)
 		}
-		fmt.Fprintf(stdout, "placement process %d serving on %s\n", cfg.ID, s.Addr())
+		if url := ep.URL(); url != "" {
+			fmt.Fprintf(e.stdout, "placement process %d metrics on %s\n", cfg.ID, url)
+		}
+		fmt.Fprintf(e.stdout, "placement process %d serving on %s\n", cfg.ID, s.Addr())
 		<-ctx.Done()
+		if e.releaseSignals != nil {
+			e.releaseSignals()
+		}
+		cfg.Logger.Info("signal received: stopping (a second signal stops at once)")
 		s.Stop()
+		cli.LogStopped(cfg.Logger, sinceSignal())
 		return nil
 	}
 }
 
 // config turns the flags into a service.Config, or says what is wrong.
-func (f *startFlags) config() (service.Config, error) {
+// The service logs to logs.
+func (f *startFlags) config(logs io.Writer) (service.Config, error) {
 	cfg := service.Config{ID: f.id, ListenAddr: f.listen, DataDir: f.dataDir, Replicas: f.replicas,
 		ExpectedNodes: f.expectedNodes, BalanceInterval: f.balanceInterval, SettleTime: f.settleTime,
 		SplitSize: offIfZero(f.splitSize), SplitQPS: offIfZero(f.splitQPS), MaxConcurrentSplits: f.maxConcurrentSplits,
@@ -300,7 +364,11 @@ func (f *startFlags) config() (service.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	format, err := cli.ParseLogFormat(f.logFormat)
+	if err != nil {
+		return cfg, fmt.Errorf("--log-format: %w", err)
+	}
+	cfg.Logger = format.NewLogger(logs, level)
 	return cfg, nil
 }
 

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placement/service"
 )
 
@@ -42,7 +44,7 @@ The same cluster as separate processes is one placement start and three
 shardd start --placement (see shardd help start).`,
 	setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 		var o demoOptions
-		var logLevel string
+		var logLevel, logFormat string
 		var tracing provider.Flags
 		tracing.Register(fs)
 		fs.IntVar(&o.ranges, "ranges", 8, "the number of ranges to create (1 to 9000)")
@@ -50,6 +52,8 @@ shardd start --placement (see shardd help start).`,
 		fs.DurationVar(&o.tick, "tick", 50*time.Millisecond, "the nodes' logical tick")
 		fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for every range to have a leader")
 		fs.StringVar(&logLevel, "log-level", "warn", "log `level`: debug, info, warn or error (logs go to stderr)")
+		cli.RegisterLogFormatFlag(fs, &logFormat)
+		cli.RegisterMetricsAddrFlag(fs, &o.metricsAddr)
 		return func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
@@ -60,6 +64,9 @@ shardd start --placement (see shardd help start).`,
 			}
 			if o.tracing, err = tracing.Config(provider.Config{}, os.Getenv); err != nil {
 				return usagef("tracing: %v", err)
+			}
+			if o.logFormat, err = cli.ParseLogFormat(logFormat); err != nil {
+				return usagef("--log-format: %v", err)
 			}
 			if o.tick <= 0 || o.wait <= 0 {
 				return usagef("--tick and --wait must be positive")
@@ -72,6 +79,10 @@ shardd start --placement (see shardd help start).`,
 	},
 }
 
+// demoMemTableSize sizes the demo nodes' memtables: a demo holds little
+// data, and its WAL files on disk are about as large as its memtables.
+const demoMemTableSize = 8 << 20
+
 // maxDemoRanges is what the placement service bootstraps at most.
 const maxDemoRanges = 9000
 
@@ -82,6 +93,11 @@ type demoOptions struct {
 	wait     time.Duration
 	logLevel slog.Level
 	tracing  provider.Config // each node's
+	// logFormat and metricsAddr: see cli.RegisterLogFormatFlag and
+	// RegisterMetricsAddrFlag. One endpoint serves the metrics of the
+	// placement service and the three nodes, told apart by their labels.
+	logFormat   cli.LogFormat
+	metricsAddr string
 }
 
 func demoNodeIDs() []uint64 {
@@ -93,8 +109,30 @@ func demoNodeIDs() []uint64 {
 }
 
 func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
-	logger := newLogger(e, o.logLevel)
+	logger := o.logFormat.NewLogger(e.stderr, o.logLevel)
+	ep, err := endpoint.Open(o.metricsAddr)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	plMetrics, err := ep.Provider(endpoint.PlacementLabel(1))
+	if err != nil {
+		return err
+	}
+	signalled, sinceSignal := ctx, cli.StopClock(ctx)
 	dir, temp := o.dataDir, false
+	// Said last, once everything has stopped and the data is gone, on
+	// stdout like the banner: the demo logs only warnings by default.
+	defer func() {
+		if err != nil || signalled.Err() == nil {
+			return
+		}
+		data := "data kept in " + dir
+		if temp {
+			data = "data removed"
+		}
+		fmt.Fprintf(e.stdout, "shardd demo: stopped cleanly, %v after the signal (%s).\n", sinceSignal().Round(time.Millisecond), data)
+	}()
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "shardd-demo-"); err != nil {
 			return err
@@ -111,7 +149,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	pl, err := service.Start(service.Config{
 		ID: 1, ListenAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "placement"),
 		InitialRanges: o.ranges, Replicas: demoNodes, ExpectedNodes: demoNodes,
-		TickInterval: o.tick, Logger: logger,
+		TickInterval: o.tick, Logger: logger, MeterProvider: plMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the placement service: %w", err)
@@ -127,7 +165,10 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		cfg := node.Config{
 			NodeID: id, Dir: filepath.Join(dir, "node"+strconv.FormatUint(id, 10)),
 			ListenAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-			TickInterval: o.tick, Logger: logger, Tracing: o.tracing,
+			TickInterval: o.tick, Logger: logger, WaitReady: true, Tracing: o.tracing, MemTableSize: demoMemTableSize,
+		}
+		if cfg.MeterProvider, err = ep.Provider(endpoint.NodeLabel(id)); err != nil {
+			return err
 		}
 		if len(nodes) > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
@@ -159,7 +200,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	}
 	cancel()
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			return cause // the service refused a node: not an interruption
 		}
 		if ctx.Err() != nil {
@@ -167,7 +208,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 		}
 		return err
 	}
-	writeDemoBanner(e.stdout, pl.Addr(), nodes, ranges, dir, temp)
+	writeDemoBanner(e.stdout, pl.Addr(), nodes, ranges, dir, temp, ep.URL())
 	// The demo's nodes stop together: none would take the others'
 	// leaderships, so there is nothing to drain.
 	err = serve(ctx, e, nodes, logger, 0)
@@ -178,7 +219,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 // waitForMap waits until the placement service at addr has created the
 // first ranges, and returns how many there are.
 func waitForMap(ctx context.Context, addr string) (int, error) {
-	c, err := service.NewClient([]string{addr})
+	c, err := client.New([]string{addr})
 	if err != nil {
 		return 0, err
 	}
@@ -213,7 +254,7 @@ func demoCommands(placement, node string) []string {
 	}
 }
 
-func writeDemoBanner(w io.Writer, placement string, nodes []*node.Node, ranges int, dir string, temp bool) {
+func writeDemoBanner(w io.Writer, placement string, nodes []*node.Node, ranges int, dir string, temp bool, metricsURL string) {
 	where := dir + " (kept on exit)"
 	if temp {
 		where = dir + " (removed on exit)"
@@ -222,6 +263,9 @@ func writeDemoBanner(w io.Writer, placement string, nodes []*node.Node, ranges i
 	fmt.Fprintf(w, "  placement  grpc %s\n", placement)
 	for _, n := range nodes {
 		fmt.Fprintf(w, "  node %d  grpc %s  gossip %s\n", n.ID(), n.Addr(), n.GossipAddr())
+	}
+	if metricsURL != "" {
+		fmt.Fprintf(w, "  metrics    %s (all four, labelled node=\"N\" or placement=\"1\")\n", metricsURL)
 	}
 	fmt.Fprintf(w, "\nTry (from the repository root):\n\n")
 	for _, c := range demoCommands(placement, nodes[0].Addr()) {

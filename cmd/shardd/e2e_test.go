@@ -109,6 +109,7 @@ type proc struct {
 
 	mu     sync.Mutex
 	stdout strings.Builder // every line up to the ready line
+	after  strings.Builder // every line after it
 }
 
 // startProc starts a node with args, logging its stderr to logPath
@@ -145,12 +146,16 @@ func startProcUntil(t *testing.T, bin, name, logPath, marker string, args ...str
 		ready := false
 		for sc.Scan() {
 			line := sc.Text()
+			p.mu.Lock()
+			if ready {
+				p.after.WriteString(line + "\n")
+			} else {
+				p.stdout.WriteString(line + "\n")
+			}
+			p.mu.Unlock()
 			if ready {
 				continue
 			}
-			p.mu.Lock()
-			p.stdout.WriteString(line + "\n")
-			p.mu.Unlock()
 			if strings.Contains(line, marker) {
 				p.ready <- line
 				ready = true
@@ -196,6 +201,14 @@ func (p *proc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stdout.String()
+}
+
+// outputAfterReady returns what the process printed after its ready
+// line; all of it once the process has exited.
+func (p *proc) outputAfterReady() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.after.String()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

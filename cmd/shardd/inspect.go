@@ -18,7 +18,7 @@ import (
 
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -74,7 +74,7 @@ and "leader" is 0 when no leader is known.`,
 				resp, err = askPlacement(ctx, *placementAddrs, f.timeout, placementRanges)
 				if err == nil {
 					var lo *placementpb.ListOperationsResponse
-					lo, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *service.Client) (*placementpb.ListOperationsResponse, error) {
+					lo, err = askPlacement(ctx, *placementAddrs, f.timeout, func(ctx context.Context, c *client.Client) (*placementpb.ListOperationsResponse, error) {
 						return c.ListOperations(ctx)
 					})
 					ops, decisions = lo.GetDescriptions(), lo.GetRecentDecisions()
@@ -130,7 +130,7 @@ it, and the replicas and leaders it last reported itself.`,
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
 			}
-			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *service.Client) (*placementpb.ListNodesResponse, error) {
+			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *client.Client) (*placementpb.ListNodesResponse, error) {
 				return c.ListNodes(ctx)
 			})
 			if err != nil {
@@ -150,13 +150,16 @@ const defaultPlacementAddr = "127.0.0.1:7000"
 
 // askPlacement makes one call to the placement service at addrs (a
 // comma-separated list).
-func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duration, call func(context.Context, *service.Client) (T, error)) (T, error) {
+func askPlacement[T any](ctx context.Context, addrs string, timeout time.Duration, call func(context.Context, *client.Client) (T, error)) (T, error) {
 	var zero T
 	list, err := cli.ParseAddrList(addrs)
 	if err != nil || len(list) == 0 {
 		return zero, usagef("--placement: give the host:port of a placement process (%v)", err)
 	}
-	c, err := service.NewClient(list)
+	if err := cli.Probe(ctx, list); err != nil { // see kvTarget.connect
+		return zero, fmt.Errorf("cannot reach placement at %s: is `placement start` running? (%v)", addrs, err)
+	}
+	c, err := client.New(list)
 	if err != nil {
 		return zero, err
 	}
@@ -185,7 +188,7 @@ func explainPlacementError(addrs string, timeout time.Duration, err error) error
 
 // placementRanges reads the whole range map, with the nodes' addresses,
 // as a node's Admin.Ranges answer would carry it.
-func placementRanges(ctx context.Context, c *service.Client) (*kvpb.RangesResponse, error) {
+func placementRanges(ctx context.Context, c *client.Client) (*kvpb.RangesResponse, error) {
 	descs, err := c.AllRanges(ctx, 0)
 	if err != nil {
 		return nil, err
@@ -244,42 +247,6 @@ func nodesJSON(resp *placementpb.ListNodesResponse) []nodeJSON {
 			ReportedReplicas: n.ReportedReplicas, ReportedLeaders: n.ReportedLeaders, Draining: n.Draining, Settling: n.Settling})
 	}
 	return out
-}
-
-var statusCommand = &command{
-	name:    "status",
-	args:    "[--addr host:port] [--json]",
-	summary: "show a node's status",
-	doc: `
-Status asks a node (Admin.NodeStatus) how it is doing: the groups it hosts,
-how many are active (not quiesced), how many it leads, and its batching
-figures (commands per Paxos value, records per fsync, messages per frame).`,
-	setup: inspect(func(ctx context.Context, c kvpb.AdminClient) (*kvpb.NodeStatusResponse, error) {
-		return c.NodeStatus(ctx, &kvpb.NodeStatusRequest{})
-	}, statusJSON, writeStatusTable),
-}
-
-// inspect builds the setup of a command that asks a node one Admin question
-// and prints the answer as a table or, with --json, as JSON.
-func inspect[T any, J any](ask func(context.Context, kvpb.AdminClient) (T, error), toJSON func(T) J,
-	table func(io.Writer, T) error) func(*flag.FlagSet) func(context.Context, *env, []string) error {
-	return func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-		var f inspectFlags
-		f.register(fs)
-		return func(ctx context.Context, e *env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
-			resp, err := askNode(ctx, f.addr, f.timeout, ask)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				return writeJSON(e.stdout, toJSON(resp))
-			}
-			return table(e.stdout, resp)
-		}
-	}
 }
 
 // dial returns a client connection to a node. It connects lazily: errors
@@ -379,20 +346,6 @@ func writeRangesTable(w io.Writer, resp *kvpb.RangesResponse) error {
 	return tw.Flush()
 }
 
-func writeStatusTable(w io.Writer, s *kvpb.NodeStatusResponse) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "node\t%d\n", s.NodeId)
-	fmt.Fprintf(tw, "address\t%s\n", s.Addr)
-	fmt.Fprintf(tw, "groups\t%d\n", s.Groups)
-	fmt.Fprintf(tw, "active groups\t%d\n", s.ActiveGroups)
-	fmt.Fprintf(tw, "leaders\t%d\n", s.Leaders)
-	fmt.Fprintf(tw, "commands per value\t%.2f\n", s.CommandsPerValue)
-	fmt.Fprintf(tw, "records per sync\t%.2f\n", s.RecordsPerSync)
-	fmt.Fprintf(tw, "messages per frame\t%.2f\n", s.MessagesPerFrame)
-	fmt.Fprintf(tw, "syncs\t%d\n", s.Syncs)
-	return tw.Flush()
-}
-
 // rangeJSON is a range in ranges --json.
 type rangeJSON struct {
 	RangeID    uint64   `json:"range_id"`
@@ -434,23 +387,6 @@ func rangesJSON(resp *kvpb.RangesResponse) rangesOutput {
 		out.Ranges = append(out.Ranges, r)
 	}
 	return out
-}
-
-type statusOutput struct {
-	NodeID           uint64  `json:"node_id"`
-	Addr             string  `json:"addr"`
-	Groups           uint32  `json:"groups"`
-	ActiveGroups     uint32  `json:"active_groups"`
-	Leaders          uint32  `json:"leaders"`
-	CommandsPerValue float64 `json:"commands_per_value"`
-	RecordsPerSync   float64 `json:"records_per_sync"`
-	MessagesPerFrame float64 `json:"messages_per_frame"`
-	Syncs            uint64  `json:"syncs"`
-}
-
-func statusJSON(s *kvpb.NodeStatusResponse) statusOutput {
-	return statusOutput{NodeID: s.NodeId, Addr: s.Addr, Groups: s.Groups, ActiveGroups: s.ActiveGroups, Leaders: s.Leaders,
-		CommandsPerValue: s.CommandsPerValue, RecordsPerSync: s.RecordsPerSync, MessagesPerFrame: s.MessagesPerFrame, Syncs: s.Syncs}
 }
 
 func writeJSON(w io.Writer, v any) error {

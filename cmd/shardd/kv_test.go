@@ -3,15 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/router"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -83,6 +88,11 @@ func (s *fakeStore) CompareAndSwap(_ context.Context, cas router.CAS) (router.CA
 // parseKV checks the command line of a kv verb (args start with the
 // verb) as the command does, without running it.
 func parseKV(args ...string) (kvTarget, kvOp, error) {
+	return parseKVIn(nil, args...)
+}
+
+// parseKVIn is parseKV with stdin as the command's standard input.
+func parseKVIn(stdin io.Reader, args ...string) (kvTarget, kvOp, error) {
 	var v *kvVerb
 	for _, kv := range kvVerbs {
 		if kv.name == args[0] {
@@ -96,11 +106,12 @@ func parseKV(args ...string) (kvTarget, kvOp, error) {
 	fs.SetOutput(io.Discard)
 	var f kvFlags
 	f.register(fs)
-	parse := v.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	parse := v.setup(fs, &f)
+	rest, err := cli.ParseInterspersed(fs, args[1:])
+	if err != nil {
 		return kvTarget{}, nil, err
 	}
-	return checkKV(fs, &f, parse, fs.Args())
+	return checkKV(&f, parse, rest, stdin)
 }
 
 // TestKVHelp checks "shardd help kv [verb]" and "shardd kv [verb] -h":
@@ -164,7 +175,8 @@ func TestKVBadCommandLines(t *testing.T) {
 		{[]string{"kv", "put", "", "v"}, "KEY is empty"},
 		{[]string{"kv", "get"}, "missing KEY"},
 		{[]string{"kv", "get", "--nope", "k"}, "flag provided but not defined: -nope"},
-		{[]string{"kv", "get", "k", "--stale"}, `unexpected arguments ["--stale"] after KEY (--stale was taken as an argument: flags go before the arguments)`},
+		{[]string{"kv", "get", "k", "--stale", "k2"}, `unexpected arguments ["k2"] after KEY`},
+		{[]string{"kv", "get", "k", "--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"kv", "get", ""}, "KEY is empty"},
 		{[]string{"kv", "del", "a", "b"}, `unexpected arguments ["b"] after KEY`},
 		{[]string{"kv", "scan"}, "missing START"},
@@ -173,7 +185,7 @@ func TestKVBadCommandLines(t *testing.T) {
 		{[]string{"kv", "scan", "--limit=-1", "a"}, "--limit must be 0 (no limit) or more, not -1"},
 		{[]string{"kv", "scan", "--limit=x", "a"}, `invalid value "x" for flag -limit`},
 		{[]string{"kv", "scan", "a", "b", "c"}, `unexpected arguments ["c"] after START END`},
-		{[]string{"kv", "scan", "a", "--json"}, "--json was taken as an argument"},
+		{[]string{"kv", "scan", "a", "--limit"}, "flag needs an argument: -limit"},
 		{[]string{"kv", "cas", "k", "v"}, "missing the condition: --expect VALUE"},
 		{[]string{"kv", "cas", "--expect=a", "--absent", "k", "v"}, "--expect and --absent exclude each other"},
 		{[]string{"kv", "cas", "--absent", "k"}, "missing NEWVALUE (or --delete, to delete KEY)"},
@@ -181,7 +193,18 @@ func TestKVBadCommandLines(t *testing.T) {
 		{[]string{"kv", "cas", "--delete", "--expect=a"}, "missing KEY"},
 		{[]string{"kv", "cas", "--absent", "--delete", "k", "v"}, `--delete takes no NEWVALUE, but "v" follows KEY`},
 		{[]string{"kv", "cas", "--absent", "", "v"}, "KEY is empty"},
-		{[]string{"kv", "cas", "k", "v", "--absent"}, "--absent was taken as an argument"},
+		{[]string{"kv", "cas", "k", "v", "--absent", "w"}, `unexpected arguments ["w"] after KEY NEWVALUE`},
+		{[]string{"kv", "cas", "--absent", "--delete", "--value-file=f", "k"}, "--delete and --value-file exclude each other"},
+		{[]string{"kv", "cas", "--absent", "--value-file=f", "k", "v"}, `--value-file gives NEWVALUE, but "v" follows KEY`},
+		{[]string{"kv", "put", "--value-file=f", "k", "v"}, `--value-file gives the value, but "v" follows KEY`},
+		{[]string{"kv", "put", "--value-file=f"}, "missing KEY"},
+		{[]string{"kv", "get", "--hex", "--base64", "k"}, "--hex and --base64 exclude each other"},
+		{[]string{"kv", "--hex", "get", "--base64", "k"}, "--hex and --base64 exclude each other"},
+		{[]string{"kv", "get", "--hex", "6b3"}, `KEY "6b3" is not hex (--hex)`},
+		{[]string{"kv", "put", "--base64", "aw==", "!"}, `VALUE "!" is not base64 (--base64)`},
+		{[]string{"kv", "scan", "--hex", "zz"}, `START "zz" is not hex`},
+		{[]string{"kv", "scan", "--hex", "02", "01"}, "START 02 does not sort before END 01"},
+		{[]string{"kv", "cas", "--hex", "--expect=x", "6b", "00"}, `--expect "x" is not hex`},
 		{[]string{"kv", "get", "--addr=", "k"}, "--addr is empty"},
 		{[]string{"kv", "get", "--addr=nope", "k"}, `--addr: "nope" is not host:port`},
 		{[]string{"kv", "get", "--addr=127.0.0.1:1,,127.0.0.1:2", "k"}, "--addr: item 2"},
@@ -260,7 +283,7 @@ neg    -1
 	if s.stale != 2 {
 		t.Errorf("scan --stale: %d stale reads, want 2", s.stale)
 	}
-	if out, _ := do("scan", "--json", "x"); out != "{\n  \"kvs\": []\n}\n" {
+	if out, _ := do("scan", "--json", "x"); out != "{\n  \"kvs\": [],\n  \"encoding\": \"text\"\n}\n" {
 		t.Errorf("scan --json of nothing: %q", out)
 	}
 
@@ -346,6 +369,7 @@ func TestExplainKVError(t *testing.T) {
 		{"get", placement, true, status.Error(codes.Unavailable, "router: range lookup: placement: the first ranges are not created yet"),
 			"the placement at p:1 cannot say where the ranges are yet (router: range lookup: placement: the first ranges are not created yet): have enough nodes registered"},
 		{"put", one, false, status.Error(codes.InvalidArgument, "put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
+		{"put", one, false, status.Error(codes.InvalidArgument, "rpc error: code = InvalidArgument desc = put.key is 5000 bytes, limit is 4096"), "the request was refused: put.key is 5000 bytes, limit is 4096"},
 		{"put", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: node 1 does not lead range 1"),
 			"the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (router: gave up after 20 attempts: node 1 does not lead range 1)"},
 		{"get", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded (last error: x)"),
@@ -514,7 +538,271 @@ func TestKVCluster(t *testing.T) {
 	}
 	expect("KEY    VALUE\nk2600  \"two words\"\nk5100  filled\nk7600  d\n", "scan", "--addr", addr(1), "")
 
+	// A value of 1 MiB, the largest the nodes take, which no command line
+	// can carry: from stdin and from a file, read back as it was.
+	big := make([]byte, kvpb.DefaultMaxValueBytes)
+	for i := range big {
+		big[i] = byte(i*31 + i>>11)
+	}
+	if code, out, stderr := runSyncIn(t, bytes.NewReader(big), "kv", "put", "--addr", addr(0), "k0002", "-"); code != exitOK || out != "ok\n" {
+		t.Fatalf("put of 1 MiB from stdin: exit %d, %q, %q", code, out, stderr)
+	}
+	if out, _ := kv(exitOK, "get", "--addr", addr(1), "k0002"); out != string(big)+"\n" {
+		t.Errorf("get of the 1 MiB value: %d bytes, not what was put", len(out))
+	}
+	path := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect("ok\n", "put", "--addr", addr(2), "k0003", "--value-file", path)
+	if out, _ := kv(exitOK, "get", "--addr", addr(0), "--base64", "azAwMDM="); out != base64.StdEncoding.EncodeToString(big)+"\n" {
+		t.Errorf("get --base64 of the 1 MiB value from a file: %d bytes, not what was put", len(out))
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	expect("", "get", "--addr", addr(1), "k0003", "--value-file", back)
+	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("get --value-file of the 1 MiB value: %d bytes, %v; not what was put", len(got), err)
+	}
+	code, _, stderr := runSyncIn(t, bytes.NewReader(append(big, 'x')), "kv", "put", "--addr", addr(0), "k0004", "-")
+	if want := "shardd kv put: the request was refused: put.value is 1048577 bytes, limit is 1048576\n"; code != exitError || stderr != want {
+		t.Errorf("put of 1 MiB and a byte: exit %d, %q; want %q", code, stderr, want)
+	}
+
 	if code := demo.stop(t); code != exitOK {
 		t.Fatalf("demo exit %d; stderr:\n%s", code, demo.stderr.String())
+	}
+}
+
+// doKV runs a kv verb's command line (args start with the verb) against
+// s, with stdin as its standard input, and returns what it printed.
+func doKV(t *testing.T, s kvStore, stdin io.Reader, args ...string) (string, error) {
+	t.Helper()
+	_, op, err := parseKVIn(stdin, args...)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	var out bytes.Buffer
+	err = op(t.Context(), s, &out)
+	return out.String(), err
+}
+
+// TestKVFlagsAfterArguments: flags count wherever they stand, before the
+// arguments, after them or between; "--" still ends them.
+func TestKVFlagsAfterArguments(t *testing.T) {
+	s := newFakeStore(map[string]string{"k": "v", "-k": "-v"})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "k", "--json"}, "{\n  \"key\": \"k\",\n  \"found\": true,\n  \"value\": \"v\",\n  \"encoding\": \"text\"\n}\n"},
+		{[]string{"get", "6b", "--stale", "--hex"}, "76\n"},
+		{[]string{"scan", "a", "--limit", "1", "z"}, "KEY  VALUE\nk    v\n"},
+		{[]string{"cas", "k", "w", "--expect", "v"}, "swapped\n"},
+		{[]string{"cas", "k", "--delete", "--expect=w"}, "swapped\n"},
+		{[]string{"get", "--", "-k"}, "-v\n"},
+		{[]string{"put", "neg", "-1"}, "ok\n"},
+		{[]string{"get", "neg"}, "-1\n"},
+	} {
+		if got, err := doKV(t, s, nil, tc.args...); err != nil || got != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+	if s.stale != 1 {
+		t.Errorf("--stale after KEY: %d stale reads, want 1", s.stale)
+	}
+	// Through the command itself, a flag after the key is the flag (the
+	// flag package alone stopped at "k" and took --addr for a second key).
+	code, _, stderr := runSync(t, "kv", "get", "k", "--addr=127.0.0.1:1")
+	if want := "cannot reach node at 127.0.0.1:1"; code != exitError || !strings.Contains(stderr, want) {
+		t.Errorf("kv get k --addr: exit %d, %q; want exit 1 and %q", code, stderr, want)
+	}
+}
+
+// TestKVJSONEveryVerb: --json on each verb prints one object that says
+// what happened.
+func TestKVJSONEveryVerb(t *testing.T) {
+	s := newFakeStore(nil)
+	decode := func(args ...string) map[string]any {
+		t.Helper()
+		out, err := doKV(t, s, nil, append(args, "--json")...)
+		var m map[string]any
+		if jerr := json.Unmarshal([]byte(out), &m); jerr != nil {
+			t.Fatalf("%q: %v, output %q (%v)", args, jerr, out, err)
+		}
+		return m
+	}
+	expect := func(got map[string]any, want string) {
+		t.Helper()
+		b, _ := json.Marshal(got) // sorted keys
+		if string(b) != want {
+			t.Errorf("got %s, want %s", b, want)
+		}
+	}
+	expect(decode("put", "k", "v"), `{"encoding":"text","key":"k","ok":true}`)
+	expect(decode("get", "k"), `{"encoding":"text","found":true,"key":"k","value":"v"}`)
+	expect(decode("put", "e", ""), `{"encoding":"text","key":"e","ok":true}`)
+	expect(decode("get", "e"), `{"encoding":"text","found":true,"key":"e","value":""}`)
+	expect(decode("cas", "--expect=x", "k", "w"), `{"current":"v","encoding":"text","found":true,"key":"k","swapped":false}`)
+	expect(decode("cas", "--absent", "n", "w"), `{"encoding":"text","key":"n","swapped":true}`)
+	expect(decode("cas", "--expect=x", "gone", "w"), `{"encoding":"text","key":"gone","swapped":false}`)
+	expect(decode("del", "k"), `{"deleted":true,"encoding":"text","key":"k"}`)
+	expect(decode("del", "k"), `{"deleted":false,"encoding":"text","key":"k"}`)
+	expect(decode("scan", "", "--limit=1"), `{"encoding":"text","kvs":[{"key":"e","value":""}],"resume_key":"n"}`)
+	// A get that finds nothing prints found: false, and fails.
+	out, err := doKV(t, s, nil, "get", "--json", "k")
+	if err == nil || err.Error() != "key not found: k" || out != "{\n  \"key\": \"k\",\n  \"found\": false,\n  \"encoding\": \"text\"\n}\n" {
+		t.Errorf("get --json of a missing key: %q, %v", out, err)
+	}
+}
+
+// TestKVBinaryKeys: keys and values that are not UTF-8 stay distinct in
+// every output. Before --hex, --base64 and the JSON "encoding", scan
+// --json printed both keys below as "\ufffd" and the table could not be
+// fed back.
+func TestKVBinaryKeys(t *testing.T) {
+	s := newFakeStore(nil)
+	expect := func(want string, args ...string) {
+		t.Helper()
+		if got, err := doKV(t, s, nil, args...); err != nil || got != want {
+			t.Errorf("%q: %q, %v; want %q", args, got, err, want)
+		}
+	}
+	expect("ok\n", "put", "--hex", "ff", "00ff")
+	expect("ok\n", "put", "--hex", "fe", "")
+	expect("ok\n", "put", "--base64", "/f8=", "aGk=") // fd ff: "hi"
+	if want := map[string]string{"\xff": "\x00\xff", "\xfe": "", "\xfd\xff": "hi"}; !mapsEqual(s.kvs, want) {
+		t.Fatalf("store %q, want %q", s.kvs, want)
+	}
+	expect("00ff\n", "get", "--hex", "ff")
+	expect("AP8=\n", "get", "--base64", "/w==")
+	expect("\x00\xff\n", "get", "--", "\xff") // the bytes as they are
+	expect("KEY   VALUE\nfdff  6869\nfe    \"\"\nff    00ff\n", "scan", "--hex", "")
+	expect("KEY   VALUE\n/f8=  aGk=\n(stopped at --limit 1; resume key: /g==)\n", "scan", "--base64", "--limit=1", "")
+	expect("KEY         VALUE\n\"\\xfd\\xff\"  hi\n\"\\xfe\"      \"\"\n\"\\xff\"      \"\\x00\\xff\"\n", "scan", "")
+	expect("not swapped (current: 00ff)\n", "cas", "--hex", "--expect=00", "ff", "01")
+	expect("swapped\n", "cas", "--hex", "--expect=00ff", "ff", "01")
+
+	out, err := doKV(t, s, nil, "scan", "--json", "")
+	var got scanOutput
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil {
+		t.Fatalf("scan --json: %q, %v", out, err)
+	}
+	want := scanOutput{KVs: []kvJSON{{"/f8=", "aGk="}, {"/g==", ""}, {"/w==", "AQ=="}}, Encoding: encBase64}
+	if !slices.Equal(got.KVs, want.KVs) || got.Encoding != want.Encoding {
+		t.Errorf("scan --json of binary keys: %+v, want %+v", got, want)
+	}
+	out, _ = doKV(t, s, nil, "scan", "--json", "--hex", "")
+	if !strings.Contains(out, `"key": "fdff"`) || !strings.Contains(out, `"encoding": "hex"`) {
+		t.Errorf("scan --json --hex: %s", out)
+	}
+	// A UTF-8 key next to a binary one: the whole output is base64.
+	expect("ok\n", "put", "a", "é")
+	out, _ = doKV(t, s, nil, "scan", "--json", "--limit=2", "")
+	if !strings.Contains(out, `"key": "YQ=="`) || !strings.Contains(out, `"value": "w6k="`) || !strings.Contains(out, `"resume_key": "/g=="`) {
+		t.Errorf("scan --json of mixed keys: %s", out)
+	}
+	out, _ = doKV(t, s, nil, "scan", "--json", "a", "b")
+	if !strings.Contains(out, `"value": "é"`) || !strings.Contains(out, `"encoding": "text"`) {
+		t.Errorf("scan --json of a UTF-8 key: %s", out)
+	}
+}
+
+// TestKVValueFromStdinAndFile: "-" reads the value from standard input
+// and --value-file from a file, bytes as they are, 1 MiB included (more
+// than Linux lets one argument be); get --value-file writes them back.
+func TestKVValueFromStdinAndFile(t *testing.T) {
+	s := newFakeStore(nil)
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	path := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(path, big[:1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stdin []byte
+		args  []string
+		key   string
+		want  []byte
+	}{
+		{big, []string{"put", "big", "-"}, "big", big},
+		{nil, []string{"put", "--value-file", path, "file"}, "file", big[:1000]},
+		{nil, []string{"put", "empty", "-"}, "empty", []byte{}},
+		// --hex writes the arguments; stdin is read as it is.
+		{[]byte("zz"), []string{"put", "--hex", "6b", "-"}, "k", []byte("zz")},
+		{big[:10], []string{"cas", "--absent", "c", "-"}, "c", big[:10]},
+		{nil, []string{"cas", "--expect", string(big[:10]), "--value-file", path, "c"}, "c", big[:1000]},
+	} {
+		var stdin io.Reader
+		if tc.stdin != nil {
+			stdin = bytes.NewReader(tc.stdin)
+		}
+		if _, err := doKV(t, s, stdin, tc.args...); err != nil {
+			t.Errorf("%q: %v", tc.args[:2], err)
+		}
+		if got, ok := s.kvs[tc.key]; !ok || got != string(tc.want) {
+			t.Errorf("%q: %s holds %d bytes, want %d", tc.args[:2], tc.key, len(got), len(tc.want))
+		}
+	}
+	// get --value-file writes the bytes back exactly, no newline added.
+	out := filepath.Join(t.TempDir(), "out")
+	if printed, err := doKV(t, s, nil, "get", "big", "--value-file", out); err != nil || printed != "" {
+		t.Errorf("get --value-file: printed %q, %v", printed, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("get --value-file wrote %d bytes, %v; want the %d put", len(got), err, len(big))
+	}
+	if printed, err := doKV(t, s, nil, "get", "--json", "--value-file", out, "empty"); err != nil || !strings.Contains(printed, `"found": true`) || strings.Contains(printed, `"value"`) {
+		t.Errorf("get --json --value-file: printed %q, %v", printed, err)
+	}
+	if got, err := os.ReadFile(out); err != nil || len(got) != 0 {
+		t.Errorf("get --value-file of an empty value: %q, %v", got, err)
+	}
+	_, _, err := parseKV("put", "--value-file", filepath.Join(t.TempDir(), "nope"), "k")
+	if err == nil || !strings.Contains(err.Error(), "--value-file: open ") {
+		t.Errorf("a missing --value-file: %v", err)
+	}
+	_, _, err = parseKVIn(io.LimitReader(zeros{}, maxReadValue+1), "put", "k", "-")
+	if err == nil || !strings.Contains(err.Error(), "the value in standard input is more than 64 MiB") {
+		t.Errorf("an endless stdin: %v", err)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestKVHelpStatesLimits: put's help gives the key and value limits, and
+// how to pass a value too long for an argument.
+func TestKVHelpStatesLimits(t *testing.T) {
+	_, stdout, _ := runSync(t, "help", "kv", "put")
+	text := strings.Join(strings.Fields(stdout), " ")
+	for _, want := range []string{"A key is 1 to 4096 bytes and a value at most 1048576 bytes (1 MiB)", `A VALUE of "-" is read from standard input`, "-value-file file", "-hex", "-base64", "-json"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("help kv put does not say %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestKVUnreachablePlacement: a kv command whose --placement nothing
+// listens on fails at once, says why, and that --addr still works.
+// Before the probe it retried until --timeout (10s).
+func TestKVUnreachablePlacement(t *testing.T) {
+	start := time.Now()
+	code, stdout, stderr := runSync(t, "kv", "get", "--placement", "127.0.0.1:1", "k")
+	took := time.Since(start)
+	t.Logf("failed in %v: %s", took, stderr)
+	for _, want := range []string{"cannot reach placement at 127.0.0.1:1: is `placement start` running?", "connection refused", "--addr NODE"} {
+		if code != exitError || stdout != "" || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", code, stdout, stderr, want)
+		}
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %v: the 10s --timeout, not a refused connection's milliseconds", took)
 	}
 }

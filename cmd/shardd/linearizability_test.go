@@ -23,7 +23,7 @@ import (
 	"github.com/shardd/shardd/internal/linz"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/placement"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 	"github.com/shardd/shardd/router"
 )
@@ -121,7 +121,7 @@ func TestLinearizability(t *testing.T) {
 	routers := make([]*router.Client, linzRouters)
 	for i := range routers {
 		var err error
-		if routers[i], err = router.New(ctx, router.Config{Source: service.RouterSource{Client: c.placementClient(t)}}); err != nil {
+		if routers[i], err = router.New(ctx, router.Config{Source: client.RouterSource{Client: c.placementClient(t)}}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { routers[i].Close() })
@@ -396,9 +396,9 @@ func dialTest(t *testing.T, addr string) *grpc.ClientConn {
 
 // placementClient returns a client of the placement service that the test
 // closes at its end.
-func (c *linzCluster) placementClient(t *testing.T) *service.Client {
+func (c *linzCluster) placementClient(t *testing.T) *client.Client {
 	t.Helper()
-	pc, err := service.NewClient(strings.Split(c.placement, ","))
+	pc, err := client.New(strings.Split(c.placement, ","))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ const linzConvergeTimeout = 60 * time.Second
 // way and its map tiles the key space with three voters per range, on
 // nodes it sees live, each of which hosts the range at the map's
 // generation; it returns the map.
-func (c *linzCluster) waitConverged(t *testing.T, pc *service.Client) []*kvpb.RangeDescriptor {
+func (c *linzCluster) waitConverged(t *testing.T, pc *client.Client) []*kvpb.RangeDescriptor {
 	t.Helper()
 	deadline := time.Now().Add(linzConvergeTimeout)
 	for {
@@ -489,7 +489,7 @@ func (c *linzCluster) waitConverged(t *testing.T, pc *service.Client) []*kvpb.Ra
 
 // converged returns the map and what keeps it from having converged ("":
 // nothing); see waitConverged.
-func (c *linzCluster) converged(ctx context.Context, pc *service.Client) ([]*kvpb.RangeDescriptor, string) {
+func (c *linzCluster) converged(ctx context.Context, pc *client.Client) ([]*kvpb.RangeDescriptor, string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ops, err := pc.ListOperations(ctx)
@@ -582,7 +582,7 @@ func (c *linzCluster) keepLogs(t *testing.T, dir string) {
 // faults strike.
 type nemesis struct {
 	c   *linzCluster
-	pc  *service.Client
+	pc  *client.Client
 	rng *rand.Rand
 	h   *linz.History
 

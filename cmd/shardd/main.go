@@ -9,6 +9,7 @@
 //	shardd nodes   list the nodes registered with the placement service
 //	shardd status  show a node's status
 //	shardd transfer  move the leadership of a range to another node
+//	shardd version print the build of this binary
 //	shardd help    explain a command and its flags
 //
 // The command is thin: it parses flags, wires a node.Node up and handles
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/node"
 )
 
@@ -41,6 +43,8 @@ const (
 // hooks for tests.
 type env struct {
 	stdout, stderr io.Writer
+	// stdin is what "-" reads (kv put KEY -); nil reads as empty.
+	stdin io.Reader
 	// releaseSignals, if set, is called once a command has begun shutting
 	// down after a signal, so that a second Ctrl-C kills the process.
 	releaseSignals func()
@@ -91,7 +95,7 @@ func (c *command) verb(name string) *command {
 var commands []*command
 
 func init() {
-	commands = []*command{startCommand, demoCommand, kvCommand, traceCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand}
+	commands = []*command{startCommand, demoCommand, kvCommand, traceCommand, rangesCommand, nodesCommand, statusCommand, splitCommand, transferCommand, moveCommand, drainCommand, versionCommand}
 }
 
 func lookup(name string) *command {
@@ -114,7 +118,7 @@ func usagef(format string, args ...any) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, releaseSignals: stop}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, releaseSignals: stop}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -131,6 +135,8 @@ func run(ctx context.Context, e *env, args []string) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		return runHelp(e, rest)
+	case "-version", "--version":
+		name = versionCommand.name
 	}
 	c := lookup(name)
 	if c == nil {
@@ -155,14 +161,23 @@ func runCommand(ctx context.Context, e *env, c *command, args []string, parent *
 			}
 		})
 	}
-	if err := fs.Parse(args); err != nil {
+	// A command's flags may follow its arguments; a command with verbs
+	// takes its own flags before the verb only, the rest being the verb's.
+	var rest []string
+	var err error
+	if len(c.verbs) > 0 {
+		err = fs.Parse(args)
+		rest = fs.Args()
+	} else {
+		rest, err = cli.ParseInterspersed(fs, args)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage // fs printed the error and the usage
 	}
 	if len(c.verbs) > 0 {
-		rest := fs.Args()
 		if len(rest) == 0 {
 			fmt.Fprintf(e.stderr, "shardd %s: missing verb (want %s)\n", c.name, c.verbList())
 		} else if v := c.verb(rest[0]); v != nil {
@@ -173,8 +188,7 @@ func runCommand(ctx context.Context, e *env, c *command, args []string, parent *
 		fmt.Fprintf(e.stderr, "Run 'shardd help %s' for its verbs and flags.\n", c.name)
 		return exitUsage
 	}
-	err := runFn(ctx, e, fs.Args())
-	if err == nil {
+	if err = runFn(ctx, e, rest); err == nil {
 		return exitOK
 	}
 	fmt.Fprintf(e.stderr, "shardd %s: %v\n", c.name, err)
@@ -218,44 +232,34 @@ func runHelp(e *env, args []string) int {
 	return exitOK
 }
 
-func writeUsage(w io.Writer) {
-	fmt.Fprint(w, `shardd runs and inspects the nodes of a shardd cluster, a sharded
-Multi-Paxos key-value store, and reads and writes its keys.
-
-Usage:
-  shardd <command> [flags] [arguments]
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+// program is shardd's help.
+func program() cli.Program {
+	p := cli.Program{
+		Name:     "shardd",
+		Synopsis: "<command> [flags] [arguments]",
+		About: `shardd runs and inspects the nodes of a shardd cluster, a sharded
+Multi-Paxos key-value store, and reads and writes its keys.`,
+		Notes: `Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
+('shardd help kv <verb>' for a kv verb's).`,
 	}
-	fmt.Fprint(w, `  help     explain a command and its flags
-
-Run 'shardd help <command>' or 'shardd <command> -h' for a command's flags
-('shardd help kv <verb>' for a kv verb's).
-Flags may be written -flag or --flag, with a value as --flag=value or
---flag value.
-`)
+	for _, c := range commands {
+		p.Commands = append(p.Commands, [2]string{c.name, c.summary})
+	}
+	return p
 }
 
+func writeUsage(w io.Writer) { program().WriteUsage(w) }
+
 func writeCommandUsage(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: shardd %s %s\n\n%s\n", c.name, c.args, strings.TrimSpace(c.doc))
+	cli.WriteCommandHead(w, "shardd "+c.name+" "+c.args, c.doc)
 	if len(c.verbs) > 0 {
 		fmt.Fprint(w, "\nVerbs:\n")
 		for _, v := range c.verbs {
 			fmt.Fprintf(w, "  %s %s\n    \t%s\n", strings.TrimPrefix(v.name, c.name+" "), v.args, v.summary)
 		}
 		fmt.Fprintf(w, "\nRun 'shardd help %s <verb>' or 'shardd %s <verb> -h' for a verb's flags.\n", c.name, c.name)
+		cli.WriteFlags(w, "Flags of every verb:", fs)
+		return
 	}
-	hasFlags := false
-	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
-		if len(c.verbs) > 0 {
-			fmt.Fprint(w, "\nFlags of every verb:\n")
-		} else {
-			fmt.Fprint(w, "\nFlags:\n")
-		}
-		fs.PrintDefaults()
-	}
+	cli.WriteFlags(w, "Flags:", fs)
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -27,8 +28,14 @@ import (
 // runSync runs a command line to completion in this process.
 func runSync(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runSyncIn(t, nil, args...)
+}
+
+// runSyncIn is runSync with stdin as the command's standard input.
+func runSyncIn(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut testutil.SyncBuffer
-	code = run(t.Context(), &env{stdout: &out, stderr: &errOut}, args)
+	code = run(t.Context(), &env{stdout: &out, stderr: &errOut, stdin: stdin}, args)
 	return code, out.String(), errOut.String()
 }
 
@@ -212,18 +219,30 @@ func TestInspectUnreachableNode(t *testing.T) {
 }
 
 // TestInspectUnreachablePlacement: the commands that ask the placement
-// service say so when it does not answer.
+// service say so when it does not answer: at once when nothing listens
+// there, after --timeout when something listens but does not answer.
 func TestInspectUnreachablePlacement(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
 	for _, cmd := range []string{"nodes", "ranges"} {
-		code, stdout, stderr := runSync(t, cmd, "--placement", "127.0.0.1:1", "--timeout", "300ms")
-		want := "cannot reach placement at 127.0.0.1:1 within 300ms: is `placement start` running?"
+		code, stdout, stderr := runSync(t, cmd, "--placement", "127.0.0.1:1", "--timeout", "1m")
+		want := "cannot reach placement at 127.0.0.1:1: is `placement start` running? (dial tcp 127.0.0.1:1: connect: connection refused)"
+		if code != exitError || stdout != "" || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd, code, stdout, stderr, want)
+		}
+		code, stdout, stderr = runSync(t, cmd, "--placement", silent.Addr().String(), "--timeout", "300ms")
+		want = "cannot reach placement at " + silent.Addr().String() + " within 300ms: is `placement start` running?"
 		if code != exitError || stdout != "" || !strings.Contains(stderr, want) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd, code, stdout, stderr, want)
 		}
 	}
-	code, _, stderr := runSync(t, "kv", "get", "--placement", "127.0.0.1:1", "--timeout", "300ms", "k")
-	if want := "cannot reach placement at 127.0.0.1:1 within 300ms: is `placement start` running there?"; code != exitError || !strings.Contains(stderr, want) {
-		t.Errorf("kv get: exit %d, stderr %q; want %q", code, stderr, want)
+	code, _, stderr := runSync(t, "kv", "get", "--placement", silent.Addr().String(), "--timeout", "300ms", "k")
+	want := "cannot reach placement at " + silent.Addr().String() + " within 300ms: is `placement start` running there?"
+	if code != exitError || !strings.Contains(stderr, want) || !strings.Contains(stderr, "--addr NODE") {
+		t.Errorf("kv get: exit %d, stderr %q; want %q and --addr NODE", code, stderr, want)
 	}
 }
 
@@ -300,29 +319,6 @@ NODE  ADDRESS
 	b.Reset()
 	if err := writeJSON(&b, rangesJSON(&kvpb.RangesResponse{})); err != nil || !strings.Contains(b.String(), `"ranges": []`) {
 		t.Errorf("no ranges: %s %v", b.String(), err)
-	}
-}
-
-func TestStatusOutput(t *testing.T) {
-	s := &kvpb.NodeStatusResponse{NodeId: 2, Addr: "127.0.0.1:7102", Groups: 8, ActiveGroups: 1, Leaders: 3,
-		CommandsPerValue: 1.5, RecordsPerSync: 4, MessagesPerFrame: 2.25, Syncs: 77}
-	var b bytes.Buffer
-	if err := writeStatusTable(&b, s); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"node                2\n", "address             127.0.0.1:7102\n", "groups              8\n",
-		"active groups       1\n", "leaders             3\n", "commands per value  1.50\n", "messages per frame  2.25\n", "syncs               77\n"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("status table lacks %q:\n%s", want, b.String())
-		}
-	}
-	b.Reset()
-	if err := writeJSON(&b, statusJSON(s)); err != nil {
-		t.Fatal(err)
-	}
-	var got statusOutput
-	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got != statusJSON(s) || !strings.Contains(b.String(), `"active_groups": 1`) {
-		t.Errorf("json: %s %v", b.String(), err)
 	}
 }
 

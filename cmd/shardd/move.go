@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 )
 
@@ -34,10 +34,6 @@ with another operation.`,
 		asJSON := fs.Bool("json", false, "print JSON instead of a line of text")
 		timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the move, retries included")
 		return func(ctx context.Context, e *env, args []string) error {
-			args, err := parseTrailingFlags(fs, args)
-			if err != nil {
-				return err
-			}
 			if len(args) != 1 {
 				return usagef("want one RANGE id, got %q", args)
 			}
@@ -57,7 +53,7 @@ with another operation.`,
 				return usagef("--to: %v", err)
 			}
 			start := time.Now()
-			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *service.Client) (*placementpb.MoveReplicaResponse, error) {
+			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *client.Client) (*placementpb.MoveReplicaResponse, error) {
 				return c.MoveReplica(ctx, rangeID, src, dst)
 			})
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
 )
 
@@ -51,14 +51,14 @@ func TestRollingRestart(t *testing.T) {
 		}
 	})
 
-	pc, err := service.NewClient([]string{placement})
+	pc, err := client.New([]string{placement})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rc, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	rc, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 var splitCommand = &command{
@@ -33,7 +33,7 @@ another operation; the error names it.`,
 			if len(args) != 1 || args[0] == "" {
 				return usagef("give the one key to split at")
 			}
-			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *service.Client) (*kvpb.RangesResponse, error) {
+			resp, err := askPlacement(ctx, f.addr, f.timeout, func(ctx context.Context, c *client.Client) (*kvpb.RangesResponse, error) {
 				sr, err := c.SplitRange(ctx, []byte(args[0]))
 				if err != nil {
 					return nil, err

@@ -7,19 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
+	"github.com/shardd/shardd/engine"
 	"github.com/shardd/shardd/internal/cli"
+	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/tracing/provider"
 	"github.com/shardd/shardd/kvpb"
 	"github.com/shardd/shardd/node"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 )
 
 var startCommand = &command{
@@ -110,10 +108,14 @@ type startFlags struct {
 	bootstrapFile     string
 	tick              time.Duration
 	logLevel          string
+	logFormat         string
+	metricsAddr       string
 	pprof             string
 	placement         string
 	faultInjection    bool
 	drainTimeout      time.Duration
+	memTableSize      byteSize
+	walPreallocation  byteSize
 	tracing           provider.Flags
 }
 
@@ -130,9 +132,15 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bootstrapFile, "bootstrap-file", "", "on first start, create the ranges listed in this JSON `file` (see above) instead")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "the node's logical tick; election and lease timeouts are multiples of it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error (logs go to stderr)")
+	cli.RegisterLogFormatFlag(fs, &f.logFormat)
+	cli.RegisterMetricsAddrFlag(fs, &f.metricsAddr)
 	fs.StringVar(&f.placement, "placement", "", "comma-separated gRPC `addresses` of the placement processes to register with (see above); excludes the bootstrap flags")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go's profiles (/debug/pprof/) on this `host:port`, e.g. 127.0.0.1:6060; empty disables")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, hand off the node's leaderships for at most this `long` before stopping (see 'shardd drain'); 0 stops at once")
+	store := engine.DefaultOptions()
+	f.memTableSize, f.walPreallocation = byteSize(store.MemTableSize), byteSize(store.WALPreallocation)
+	fs.Var(&f.memTableSize, "memtable-size", "`size` of the store's memtables (1MiB to 4GiB): larger ones absorb more writes of the groups' logs before they reach sstables, at the cost of memory and of WAL files about as large on disk")
+	fs.Var(&f.walPreallocation, "wal-preallocation", "`size` of WAL file the store keeps preallocated ahead of its writes; 0 leaves it to Pebble, which preallocates 110% of --memtable-size for every WAL file at once")
 	f.tracing.Register(fs)
 	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
 }
@@ -147,7 +155,11 @@ type startOptions struct {
 	peers    map[uint64]string
 	tick     time.Duration
 	logLevel slog.Level
-	pprof    string
+	// logFormat and metricsAddr: see cli.RegisterLogFormatFlag and
+	// RegisterMetricsAddrFlag ("" turns metrics off).
+	logFormat   cli.LogFormat
+	metricsAddr string
+	pprof       string
 	// faultInjection serves the Fault service (node.Config.EnableFaultInjection).
 	faultInjection bool
 	// drainTimeout bounds the drain before a signalled stop.
@@ -156,6 +168,9 @@ type startOptions struct {
 	placement []string
 	// bootstrap are the ranges of a new cluster, nil if none were given.
 	bootstrap []*kvpb.RangeDescriptor
+	// memTableSize and walPreallocation size the store (node.Config).
+	memTableSize     uint64
+	walPreallocation int64
 	// tracing is the node's tracing (node.Config.Tracing).
 	tracing provider.Config
 }
@@ -163,7 +178,7 @@ type startOptions struct {
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
 	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof,
-		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout}
+		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout, metricsAddr: f.metricsAddr}
 	var err error
 	switch {
 	case f.id == 0:
@@ -174,6 +189,12 @@ func (f *startFlags) options() (startOptions, error) {
 		return o, usagef("--tick must be positive, not %v", f.tick)
 	case f.drainTimeout < 0:
 		return o, usagef("--drain-timeout must not be negative, not %v", f.drainTimeout)
+	case f.memTableSize < 1<<20 || f.memTableSize >= 4<<30:
+		return o, usagef("--memtable-size must be at least 1MiB and below 4GiB, not %s", f.memTableSize.String())
+	}
+	o.memTableSize, o.walPreallocation = uint64(f.memTableSize), int64(f.walPreallocation)
+	if o.walPreallocation == 0 {
+		o.walPreallocation = -1 // Pebble's own
 	}
 	if err := cli.CheckListenAddr(f.listen); err != nil {
 		return o, usagef("--listen: %v", err)
@@ -197,6 +218,9 @@ func (f *startFlags) options() (startOptions, error) {
 	}
 	if o.tracing, err = f.tracing.Config(provider.Config{}, os.Getenv); err != nil {
 		return o, usagef("tracing: %v", err)
+	}
+	if o.logFormat, err = cli.ParseLogFormat(f.logFormat); err != nil {
+		return o, usagef("--log-format: %v", err)
 	}
 	if o.bootstrap, err = f.bootstrapDescriptors(o.peers); err != nil {
 		return o, err
@@ -279,8 +303,13 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		TickInterval: o.tick,
 		Logger:       logger,
 		Tracing:      o.tracing,
+		// With a placement service, the node is ready (health SERVING)
+		// once it registered.
+		WaitReady: len(o.placement) > 0,
 
 		EnableFaultInjection: o.faultInjection,
+		MemTableSize:         o.memTableSize,
+		WALPreallocation:     o.walPreallocation,
 	}
 	if len(o.peers) > 0 {
 		cfg.Peers = maps.Clone(o.peers)
@@ -288,40 +317,52 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 	return cfg
 }
 
-func newLogger(e *env, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-}
-
 func runStart(ctx context.Context, e *env, o startOptions) error {
-	logger := newLogger(e, o.logLevel)
+	logger := o.logFormat.NewLogger(e.stderr, o.logLevel)
 	if o.pprof != "" {
-		lis, err := net.Listen("tcp", o.pprof)
+		stopPprof, err := cli.ServePprof(o.pprof)
 		if err != nil {
-			return fmt.Errorf("pprof: %w", err)
+			return err
 		}
-		defer lis.Close()
-		go func() { _ = http.Serve(lis, nil) }() // net/http/pprof registers on the default mux
+		defer stopPprof()
 	}
-	n, err := startNode(e, o.nodeConfig(logger), o.bootstrap, logger)
+	ep, err := endpoint.Open(o.metricsAddr)
 	if err != nil {
 		return err
 	}
+	defer ep.Close()
+	cfg := o.nodeConfig(logger)
+	if cfg.MeterProvider, err = ep.Provider(endpoint.NodeLabel(o.id)); err != nil {
+		return err
+	}
+	n, err := startNode(e, cfg, o.bootstrap, logger)
+	if err != nil {
+		return err
+	}
+	sinceSignal := cli.StopClock(ctx)
 	gossip := n.GossipAddr()
 	if gossip == "" {
 		gossip = "off"
 	}
 	ctx, refused := context.WithCancelCause(ctx)
 	defer refused(nil)
+	unregister := func() {}
 	if len(o.placement) > 0 {
-		stop, err := register(o.placement, []*node.Node{n}, refused)
-		if err != nil {
+		if unregister, err = register(o.placement, []*node.Node{n}, refused); err != nil {
 			n.Stop()
 			return err
 		}
-		defer stop()
+	}
+	if url := ep.URL(); url != "" {
+		fmt.Fprintf(e.stdout, "shardd node %d metrics on %s\n", n.ID(), url)
 	}
 	fmt.Fprintf(e.stdout, "shardd node %d serving on %s (gossip %s), data in %s\n", n.ID(), n.Addr(), gossip, o.dataDir)
-	return serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)
+	err = serve(ctx, e, []*node.Node{n}, logger, o.drainTimeout)
+	unregister()
+	if err == nil {
+		cli.LogStopped(logger, sinceSignal())
+	}
+	return err
 }
 
 // drain hands off the nodes' leaderships, all at once, for at most
@@ -346,9 +387,9 @@ const heartbeatInterval = 250 * time.Millisecond
 // the returned function is called. If a registration is refused for good
 // (the node belongs to another cluster, or its store is not the one it
 // registered with), it calls refused with the error, which matches
-// service.ErrRefused: the node must stop.
+// client.ErrRefused: the node must stop.
 func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFunc) (stop func(), err error) {
-	pc, err := service.NewClient(addrs)
+	pc, err := client.New(addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -356,9 +397,9 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			err := service.Heartbeat(ctx, pc, n, heartbeatInterval, func() service.Load {
+			err := client.Heartbeat(ctx, pc, n, heartbeatInterval, func() client.Load {
 				st := n.Stats()
-				return service.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
+				return client.Load{Replicas: uint32(st.Groups), Leaders: uint32(st.Leaders), Draining: n.Draining(), LostPeers: n.LostPeers()}
 			})
 			if err != nil {
 				refused(fmt.Errorf("node %d: %w", n.ID(), err))
@@ -368,7 +409,7 @@ func register(addrs []string, nodes []*node.Node, refused context.CancelCauseFun
 	// Peers' addresses come from the service too, so a node needs neither
 	// gossip nor --peers to reach the replicas of its ranges.
 	wg.Go(func() {
-		service.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
+		client.FollowNodes(ctx, pc, heartbeatInterval, func(id uint64, addr string) {
 			for _, n := range nodes {
 				if id != n.ID() {
 					n.SetPeer(id, addr)
@@ -406,7 +447,8 @@ func startNode(e *env, cfg node.Config, bootstrap []*kvpb.RangeDescriptor, logge
 // leaderships for at most drainTimeout on a signal. If a node stops by
 // itself first (a disk error), it stops the others and returns the node's
 // error; a refused registration is returned too. A node stopped by an
-// operator (shardd drain) ends serve cleanly.
+// operator (shardd drain) ends serve cleanly: it returns nil, and the
+// caller, once it has stopped the rest, says "stopped cleanly".
 func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger, drainTimeout time.Duration) error {
 	died := make(chan *node.Node, len(nodes))
 	quit := make(chan struct{})
@@ -424,7 +466,7 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 	var refused error
 	select {
 	case <-ctx.Done():
-		if cause := context.Cause(ctx); errors.Is(cause, service.ErrRefused) {
+		if cause := context.Cause(ctx); errors.Is(cause, client.ErrRefused) {
 			refused = cause
 			logger.Error("the placement service and the node do not belong together: stopping", "err", cause)
 			break
@@ -444,9 +486,14 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 			failed = nil
 		}
 	}
-	for _, n := range slices.Backward(nodes) {
-		n.Stop() // waits for a stop already under way to finish
+	// The nodes stop together: each one's stop is mostly waiting (its
+	// gossip leave lingers for the news to spread), so one after the
+	// other would add the waits up.
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(n.Stop) // waits for a stop already under way to finish
 	}
+	wg.Wait()
 	for _, n := range nodes {
 		if err := n.Err(); err != nil {
 			return fmt.Errorf("node %d stopped after a disk error: %w", n.ID(), err)
@@ -458,6 +505,5 @@ func serve(ctx context.Context, e *env, nodes []*node.Node, logger *slog.Logger,
 	if failed != nil {
 		return fmt.Errorf("node %d stopped unexpectedly", failed.ID())
 	}
-	logger.Info("stopped cleanly")
 	return nil
 }

@@ -59,19 +59,16 @@ Example:
 
 // traceFlags are the flags of every trace verb, besides the kv verb's own.
 type traceFlags struct {
-	kvFlags
-	export provider.Flags
-	json   bool
-	settle time.Duration
+	kvFlags // its --json prints the spans as JSON
+	export  provider.Flags
+	settle  time.Duration
 }
 
 func (f *traceFlags) register(fs *flag.FlagSet) {
 	f.kvFlags.register(fs)
+	fs.Lookup("json").Usage = "print the spans as JSON, one object per span, instead of the tree and the request's output"
 	f.export.RegisterExport(fs)
 	fs.DurationVar(&f.settle, "settle", 2*time.Second, "after the request, wait at most this `long` for the nodes' spans to end (a follower's round trip, its apply) before collecting them")
-	if fs.Lookup("json") == nil {
-		fs.BoolVar(&f.json, "json", false, "print the spans as JSON, one object per span, instead of the tree and the request's output")
-	}
 }
 
 func traceVerbCommands() []*command {
@@ -84,15 +81,12 @@ func traceVerbCommands() []*command {
 			doc:     v.doc + "\n\nThe request is traced: see shardd help trace.",
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				var f traceFlags
-				parse := v.setup(fs)
 				f.register(fs)
+				parse := v.setup(fs, &f.kvFlags)
 				return func(ctx context.Context, e *env, args []string) error {
-					target, op, err := checkKV(fs, &f.kvFlags, parse, args)
+					target, op, err := checkKV(&f.kvFlags, parse, args, e.stdin)
 					if err != nil {
 						return err
-					}
-					if jf := fs.Lookup("json"); jf != nil {
-						f.json = jf.Value.String() == "true"
 					}
 					return runTrace(ctx, e, v.name, target, &f, op)
 				}
@@ -167,7 +161,7 @@ func runTrace(ctx context.Context, e *env, verb string, target kvTarget, f *trac
 		return opErr // no request was made
 	}
 	spans := collectSpans(ctx, e, traceID, addrs, tp.Buffer(), f.settle)
-	if f.json {
+	if f.asJSON {
 		if err := writeSpansJSON(e.stdout, spans); err != nil {
 			return err
 		}

@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shardd/shardd/internal/cli"
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/placement/service"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placementpb"
 )
 
@@ -40,10 +38,6 @@ refused.`,
 		asJSON := fs.Bool("json", false, "print JSON instead of a line of text")
 		timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the new leader, retries included")
 		return func(ctx context.Context, e *env, args []string) error {
-			args, err := parseTrailingFlags(fs, args)
-			if err != nil {
-				return err
-			}
 			if len(args) != 1 {
 				return usagef("want one RANGE id, got %q", args)
 			}
@@ -59,7 +53,7 @@ refused.`,
 				return usagef("--to: %v", err)
 			}
 			start := time.Now()
-			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *service.Client) (*placementpb.TransferLeaderResponse, error) {
+			resp, err := askPlacement(ctx, *placementAddrs, *timeout, func(ctx context.Context, c *client.Client) (*placementpb.TransferLeaderResponse, error) {
 				return c.TransferLeader(ctx, rangeID, target)
 			})
 			if err != nil {
@@ -91,33 +85,4 @@ func writeRangeChange(w io.Writer, d *kvpb.RangeDescriptor, rev uint64, took tim
 	_, err := fmt.Fprintf(w, "range %d [%s, %s): %s (map revision %d, took %v)\n",
 		d.GetRangeId(), formatKey(d.GetStartKey(), false), formatKey(d.GetEndKey(), true), what, rev, took.Round(time.Millisecond))
 	return err
-}
-
-// parseTrailingFlags parses the flags of fs given after the positional
-// arguments, as in "transfer 7 --to 2", where the flag package stops, and
-// returns the positional arguments.
-func parseTrailingFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for len(args) > 0 {
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		if !strings.HasPrefix(args[0], "-") || args[0] == "-" {
-			pos = append(pos, args[0])
-			args = args[1:]
-			continue
-		}
-		out := fs.Output()
-		fs.SetOutput(io.Discard) // the error is reported once, by the caller
-		err := fs.Parse(args)
-		fs.SetOutput(out)
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, usagef("-h comes before the arguments")
-		}
-		if err != nil {
-			return nil, usagef("%v", err)
-		}
-		args = fs.Args()
-	}
-	return pos, nil
 }

@@ -1,6 +1,10 @@
-// Package cli holds the command-line parsing that the shardd and placement
-// commands share: lists, node ids, peer maps, addresses and log levels,
-// each failing with a message that says what is wrong with the value.
+// Package cli holds what the shardd and placement commands share: the
+// parsing of lists, node ids, peer maps, addresses and log levels, each
+// failing with a message that says what is wrong with the value; flags
+// parsed wherever they stand among the arguments (ParseInterspersed); the
+// help's layout (Program); a quick probe of a server's address (Probe);
+// the profiles server (ServePprof); and the "stopped cleanly" line with
+// the time since the signal (StopClock, LogStopped).
 package cli
 
 import (

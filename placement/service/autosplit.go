@@ -92,7 +92,7 @@ func (s *Server) gatherLoad() map[uint64][]*kvpb.RangeLoad {
 				return nil
 			})
 			if err != nil {
-				s.log.Debug("cannot learn a node's range load", "node", id, "err", err)
+				s.log.Info("cannot learn a node's range load; its ranges are not split this round", "node", id, "err", err)
 			}
 		})
 	}

@@ -70,10 +70,11 @@
 //
 // # Clients
 //
-// Client calls the leader wherever it is. Nodes run Heartbeat (register,
-// then report their load) and FollowNodes (learn the other nodes'
-// addresses, so a cluster needs no gossip). RouterSource serves a router
-// the map: lookups on a cache miss, and the Watch stream, which keeps the
-// router's cache fresh and lets it work from its cache while the service
-// is down.
+// The client side lives in package placement/client, which imports none
+// of the server: client.Client calls the leader wherever it is. Nodes run
+// client.Heartbeat (register, then report their load) and
+// client.FollowNodes (learn the other nodes' addresses, so a cluster
+// needs no gossip). client.RouterSource serves a router the map: lookups
+// on a cache miss, and the Watch stream, which keeps the router's cache
+// fresh and lets it work from its cache while the service is down.
 package service

@@ -251,6 +251,7 @@ func (s *Server) finishMove(ctx context.Context, op *placementpb.RangeOperation,
 	if err != nil {
 		return nil, s.writeError(err)
 	}
+	s.metrics.opEnded(op, opDone)
 	s.log.Info("moved a replica", "range", op.RangeId, "from", op.GetMove().From, "to", op.GetMove().To,
 		"reason", op.GetMove().Reason, "took", time.Since(time.Unix(0, op.StartedUnixNanos)).Round(time.Millisecond))
 	return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: rev}, nil

@@ -270,6 +270,7 @@ func (s *Server) recordSplit(ctx context.Context, op *placementpb.RangeOperation
 	if err != nil {
 		return nil, s.writeError(err)
 	}
+	s.metrics.opEnded(op, opDone)
 	s.log.Info("split a range", "left", left.RangeId, "right", right.RangeId, "key", fmt.Sprintf("%q", right.StartKey), "generation", left.Generation)
 	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
 }
@@ -367,6 +368,7 @@ func (s *Server) rollBack(ctx context.Context, op *placementpb.RangeOperation, w
 	if err != nil {
 		return s.writeError(err)
 	}
+	s.metrics.opEnded(op, opGivenUp)
 	s.log.Info("gave up an operation", "op", describeOp(op), "reason", why)
 	return status.Errorf(codes.FailedPrecondition, "%s was given up: %v", describeOp(op), why)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -136,6 +137,10 @@ type Config struct {
 	Tracing provider.Config
 	// Logger is where the process logs. The default value is slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the process's metrics: the map's, the
+	// operations' and its own node's (see metrics.go). The default value
+	// is nil: no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 // maxInitialRanges keeps the bootstrap mutation, one batch, within the
@@ -314,6 +319,8 @@ type Server struct {
 	// decisions are the balancer's latest decisions, oldest first, at
 	// most maxDecisions, for ListOperations.
 	decisions []string
+	// metrics are the process's instruments (metrics.go).
+	metrics placementMetrics
 }
 
 type heartbeat struct {
@@ -363,6 +370,12 @@ type term struct {
 
 const maxHistory = 4096
 
+// storeMemTableSize sizes the memtables of a placement process's store. It
+// holds the range map and the node records, a few MB at most even for
+// thousands of ranges, so small memtables do (the WAL files on disk are
+// about as large).
+const storeMemTableSize = 4 << 20
+
 // Start opens the process's store, starts its node and serves.
 func Start(cfg Config) (*Server, error) {
 	cfg.ensureDefaults()
@@ -376,17 +389,24 @@ func Start(cfg Config) (*Server, error) {
 	for _, id := range voters {
 		desc.Replicas = append(desc.Replicas, &kvpb.ReplicaDescriptor{NodeId: id, Role: kvpb.ReplicaRole_VOTER})
 	}
+	if err := s.newMetrics(cfg.MeterProvider); err != nil {
+		return nil, fmt.Errorf("placement: metrics: %w", err)
+	}
 	tcfg := cfg.Tracing
 	if tcfg.ServiceName == "" {
 		tcfg.ServiceName = "placement"
 	}
 	n, err := node.Start(node.Config{
 		NodeID: cfg.ID, Dir: cfg.DataDir, FS: cfg.FS, ListenAddr: cfg.ListenAddr, Peers: cfg.Peers,
-		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc}, Tracing: tcfg,
+		TickInterval: cfg.TickInterval, Bootstrap: []*kvpb.RangeDescriptor{desc}, MemTableSize: storeMemTableSize, Tracing: tcfg,
 		Logger:           cfg.Logger.With("placement", cfg.ID),
 		RegisterServices: func(g *grpc.Server) { placementpb.RegisterPlacementServer(g, &api{s: s}) },
+		MeterProvider:    cfg.MeterProvider,
+		// SERVING once the placement group has a leader (see step).
+		WaitReady: true,
 	})
 	if err != nil {
+		s.metrics.close()
 		return nil, err
 	}
 	if len(cfg.Peers) == 1 {
@@ -422,6 +442,7 @@ func (s *Server) Stop() {
 		_ = s.conn.Close()
 	}
 	s.nodes.close()
+	s.metrics.close()
 }
 
 // IsLeader reports whether this process currently serves as the leader.
@@ -460,6 +481,10 @@ func (s *Server) run() {
 
 func (s *Server) step() {
 	lead, _ := s.leaderHint()
+	if lead != 0 {
+		// The service answers, or names its leader: it is up (health).
+		s.node.Load().SetReady()
+	}
 	s.mu.Lock()
 	leading := s.term != nil
 	if leading && lead != s.cfg.ID {
@@ -1014,7 +1039,7 @@ func (s *Server) balance() (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
+			err := s.callNode(addrs[id], func(ctx context.Context, c kvpb.AdminClient) error {
 				resp, err := c.Ranges(ctx, &kvpb.RangesRequest{})
 				if err != nil {
 					return err
@@ -1031,6 +1056,9 @@ func (s *Server) balance() (int, error) {
 				}
 				return nil
 			})
+			if err != nil {
+				s.log.Info("leader balancing: cannot learn which ranges a node leads; it is left out of this round", "node", id, "err", err)
+			}
 		}()
 	}
 	wg.Wait()
@@ -1078,6 +1106,7 @@ func (s *Server) transferLeaders(todo []placement.Transfer, descs map[uint64]*kv
 	var failed atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
 	moved := map[uint64]uint64{}
 	for _, t := range todo {
 		slots <- struct{}{}
@@ -1087,7 +1116,9 @@ func (s *Server) transferLeaders(todo []placement.Transfer, descs map[uint64]*kv
 			// The node answers once the target leads.
 			if err := s.transferLeader(s.ctx, descs[t.RangeID], t.To, addrs); err != nil {
 				failed.Add(1)
-				s.log.Debug("leader transfer failed", "range", t.RangeID, "from", t.From, "to", t.To, "err", err)
+				err = fmt.Errorf("range %d from node %d to node %d: %w", t.RangeID, t.From, t.To, err)
+				firstErr.CompareAndSwap(nil, &err)
+				s.log.Debug("leader transfer failed", "err", err)
 				return
 			}
 			mu.Lock()
@@ -1102,7 +1133,9 @@ func (s *Server) transferLeaders(todo []placement.Transfer, descs map[uint64]*kv
 		return err
 	}
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d of %d leader transfers failed; the next round retries", f, len(todo))
+		// One line a round (logged by step) rather than one a transfer,
+		// with a reason to act on.
+		return fmt.Errorf("%d of %d leader transfers failed, the next round retries; the first: %w", f, len(todo), *firstErr.Load())
 	}
 	return nil
 }

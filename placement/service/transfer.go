@@ -93,6 +93,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 	ctx, span := s.startOp(ctx, "placement.transfer", d.RangeId, attribute.Int64("shardd.to", int64(to)))
 	defer func() { tracing.EndWith(span, err) }()
 	start := time.Now()
+	defer func() { s.metrics.transferEnded(err) }()
 	return s.askLeader(ctx, d, addrs, func(ctx context.Context, c kvpb.AdminClient) error {
 		_, err := c.TransferLeader(ctx, &kvpb.TransferLeaderRequest{RangeId: d.RangeId, TargetNodeId: to})
 		return err

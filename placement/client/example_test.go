@@ -1,4 +1,4 @@
-package service_test
+package client_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/node"
+	"github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/placement/service"
 	"github.com/shardd/shardd/router"
 )
@@ -36,7 +37,7 @@ func ExampleRouterSource() {
 		log.Fatal(err)
 	}
 	defer n.Stop()
-	pc, err := service.NewClient([]string{pl.Addr()})
+	pc, err := client.New([]string{pl.Addr()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -45,11 +46,11 @@ func ExampleRouterSource() {
 	// The node registers, and keeps reporting its load, until ctx ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	go func() { _ = service.Heartbeat(ctx, pc, n, time.Second, nil) }()
+	go func() { _ = client.Heartbeat(ctx, pc, n, time.Second, nil) }()
 
 	// The first lookup waits (with retries) for the service to create
 	// the ranges.
-	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	c, err := router.New(ctx, router.Config{Source: client.RouterSource{Client: pc}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,15 +1,13 @@
-package service
+package client
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
-	"github.com/shardd/shardd/node"
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,9 +28,9 @@ type Client struct {
 	conns map[string]*grpc.ClientConn
 }
 
-// NewClient returns a Client of the placement processes at addrs. Without
+// New returns a Client of the placement processes at addrs. Without
 // opts it connects without transport security. Close it when done.
-func NewClient(addrs []string, opts ...grpc.DialOption) (*Client, error) {
+func New(addrs []string, opts ...grpc.DialOption) (*Client, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("placement client: no placement addresses given")
 	}
@@ -306,111 +304,5 @@ func (c *Client) Watch(ctx context.Context, fromRevision uint64, fn func(*placem
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
-	}
-}
-
-// ErrRefused is matched (errors.Is) by the error Heartbeat returns when
-// the node must stop: the placement service refused its registration (it
-// belongs to another cluster, or its store is not the one it registered
-// with), or the node refused the service's cluster.
-var ErrRefused = errors.New("placement: registration refused")
-
-var _ Registrant = (*node.Node)(nil)
-
-// Registrant is the node side of a registration. *node.Node implements it.
-// Load is what a node reports about itself with every heartbeat.
-type Load struct {
-	Replicas, Leaders uint32
-	// Draining: the node is handing off its leaderships (node.Drain).
-	Draining bool
-	// LostPeers are the nodes whose connection from this node broke and
-	// could not be opened again.
-	LostPeers []uint64
-}
-
-type Registrant interface {
-	ID() uint64
-	// Addr is the node's gRPC address.
-	Addr() string
-	// StoreID is the random id of the node's store.
-	StoreID() string
-	// ClusterID is the cluster the node's store joined, "" before the
-	// first registration.
-	ClusterID() string
-	// JoinCluster records the cluster id of a registration's answer the
-	// first time and refuses any other afterwards.
-	JoinCluster(clusterID string) error
-}
-
-// Heartbeat registers a node and then re-registers it every interval with
-// the load that load reports (nil: none), until ctx ends (it then returns
-// nil) or the registration is refused for good (it returns an error
-// matching ErrRefused, and the node must stop). Other failures are retried
-// at the next interval, the first registration's too. shardd nodes run it
-// for the life of the process.
-func Heartbeat(ctx context.Context, c *Client, n Registrant, interval time.Duration, load func() Load) error {
-	var refused error
-	every(ctx, interval, func(ctx context.Context) bool {
-		req := &placementpb.RegisterNodeRequest{NodeId: n.ID(), Addr: n.Addr(), StoreId: n.StoreID(), ClusterId: n.ClusterID()}
-		if load != nil {
-			l := load()
-			req.Replicas, req.Leaders, req.Draining, req.LostPeers = l.Replicas, l.Leaders, l.Draining, l.LostPeers
-		}
-		resp, err := c.RegisterNode(ctx, req)
-		if err != nil {
-			for _, d := range status.Convert(err).Details() {
-				if r, ok := d.(*placementpb.RegistrationRefused); ok {
-					refused = fmt.Errorf("%w by the placement service: %s", ErrRefused, r.Reason)
-					return false
-				}
-			}
-			return true
-		}
-		if err := n.JoinCluster(resp.ClusterId); err != nil {
-			refused = fmt.Errorf("%w: %w", ErrRefused, err)
-			return false
-		}
-		return true
-	})
-	return refused
-}
-
-// FollowNodes tells learn the id and address of every registered node now
-// and then every interval, until ctx ends, so that a shardd node can reach
-// its peers through the placement service alone, without gossip or static
-// peers. Failures are retried at the next interval.
-func FollowNodes(ctx context.Context, c *Client, interval time.Duration, learn func(id uint64, addr string)) {
-	every(ctx, interval, func(ctx context.Context) bool {
-		resp, err := c.ListNodes(ctx)
-		if err != nil {
-			return true
-		}
-		for _, n := range resp.Nodes {
-			if n.Addr != "" {
-				learn(n.NodeId, n.Addr)
-			}
-		}
-		return true
-	})
-}
-
-// every runs call now and then every interval until ctx ends or call
-// returns false, each call bounded by the interval plus one attempt's
-// timeout.
-func every(ctx context.Context, interval time.Duration, call func(context.Context) bool) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		cctx, cancel := context.WithTimeout(ctx, interval+perAttemptTimeout)
-		goOn := call(cctx)
-		cancel()
-		if !goOn {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }

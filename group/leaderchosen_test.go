@@ -1,0 +1,52 @@
+package group
+
+import (
+	"fmt"
+	"testing"
+
+	pb "github.com/shardd/shardd/paxospb"
+)
+
+// TestLeaderChosenShowsLag checks what an operator's status relies on: a
+// replica cut off from its leader learns, from the leader's first
+// heartbeat after the cut heals, how far the group has chosen (before it
+// has the values), and reports chosen and applied behind that point until
+// it catches up.
+func TestLeaderChosenShowsLag(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l, f := n.node(1), n.node(3)
+	n.isolate(3)
+	for i := range 5 {
+		n.propose(1, fmt.Sprintf("v%d", i))
+		n.stabilize()
+	}
+	if st := f.Status(); st.LeaderChosen >= l.Chosen() || st.LeaderChosen != st.Chosen {
+		t.Fatalf("cut-off replica reports %+v; the leader chose up to %d", st, l.Chosen())
+	}
+	if got := l.Status().LeaderChosen; got != l.Chosen() {
+		t.Errorf("leader reports LeaderChosen %d, its chosen point is %d", got, l.Chosen())
+	}
+
+	n.heal()
+	n.queue = nil
+	for range 2 * n.node(1).cfg.HeartbeatTicks {
+		n.tick(1)
+	}
+	for n.processReady(1) {
+	}
+	if n.deliverMatching(func(m pb.Message) bool { return m.To == 3 && m.Type == pb.MsgHeartbeat }) == 0 {
+		t.Fatalf("the leader sent replica 3 no heartbeat; queue: %v", describeMsgs(n.queue))
+	}
+	st := f.Status()
+	if st.LeaderChosen != l.Chosen() || st.Chosen >= st.LeaderChosen || st.Applied >= st.LeaderChosen {
+		t.Fatalf("after the leader's heartbeat replica 3 reports %+v; want LeaderChosen %d above its chosen and applied points", st, l.Chosen())
+	}
+
+	n.stabilize()
+	n.waitFor("replica 3 catches up", 20, func() bool { return f.Applied() == l.Chosen() })
+	if st := f.Status(); st.LeaderChosen != st.Chosen || st.Applied != st.Chosen {
+		t.Errorf("caught-up replica reports %+v", st)
+	}
+}
