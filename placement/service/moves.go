@@ -290,14 +290,15 @@ func (s *Server) recordDesc(ctx context.Context, d *kvpb.RangeDescriptor, endOp 
 
 // withDesc returns rm with range d.RangeId's descriptor replaced by d,
 // keeping the map's leader hint (a node's stored descriptor names the
-// leader it was created with, not the current one).
+// leader it was created with, not the current one) unless the change
+// removed that node (see voterHint).
 func withDesc(rm *placement.RangeMap, d *kvpb.RangeDescriptor) (*placement.RangeMap, *kvpb.RangeDescriptor, error) {
 	descs := rm.All()
 	var out *kvpb.RangeDescriptor
 	for i := range descs {
 		if descs[i].RangeId == d.RangeId {
 			out = proto.Clone(d).(*kvpb.RangeDescriptor)
-			out.LeaderNodeId = descs[i].LeaderNodeId
+			out.LeaderNodeId = voterHint(out, descs[i].LeaderNodeId, d.LeaderNodeId)
 			descs[i] = out
 		}
 	}

@@ -337,13 +337,32 @@ func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*plac
 	for _, d := range rm.All() {
 		switch d.RangeId {
 		case left.RangeId:
-			descs = append(descs, proto.Clone(left).(*kvpb.RangeDescriptor), proto.Clone(right).(*kvpb.RangeDescriptor))
+			l, r := proto.Clone(left).(*kvpb.RangeDescriptor), proto.Clone(right).(*kvpb.RangeDescriptor)
+			// The left half's hint is the one its node stored, which may
+			// name a replica moved away since; the right half's is the
+			// leader that proposed the split.
+			l.LeaderNodeId = voterHint(l, d.LeaderNodeId, left.LeaderNodeId)
+			r.LeaderNodeId = voterHint(r, right.LeaderNodeId, d.LeaderNodeId)
+			descs = append(descs, l, r)
 		case right.RangeId:
 		default:
 			descs = append(descs, d)
 		}
 	}
 	return placement.NewRangeMap(descs)
+}
+
+// voterHint returns the first of hints that is a voter of d, or 0. A
+// leader hint is only a hint, and the map names no leader that is not a
+// voter (RangeMap refuses it), so a stale hint, whatever view it came
+// from, must not make a change the nodes report impossible to record.
+func voterHint(d *kvpb.RangeDescriptor, hints ...uint64) uint64 {
+	for _, h := range hints {
+		if role, ok := roleOf(d, h); ok && role == kvpb.ReplicaRole_VOTER {
+			return h
+		}
+	}
+	return 0
 }
 
 // rollBack ends op without changing the map, and returns why as the
