@@ -124,6 +124,7 @@ func (s *Server) startMove(ctx context.Context, id, from, to uint64, reason stri
 	}
 	if op != nil {
 		s.log.Info("moving a replica", "range", id, "from", from, "to", to, "reason", reason)
+		reached(ctx, op, stepRecorded)
 	}
 	return op, nil
 }
@@ -179,6 +180,7 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 		}
 		nd, err := s.changeReplicas(ctx, d, addrs, change, node)
 		if err == nil {
+			reached(ctx, op, changeSteps[change])
 			if _, err := s.recordDesc(ctx, nd, false); err != nil {
 				return nil, s.writeError(err)
 			}
@@ -197,6 +199,7 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 			// The source leads the range (a leader does not remove
 			// itself): hand its leadership to the new voter first.
 			if terr := s.transferLeader(ctx, d, mv.To, addrs); terr == nil {
+				reached(ctx, op, stepLeaderMoved)
 				_, _, _ = s.recordLeaders(ctx, map[uint64]uint64{d.RangeId: mv.To})
 				continue
 			} else {
@@ -213,6 +216,10 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 	}
 	return nil, status.Errorf(codes.Unavailable, "%s is under way and will be completed: %v", describeOp(op), lastErr)
 }
+
+// changeSteps are the steps of a move that each membership change reaches.
+var changeSteps = map[kvpb.ReplicaChange]opStep{kvpb.ReplicaChange_ADD_LEARNER: stepLearnerAdded,
+	kvpb.ReplicaChange_PROMOTE_LEARNER: stepPromoted, kvpb.ReplicaChange_REMOVE_REPLICA: stepRemoved}
 
 // changeReplicas asks range d's leader for one membership change and
 // returns the descriptor once it holds.

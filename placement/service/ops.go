@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardd/shardd/kvpb"
@@ -29,6 +30,32 @@ import (
 // was lost with its leader is simply repeated. An operation the nodes
 // refuse for good (the range changed under it) is rolled back: its record
 // is deleted and nothing else changes.
+
+// opStep names a step of an operation that its driver has reached; see
+// testHook.
+type opStep string
+
+const (
+	stepRecorded     opStep = "recorded"      // recorded; no node has heard of it
+	stepSplitApplied opStep = "split applied" // the range's leader applied the split; not recorded
+	stepLearnerAdded opStep = "learner added" // the target is the range's learner; not recorded
+	stepPromoted     opStep = "promoted"      // the target is a voter; not recorded
+	stepLeaderMoved  opStep = "leader moved"  // the source handed its leadership to the target
+	stepRemoved      opStep = "removed"       // the source's replica left the range; not recorded
+)
+
+// testHook, if set, is called by the operation drivers at each step they
+// reach, before they record it, on the goroutine that drives the
+// operation (ctx is its context), so that tests can stop processes at
+// that step. Production leaves it nil.
+var testHook atomic.Pointer[func(ctx context.Context, op *placementpb.RangeOperation, step opStep)]
+
+// reached calls testHook, if set.
+func reached(ctx context.Context, op *placementpb.RangeOperation, step opStep) {
+	if h := testHook.Load(); h != nil {
+		(*h)(ctx, op, step)
+	}
+}
 
 // opDeadline bounds how long one call drives or waits for an operation
 // before it answers Unavailable and leaves the operation to the background
@@ -110,6 +137,7 @@ func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRange
 		return s.awaitSplit(ctx, busy, key)
 	}
 	s.log.Info("splitting a range", "range", op.RangeId, "key", fmt.Sprintf("%q", key), "new range", op.GetSplit().NewRangeId)
+	reached(ctx, op, stepRecorded)
 	return s.driveSplit(ctx, op)
 }
 
@@ -184,6 +212,7 @@ func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation)
 			return err
 		}, nil)
 		if err == nil {
+			reached(ctx, op, stepSplitApplied)
 			return s.recordSplit(ctx, op, resp.Left, resp.Right)
 		}
 		lastErr = err
