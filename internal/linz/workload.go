@@ -176,9 +176,10 @@ func LostWrites(ops []porcupine.Operation, final map[string]string) []string {
 }
 
 // LongestGap returns the longest stretch within [from, to] (times since
-// the history began) with no successful operation on any of keys: how
-// long a fault or a range operation stalled the clients of those keys.
-func LongestGap(ops []porcupine.Operation, keys []string, from, to time.Duration) time.Duration {
+// the history began) with no successful operation on any of keys, and
+// when it began: how long a fault or a range operation stalled the
+// clients of those keys.
+func LongestGap(ops []porcupine.Operation, keys []string, from, to time.Duration) (gap, at time.Duration) {
 	var ends []int64
 	for _, op := range ops {
 		if !op.Output.(Output).Unknown && slices.Contains(keys, op.Input.(Input).Key) &&
@@ -187,9 +188,12 @@ func LongestGap(ops []porcupine.Operation, keys []string, from, to time.Duration
 		}
 	}
 	slices.Sort(ends)
-	gap, last := int64(0), int64(from)
-	for _, e := range ends {
-		gap, last = max(gap, e-last), e
+	last := int64(from)
+	for _, e := range append(ends, int64(to)) {
+		if time.Duration(e-last) > gap {
+			gap, at = time.Duration(e-last), time.Duration(last)
+		}
+		last = e
 	}
-	return time.Duration(max(gap, int64(to)-last))
+	return gap, at
 }

@@ -44,18 +44,18 @@ func TestLongestGap(t *testing.T) {
 	ms := time.Millisecond
 	ops := historyOf([]porcupine.Operation{
 		op(0, 0, 10, put("k", "a"), Output{}),
-		op(1, 0, 40, get("j"), read("")),
+		op(1, 0, 35, get("j"), read("")),
 		op(2, 0, 50, put("k", "b"), unknown), // not a success: its return is the end
 		op(3, 0, 70, get("k"), read("a")),
 		op(4, 0, 75, get("other"), read("")),
 	})
-	if got := LongestGap(ops, []string{"k", "j"}, 0, 100*ms); got != 30*ms {
-		t.Errorf("longest gap %v, want 30ms (40 to 70)", got)
+	if got, at := LongestGap(ops, []string{"k", "j"}, 0, 100*ms); got != 35*ms || at != 35*ms {
+		t.Errorf("longest gap %v at %v, want 35ms from 35ms", got, at)
 	}
-	if got := LongestGap(ops, []string{"k"}, 0, 100*ms); got != 60*ms {
-		t.Errorf("longest gap %v, want 60ms (10 to 70)", got)
+	if got, at := LongestGap(ops, []string{"k"}, 0, 100*ms); got != 60*ms || at != 10*ms {
+		t.Errorf("longest gap %v at %v, want 60ms from 10ms", got, at)
 	}
-	if got := LongestGap(ops, []string{"none"}, 5*ms, 20*ms); got != 15*ms {
-		t.Errorf("longest gap %v with no operation, want the whole window", got)
+	if got, at := LongestGap(ops, []string{"none"}, 5*ms, 20*ms); got != 15*ms || at != 5*ms {
+		t.Errorf("longest gap %v at %v with no operation, want the whole window", got, at)
 	}
 }

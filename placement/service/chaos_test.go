@@ -651,8 +651,8 @@ func (n *nemesis) report(t *testing.T) {
 		if len(ev.keys) == 0 {
 			continue
 		}
-		if gap := linz.LongestGap(ops, ev.keys, ev.from, ev.to); gap > tl.gap {
-			tl.gap, tl.worst = gap, ev.what
+		if gap, at := linz.LongestGap(ops, ev.keys, ev.from, ev.to); gap > tl.gap {
+			tl.gap, tl.worst = gap, fmt.Sprintf("%s, from %v on the history's clock", ev.what, at.Round(time.Millisecond))
 		}
 	}
 	for _, kind := range slices.Sorted(maps.Keys(byKind)) {

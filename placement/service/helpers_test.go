@@ -22,7 +22,11 @@ import (
 
 func testLogger() *slog.Logger {
 	level := slog.LevelError
-	if os.Getenv("PLACEMENT_TEST_LOG") != "" {
+	switch os.Getenv("PLACEMENT_TEST_LOG") {
+	case "":
+	case "debug":
+		level = slog.LevelDebug
+	default:
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
