@@ -239,6 +239,24 @@ func (cc *chaosCluster) awaitNoOps(within time.Duration) {
 	}
 }
 
+// awaitNodesReady waits (bounded) until placement sees every node live,
+// neither draining nor settling: one that may receive replicas.
+func (cc *chaosCluster) awaitNodesReady(within time.Duration) {
+	cc.t.Helper()
+	testutil.WaitFor(cc.t, within, "every node live and settled", func() bool {
+		nodes, err := cc.c.ListNodes(tctx(cc.t))
+		if err != nil || len(nodes.Nodes) != chaosNodes {
+			return false
+		}
+		for _, n := range nodes.Nodes {
+			if !n.Live || n.Settling || n.Draining {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // checkEnd stops the workload, reads every key once more, and checks the
 // history, the map and the replicas.
 func (cc *chaosCluster) checkEnd() {

@@ -171,6 +171,7 @@ type killPlan struct {
 	rangeID  uint64
 	replicas []uint64 // the range's nodes when the operation started
 	from, to uint64   // a move's
+	splitKey []byte   // a split's
 	victim   uint64   // the node to kill; 0: the placement leader
 	// witness is the node whose worker fires a node step.
 	witness uint64
@@ -292,14 +293,12 @@ func (k *killer) hosts(id, rid uint64) bool {
 func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 	cc := k.cc
 	cc.awaitNoOps(30 * time.Second)
+	cc.awaitNodesReady(15 * time.Second)
 	p := k.pick(t, kc, rng)
 	d := holdingID(cc.ranges(), p.rangeID)
 	keys := keysIn(d)
 	start := cc.now()
-	var key []byte
-	if kc.op == "split" {
-		key = splitKeyIn(d, rng)
-	}
+	key := p.splitKey
 	k.mu.Lock()
 	k.plan = p
 	k.mu.Unlock()
@@ -325,13 +324,19 @@ func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 	select {
 	case fired = <-k.fired:
 	case err := <-opDone:
-		k.mu.Lock()
-		k.plan = nil
-		k.mu.Unlock()
+		// A follower applies a split, and a learner ingests its
+		// snapshot, a moment after the leader answered.
 		select {
-		case fired = <-k.fired: // fired as it ended
-		default:
-			t.Skipf("%s ended (%v) before it reached the step", what, err)
+		case fired = <-k.fired:
+		case <-time.After(2 * time.Second):
+			k.mu.Lock()
+			k.plan = nil
+			k.mu.Unlock()
+			select {
+			case fired = <-k.fired: // fired meanwhile
+			default:
+				t.Skipf("%s ended (%v) before it reached the step", what, err)
+			}
 		}
 		opDone <- err
 	case <-time.After(30 * time.Second):
@@ -359,6 +364,9 @@ func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 		t.Logf("the operation was rolled back: range %d is now %v", p.rangeID, after)
 	}
 	cc.awaitConverged(20 * time.Second)
+	if len(keys) == 0 {
+		return
+	}
 	gap, at := linz.LongestGap(cc.w.History.Operations(), keys, start, cc.now())
 	t.Logf("longest stretch without a successful operation on the range's keys %v: %v, from %v", keys, gap.Round(time.Millisecond), at.Round(time.Millisecond))
 }
@@ -367,19 +375,26 @@ func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 func (k *killer) pick(t *testing.T, kc killCase, rng *rand.Rand) *killPlan {
 	cc := k.cc
 	var d *kvpb.RangeDescriptor
+	var key []byte
 	all := cc.ranges()
 	for _, i := range rng.Perm(len(all)) {
 		cand := all[i]
-		if len(voterNodes(cand)) == 3 && len(cand.Replicas) == 3 && (kc.op == "move" || splitKeyIn(cand, rng) != nil) {
-			d = cand
-			break
+		if len(voterNodes(cand)) != 3 || len(cand.Replicas) != 3 {
+			continue
 		}
+		if kc.op == "split" {
+			if key = splitKeyIn(cand, rng); key == nil {
+				continue
+			}
+		}
+		d = cand
+		break
 	}
 	if d == nil {
 		t.Fatalf("no range to %s", kc.op)
 	}
 	leader := cc.leaderOf(d.RangeId)
-	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: voterNodes(d), resume: make(chan struct{})}
+	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: voterNodes(d), splitKey: key, resume: make(chan struct{})}
 	var others []uint64 // the voters but the leader
 	for _, v := range p.replicas {
 		if v != leader {
