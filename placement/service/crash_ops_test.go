@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 	pb "github.com/shardd/shardd/paxospb"
 	"github.com/shardd/shardd/placement"
 	"github.com/shardd/shardd/placementpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestKillAtEachStep kills a process at a step of a split or of a replica
@@ -56,7 +59,7 @@ func TestKillAtEachStep(t *testing.T) {
 		}
 		cases = sample
 	}
-	k := &killer{fired: make(chan *killPlan, 1)}
+	k := &killer{}
 	cc := startChaosCluster(t, k.knobs)
 	k.cc = cc
 	h := k.atDriver
@@ -156,13 +159,12 @@ func killCases() []killCase {
 	return out
 }
 
-// killer arms one kill at a time, fires it from the node knobs or the
-// drivers' hook, and carries it out on the test's goroutine.
+// killer arms one kill at a time, fired from the node knobs or the
+// drivers' hook, and carried out on the test's goroutine.
 type killer struct {
-	cc    *chaosCluster
-	mu    sync.Mutex
-	plan  *killPlan // armed, nil once fired
-	fired chan *killPlan
+	cc   *chaosCluster
+	mu   sync.Mutex
+	plan *killPlan // armed, nil once fired
 }
 
 // killPlan is an armed kill.
@@ -177,9 +179,28 @@ type killPlan struct {
 	witness uint64
 	// self is set when the witness is the victim: its worker ended.
 	self bool
-	// resume is closed once the victim is down: whoever fired waits for
-	// it, so that the operation goes no further meanwhile.
-	resume chan struct{}
+	// fired is closed when the plan fires, resume once the victim is
+	// down (or the case gave up): whoever fired waits for it, so that the
+	// operation goes no further meanwhile.
+	fired, resume chan struct{}
+}
+
+// disarm takes p back, unless it fired; it reports whether it fired. A
+// driver's hook that took p and fires later finds resume closed and does
+// not wait.
+func (k *killer) disarm(p *killPlan) (fired bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.plan == p {
+		k.plan = nil
+	}
+	select {
+	case <-p.fired:
+		return true
+	default:
+		close(p.resume)
+		return false
+	}
 }
 
 // knobs hooks every node's workers to the killer.
@@ -216,14 +237,15 @@ func (k *killer) atNode(id, g uint64, st nodeStep, match func() bool) {
 		k.mu.Unlock()
 		return
 	}
+	// Fired under mu, so that the case does not give up on a plan
+	// whose victim's worker ends here.
 	k.plan = nil
+	p.self = p.victim == id
+	close(p.fired)
 	k.mu.Unlock()
-	if p.victim == id {
-		p.self = true
-		k.fired <- p
+	if p.self {
 		runtime.Goexit()
 	}
-	k.fired <- p
 	select {
 	case <-p.resume:
 	case <-time.After(20 * time.Second):
@@ -237,8 +259,9 @@ func (k *killer) atNode(id, g uint64, st nodeStep, match func() bool) {
 func (k *killer) atDriver(ctx context.Context, op *placementpb.RangeOperation, step opStep) {
 	k.mu.Lock()
 	p := k.plan
+	mv := op.GetMove()
 	if p == nil || p.kc.step.hook != step || p.rangeID != op.RangeId ||
-		(p.kc.op == "move") != (op.GetMove() != nil) || (op.GetMove() != nil && op.GetMove().To != p.to) {
+		(p.kc.op == "move") != (mv != nil) || (mv != nil && (mv.From != p.from || mv.To != p.to)) {
 		k.mu.Unlock()
 		return
 	}
@@ -257,7 +280,9 @@ func (k *killer) atDriver(ctx context.Context, op *placementpb.RangeOperation, s
 	case sourceDropped:
 		k.await(fmt.Sprintf("node %d to drop range %d", p.from, p.rangeID), func() bool { return !k.hosts(p.from, p.rangeID) })
 	}
-	k.fired <- p
+	k.mu.Lock()
+	close(p.fired)
+	k.mu.Unlock()
 	select {
 	case <-p.resume:
 	case <-ctx.Done():
@@ -291,6 +316,14 @@ func (k *killer) hosts(id, rid uint64) bool {
 // restarts the victim when the step is reached, and checks that the
 // operation ends and the map converges.
 func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
+	for attempt := 1; !k.try(t, kc, rng, attempt == 3); attempt++ {
+	}
+}
+
+// try is one attempt at run; it reports false if the operation was refused
+// because another (a balancer's) was under way on the range, and last is
+// not set: the caller tries again.
+func (k *killer) try(t *testing.T, kc killCase, rng *rand.Rand, last bool) bool {
 	cc := k.cc
 	cc.awaitNoOps(30 * time.Second)
 	cc.awaitNodesReady(15 * time.Second)
@@ -320,30 +353,30 @@ func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 	} else {
 		what = fmt.Sprintf("the move of %s from node %d to node %d", what, p.from, p.to)
 	}
-	var fired *killPlan
 	select {
-	case fired = <-k.fired:
+	case <-p.fired:
 	case err := <-opDone:
 		// A follower applies a split, and a learner ingests its
 		// snapshot, a moment after the leader answered.
 		select {
-		case fired = <-k.fired:
+		case <-p.fired:
 		case <-time.After(2 * time.Second):
-			k.mu.Lock()
-			k.plan = nil
-			k.mu.Unlock()
-			select {
-			case fired = <-k.fired: // fired meanwhile
-			default:
+			if !k.disarm(p) {
+				if !last && status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "is busy with") {
+					t.Logf("%s was refused: %v; again", what, err)
+					return false
+				}
 				t.Skipf("%s ended (%v) before it reached the step", what, err)
 			}
 		}
 		opDone <- err
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not reach the step within 30s", what)
+		if !k.disarm(p) {
+			t.Fatalf("%s did not reach the step within 30s", what)
+		}
 	}
-	victim, restart := k.kill(fired)
-	close(fired.resume)
+	victim, restart := k.kill(p)
+	close(p.resume)
 	t.Logf("%s: killed %s at %v on the history's clock", what, victim, cc.now().Round(time.Millisecond))
 	time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 	restart()
@@ -364,11 +397,11 @@ func (k *killer) run(t *testing.T, kc killCase, rng *rand.Rand) {
 		t.Logf("the operation was rolled back: range %d is now %v", p.rangeID, after)
 	}
 	cc.awaitConverged(20 * time.Second)
-	if len(keys) == 0 {
-		return
+	if len(keys) > 0 {
+		gap, at := linz.LongestGap(cc.w.History.Operations(), keys, start, cc.now())
+		t.Logf("longest stretch without a successful operation on the range's keys %v: %v, from %v", keys, gap.Round(time.Millisecond), at.Round(time.Millisecond))
 	}
-	gap, at := linz.LongestGap(cc.w.History.Operations(), keys, start, cc.now())
-	t.Logf("longest stretch without a successful operation on the range's keys %v: %v, from %v", keys, gap.Round(time.Millisecond), at.Round(time.Millisecond))
+	return true
 }
 
 // pick picks the range of a case and its nodes, and names the victim.
@@ -394,7 +427,8 @@ func (k *killer) pick(t *testing.T, kc killCase, rng *rand.Rand) *killPlan {
 		t.Fatalf("no range to %s", kc.op)
 	}
 	leader := cc.leaderOf(d.RangeId)
-	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: voterNodes(d), splitKey: key, resume: make(chan struct{})}
+	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: voterNodes(d), splitKey: key,
+		fired: make(chan struct{}), resume: make(chan struct{})}
 	var others []uint64 // the voters but the leader
 	for _, v := range p.replicas {
 		if v != leader {
