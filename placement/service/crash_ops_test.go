@@ -380,19 +380,24 @@ func (k *killer) try(t *testing.T, kc killCase, rng *rand.Rand, last bool) bool 
 	t.Logf("%s: killed %s at %v on the history's clock", what, victim, cc.now().Round(time.Millisecond))
 	time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 	restart()
+	var callErr error
 	select {
-	case err := <-opDone:
-		t.Logf("the call that started it answered: %v", err)
+	case callErr = <-opDone:
+		t.Logf("the call that started it answered: %v", callErr)
 	case <-time.After(40 * time.Second):
 		t.Fatalf("the call that started %s did not return", what)
 	}
 	cc.awaitNoOps(30 * time.Second)
 	after := holdingID(cc.ranges(), p.rangeID)
 	switch {
-	case kc.op == "split" && after != nil && slices.Equal(after.EndKey, key):
-		t.Logf("the split completed")
-	case kc.op == "move" && after != nil && placement.Holds(after, p.to) && !placement.Holds(after, p.from):
-		t.Logf("the move completed")
+	case kc.op == "split" && after != nil && slices.Equal(after.EndKey, key),
+		kc.op == "move" && after != nil && placement.Holds(after, p.to) && !placement.Holds(after, p.from):
+		t.Logf("the operation completed")
+		// Its caller may be told it is still under way, never that it
+		// was refused.
+		if c := status.Code(callErr); c != codes.OK && c != codes.Unavailable && c != codes.DeadlineExceeded {
+			t.Errorf("%s completed, yet the call that started it answered %v", what, callErr)
+		}
 	default:
 		t.Logf("the operation was rolled back: range %d is now %v", p.rangeID, after)
 	}

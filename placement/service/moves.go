@@ -130,7 +130,7 @@ func (s *Server) startMove(ctx context.Context, id, from, to uint64, reason stri
 }
 
 func roleOf(d *kvpb.RangeDescriptor, node uint64) (kvpb.ReplicaRole, bool) {
-	for _, r := range d.Replicas {
+	for _, r := range d.GetReplicas() {
 		if r.NodeId == node {
 			return r.Role, true
 		}
