@@ -273,25 +273,29 @@ func containsKey(d *kvpb.RangeDescriptor, k []byte) bool {
 // recordSplit records the halves a node reported for op and ends op.
 func (s *Server) recordSplit(ctx context.Context, op *placementpb.RangeOperation, left, right *kvpb.RangeDescriptor) (*placementpb.SplitRangeResponse, error) {
 	var rev uint64
+	var recorded []*kvpb.RangeDescriptor // the halves as the map holds them
 	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-		next, err := withSplit(tm.rm, left, right)
+		next, halves, err := withSplit(tm.rm, left, right)
 		if err != nil {
 			return nil, nil, err
 		}
 		m := &mutation{}
-		m.putDesc(left)
-		m.putDesc(right)
+		for _, d := range halves {
+			m.putDesc(d)
+		}
 		m.delOp(op.RangeId)
 		return m, func(tm *term) *placementpb.WatchEvent {
 			tm.rm = next
 			delete(tm.ops, op.RangeId)
 			rev = tm.rev + 1
-			return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{left, right}}
+			recorded = halves
+			return &placementpb.WatchEvent{Updated: halves}
 		}, nil
 	})
 	if err != nil {
 		return nil, s.writeError(err)
 	}
+	left, right = recorded[0], recorded[1]
 	s.log.Info("split a range", "left", left.RangeId, "right", right.RangeId, "key", fmt.Sprintf("%q", right.StartKey), "generation", left.Generation)
 	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
 }
@@ -329,18 +333,19 @@ func (s *Server) adoptReportedSplits(reported map[uint64]*kvpb.RangeDescriptor) 
 	s.mu.Unlock()
 	for _, sp := range found {
 		err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-			next, err := withSplit(tm.rm, sp.left, sp.right)
+			next, halves, err := withSplit(tm.rm, sp.left, sp.right)
 			if err != nil {
 				return nil, nil, err
 			}
 			m := &mutation{}
-			m.putDesc(sp.left)
-			m.putDesc(sp.right)
+			for _, d := range halves {
+				m.putDesc(d)
+			}
 			nextID := max(tm.nextRangeID, sp.right.RangeId+1)
 			m.put(keyNextID, encUint(nextID))
 			return m, func(tm *term) *placementpb.WatchEvent {
 				tm.rm, tm.nextRangeID = next, nextID
-				return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{sp.left, sp.right}}
+				return &placementpb.WatchEvent{Updated: halves}
 			}, nil
 		})
 		if err != nil {
@@ -354,12 +359,14 @@ func (s *Server) adoptReportedSplits(reported map[uint64]*kvpb.RangeDescriptor) 
 
 // withSplit returns rm with the range left.RangeId replaced by the two
 // halves a node reported (their generations and replicas are the nodes',
-// which may be ahead of the map's). The map never goes back to a lower
-// generation: halves older than what it holds change nothing.
-func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*placement.RangeMap, error) {
+// which may be ahead of the map's), and the halves as the returned map
+// holds them: what to store, never the reported ones, whose leader hints
+// may be stale. The map never goes back to a lower generation: halves
+// older than what it holds change nothing.
+func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*placement.RangeMap, []*kvpb.RangeDescriptor, error) {
 	if cur, ok := rm.Get(left.RangeId); ok && cur.Generation >= left.Generation {
-		if _, has := rm.Get(right.RangeId); has {
-			return rm, nil // recorded already
+		if r, has := rm.Get(right.RangeId); has {
+			return rm, []*kvpb.RangeDescriptor{cur, r}, nil // recorded already
 		}
 	}
 	var descs []*kvpb.RangeDescriptor
@@ -378,7 +385,13 @@ func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*plac
 			descs = append(descs, d)
 		}
 	}
-	return placement.NewRangeMap(descs)
+	next, err := placement.NewRangeMap(descs)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, _ := next.Get(left.RangeId)
+	r, _ := next.Get(right.RangeId)
+	return next, []*kvpb.RangeDescriptor{l, r}, nil
 }
 
 // voterHint returns the first of hints that is a voter of d, or 0. A
