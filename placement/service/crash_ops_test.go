@@ -78,10 +78,9 @@ func TestKillAtEachStep(t *testing.T) {
 	cc.checkEnd()
 }
 
-// killRegressions are cases that found bugs, run every time: a split and
+// killRegressions are cases that found a bug, run every time: a split and
 // a move whose placement leader fails midway, which the next leader
-// finishes (the client's retry reported them refused; and the split's
-// halves were stored with a stale leader hint no later leader could load).
+// finishes; the client's retry reported them refused.
 var killRegressions = []string{"split/applied-on-leader/placement", "move/removed/placement"}
 
 var chaosAll = flag.Bool("chaos.all", false, "TestKillAtEachStep: run every case of the table, not a sample")
