@@ -142,6 +142,9 @@ func startChaosCluster(t *testing.T, tweak func(*node.Config)) *chaosCluster {
 // startLoad starts the workload; the test's end stops it, if the test
 // does not.
 func (cc *chaosCluster) startLoad(seed uint64) {
+	// Times are logged on the history's clock; this places them among
+	// the processes' logs (PLACEMENT_TEST_LOG=1).
+	cc.t.Logf("the history's clock starts at %s", time.Now().Add(-cc.now()).Format("15:04:05.000"))
 	cc.w.Start(chaosWorkers, seed)
 	cc.t.Cleanup(cc.w.Stop)
 }
