@@ -151,6 +151,10 @@ func (s *Server) askLeader(ctx context.Context, d *kvpb.RangeDescriptor, addrs m
 			if nl.LeaderNodeId != 0 && !tried[nl.LeaderNodeId] {
 				ask = append([]uint64{nl.LeaderNodeId}, ask...)
 			}
+		case holdsNoReplica(st):
+			// A voter that has not applied the split that made the
+			// range, or a stale hint: not the leader. Asking it again
+			// and again (it answers at once) stalled a move for good.
 		case again != nil && again(st):
 			tried[from] = false
 			ask = append([]uint64{from}, ask...)
@@ -165,6 +169,17 @@ func (s *Server) askLeader(ctx context.Context, d *kvpb.RangeDescriptor, addrs m
 		// Not the leader, or not reachable: ask the next.
 	}
 	return status.Errorf(codes.Unavailable, "range %d has no leader that answers now (last: %v)", d.RangeId, lastErr)
+}
+
+// holdsNoReplica reports whether a node's answer says it holds no
+// replica of the range asked about: a RangeMismatch without a descriptor.
+func holdsNoReplica(st *status.Status) bool {
+	for _, det := range st.Details() {
+		if mm, ok := det.(*kvpb.RangeMismatch); ok && len(mm.Descriptor_.GetReplicas()) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // recordLeaders records, in one change, each range's leader in leaders
