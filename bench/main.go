@@ -40,6 +40,10 @@ func main() {
 		err = idleCmd(os.Args[2:])
 	case "tracing":
 		err = tracingCmd(os.Args[2:])
+	case "run":
+		err = runCmd(os.Args[2:])
+	case "compare":
+		err = compareCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -53,9 +57,11 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: go run ./bench <command> [flags]
 
 commands:
-  write   write throughput and latency through the router (3 nodes, sync on)
-  idle    idle CPU and memory per node with many groups, and restart time
-  tracing write throughput with tracing off, 1% and 100% sampled, alternated
+  run      YCSB workloads (A, B, C, E, F, write) against shardd or etcd: tables, JSON, charts
+  compare  the same workloads on shardd and etcd (or two shardd builds), alternating, with ratios
+  write    write throughput and latency through the router (3 nodes, sync on)
+  idle     idle CPU and memory per node with many groups, and restart time
+  tracing  write throughput with tracing off, 1% and 100% sampled, alternated
 
 Run "go run ./bench <command> -h" for a command's flags.`)
 	os.Exit(2)
