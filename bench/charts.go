@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strconv"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"gonum.org/v1/plot"
@@ -110,7 +111,7 @@ func latencyChart(title string, series []chartSeries) (*plot.Plot, error) {
 // empty log axis has no range to tick.
 func logY(p *plot.Plot) {
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = logTicks{}
 }
 
 // distributionChart draws the latency distribution as HDR Histogram's
@@ -142,25 +143,51 @@ func distributionChart(title string, series []chartSeries) (*plot.Plot, error) {
 // stretch maps percentile q to the distribution chart's x axis.
 func stretch(q float64) float64 { return 1 / (1 - q/100) }
 
-// percentileSpectrum returns the latency in ms at each percentile step of
-// h, up to the last value below 100% (which the stretched axis cannot
-// place).
+// percentileSpectrum returns the latency in ms at percentiles spaced
+// evenly on the stretched axis (twenty a decade: 0, 10.9, 20.6 ... 90,
+// ... 99, ... 99.9 ...), as far as h has values to tell them apart: up
+// to the percentile whose tail holds one operation.
 func percentileSpectrum(h *hdrhistogram.Histogram) plotter.XYs {
 	if h == nil || h.TotalCount() == 0 {
 		return nil
 	}
 	var xys plotter.XYs
-	for _, b := range h.CumulativeDistribution() {
-		if b.Quantile >= 100 || b.ValueAt <= 0 {
-			continue
+	for k := 0; ; k++ {
+		x := math.Pow(10, float64(k)/20)
+		if x > float64(h.TotalCount()) {
+			break
 		}
-		x := stretch(b.Quantile)
-		if math.IsInf(x, 0) {
-			continue
+		q := 100 * (1 - 1/x)
+		if v := h.ValueAtQuantile(q); v > 0 {
+			xys = append(xys, plotter.XY{X: x, Y: ms(v)})
 		}
-		xys = append(xys, plotter.XY{X: x, Y: ms(b.ValueAt)})
 	}
 	return xys
+}
+
+// logTicks marks a log axis at 1, 2 and 5 times each power of ten,
+// labelled, with unlabelled ticks between: plot.LogTicks labels only the
+// powers of ten, which leaves a chart spanning less than a decade with one
+// label or none.
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		base := math.Pow(10, e)
+		for m := 1; m < 10; m++ {
+			v := base * float64(m)
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 || m == 2 || m == 5 {
+				t.Label = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }
 
 func newPlot(title, x, y string) *plot.Plot {

@@ -129,8 +129,17 @@ func startEtcdSystem(ctx context.Context, bin string, conns int) (*etcdSystem, e
 			"--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "bench", "--log-level", "error")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
+		// etcd logs its shutdown at level error, so its log goes to a
+		// file, shown only if the cluster does not come up.
+		logFile, err := os.Create(filepath.Join(dir, fmt.Sprintf("m%d.log", i+1)))
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		err = cmd.Start()
+		logFile.Close()
+		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("start etcd: %w", err)
 		}
@@ -147,10 +156,21 @@ func startEtcdSystem(ctx context.Context, bin string, conns int) (*etcdSystem, e
 		return err == nil
 	})
 	if err != nil {
+		for i := range 3 {
+			if b, rerr := os.ReadFile(filepath.Join(dir, fmt.Sprintf("m%d.log", i+1))); rerr == nil {
+				fmt.Fprintf(os.Stderr, "etcd member m%d's log:\n%s\n", i+1, lastLines(string(b), 20))
+			}
+		}
 		e.close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // dialEtcdSystem reaches a running etcd cluster at endpoints

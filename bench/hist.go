@@ -42,6 +42,9 @@ type opRecord struct {
 	total, window *hdrhistogram.Histogram
 	errors        int64
 	windowErrors  int64
+	// firstError is the first error's message, which tells a user what
+	// the errors column counts.
+	firstError string
 }
 
 func newRecorder(start time.Time) *recorder {
@@ -63,6 +66,9 @@ func (r *recorder) record(op opKind, d time.Duration, err error) {
 	if err != nil {
 		o.errors++
 		o.windowErrors++
+		if o.firstError == "" {
+			o.firstError = err.Error()
+		}
 		return
 	}
 	o.total.RecordValue(us)
@@ -120,6 +126,23 @@ func (r *recorder) totals() (hists [numOps]*hdrhistogram.Histogram, errs [numOps
 		errs[i] = r.ops[i].errors
 	}
 	return hists, errs, r.conflicts
+}
+
+// firstErrors returns the first error of each kind of operation that
+// had one, by the operation's name.
+func (r *recorder) firstErrors() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out map[string]string
+	for i := range r.ops {
+		if e := r.ops[i].firstError; e != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[opKind(i).String()] = e
+		}
+	}
+	return out
 }
 
 // soFar returns the operations done, their p50 and p99 so far, and the

@@ -61,18 +61,21 @@ type runConfig struct {
 // runResult is a workload run: its table, time series and latency
 // histograms.
 type runResult struct {
-	System    string        `json:"system"`
-	Workload  string        `json:"workload"`
-	Mix       string        `json:"mix"`
-	Elapsed   float64       `json:"elapsed_s"`
-	OpsPerSec float64       `json:"ops_per_sec"`
-	Ops       []opStats     `json:"ops"`
-	All       opStats       `json:"all"`
-	Conflicts int64         `json:"cas_conflicts,omitempty"`
-	CPU       *cpuPerOp     `json:"cpu,omitempty"`
-	Samples   []sample      `json:"samples"`
-	Round     int           `json:"round,omitempty"`
-	Config    runConfigJSON `json:"config"`
+	System    string    `json:"system"`
+	Workload  string    `json:"workload"`
+	Mix       string    `json:"mix"`
+	Elapsed   float64   `json:"elapsed_s"`
+	OpsPerSec float64   `json:"ops_per_sec"`
+	Ops       []opStats `json:"ops"`
+	All       opStats   `json:"all"`
+	Conflicts int64     `json:"cas_conflicts,omitempty"`
+	// FirstErrors is the first error of each kind of operation that had
+	// one.
+	FirstErrors map[string]string `json:"first_errors,omitempty"`
+	CPU         *cpuPerOp         `json:"cpu,omitempty"`
+	Samples     []sample          `json:"samples"`
+	Round       int               `json:"round,omitempty"`
+	Config      runConfigJSON     `json:"config"`
 	// hist is every operation's latencies together, for the
 	// distribution chart.
 	hist *hdrhistogram.Histogram
@@ -273,7 +276,7 @@ func run(ctx context.Context, st store, w workload, cfg runConfig, pids []int, p
 				if cfg.progress > 0 && now.Sub(lastPrint) >= cfg.progress {
 					n, p50, p99, errs := rec.soFar()
 					fmt.Fprintf(progress, "  [%4.0fs] %s: %.0f ops/s, p50 %v, p99 %v so far, %d errors\n", now.Sub(start).Seconds(),
-						w.name, float64(n-lastOps)/now.Sub(lastPrint).Seconds(), p50, p99, errs)
+						w.name, float64(n-lastOps)/now.Sub(lastPrint).Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), errs)
 					lastPrint, lastOps = now, n
 				}
 			}
@@ -316,7 +319,7 @@ func run(ctx context.Context, st store, w workload, cfg runConfig, pids []int, p
 	sampling.Wait()
 	hists, errs, conflicts := rec.totals()
 	res := &runResult{Workload: w.name, Mix: w.what, Elapsed: elapsed.Seconds(), Conflicts: conflicts,
-		Samples: samples, Config: cfg.json(), hist: newHist()}
+		Samples: samples, Config: cfg.json(), hist: newHist(), FirstErrors: rec.firstErrors()}
 	var totalErrs int64
 	for op := range numOps {
 		if w.mix[op] == 0 {
@@ -389,6 +392,11 @@ func printResult(w io.Writer, res *runResult) {
 		rows = append(rows[:len(rows):len(rows)], res.All)
 	}
 	writeTable(w, rows)
+	for _, op := range res.Ops {
+		if e, ok := res.FirstErrors[op.Op]; ok {
+			fmt.Fprintf(w, "  first %s error: %s\n", op.Op, e)
+		}
+	}
 	if res.Conflicts > 0 {
 		fmt.Fprintf(w, "  %d compare-and-swaps lost to another write and were retried\n", res.Conflicts)
 	}
