@@ -13,14 +13,15 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// chartSeries is one run to draw: its label in the legend, the system it
-// ran against (one color per system, so runs of the same system share
-// it), its time series and its latency histogram.
+// chartSeries is one system's runs of a workload: its label in the
+// legend, its color (by index), the time series of each run (a
+// comparison alternates several rounds) and the latencies of all its runs
+// together.
 type chartSeries struct {
-	label   string
-	system  int
-	samples []sample
-	hist    *hdrhistogram.Histogram
+	label  string
+	color  int
+	rounds [][]sample
+	hist   *hdrhistogram.Histogram
 }
 
 // chartFormats are the files every chart is written as: PNG to look at,
@@ -57,20 +58,43 @@ func writeCharts(dir, prefix, title string, series []chartSeries) ([]string, err
 	return files, nil
 }
 
-// throughputChart draws operations per second over time.
+// throughputChart draws operations per second over time, a line per
+// run.
 func throughputChart(title string, series []chartSeries) (*plot.Plot, error) {
 	p := newPlot(title+": throughput", "seconds since the run started", "operations per second")
-	for i, s := range series {
-		xys := make(plotter.XYs, len(s.samples))
-		for j, smp := range s.samples {
-			xys[j] = plotter.XY{X: smp.At, Y: smp.OpsPerSec}
-		}
-		if err := addLine(p, xys, s.label, s.system, i); err != nil {
-			return nil, err
+	var top float64
+	for _, s := range series {
+		for round, samples := range s.rounds {
+			xys := make(plotter.XYs, len(samples))
+			for j, smp := range samples {
+				xys[j] = plotter.XY{X: smp.At, Y: smp.OpsPerSec}
+				top = max(top, smp.OpsPerSec)
+			}
+			if err := addLine(p, xys, legendOnce(s, round, ""), s.color, 0); err != nil {
+				return nil, err
+			}
 		}
 	}
-	p.Y.Min = 0
+	// Room above the lines for the legend.
+	p.Y.Min, p.Y.Max = 0, 1.4*top
 	return p, nil
+}
+
+// legendOnce labels the first round's line of a series (suffixed by what)
+// and no other, so a comparison's legend has an entry per system rather
+// than per run.
+func legendOnce(s chartSeries, round int, what string) string {
+	if round > 0 {
+		return ""
+	}
+	label := s.label
+	if len(s.rounds) > 1 {
+		label += fmt.Sprintf(" (%d runs)", len(s.rounds))
+	}
+	if what != "" {
+		label += " " + what
+	}
+	return label
 }
 
 // latencyChart draws p50, p99 and p99.9 over time on a log scale, one
@@ -85,24 +109,34 @@ func latencyChart(title string, series []chartSeries) (*plot.Plot, error) {
 		{"p99", func(s sample) float64 { return s.P99 }},
 		{"p99.9", func(s sample) float64 { return s.P999 }},
 	}
+	var top float64
 	for _, s := range series {
 		for k, pc := range percentiles {
-			var xys plotter.XYs
-			for _, smp := range s.samples {
-				// A window without operations has no latency to
-				// show, and a log scale has no place for zero.
-				if v := pc.of(smp); v > 0 {
-					xys = append(xys, plotter.XY{X: smp.At, Y: v})
+			for round, samples := range s.rounds {
+				var xys plotter.XYs
+				for _, smp := range samples {
+					// A window without operations has no latency
+					// to show, and a log scale has no place for
+					// zero.
+					if v := pc.of(smp); v > 0 {
+						xys = append(xys, plotter.XY{X: smp.At, Y: v})
+						top = max(top, v)
+					}
 				}
+				if len(xys) == 0 {
+					continue
+				}
+				if err := addLine(p, xys, legendOnce(s, round, pc.name), s.color, k); err != nil {
+					return nil, err
+				}
+				logY(p)
 			}
-			if len(xys) == 0 {
-				continue
-			}
-			if err := addLine(p, xys, s.label+" "+pc.name, s.system, k); err != nil {
-				return nil, err
-			}
-			logY(p)
 		}
+	}
+	if top > 0 {
+		// Room above the lines for the legend: a decade on the log
+		// scale.
+		p.Y.Max = 10 * top
 	}
 	return p, nil
 }
@@ -117,19 +151,21 @@ func logY(p *plot.Plot) {
 // distributionChart draws the latency distribution as HDR Histogram's
 // percentile spectrum: latency against percentile, with the x axis
 // stretched as 1/(1-q) so the tail from p90 to p99.99 gets as much room
-// as the body.
+// as the body. Each system's runs are drawn as one line.
 func distributionChart(title string, series []chartSeries) (*plot.Plot, error) {
 	p := newPlot(title+": latency distribution", "percentile", "latency, ms (log scale)")
+	// The lines rise from the left: the legend goes where they are low.
+	p.Legend.Left = true
 	var ticks plot.ConstantTicks
 	for _, q := range []float64{0, 90, 99, 99.9, 99.99, 99.999} {
 		ticks = append(ticks, plot.Tick{Value: stretch(q), Label: fmt.Sprintf("%g%%", q)})
 	}
-	for i, s := range series {
+	for _, s := range series {
 		xys := percentileSpectrum(s.hist)
 		if len(xys) == 0 {
 			continue
 		}
-		if err := addLine(p, xys, s.label, s.system, i); err != nil {
+		if err := addLine(p, xys, s.label, s.color, 0); err != nil {
 			return nil, err
 		}
 		logY(p)
@@ -200,17 +236,19 @@ func newPlot(title, x, y string) *plot.Plot {
 	return p
 }
 
-// addLine adds a line colored by its system and dashed by its index among
-// that system's lines.
-func addLine(p *plot.Plot, xys plotter.XYs, label string, system, dash int) error {
+// addLine adds a line colored and dashed by index, with an entry in the
+// legend unless label is empty.
+func addLine(p *plot.Plot, xys plotter.XYs, label string, color, dash int) error {
 	l, err := plotter.NewLine(xys)
 	if err != nil {
 		return err
 	}
-	l.Color = plotutil.Color(system)
+	l.Color = plotutil.Color(color)
 	l.Dashes = plotutil.Dashes(dash)
 	l.Width = vg.Points(1.5)
 	p.Add(l)
-	p.Legend.Add(label, l)
+	if label != "" {
+		p.Legend.Add(label, l)
+	}
 	return nil
 }

@@ -7,26 +7,32 @@ import (
 	"time"
 )
 
-// TestWriteCharts draws two systems' runs and checks that every chart is
-// written in every format, and that a run without operations draws too.
+// TestWriteCharts draws two systems' runs, two rounds each, and checks
+// that every chart is written in every format, and that a run without
+// operations draws too.
 func TestWriteCharts(t *testing.T) {
 	dir := t.TempDir()
 	var series []chartSeries
 	for sys, lat := range []time.Duration{2 * time.Millisecond, 5 * time.Millisecond} {
-		rec := newRecorder(time.Unix(0, 0))
-		var samples []sample
-		for sec := 1; sec <= 5; sec++ {
-			for i := range 200 {
-				rec.record(opRead, lat+time.Duration(i)*10*time.Microsecond, nil)
+		s := chartSeries{label: []string{"shardd", "etcd"}[sys], color: sys, hist: newHist()}
+		for range 2 {
+			rec := newRecorder(time.Unix(0, 0))
+			var samples []sample
+			for sec := 1; sec <= 5; sec++ {
+				for i := range 200 {
+					rec.record(opRead, lat+time.Duration(i)*10*time.Microsecond, nil)
+				}
+				samples = append(samples, rec.sample(time.Unix(int64(sec), 0)))
 			}
-			samples = append(samples, rec.sample(time.Unix(int64(sec), 0)))
+			hists, _, _ := rec.totals()
+			s.rounds = append(s.rounds, samples)
+			s.hist.Merge(hists[opRead])
 		}
-		hists, _, _ := rec.totals()
-		series = append(series, chartSeries{label: []string{"shardd", "etcd"}[sys], system: sys, samples: samples, hist: hists[opRead]})
+		series = append(series, s)
 	}
 	empty := newRecorder(time.Unix(0, 0))
-	series = append(series, chartSeries{label: "idle", system: 2,
-		samples: []sample{empty.sample(time.Unix(1, 0))}, hist: newHist()})
+	series = append(series, chartSeries{label: "idle", color: 2,
+		rounds: [][]sample{{empty.sample(time.Unix(1, 0))}}, hist: newHist()})
 	files, err := writeCharts(dir, "A", "workload A", series)
 	if err != nil {
 		t.Fatal(err)

@@ -209,25 +209,22 @@ func runOne(ctx context.Context, sys system, w workload, cfg runConfig, progress
 	return res, nil
 }
 
-// chartRuns draws runs into dir, colored by the index of their system
-// in systems.
+// chartRuns draws runs into dir, one color per system in systems (the
+// order of the legend), each system's rounds as separate lines.
 func chartRuns(dir, prefix, title string, runs []*runResult, systems []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	var series []chartSeries
-	for _, r := range runs {
-		label := r.System
-		if r.Round > 0 {
-			label = fmt.Sprintf("%s #%d", r.System, r.Round)
-		}
-		sys := 0
-		for i, s := range systems {
-			if s == r.System {
-				sys = i
+	for i, name := range systems {
+		s := chartSeries{label: name, color: i, hist: newHist()}
+		for _, r := range runs {
+			if r.System == name {
+				s.rounds = append(s.rounds, r.Samples)
+				s.hist.Merge(r.hist)
 			}
 		}
-		series = append(series, chartSeries{label: label, system: sys, samples: r.Samples, hist: r.hist})
+		series = append(series, s)
 	}
 	files, err := writeCharts(dir, prefix, title, series)
 	if err != nil {
