@@ -314,9 +314,15 @@ func run(ctx context.Context, st store, w workload, cfg runConfig, pids []int, p
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	cancel()
 	sampling.Wait()
+	// The last window, cut short by the end of the run, counts if it is
+	// long enough to tell a rate.
+	if last := start.Add(time.Duration(len(samples)) * cfg.sample); end.Sub(last) >= cfg.sample/2 {
+		samples = append(samples, rec.sample(end))
+	}
 	hists, errs, conflicts := rec.totals()
 	res := &runResult{Workload: w.name, Mix: w.what, Elapsed: elapsed.Seconds(), Conflicts: conflicts,
 		Samples: samples, Config: cfg.json(), hist: newHist(), FirstErrors: rec.firstErrors()}
