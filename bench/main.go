@@ -70,21 +70,7 @@ Run "go run ./bench <command> -h" for a command's flags.`)
 // setup starts a cluster of groups ranges; extra are more flags for
 // every node's start.
 func setup(groups int, pprof string, extra ...string) (*cluster, func(), error) {
-	dir, err := os.MkdirTemp("", "shardd-bench-")
-	if err != nil {
-		return nil, nil, err
-	}
-	bin, err := buildShardd(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
-	}
-	c, err := startCluster(bin, dir, groups, pprof, extra)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	return c, func() { c.stop(); os.RemoveAll(dir) }, nil
+	return setupBinary("", groups, pprof, extra)
 }
 
 func writeCmd(args []string) error {

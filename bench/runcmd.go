@@ -200,7 +200,14 @@ Flags:`)
 
 // runOne runs one workload against sys.
 func runOne(ctx context.Context, sys system, w workload, cfg runConfig, progress io.Writer) (*runResult, error) {
-	fmt.Fprintf(progress, "%s: workload %s (%s) for %v\n", sys.name(), w.name, w.what, cfg.duration)
+	bound := fmt.Sprintf("for %v", cfg.duration)
+	if cfg.ops > 0 {
+		bound = fmt.Sprintf("for %d operations", cfg.ops)
+		if cfg.duration > 0 {
+			bound += fmt.Sprintf(" or %v", cfg.duration)
+		}
+	}
+	fmt.Fprintf(progress, "%s: workload %s (%s) %s\n", sys.name(), w.name, w.what, bound)
 	res, err := run(ctx, sys.store(), w, cfg, sys.pids(), progress)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -54,7 +52,7 @@ func (s routerStore) CompareAndSwap(ctx context.Context, key, expected []byte, f
 type sharddSystem struct {
 	label   string
 	cluster *cluster
-	dir     string
+	cleanup func()
 	client  *router.Client
 	pc      *service.Client
 }
@@ -63,22 +61,14 @@ type sharddSystem struct {
 // this tree when bin is empty) with ranges ranges, and waits until every
 // range has a leader.
 func startSharddSystem(ctx context.Context, label, bin string, ranges int) (*sharddSystem, error) {
-	dir, err := os.MkdirTemp("", "shardd-bench-")
-	if err != nil {
-		return nil, err
-	}
-	s := &sharddSystem{label: label, dir: dir}
-	if bin == "" {
-		if bin, err = buildShardd(dir); err != nil {
-			s.close()
-			return nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
+	var err error
+	if bin != "" {
+		if bin, err = filepath.Abs(bin); err != nil {
+			return nil, err
 		}
-	} else if bin, err = filepath.Abs(bin); err != nil {
-		s.close()
-		return nil, err
 	}
-	if s.cluster, err = startCluster(bin, dir, ranges, "", nil); err != nil {
-		s.close()
+	s := &sharddSystem{label: label}
+	if s.cluster, s.cleanup, err = setupBinary(bin, ranges, "", nil); err != nil {
 		return nil, err
 	}
 	if err := s.cluster.waitLeaders(5 * time.Minute); err != nil {
@@ -132,10 +122,7 @@ func (s *sharddSystem) close() {
 	if s.pc != nil {
 		s.pc.Close()
 	}
-	if s.cluster != nil {
-		s.cluster.stop()
-	}
-	if s.dir != "" {
-		os.RemoveAll(s.dir)
+	if s.cleanup != nil {
+		s.cleanup()
 	}
 }

@@ -177,7 +177,8 @@ func load(ctx context.Context, st store, cfg runConfig, progress io.Writer) erro
 		}
 	}()
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var errMu sync.Mutex
+	var firstErr error
 	for range cfg.clients {
 		wg.Add(1)
 		go func() {
@@ -197,7 +198,11 @@ func load(ctx context.Context, st store, cfg runConfig, progress io.Writer) erro
 				}
 				if err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
 					continue
 				}
 				done.Add(1)
@@ -208,7 +213,7 @@ func load(ctx context.Context, st store, cfg runConfig, progress io.Writer) erro
 	close(stop)
 	bar.Wait()
 	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("load: %d of %d records failed, the first with: %v", n, cfg.keys, firstErr.Load())
+		return fmt.Errorf("load: %d of %d records failed, the first with: %v", n, cfg.keys, firstErr)
 	}
 	return ctx.Err()
 }
