@@ -1,13 +1,16 @@
 // Command bench measures a three-node shardd cluster of real processes on
-// this machine: write throughput and latency through the router, the cost
-// of idle groups, and restart time. It builds cmd/shardd first, so run it
-// from the repository root:
+// this machine: YCSB workloads with latency tables and charts, the same
+// side by side with etcd or another shardd build, write throughput and
+// latency through the router, the cost of idle groups, and restart time.
+// It builds cmd/shardd first, so run it from the repository root:
 //
+//	go run ./bench run --workload A,B,C,E,F,write --ranges 1000 --duration 30s --charts charts/
+//	scripts/build-etcd && go run ./bench compare --workload A,B,write --rounds 3
 //	go run ./bench write --groups 1000 --clients 256 --duration 10s
 //	go run ./bench idle --groups 10000
 //
 // The load generator shares the machine with the three nodes; report the
-// machine with the figures.
+// machine with the figures (scripts/bench-scenario does).
 package main
 
 import (
