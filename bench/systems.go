@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shardd/shardd/placement/service"
+	placementclient "github.com/shardd/shardd/placement/client"
 	"github.com/shardd/shardd/router"
 )
 
@@ -54,7 +54,7 @@ type sharddSystem struct {
 	cluster *cluster
 	cleanup func()
 	client  *router.Client
-	pc      *service.Client
+	pc      *placementclient.Client
 }
 
 // startSharddSystem starts three shardd processes from bin (built from
@@ -89,11 +89,11 @@ func startSharddSystem(ctx context.Context, label, bin string, ranges int) (*sha
 // dialSharddSystem reaches a running cluster through its placement
 // service at addrs (comma-separated).
 func dialSharddSystem(ctx context.Context, addrs string) (*sharddSystem, error) {
-	pc, err := service.NewClient(strings.Split(addrs, ","))
+	pc, err := placementclient.New(strings.Split(addrs, ","))
 	if err != nil {
 		return nil, err
 	}
-	c, err := router.New(ctx, router.Config{Source: service.RouterSource{Client: pc}})
+	c, err := router.New(ctx, router.Config{Source: placementclient.RouterSource{Client: pc}})
 	if err != nil {
 		pc.Close()
 		return nil, err
