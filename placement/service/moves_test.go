@@ -41,7 +41,12 @@ func keyOf(d *kvpb.RangeDescriptor) []byte {
 // refused without changing anything.
 func TestMoveReplica(t *testing.T) {
 	const ranges = 4
-	pc := startPlacement(t, 1, func(c *Config) { c.InitialRanges, c.ExpectedNodes = ranges, 3 })
+	pc := startPlacement(t, 1, func(c *Config) {
+		c.InitialRanges, c.ExpectedNodes = ranges, 3
+		// No balancer: it would move replicas onto the empty node 4 too,
+		// and the test's moves would be refused as busy with its own.
+		c.BalanceInterval = time.Hour
+	})
 	dc := newDataCluster(t, 4, pc)
 	for id := uint64(1); id <= 3; id++ {
 		dc.start(id)
