@@ -45,6 +45,29 @@ func buildShardd(dir string) (string, error) {
 	return bin, cmd.Run()
 }
 
+// setupBinary starts a cluster of groups ranges from bin, or from
+// cmd/shardd built from this tree if bin is empty, in a new temporary
+// directory, which the returned cleanup removes after stopping the
+// nodes.
+func setupBinary(bin string, groups int, pprof string, extra []string) (*cluster, func(), error) {
+	dir, err := os.MkdirTemp("", "shardd-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	if bin == "" {
+		if bin, err = buildShardd(dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
+		}
+	}
+	c, err := startCluster(bin, dir, groups, pprof, extra)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return c, func() { c.stop(); os.RemoveAll(dir) }, nil
+}
+
 func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

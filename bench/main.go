@@ -1,13 +1,16 @@
 // Command bench measures a three-node shardd cluster of real processes on
-// this machine: write throughput and latency through the router, the cost
-// of idle groups, and restart time. It builds cmd/shardd first, so run it
-// from the repository root:
+// this machine: YCSB workloads with latency tables and charts, the same
+// side by side with etcd or another shardd build, write throughput and
+// latency through the router, the cost of idle groups, and restart time.
+// It builds cmd/shardd first, so run it from the repository root:
 //
+//	go run ./bench run --workload A,B,C,E,F,write --ranges 1000 --duration 30s --charts charts/
+//	scripts/build-etcd && go run ./bench compare --workload A,B,write --rounds 3
 //	go run ./bench write --groups 1000 --clients 256 --duration 10s
 //	go run ./bench idle --groups 10000
 //
 // The load generator shares the machine with the three nodes; report the
-// machine with the figures.
+// machine with the figures (scripts/bench-scenario does).
 package main
 
 import (
@@ -40,6 +43,10 @@ func main() {
 		err = idleCmd(os.Args[2:])
 	case "tracing":
 		err = tracingCmd(os.Args[2:])
+	case "run":
+		err = runCmd(os.Args[2:])
+	case "compare":
+		err = compareCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -53,9 +60,11 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: go run ./bench <command> [flags]
 
 commands:
-  write   write throughput and latency through the router (3 nodes, sync on)
-  idle    idle CPU and memory per node with many groups, and restart time
-  tracing write throughput with tracing off, 1% and 100% sampled, alternated
+  run      YCSB workloads (A, B, C, E, F, write) against shardd or etcd: tables, JSON, charts
+  compare  the same workloads on shardd and etcd (or two shardd builds), alternating, with ratios
+  write    write throughput and latency through the router (3 nodes, sync on)
+  idle     idle CPU and memory per node with many groups, and restart time
+  tracing  write throughput with tracing off, 1% and 100% sampled, alternated
 
 Run "go run ./bench <command> -h" for a command's flags.`)
 	os.Exit(2)
@@ -64,21 +73,7 @@ Run "go run ./bench <command> -h" for a command's flags.`)
 // setup starts a cluster of groups ranges; extra are more flags for
 // every node's start.
 func setup(groups int, pprof string, extra ...string) (*cluster, func(), error) {
-	dir, err := os.MkdirTemp("", "shardd-bench-")
-	if err != nil {
-		return nil, nil, err
-	}
-	bin, err := buildShardd(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("build cmd/shardd (run from the repository root): %w", err)
-	}
-	c, err := startCluster(bin, dir, groups, pprof, extra)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	return c, func() { c.stop(); os.RemoveAll(dir) }, nil
+	return setupBinary("", groups, pprof, extra)
 }
 
 func writeCmd(args []string) error {

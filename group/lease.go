@@ -386,6 +386,24 @@ func (l *leadership) bind(r *Replica, id, epoch uint64) {
 	}
 }
 
+// rebind sends member id, caught up but probing us, the quiesce round
+// again, if its node supports ours now and it is not bound to us at that
+// support epoch: it missed the round (its node did not support ours
+// then), so it keeps ticking and probing while we sleep, and no other
+// message would ever reach it. The quiesce binds it and stops it ticking;
+// the leader stays asleep (a flapping node costs one message a probe).
+func (r *Replica) rebind(id uint64) {
+	l := r.lead
+	if l.member(id) == nil {
+		return
+	}
+	e, until := r.cfg.Liveness.SupportFrom(id)
+	if r.now() >= until || slices.Contains(l.lease.bound, boundAck{id: id, epoch: e}) {
+		return
+	}
+	r.send(pb.Message{Type: pb.MsgQuiesce, To: id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.lease.quiesceSeq, Epoch: e})
+}
+
 // boundLeaseValid reports whether the followers bound to us, whose nodes
 // still support ours at the epoch they bound at, form a quorum with us.
 func (l *leadership) boundLeaseValid(r *Replica) bool {

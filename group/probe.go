@@ -91,6 +91,9 @@ func (r *Replica) handleProbe(m pb.Message) {
 		// keep idle groups awake).
 		r.Unquiesce()
 	}
+	if r.role == Leader && r.lease.quiesced && m.Chosen == r.chosen {
+		r.rebind(m.From)
+	}
 	resp := pb.Message{Type: pb.MsgProbeResp, To: m.From, Ballot: m.Ballot, Chosen: r.chosen, Reject: r.phase1Refusal(m)}
 	if resp.Reject != pb.RejectNone {
 		resp.Hint = r.promised

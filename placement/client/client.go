@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -181,12 +182,54 @@ func (c *Client) AllRanges(ctx context.Context, pageSize uint32) ([]*kvpb.RangeD
 }
 
 // SplitRange cuts the range holding key at it and returns both halves.
-// It is not retried after an answer that may hide a split (the next try
-// would find the key a range boundary and say so).
+// An attempt whose outcome is unknown (the placement leader failed, or the
+// attempt timed out) is tried again; if the next finds the key a range
+// boundary, the split happened (placement finished it), and its halves are
+// the answer: a caller is never told that a split that happened was
+// refused.
 func (c *Client) SplitRange(ctx context.Context, key []byte) (*placementpb.SplitRangeResponse, error) {
+	unsure := false // an earlier attempt may have started the split
 	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.SplitRangeResponse, error) {
-		return pc.SplitRange(ctx, &placementpb.SplitRangeRequest{SplitKey: key})
+		resp, err := pc.SplitRange(ctx, &placementpb.SplitRangeRequest{SplitKey: key})
+		if unsure && status.Code(err) == codes.FailedPrecondition {
+			if done := splitAt(ctx, pc, key); done != nil {
+				return done, nil
+			}
+		}
+		unsure = unsure || outcomeUnknown(err)
+		return resp, err
 	})
+}
+
+// outcomeUnknown reports whether an attempt that failed with err may have
+// started its operation: it failed in flight, not with an answer.
+func outcomeUnknown(err error) bool {
+	c := status.Code(err)
+	return c == codes.Unavailable || c == codes.DeadlineExceeded
+}
+
+// splitAt returns the ranges on either side of key if the map has a
+// boundary there, else nil.
+func splitAt(ctx context.Context, pc placementpb.PlacementClient, key []byte) *placementpb.SplitRangeResponse {
+	var left *kvpb.RangeDescriptor
+	var token []byte
+	for {
+		page, err := pc.ListRanges(ctx, &placementpb.ListRangesRequest{PageToken: token})
+		if err != nil {
+			return nil
+		}
+		for _, d := range page.Ranges {
+			switch {
+			case bytes.Equal(d.EndKey, key):
+				left = d
+			case bytes.Equal(d.StartKey, key) && left != nil:
+				return &placementpb.SplitRangeResponse{Left: left, Right: d, Revision: page.Revision}
+			}
+		}
+		if token = page.NextPageToken; len(token) == 0 {
+			return nil
+		}
+	}
 }
 
 // TransferLeader moves the leadership of range rangeID to node to, and
@@ -200,56 +243,57 @@ func (c *Client) TransferLeader(ctx context.Context, rangeID, to uint64) (*place
 // MoveReplica moves range rangeID's replica from node from to node to,
 // and returns the range's descriptor once the move is done. A move
 // already under way answers Unavailable, and the call is tried again
-// until it is done (a retry of the same move waits for it). A retry after
-// an attempt whose outcome is unknown (the placement leader failed, and
-// its successor finished the move) finds the move no longer possible, the
-// source holding no replica and the target one: the move is done, and the
-// call answers with the range's descriptor rather than the refusal.
+// until it is done (a retry of the same move waits for it). As with
+// SplitRange, a retry after an attempt whose outcome is unknown that is
+// refused because the move's effect already holds (from holds no replica
+// of the range, to a voter) answers with the range's descriptor.
 func (c *Client) MoveReplica(ctx context.Context, rangeID, from, to uint64) (*placementpb.MoveReplicaResponse, error) {
-	inDoubt := false
-	resp, err := call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.MoveReplicaResponse, error) {
+	unsure := false // an earlier attempt may have started the move
+	return call(ctx, c, func(ctx context.Context, pc placementpb.PlacementClient) (*placementpb.MoveReplicaResponse, error) {
 		resp, err := pc.MoveReplica(ctx, &placementpb.MoveReplicaRequest{RangeId: rangeID, FromNodeId: from, ToNodeId: to})
-		if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
-			inDoubt = true
+		if unsure && status.Code(err) == codes.InvalidArgument {
+			d, rev := rangeByID(ctx, pc, rangeID)
+			if moved(d, from, to) {
+				return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: rev}, nil
+			}
 		}
+		unsure = unsure || outcomeUnknown(err)
 		return resp, err
 	})
-	if status.Code(err) != codes.InvalidArgument || !inDoubt {
-		return resp, err
-	}
-	if done := c.movedRange(ctx, rangeID, from, to); done != nil {
-		return done, nil
-	}
-	return resp, err
 }
 
-// movedRange returns range rangeID's descriptor, as a MoveReplica answer,
-// if the map shows its replica moved from node from to node to; else nil.
-func (c *Client) movedRange(ctx context.Context, rangeID, from, to uint64) *placementpb.MoveReplicaResponse {
+// moved reports whether descriptor d shows a move from node from to node
+// to done: to is a voter and from holds no replica.
+func moved(d *kvpb.RangeDescriptor, from, to uint64) bool {
+	done := false
+	for _, r := range d.GetReplicas() {
+		switch r.GetNodeId() {
+		case from:
+			return false
+		case to:
+			done = r.GetRole() == kvpb.ReplicaRole_VOTER
+		}
+	}
+	return done
+}
+
+// rangeByID returns range id's descriptor in the map and the map's
+// revision, or nil.
+func rangeByID(ctx context.Context, pc placementpb.PlacementClient, id uint64) (*kvpb.RangeDescriptor, uint64) {
 	var token []byte
 	for {
-		page, err := c.ListRanges(ctx, token, 0)
+		page, err := pc.ListRanges(ctx, &placementpb.ListRangesRequest{PageToken: token})
 		if err != nil {
-			return nil
+			return nil, 0
 		}
 		for _, d := range page.Ranges {
-			if d.RangeId != rangeID {
-				continue
+			if d.RangeId == id {
+				return d, page.Revision
 			}
-			var hasFrom, toVotes bool
-			for _, r := range d.Replicas {
-				hasFrom = hasFrom || r.NodeId == from
-				toVotes = toVotes || (r.NodeId == to && r.Role == kvpb.ReplicaRole_VOTER)
-			}
-			if hasFrom || !toVotes {
-				return nil
-			}
-			return &placementpb.MoveReplicaResponse{Descriptor_: d, Revision: page.Revision}
 		}
-		if len(page.NextPageToken) == 0 {
-			return nil
+		if token = page.NextPageToken; len(token) == 0 {
+			return nil, 0
 		}
-		token = page.NextPageToken
 	}
 }
 

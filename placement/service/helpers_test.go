@@ -37,6 +37,8 @@ type placementCluster struct {
 	t       *testing.T
 	servers map[uint64]*Server
 	addrs   []string
+	// cfgs are the processes' configs, to restart one on its store.
+	cfgs map[uint64]Config
 }
 
 func startPlacement(t *testing.T, n int, tweak func(*Config)) *placementCluster {
@@ -67,7 +69,7 @@ func tryStartPlacement(t *testing.T, n int, tweak func(*Config)) (*placementClus
 	for i, a := range addrs {
 		peers[uint64(i+1)] = a
 	}
-	pc := &placementCluster{t: t, servers: map[uint64]*Server{}, addrs: addrs}
+	pc := &placementCluster{t: t, servers: map[uint64]*Server{}, addrs: addrs, cfgs: map[uint64]Config{}}
 	for id, addr := range peers {
 		cfg := Config{ID: id, ListenAddr: addr, DataDir: t.TempDir(), Peers: peers, TickInterval: 20 * time.Millisecond,
 			PollInterval: 20 * time.Millisecond, BalanceInterval: 200 * time.Millisecond, HeartbeatTimeout: 3 * time.Second,
@@ -83,8 +85,31 @@ func tryStartPlacement(t *testing.T, n int, tweak func(*Config)) (*placementClus
 			return nil, err
 		}
 		pc.servers[id] = s
+		pc.cfgs[id] = cfg
 	}
 	return pc, nil
+}
+
+// stop stops process id, as a crash would: its store keeps what it wrote.
+func (pc *placementCluster) stop(id uint64) {
+	pc.servers[id].Stop()
+	delete(pc.servers, id)
+}
+
+// restart starts the stopped process id again on its store and address.
+func (pc *placementCluster) restart(id uint64) {
+	pc.t.Helper()
+	var err error
+	for attempt := 1; attempt <= 50; attempt++ {
+		var s *Server
+		if s, err = Start(pc.cfgs[id]); err == nil {
+			pc.servers[id] = s
+			return
+		}
+		// The port may linger a moment after the process stopped.
+		time.Sleep(20 * time.Millisecond)
+	}
+	pc.t.Fatalf("restart placement process %d: %v", id, err)
 }
 
 // leader waits (bounded) for a process to serve as leader.
@@ -199,6 +224,9 @@ func (dc *dataCluster) start(id uint64) {
 	}
 	addr := dc.peers[id]
 	dc.nodes[id] = nd
+	if old := dc.conns[id]; old != nil {
+		old.Close() // a restarted node's
+	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

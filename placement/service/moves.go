@@ -126,12 +126,13 @@ func (s *Server) startMove(ctx context.Context, id, from, to uint64, reason stri
 	}
 	if op != nil {
 		s.log.Info("moving a replica", "range", id, "from", from, "to", to, "reason", reason)
+		reached(ctx, op, stepRecorded)
 	}
 	return op, nil
 }
 
 func roleOf(d *kvpb.RangeDescriptor, node uint64) (kvpb.ReplicaRole, bool) {
-	for _, r := range d.Replicas {
+	for _, r := range d.GetReplicas() {
 		if r.NodeId == node {
 			return r.Role, true
 		}
@@ -185,6 +186,7 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 		}
 		nd, err := s.changeReplicas(ctx, d, addrs, change, node)
 		if err == nil {
+			reached(ctx, op, changeSteps[change])
 			if _, err := s.recordDesc(ctx, nd, false); err != nil {
 				return nil, s.writeError(err)
 			}
@@ -203,6 +205,7 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 			// The source leads the range (a leader does not remove
 			// itself): hand its leadership to the new voter first.
 			if terr := s.transferLeader(ctx, d, mv.To, addrs); terr == nil {
+				reached(ctx, op, stepLeaderMoved)
 				_, _, _ = s.recordLeaders(ctx, map[uint64]uint64{d.RangeId: mv.To})
 				continue
 			} else {
@@ -219,6 +222,10 @@ func (s *Server) driveMove(ctx context.Context, op *placementpb.RangeOperation) 
 	}
 	return nil, status.Errorf(codes.Unavailable, "%s is under way and will be completed: %v", describeOp(op), lastErr)
 }
+
+// changeSteps are the steps of a move that each membership change reaches.
+var changeSteps = map[kvpb.ReplicaChange]opStep{kvpb.ReplicaChange_ADD_LEARNER: stepLearnerAdded,
+	kvpb.ReplicaChange_PROMOTE_LEARNER: stepPromoted, kvpb.ReplicaChange_REMOVE_REPLICA: stepRemoved}
 
 // changeReplicas asks range d's leader for one membership change and
 // returns the descriptor once it holds.
@@ -297,25 +304,15 @@ func (s *Server) recordDesc(ctx context.Context, d *kvpb.RangeDescriptor, endOp 
 
 // withDesc returns rm with range d.RangeId's descriptor replaced by d,
 // keeping the map's leader hint (a node's stored descriptor names the
-// leader it was created with, not the current one) while it is a voter of
-// d. A change that removed it (a move's source, once another node took
-// over the leadership) leaves d's own hint if that is a voter, else none:
-// a hint naming a node outside the range would make the map refuse d, and
-// the change would go unrecorded until the balancer next corrected the
-// hint.
+// leader it was created with, not the current one) unless the change
+// removed that node (see voterHint).
 func withDesc(rm *placement.RangeMap, d *kvpb.RangeDescriptor) (*placement.RangeMap, *kvpb.RangeDescriptor, error) {
 	descs := rm.All()
 	var out *kvpb.RangeDescriptor
 	for i := range descs {
 		if descs[i].RangeId == d.RangeId {
 			out = proto.Clone(d).(*kvpb.RangeDescriptor)
-			out.LeaderNodeId = 0
-			for _, hint := range []uint64{descs[i].LeaderNodeId, d.LeaderNodeId} {
-				if role, ok := roleOf(d, hint); ok && role == kvpb.ReplicaRole_VOTER {
-					out.LeaderNodeId = hint
-					break
-				}
-			}
+			out.LeaderNodeId = voterHint(out, descs[i].LeaderNodeId, d.LeaderNodeId)
 			descs[i] = out
 		}
 	}

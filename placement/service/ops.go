@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardd/shardd/internal/tracing"
@@ -31,6 +32,32 @@ import (
 // was lost with its leader is simply repeated. An operation the nodes
 // refuse for good (the range changed under it) is rolled back: its record
 // is deleted and nothing else changes.
+
+// opStep names a step of an operation that its driver has reached; see
+// testHook.
+type opStep string
+
+const (
+	stepRecorded     opStep = "recorded"      // recorded; no node has heard of it
+	stepSplitApplied opStep = "split applied" // the range's leader applied the split; not recorded
+	stepLearnerAdded opStep = "learner added" // the target is the range's learner; not recorded
+	stepPromoted     opStep = "promoted"      // the target is a voter; not recorded
+	stepLeaderMoved  opStep = "leader moved"  // the source handed its leadership to the target
+	stepRemoved      opStep = "removed"       // the source's replica left the range; not recorded
+)
+
+// testHook, if set, is called by the operation drivers at each step they
+// reach, before they record it, on the goroutine that drives the
+// operation (ctx is its context), so that tests can stop processes at
+// that step. Production leaves it nil.
+var testHook atomic.Pointer[func(ctx context.Context, op *placementpb.RangeOperation, step opStep)]
+
+// reached calls testHook, if set.
+func reached(ctx context.Context, op *placementpb.RangeOperation, step opStep) {
+	if h := testHook.Load(); h != nil {
+		(*h)(ctx, op, step)
+	}
+}
 
 // opDeadline bounds how long one call drives or waits for an operation
 // before it answers Unavailable and leaves the operation to the background
@@ -114,6 +141,7 @@ func (s *Server) split(ctx context.Context, key []byte) (*placementpb.SplitRange
 		return s.awaitSplit(ctx, busy, key)
 	}
 	s.log.Info("splitting a range", "range", op.RangeId, "key", fmt.Sprintf("%q", key), "new range", op.GetSplit().NewRangeId)
+	reached(ctx, op, stepRecorded)
 	return s.driveSplit(ctx, op)
 }
 
@@ -191,6 +219,7 @@ func (s *Server) driveSplit(ctx context.Context, op *placementpb.RangeOperation)
 			return err
 		}, nil)
 		if err == nil {
+			reached(ctx, op, stepSplitApplied)
 			return s.recordSplit(ctx, op, resp.Left, resp.Right)
 		}
 		lastErr = err
@@ -251,25 +280,29 @@ func containsKey(d *kvpb.RangeDescriptor, k []byte) bool {
 // recordSplit records the halves a node reported for op and ends op.
 func (s *Server) recordSplit(ctx context.Context, op *placementpb.RangeOperation, left, right *kvpb.RangeDescriptor) (*placementpb.SplitRangeResponse, error) {
 	var rev uint64
+	var recorded []*kvpb.RangeDescriptor // the halves as the map holds them
 	err := s.mutate(ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-		next, err := withSplit(tm.rm, left, right)
+		next, halves, err := withSplit(tm.rm, left, right)
 		if err != nil {
 			return nil, nil, err
 		}
 		m := &mutation{}
-		m.putDesc(left)
-		m.putDesc(right)
+		for _, d := range halves {
+			m.putDesc(d)
+		}
 		m.delOp(op.RangeId)
 		return m, func(tm *term) *placementpb.WatchEvent {
 			tm.rm = next
 			delete(tm.ops, op.RangeId)
 			rev = tm.rev + 1
-			return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{left, right}}
+			recorded = halves
+			return &placementpb.WatchEvent{Updated: halves}
 		}, nil
 	})
 	if err != nil {
 		return nil, s.writeError(err)
 	}
+	left, right = recorded[0], recorded[1]
 	s.metrics.opEnded(op, opDone)
 	s.log.Info("split a range", "left", left.RangeId, "right", right.RangeId, "key", fmt.Sprintf("%q", right.StartKey), "generation", left.Generation)
 	return &placementpb.SplitRangeResponse{Left: left, Right: right, Revision: rev}, nil
@@ -308,18 +341,19 @@ func (s *Server) adoptReportedSplits(reported map[uint64]*kvpb.RangeDescriptor) 
 	s.mu.Unlock()
 	for _, sp := range found {
 		err := s.mutate(s.ctx, func(tm *term) (*mutation, func(*term) *placementpb.WatchEvent, error) {
-			next, err := withSplit(tm.rm, sp.left, sp.right)
+			next, halves, err := withSplit(tm.rm, sp.left, sp.right)
 			if err != nil {
 				return nil, nil, err
 			}
 			m := &mutation{}
-			m.putDesc(sp.left)
-			m.putDesc(sp.right)
+			for _, d := range halves {
+				m.putDesc(d)
+			}
 			nextID := max(tm.nextRangeID, sp.right.RangeId+1)
 			m.put(keyNextID, encUint(nextID))
 			return m, func(tm *term) *placementpb.WatchEvent {
 				tm.rm, tm.nextRangeID = next, nextID
-				return &placementpb.WatchEvent{Updated: []*kvpb.RangeDescriptor{sp.left, sp.right}}
+				return &placementpb.WatchEvent{Updated: halves}
 			}, nil
 		})
 		if err != nil {
@@ -333,25 +367,52 @@ func (s *Server) adoptReportedSplits(reported map[uint64]*kvpb.RangeDescriptor) 
 
 // withSplit returns rm with the range left.RangeId replaced by the two
 // halves a node reported (their generations and replicas are the nodes',
-// which may be ahead of the map's). The map never goes back to a lower
-// generation: halves older than what it holds change nothing.
-func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*placement.RangeMap, error) {
+// which may be ahead of the map's), and the halves as the returned map
+// holds them: what to store, never the reported ones, whose leader hints
+// may be stale. The map never goes back to a lower generation: halves
+// older than what it holds change nothing.
+func withSplit(rm *placement.RangeMap, left, right *kvpb.RangeDescriptor) (*placement.RangeMap, []*kvpb.RangeDescriptor, error) {
 	if cur, ok := rm.Get(left.RangeId); ok && cur.Generation >= left.Generation {
-		if _, has := rm.Get(right.RangeId); has {
-			return rm, nil // recorded already
+		if r, has := rm.Get(right.RangeId); has {
+			return rm, []*kvpb.RangeDescriptor{cur, r}, nil // recorded already
 		}
 	}
 	var descs []*kvpb.RangeDescriptor
 	for _, d := range rm.All() {
 		switch d.RangeId {
 		case left.RangeId:
-			descs = append(descs, proto.Clone(left).(*kvpb.RangeDescriptor), proto.Clone(right).(*kvpb.RangeDescriptor))
+			l, r := proto.Clone(left).(*kvpb.RangeDescriptor), proto.Clone(right).(*kvpb.RangeDescriptor)
+			// The left half's hint is the one its node stored, which may
+			// name a replica moved away since; the right half's is the
+			// leader that proposed the split.
+			l.LeaderNodeId = voterHint(l, d.LeaderNodeId, left.LeaderNodeId)
+			r.LeaderNodeId = voterHint(r, right.LeaderNodeId, d.LeaderNodeId)
+			descs = append(descs, l, r)
 		case right.RangeId:
 		default:
 			descs = append(descs, d)
 		}
 	}
-	return placement.NewRangeMap(descs)
+	next, err := placement.NewRangeMap(descs)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, _ := next.Get(left.RangeId)
+	r, _ := next.Get(right.RangeId)
+	return next, []*kvpb.RangeDescriptor{l, r}, nil
+}
+
+// voterHint returns the first of hints that is a voter of d, or 0. A
+// leader hint is only a hint, and the map names no leader that is not a
+// voter (RangeMap refuses it), so a stale hint, whatever view it came
+// from, must not make a change the nodes report impossible to record.
+func voterHint(d *kvpb.RangeDescriptor, hints ...uint64) uint64 {
+	for _, h := range hints {
+		if role, ok := roleOf(d, h); ok && role == kvpb.ReplicaRole_VOTER {
+			return h
+		}
+	}
+	return 0
 }
 
 // rollBack ends op without changing the map, and returns why as the

@@ -20,13 +20,22 @@ import (
 // or overlap.
 func checkTiled(t *testing.T, descs []*kvpb.RangeDescriptor) {
 	t.Helper()
+	if why := tilingFault(descs); why != "" {
+		t.Fatal(why)
+	}
+}
+
+// tilingFault says where descs leave a gap or overlap in the key space,
+// or returns "" if they cover it in order.
+func tilingFault(descs []*kvpb.RangeDescriptor) string {
 	var end []byte
 	for i, d := range descs {
 		if !bytes.Equal(d.StartKey, end) || (len(d.EndKey) == 0) != (i == len(descs)-1) {
-			t.Fatalf("range %d [%q, %q) after %q: the map has a gap or an overlap: %v", d.RangeId, d.StartKey, d.EndKey, end, descs)
+			return fmt.Sprintf("range %d [%q, %q) after %q: the map has a gap or an overlap: %v", d.RangeId, d.StartKey, d.EndKey, end, descs)
 		}
 		end = d.EndKey
 	}
+	return ""
 }
 
 // TestSplitThroughPlacement splits a range through the service: the nodes

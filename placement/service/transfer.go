@@ -108,8 +108,7 @@ func (s *Server) transferLeader(ctx context.Context, d *kvpb.RangeDescriptor, to
 // askLeader makes call on the leader of range d: the map's hint, or
 // failing that any voter; a node that does not lead answers with NotLeader
 // and the leader it knows of, which is asked next, and one that can't be
-// reached or holds no replica of the range (the hint named a leader since
-// removed, as a move's source is) is passed over. An answer for which again reports true is asked
+// reached is passed over. An answer for which again reports true is asked
 // again of the same node after notLiveRetry. It returns the leader's
 // answer, or Unavailable once no node is left to ask. Every operation that
 // must reach a range's leader (transfers, splits, replica changes) goes
@@ -153,6 +152,9 @@ func (s *Server) askLeader(ctx context.Context, d *kvpb.RangeDescriptor, addrs m
 				ask = append([]uint64{nl.LeaderNodeId}, ask...)
 			}
 		case holdsNoReplica(st):
+			// A voter that has not applied the split that made the
+			// range, or a stale hint: not the leader. Asking it again
+			// and again (it answers at once) stalled a move for good.
 		case again != nil && again(st):
 			tried[from] = false
 			ask = append([]uint64{from}, ask...)
@@ -164,17 +166,17 @@ func (s *Server) askLeader(ctx context.Context, d *kvpb.RangeDescriptor, addrs m
 		case st.Code() != codes.Unavailable:
 			return err // the leader answered
 		}
-		// Not the leader, not reachable or not a replica: ask the next.
+		// Not the leader, or not reachable: ask the next.
 	}
 	return status.Errorf(codes.Unavailable, "range %d has no leader that answers now (last: %v)", d.RangeId, lastErr)
 }
 
-// holdsNoReplica reports whether a node's answer says that it holds no
-// replica of the range asked about: a RangeMismatch with no descriptor.
+// holdsNoReplica reports whether a node's answer says it holds no
+// replica of the range asked about: a RangeMismatch without a descriptor.
 func holdsNoReplica(st *status.Status) bool {
 	for _, det := range st.Details() {
 		if mm, ok := det.(*kvpb.RangeMismatch); ok && len(mm.Descriptor_.GetReplicas()) == 0 {
-			return st.Code() == codes.FailedPrecondition
+			return true
 		}
 	}
 	return false

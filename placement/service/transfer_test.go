@@ -11,7 +11,6 @@ import (
 	"github.com/shardd/shardd/placementpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // TestTransferLeader moves a range's leader through the Placement API: the
@@ -124,38 +123,4 @@ func TestTransferLeader(t *testing.T) {
 	if l := leaderOf(1); l != lead {
 		t.Errorf("node %d leads range 1 after a refused transfer, want %d", l, lead)
 	}
-}
-
-// TestAskLeaderPassesOverNodeWithoutReplica: the map's leader hint names a
-// node that holds no replica of the range (a move's source that another
-// leader removed before the map heard of it). askLeader asks the voters
-// next rather than take that node's refusal for the leader's answer: a
-// replica move stalled for seconds on it, until the balancer's next
-// report of the leaders corrected the hint.
-func TestAskLeaderPassesOverNodeWithoutReplica(t *testing.T) {
-	pc := startPlacement(t, 1, func(c *Config) {
-		c.InitialRanges, c.ExpectedNodes = 1, 3
-		c.BalanceInterval = time.Hour // no balancer correcting the hint
-	})
-	dc := newDataCluster(t, 4, pc)
-	for id := uint64(1); id <= 3; id++ {
-		dc.start(id)
-	}
-	waitCreated(t, pc, dc, 1)
-	dc.start(4)
-	var lead uint64
-	testutil.WaitFor(t, 10*time.Second, "range 1 to have a leader", func() bool { lead = dc.leaders(t)[1]; return lead != 0 })
-	s := pc.servers[pc.leader()]
-	d, _, ok := s.rangeAndAddrs(1)
-	if !ok {
-		t.Fatal("no range 1 in the map")
-	}
-	stale := proto.Clone(d).(*kvpb.RangeDescriptor)
-	stale.LeaderNodeId = 4 // hosts nothing of range 1
-	to := lead%3 + 1
-	start := time.Now()
-	if err := s.transferLeader(tctx(t), stale, to, dc.peers); err != nil {
-		t.Fatalf("transfer of range 1 to node %d, the hint naming node 4: %v", to, err)
-	}
-	t.Logf("node %d leads range 1 %v after the transfer began", to, time.Since(start).Round(time.Millisecond))
 }
