@@ -209,9 +209,19 @@ func TestRestartSameNodeIDAfterCrash(t *testing.T) {
 		if got := len(nodes[i].Members()); got != 3 {
 			t.Errorf("node %d: %d members, want 3 (one entry per node id)", i+1, got)
 		}
-		if _, ok := recs[i].find("joined", func(m Member) bool {
-			return m.NodeID == 3 && m.GossipAddr == n3.GossipAddr()
-		}); !ok {
+		// The event reaches the handler after the member list changed:
+		// wait for it too rather than look at once.
+		joined := func() bool {
+			_, ok := recs[i].find("joined", func(m Member) bool {
+				return m.NodeID == 3 && m.GossipAddr == n3.GossipAddr()
+			})
+			return ok
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !joined() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !joined() {
 			t.Errorf("node %d: no NodeJoined for the restarted node:\n%s", i+1, recs[i].dump())
 		}
 	}
