@@ -10,25 +10,8 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/testutil"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
-
-// healthOf asks a node's gRPC health service about the whole server.
-func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatalf("health check of %s: %v", addr, err)
-	}
-	return resp.Status
-}
 
 // logLines parses a JSON log and returns the lines whose message is msg.
 func logLines(t *testing.T, log string, msg string) []map[string]any {
@@ -61,22 +44,22 @@ func TestHealthFollowsReadiness(t *testing.T) {
 		cfg.Logger = slog.New(slog.NewJSONHandler(&log, nil))
 	})
 	n := c.nodes[1]
-	if st := healthOf(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
+	if st := testutil.Health(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("before registering: %v, want NOT_SERVING", st)
 	}
 	n.Registered(errors.New("connection refused"))
 	n.Registered(errors.New("connection refused"))
-	if st := healthOf(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
+	if st := testutil.Health(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("after failed registrations: %v, want NOT_SERVING", st)
 	}
 	n.Registered(nil)
 	n.Registered(nil)
-	if st := healthOf(t, n.Addr()); st != healthpb.HealthCheckResponse_SERVING {
+	if st := testutil.Health(t, n.Addr()); st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("once registered: %v, want SERVING", st)
 	}
 	n.Registered(errors.New("deadline exceeded"))
 	n.Registered(errors.New("deadline exceeded"))
-	if st := healthOf(t, n.Addr()); st != healthpb.HealthCheckResponse_SERVING {
+	if st := testutil.Health(t, n.Addr()); st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("placement lost: %v, want SERVING still (the node serves without it)", st)
 	}
 	n.Registered(nil)
@@ -90,12 +73,12 @@ func TestHealthFollowsReadiness(t *testing.T) {
 	dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	n.Drain(dctx)
-	if st := healthOf(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
+	if st := testutil.Health(t, n.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("draining: %v, want NOT_SERVING", st)
 	}
 
 	plain := newTestCluster(t, 1, splitRanges(1, 1), nil)
-	if st := healthOf(t, plain.nodes[1].Addr()); st != healthpb.HealthCheckResponse_SERVING {
+	if st := testutil.Health(t, plain.nodes[1].Addr()); st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("a node that waits for nothing, once started: %v, want SERVING", st)
 	}
 }

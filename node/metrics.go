@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -84,20 +83,9 @@ type nodeMetrics struct {
 }
 
 func (n *Node) newMetrics(mp metric.MeterProvider) error {
-	m := metrics.Meter(mp, "github.com/shardd/shardd/node")
+	b := metrics.NewBuilder(mp, "github.com/shardd/shardd/node")
 	nm := &n.metrics
-	var errs []error
-	check := func(err error) { errs = append(errs, err) }
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		check(err)
-		return c
-	}
-	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		check(err)
-		return g
-	}
+	m, check, counter, gauge := b.Meter, b.Check, b.ObservableCounter, b.ObservableGauge
 	var err error
 	nm.commandsPerValue, err = m.Int64Histogram("shardd.paxos.commands_per_value", metric.WithUnit("{command}"),
 		metric.WithDescription("Client commands carried by each Paxos value this node proposed: the batching of writes into one slot."),
@@ -156,7 +144,7 @@ func (n *Node) newMetrics(mp metric.MeterProvider) error {
 		return nil
 	}, proposals, proposed, commits, gained, lost, groups, leaders, leases, quiesced, schedQueue, mbWrites, mbMessages, rangeOps, ledOps)
 	check(err)
-	return errors.Join(errs...)
+	return b.Err()
 }
 
 // nodeGauges are the gauges of one collection.

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 
 	"github.com/shardd/shardd/internal/metrics"
 	"go.opentelemetry.io/otel/attribute"
@@ -30,19 +29,8 @@ var dropReasonNames = [numDropReasons]string{
 }
 
 func (t *Transport) newMetrics(mp metric.MeterProvider) error {
-	m := metrics.Meter(mp, "github.com/shardd/shardd/transport")
-	var errs []error
-	check := func(err error) { errs = append(errs, err) }
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		check(err)
-		return c
-	}
-	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		check(err)
-		return g
-	}
+	b := metrics.NewBuilder(mp, "github.com/shardd/shardd/transport")
+	m, check, counter, gauge := b.Meter, b.Check, b.ObservableCounter, b.ObservableGauge
 	var err error
 	t.metrics.messagesPerFrame, err = m.Int64Histogram("shardd.transport.messages_per_frame", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages carried by each frame sent to a peer: the batching of every group's traffic on one stream."),
@@ -93,7 +81,7 @@ func (t *Transport) newMetrics(mp metric.MeterProvider) error {
 		snapshotsSent, snapshotsReceived, snapshotsFailed, snapshotBytesSent, snapshotBytesReceived,
 		queuedMessages, queuedBytes, lostPeers)
 	check(err)
-	return errors.Join(errs...)
+	return b.Err()
 }
 
 // frameSent records a frame of n messages.

@@ -12,28 +12,10 @@ import (
 	"time"
 
 	"github.com/shardd/shardd/internal/testutil"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 var metricsLine = regexp.MustCompile(`metrics on (http://\S+)`)
-
-// healthOf asks a process's gRPC health service about the whole server;
-// an unreachable process counts as UNKNOWN.
-func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return healthpb.HealthCheckResponse_UNKNOWN
-	}
-	return resp.Status
-}
 
 // jsonLog parses a process's log written with --log-format json (the
 // lines startProc writes before each run excepted) and returns its
@@ -90,7 +72,7 @@ func TestBinariesServeHealthMetricsAndJSONLogs(t *testing.T) {
 		t.Fatalf("the node prints no metrics address:\n%s", nd.output())
 	}
 	for range 3 {
-		if st := healthOf(t, nodeAddr); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		if st := testutil.Health(t, nodeAddr); st != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Fatalf("node health before it could register: %v, want NOT_SERVING", st)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -107,7 +89,7 @@ func TestBinariesServeHealthMetricsAndJSONLogs(t *testing.T) {
 	}
 	for name, addr := range map[string]string{"placement": placement, "node": nodeAddr} {
 		testutil.WaitFor(t, 30*time.Second, name+" health SERVING", func() bool {
-			return healthOf(t, addr) == healthpb.HealthCheckResponse_SERVING
+			return testutil.Health(t, addr) == healthpb.HealthCheckResponse_SERVING
 		})
 	}
 	testutil.WaitFor(t, 30*time.Second, "the node's metrics to show it leads its ranges", func() bool {

@@ -19,6 +19,8 @@
 package metrics
 
 import (
+	"errors"
+
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 )
@@ -32,6 +34,44 @@ func Meter(mp metric.MeterProvider, scope string) metric.Meter {
 	}
 	return mp.Meter(scope)
 }
+
+// Builder makes a package's instruments from the meter of its scope and
+// keeps their errors, so that the package's constructor checks them once
+// (Err) rather than after each instrument.
+type Builder struct {
+	metric.Meter
+	errs []error
+}
+
+// NewBuilder returns a Builder of the scope's instruments from mp (nil: no
+// metrics; see Meter).
+func NewBuilder(mp metric.MeterProvider, scope string) *Builder {
+	return &Builder{Meter: Meter(mp, scope)}
+}
+
+// Check keeps err, the error of making an instrument, for Err.
+func (b *Builder) Check(err error) {
+	if err != nil {
+		b.errs = append(b.errs, err)
+	}
+}
+
+// ObservableCounter makes an int64 counter observed at collection time.
+func (b *Builder) ObservableCounter(name, unit, desc string) metric.Int64ObservableCounter {
+	c, err := b.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.Check(err)
+	return c
+}
+
+// ObservableGauge makes an int64 gauge observed at collection time.
+func (b *Builder) ObservableGauge(name, unit, desc string) metric.Int64ObservableGauge {
+	g, err := b.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.Check(err)
+	return g
+}
+
+// Err returns the errors kept, nil if every instrument was made.
+func (b *Builder) Err() error { return errors.Join(b.errs...) }
 
 // LatencyBuckets are the bounds, in seconds, of the latency histograms:
 // from 50µs (an fsync on a fast NVMe disk, a read under the lease) to 10s

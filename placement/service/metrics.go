@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 
 	"github.com/shardd/shardd/internal/metrics"
 	"github.com/shardd/shardd/placementpb"
@@ -32,14 +31,8 @@ const (
 )
 
 func (s *Server) newMetrics(mp metric.MeterProvider) error {
-	m := metrics.Meter(mp, "github.com/shardd/shardd/placement/service")
-	var errs []error
-	check := func(err error) { errs = append(errs, err) }
-	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
-		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		check(err)
-		return g
-	}
+	b := metrics.NewBuilder(mp, "github.com/shardd/shardd/placement/service")
+	m, check, gauge := b.Meter, b.Check, b.ObservableGauge
 	var err error
 	s.metrics.operations, err = m.Int64Counter("shardd.placement.operations", metric.WithUnit("{operation}"),
 		metric.WithDescription("Range operations (splits, replica moves) this process ended while leading, by kind and result."))
@@ -73,7 +66,7 @@ func (s *Server) newMetrics(mp metric.MeterProvider) error {
 		return nil
 	}, leader, revision, ranges, nodes, inProgress)
 	check(err)
-	return errors.Join(errs...)
+	return b.Err()
 }
 
 // opEnded counts an operation that ended with result.

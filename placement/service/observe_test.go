@@ -6,25 +6,8 @@ import (
 
 	"github.com/shardd/shardd/internal/metrics/endpoint"
 	"github.com/shardd/shardd/internal/testutil"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
-
-// healthOf asks a process's gRPC health service about the whole server.
-func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(tctx(t), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatalf("health check of %s: %v", addr, err)
-	}
-	return resp.Status
-}
 
 // TestPlacementHealthWaitsForALeader: a placement process is NOT_SERVING
 // while its group has no leader (one of three processes is up) and
@@ -43,7 +26,7 @@ func TestPlacementHealthWaitsForALeader(t *testing.T) {
 	}
 	first := start(1)
 	for range 5 {
-		if st := healthOf(t, first.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		if st := testutil.Health(t, first.Addr()); st != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Fatalf("one of three placement processes up: %v, want NOT_SERVING", st)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -51,7 +34,7 @@ func TestPlacementHealthWaitsForALeader(t *testing.T) {
 	second := start(2)
 	for _, s := range []*Server{first, second} {
 		testutil.WaitFor(t, 15*time.Second, "SERVING once the group has a leader", func() bool {
-			return healthOf(t, s.Addr()) == healthpb.HealthCheckResponse_SERVING
+			return testutil.Health(t, s.Addr()) == healthpb.HealthCheckResponse_SERVING
 		})
 	}
 }
