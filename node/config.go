@@ -106,9 +106,10 @@ type Config struct {
 	RegisterServices func(*grpc.Server)
 	// EnableFaultInjection serves the Fault service (kvpb/fault.proto), a
 	// test hook through which other processes cut this node's links to
-	// given peers, either way, and to its clients. Multi-process tests
-	// use it to partition real processes; it must stay off in
-	// production. The default value is false.
+	// given peers, either way, and to its clients, and make its clock
+	// jump (ClockOffset). Multi-process tests use it to partition real
+	// processes; it must stay off in production. The default value is
+	// false.
 	EnableFaultInjection bool
 	// Tracing configures the node's OpenTelemetry tracing (see package
 	// provider): where spans are exported, the fraction of untraced

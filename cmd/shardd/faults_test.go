@@ -29,7 +29,7 @@ import (
 // operations and faults, as far as the processes' timing (and so the
 // leaders the nemesis targets) repeats.
 var (
-	faultsDuration = flag.Duration("faults.duration", 60*time.Second, "how long each run of TestFaultSuite injects faults")
+	faultsDuration = flag.Duration("faults.duration", 75*time.Second, "how long each run of TestFaultSuite injects faults")
 	faultsRuns     = flag.Int("faults.runs", 1, "how many runs TestFaultSuite makes, each on a new cluster, the seed one more each time")
 	faultsSeed     = flag.Uint64("faults.seed", 0, "the seed of TestFaultSuite's first run; 0 takes one from the clock")
 	faultsJSON     = flag.String("faults.json", "", "write TestFaultSuite's report (the totals and every run) to this JSON `file`")
@@ -42,7 +42,7 @@ var (
 const (
 	faultWorkers        = 12
 	faultRouters        = 2
-	faultOpTimeout      = 4 * time.Second
+	faultOpTimeout      = 2 * time.Second
 	faultWriteOnce      = 10
 	faultCheckTimeout   = time.Minute
 	faultBrokenDuration = 5 * time.Second
@@ -85,7 +85,7 @@ const (
 // the processes' logs.
 func TestFaultSuite(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binaries and runs seven processes under faults for a minute")
+		t.Skip("builds the binaries and runs seven processes under faults for a minute and a quarter")
 	}
 	if *faultsDuration <= 0 || *faultsRuns <= 0 {
 		t.Fatalf("-faults.duration=%v -faults.runs=%d: want both positive", *faultsDuration, *faultsRuns)
@@ -341,10 +341,12 @@ func runFaultSuite(t *testing.T, cfg suiteConfig) faultReport {
 			t.Fatal(err)
 		}
 	}
+	checkStart := time.Now()
 	res, err := linz.CheckAnnotated(ops, faultCheckTimeout, dir, nem.annotations())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("porcupine checked %d operations in %v", len(ops), time.Since(checkStart).Round(time.Millisecond))
 	switch res.Verdict {
 	case porcupine.Ok:
 		rep.Verdicts = map[string]int{verdictOK: 1}
