@@ -38,21 +38,21 @@ import (
 
 // Node is one running shardd process.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	start time.Time
+	cfg       Config
+	log       *slog.Logger
+	start     time.Time
+	eng       *engine.Engine
+	committer *engine.Committer
+	trans     *transport.Transport
+	live      *liveness.Liveness
+	members   *membership.Membership
+	server    *grpc.Server
+	lis       net.Listener
+	sched     *scheduler
+	stats     batch.Stats
 	// clockOffset is added to the time since start in Now: the
 	// Config.ClockOffset, moved forward by the Fault service's JumpClock.
 	clockOffset atomic.Int64
-	eng         *engine.Engine
-	committer   *engine.Committer
-	trans       *transport.Transport
-	live        *liveness.Liveness
-	members     *membership.Membership
-	server      *grpc.Server
-	lis         net.Listener
-	sched       *scheduler
-	stats       batch.Stats
 	// tracing is the node's tracer provider, tracer its tracer, and
 	// traceRoots whether it samples requests that arrive untraced.
 	tracing    *provider.Provider
