@@ -1,5 +1,5 @@
 // The fault-injection service of a shardd node: a test hook that cuts the
-// node's links to its peers and to its clients. A node serves it only when
+// node's links to its peers and to its clients, and makes its clock jump. A node serves it only when
 // started with --enable-fault-injection (node.Config.EnableFaultInjection);
 // never enable it in production. Regenerate the Go code with
 // scripts/genproto.
@@ -135,6 +135,111 @@ func (*SetFaultsResponse) Descriptor() ([]byte, []int) {
 	return file_kvpb_fault_proto_rawDescGZIP(), []int{1}
 }
 
+// JumpClockRequest moves the node's clock forward.
+type JumpClockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// forward_nanos is how far the clock jumps, in nanoseconds; it must not
+	// be negative (the clock is monotonic). 0 only reads the offset.
+	ForwardNanos  int64 `protobuf:"varint,1,opt,name=forward_nanos,json=forwardNanos,proto3" json:"forward_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpClockRequest) Reset() {
+	*x = JumpClockRequest{}
+	mi := &file_kvpb_fault_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpClockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpClockRequest) ProtoMessage() {}
+
+func (x *JumpClockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_fault_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpClockRequest.ProtoReflect.Descriptor instead.
+func (*JumpClockRequest) Descriptor() ([]byte, []int) {
+	return file_kvpb_fault_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JumpClockRequest) GetForwardNanos() int64 {
+	if x != nil {
+		return x.ForwardNanos
+	}
+	return 0
+}
+
+type JumpClockResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// offset_nanos is the node's clock offset after the jump: how far its
+	// clock is ahead of the monotonic time since it started (its
+	// --clock-offset plus every jump).
+	OffsetNanos int64 `protobuf:"varint,1,opt,name=offset_nanos,json=offsetNanos,proto3" json:"offset_nanos,omitempty"`
+	// max_clock_drift_nanos is the drift bound the node's leases allow for
+	// (node.Config.MaxClockDrift): how much two clocks may disagree about
+	// one lease. A jump within it must not break linearizability.
+	MaxClockDriftNanos int64 `protobuf:"varint,2,opt,name=max_clock_drift_nanos,json=maxClockDriftNanos,proto3" json:"max_clock_drift_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *JumpClockResponse) Reset() {
+	*x = JumpClockResponse{}
+	mi := &file_kvpb_fault_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpClockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpClockResponse) ProtoMessage() {}
+
+func (x *JumpClockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_fault_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpClockResponse.ProtoReflect.Descriptor instead.
+func (*JumpClockResponse) Descriptor() ([]byte, []int) {
+	return file_kvpb_fault_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *JumpClockResponse) GetOffsetNanos() int64 {
+	if x != nil {
+		return x.OffsetNanos
+	}
+	return 0
+}
+
+func (x *JumpClockResponse) GetMaxClockDriftNanos() int64 {
+	if x != nil {
+		return x.MaxClockDriftNanos
+	}
+	return 0
+}
+
 var File_kvpb_fault_proto protoreflect.FileDescriptor
 
 const file_kvpb_fault_proto_rawDesc = "" +
@@ -145,9 +250,15 @@ const file_kvpb_fault_proto_rawDesc = "" +
 	"\rdrop_incoming\x18\x02 \x03(\x04R\fdropIncoming\x12\x1f\n" +
 	"\vcut_clients\x18\x03 \x01(\bR\n" +
 	"cutClients\"\x13\n" +
-	"\x11SetFaultsResponse2U\n" +
+	"\x11SetFaultsResponse\"7\n" +
+	"\x10JumpClockRequest\x12#\n" +
+	"\rforward_nanos\x18\x01 \x01(\x03R\fforwardNanos\"i\n" +
+	"\x11JumpClockResponse\x12!\n" +
+	"\foffset_nanos\x18\x01 \x01(\x03R\voffsetNanos\x121\n" +
+	"\x15max_clock_drift_nanos\x18\x02 \x01(\x03R\x12maxClockDriftNanos2\xa3\x01\n" +
 	"\x05Fault\x12L\n" +
-	"\tSetFaults\x12\x1e.shardd.kv.v1.SetFaultsRequest\x1a\x1f.shardd.kv.v1.SetFaultsResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
+	"\tSetFaults\x12\x1e.shardd.kv.v1.SetFaultsRequest\x1a\x1f.shardd.kv.v1.SetFaultsResponse\x12L\n" +
+	"\tJumpClock\x12\x1e.shardd.kv.v1.JumpClockRequest\x1a\x1f.shardd.kv.v1.JumpClockResponseB\x1fZ\x1dgithub.com/shardd/shardd/kvpbb\x06proto3"
 
 var (
 	file_kvpb_fault_proto_rawDescOnce sync.Once
@@ -161,16 +272,20 @@ func file_kvpb_fault_proto_rawDescGZIP() []byte {
 	return file_kvpb_fault_proto_rawDescData
 }
 
-var file_kvpb_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_kvpb_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_kvpb_fault_proto_goTypes = []any{
 	(*SetFaultsRequest)(nil),  // 0: shardd.kv.v1.SetFaultsRequest
 	(*SetFaultsResponse)(nil), // 1: shardd.kv.v1.SetFaultsResponse
+	(*JumpClockRequest)(nil),  // 2: shardd.kv.v1.JumpClockRequest
+	(*JumpClockResponse)(nil), // 3: shardd.kv.v1.JumpClockResponse
 }
 var file_kvpb_fault_proto_depIdxs = []int32{
 	0, // 0: shardd.kv.v1.Fault.SetFaults:input_type -> shardd.kv.v1.SetFaultsRequest
-	1, // 1: shardd.kv.v1.Fault.SetFaults:output_type -> shardd.kv.v1.SetFaultsResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	2, // 1: shardd.kv.v1.Fault.JumpClock:input_type -> shardd.kv.v1.JumpClockRequest
+	1, // 2: shardd.kv.v1.Fault.SetFaults:output_type -> shardd.kv.v1.SetFaultsResponse
+	3, // 3: shardd.kv.v1.Fault.JumpClock:output_type -> shardd.kv.v1.JumpClockResponse
+	2, // [2:4] is the sub-list for method output_type
+	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -187,7 +302,7 @@ func file_kvpb_fault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_fault_proto_rawDesc), len(file_kvpb_fault_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,5 +1,5 @@
 // The fault-injection service of a shardd node: a test hook that cuts the
-// node's links to its peers and to its clients. A node serves it only when
+// node's links to its peers and to its clients, and makes its clock jump. A node serves it only when
 // started with --enable-fault-injection (node.Config.EnableFaultInjection);
 // never enable it in production. Regenerate the Go code with
 // scripts/genproto.
@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Fault_SetFaults_FullMethodName = "/shardd.kv.v1.Fault/SetFaults"
+	Fault_JumpClock_FullMethodName = "/shardd.kv.v1.Fault/JumpClock"
 )
 
 // FaultClient is the client API for Fault service.
@@ -36,6 +37,10 @@ const (
 // (see cmd/shardd's linearizability test).
 type FaultClient interface {
 	SetFaults(ctx context.Context, in *SetFaultsRequest, opts ...grpc.CallOption) (*SetFaultsResponse, error)
+	// JumpClock moves the clock the node measures leases and liveness on
+	// forward at once, as a clock stepped by NTP would: an acceptor's
+	// promises and the support it gives then end early by the jump.
+	JumpClock(ctx context.Context, in *JumpClockRequest, opts ...grpc.CallOption) (*JumpClockResponse, error)
 }
 
 type faultClient struct {
@@ -56,6 +61,16 @@ func (c *faultClient) SetFaults(ctx context.Context, in *SetFaultsRequest, opts 
 	return out, nil
 }
 
+func (c *faultClient) JumpClock(ctx context.Context, in *JumpClockRequest, opts ...grpc.CallOption) (*JumpClockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JumpClockResponse)
+	err := c.cc.Invoke(ctx, Fault_JumpClock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FaultServer is the server API for Fault service.
 // All implementations must embed UnimplementedFaultServer
 // for forward compatibility.
@@ -64,6 +79,10 @@ func (c *faultClient) SetFaults(ctx context.Context, in *SetFaultsRequest, opts 
 // (see cmd/shardd's linearizability test).
 type FaultServer interface {
 	SetFaults(context.Context, *SetFaultsRequest) (*SetFaultsResponse, error)
+	// JumpClock moves the clock the node measures leases and liveness on
+	// forward at once, as a clock stepped by NTP would: an acceptor's
+	// promises and the support it gives then end early by the jump.
+	JumpClock(context.Context, *JumpClockRequest) (*JumpClockResponse, error)
 	mustEmbedUnimplementedFaultServer()
 }
 
@@ -76,6 +95,9 @@ type UnimplementedFaultServer struct{}
 
 func (UnimplementedFaultServer) SetFaults(context.Context, *SetFaultsRequest) (*SetFaultsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetFaults not implemented")
+}
+func (UnimplementedFaultServer) JumpClock(context.Context, *JumpClockRequest) (*JumpClockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JumpClock not implemented")
 }
 func (UnimplementedFaultServer) mustEmbedUnimplementedFaultServer() {}
 func (UnimplementedFaultServer) testEmbeddedByValue()               {}
@@ -116,6 +138,24 @@ func _Fault_SetFaults_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Fault_JumpClock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JumpClockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FaultServer).JumpClock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Fault_JumpClock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FaultServer).JumpClock(ctx, req.(*JumpClockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Fault_ServiceDesc is the grpc.ServiceDesc for Fault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +166,10 @@ var Fault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetFaults",
 			Handler:    _Fault_SetFaults_Handler,
+		},
+		{
+			MethodName: "JumpClock",
+			Handler:    _Fault_JumpClock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

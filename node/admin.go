@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shardd/shardd/group"
 	"github.com/shardd/shardd/kvpb"
@@ -200,6 +201,19 @@ func (s *faultServer) SetFaults(_ context.Context, req *kvpb.SetFaultsRequest) (
 	s.cut.set(req.CutClients)
 	s.n.log.Info("faults set", "drop_outgoing", req.DropOutgoing, "drop_incoming", req.DropIncoming, "cut_clients", req.CutClients)
 	return &kvpb.SetFaultsResponse{}, nil
+}
+
+// JumpClock moves the node's clock forward (Config.ClockOffset). Only
+// forward: every reader of the clock takes it as monotonic.
+func (s *faultServer) JumpClock(_ context.Context, req *kvpb.JumpClockRequest) (*kvpb.JumpClockResponse, error) {
+	if req.ForwardNanos < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "the clock only jumps forward, not by %v", time.Duration(req.ForwardNanos))
+	}
+	offset := s.n.clockOffset.Add(req.ForwardNanos)
+	if req.ForwardNanos > 0 {
+		s.n.log.Info("clock jumped", "forward", time.Duration(req.ForwardNanos), "offset", time.Duration(offset))
+	}
+	return &kvpb.JumpClockResponse{OffsetNanos: offset, MaxClockDriftNanos: int64(s.n.cfg.MaxClockDrift)}, nil
 }
 
 // clientCut cuts the KV service off from its clients, as a network

@@ -46,6 +46,13 @@ type Config struct {
 	// MaxClockDrift is subtracted from every lease. The default value is
 	// LeaseDuration/10.
 	MaxClockDrift time.Duration
+	// ClockOffset is added to the node's clock (Node.Now), on which its
+	// leases and liveness are measured, and the Fault service's JumpClock
+	// adds to it at run time: a test hook. A constant offset changes
+	// nothing, since no node reads another's clock; what the drift margin
+	// must absorb is a clock that moves while a lease runs, which
+	// JumpClock does. It must not be negative. The default value is 0.
+	ClockOffset time.Duration
 	// SupportInterval is how often the node asks each peer for liveness
 	// support. The default value is 2 ticks.
 	SupportInterval time.Duration
@@ -99,9 +106,10 @@ type Config struct {
 	RegisterServices func(*grpc.Server)
 	// EnableFaultInjection serves the Fault service (kvpb/fault.proto), a
 	// test hook through which other processes cut this node's links to
-	// given peers, either way, and to its clients. Multi-process tests
-	// use it to partition real processes; it must stay off in
-	// production. The default value is false.
+	// given peers, either way, and to its clients, and make its clock
+	// jump (ClockOffset). Multi-process tests use it to partition real
+	// processes; it must stay off in production. The default value is
+	// false.
 	EnableFaultInjection bool
 	// Tracing configures the node's OpenTelemetry tracing (see package
 	// provider): where spans are exported, the fraction of untraced
@@ -198,6 +206,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("node: LoadWindow (%v) must not be negative", c.LoadWindow)
 	case c.MaxClockDrift >= c.LeaseDuration:
 		return fmt.Errorf("node: MaxClockDrift (%v) must be below LeaseDuration (%v)", c.MaxClockDrift, c.LeaseDuration)
+	case c.ClockOffset < 0:
+		return fmt.Errorf("node: ClockOffset (%v) must not be negative", c.ClockOffset)
 	case c.Tracing.Sample < 0 || c.Tracing.Sample > 1:
 		return fmt.Errorf("node: Tracing.Sample (%v) must be a fraction from 0 to 1", c.Tracing.Sample)
 	}

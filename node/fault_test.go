@@ -2,6 +2,7 @@ package node
 
 import (
 	"testing"
+	"time"
 
 	"github.com/shardd/shardd/kvpb"
 	"google.golang.org/grpc"
@@ -79,4 +80,41 @@ func TestFaultServiceOffByDefault(t *testing.T) {
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("SetFaults on a node without fault injection: %v, want Unimplemented", err)
 	}
+}
+
+// TestJumpClock checks the clock offset of Config.ClockOffset and the
+// Fault service's JumpClock: nodes whose clocks are an hour ahead serve as
+// any others (no node reads another's clock), a jump moves the clock
+// forward by its size and reports the node's drift bound, and a backward
+// jump is refused.
+func TestJumpClock(t *testing.T) {
+	const offset = time.Hour
+	c := newTestCluster(t, 3, splitRanges(1, 3), func(cfg *Config) {
+		cfg.EnableFaultInjection = true
+		cfg.ClockOffset = offset
+	})
+	put(t, c, 1, "a", "1")
+	lead := c.leaderFor(1)
+	n := c.nodes[lead]
+	// ahead is how far the node's clock is ahead of the time since it
+	// started, read in this order so that it never comes out short.
+	ahead := func() time.Duration { since := time.Since(n.start); return time.Duration(n.Now()) - since }
+	if ahead := ahead(); ahead < offset || ahead > offset+time.Second {
+		t.Errorf("the clock is %v ahead of the time since the node started, want %v", ahead, offset)
+	}
+	fc := c.faults(lead)
+	resp, err := fc.JumpClock(ctx(t), &kvpb.JumpClockRequest{ForwardNanos: int64(n.cfg.MaxClockDrift)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := offset + n.cfg.MaxClockDrift; time.Duration(resp.OffsetNanos) != want || time.Duration(resp.MaxClockDriftNanos) != n.cfg.MaxClockDrift {
+		t.Errorf("JumpClock: offset %v, drift bound %v; want %v and %v", time.Duration(resp.OffsetNanos), time.Duration(resp.MaxClockDriftNanos), want, n.cfg.MaxClockDrift)
+	}
+	if ahead := ahead(); ahead < offset+n.cfg.MaxClockDrift {
+		t.Errorf("the clock is %v ahead after the jump", ahead)
+	}
+	if _, err := fc.JumpClock(ctx(t), &kvpb.JumpClockRequest{ForwardNanos: -1}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a backward jump: %v, want InvalidArgument", err)
+	}
+	put(t, c, 1, "a", "2")
 }

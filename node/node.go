@@ -50,6 +50,9 @@ type Node struct {
 	lis       net.Listener
 	sched     *scheduler
 	stats     batch.Stats
+	// clockOffset is added to the time since start in Now: the
+	// Config.ClockOffset, moved forward by the Fault service's JumpClock.
+	clockOffset atomic.Int64
 	// tracing is the node's tracer provider, tracer its tracer, and
 	// traceRoots whether it samples requests that arrive untraced.
 	tracing    *provider.Provider
@@ -118,7 +121,7 @@ type Node struct {
 
 // Now is the node's monotonic clock in nanoseconds: leases and liveness
 // are measured on it.
-func (n *Node) Now() int64 { return int64(time.Since(n.start)) }
+func (n *Node) Now() int64 { return int64(time.Since(n.start)) + n.clockOffset.Load() }
 
 // Start opens the node's store, reloads every group it hosts, and starts
 // serving.
@@ -140,6 +143,7 @@ func Start(cfg Config) (*Node, error) {
 		snapshotRate:  newByteRate(cfg.SnapshotBytesPerSecond, snapshotChunkBytes),
 		stopped:       make(chan struct{}),
 	}
+	n.clockOffset.Store(int64(cfg.ClockOffset))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	tcfg := cfg.Tracing
 	tcfg.BufferSpans = max(tcfg.BufferSpans, 0)

@@ -247,6 +247,14 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) int {
 	}
 }
 
+// send sends sig without waiting for anything (SIGSTOP, SIGCONT).
+func (p *proc) send(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%v to %s: %v", sig, p.name, err)
+	}
+}
+
 // runBinary runs the binary to completion.
 func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

@@ -169,6 +169,7 @@ func TestStartFlagErrors(t *testing.T) {
 		{[]string{"--data-dir=/d"}, "--id is required"},
 		{[]string{"--id=1"}, "--data-dir is required"},
 		{append(base, "--tick=0s"), "--tick must be positive"},
+		{append(base, "--clock-offset=-1s"), "--clock-offset must not be negative"},
 		{append(base, "--listen=nope"), "--listen"},
 		{append(base, "--gossip=localhost:7946"), "--gossip"},
 		{append(base, "--gossip=", "--join=127.0.0.1:7946"), "--join needs gossip"},

@@ -113,6 +113,7 @@ type startFlags struct {
 	pprof             string
 	placement         string
 	faultInjection    bool
+	clockOffset       time.Duration
 	drainTimeout      time.Duration
 	memTableSize      byteSize
 	walPreallocation  byteSize
@@ -142,7 +143,8 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.memTableSize, "memtable-size", "`size` of the store's memtables (1MiB to 4GiB): larger ones absorb more writes of the groups' logs before they reach sstables, at the cost of memory and of WAL files about as large on disk")
 	fs.Var(&f.walPreallocation, "wal-preallocation", "`size` of WAL file the store keeps preallocated ahead of its writes; 0 leaves it to Pebble, which preallocates 110% of --memtable-size for every WAL file at once")
 	f.tracing.Register(fs)
-	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients: a test hook, never for production")
+	fs.BoolVar(&f.faultInjection, "enable-fault-injection", false, "serve the Fault gRPC service (kvpb/fault.proto), through which anyone who reaches --listen can cut this node's links to peers and clients and make its clock jump: a test hook, never for production")
+	fs.DurationVar(&f.clockOffset, "clock-offset", 0, "start the clock the node measures leases on this `far` ahead (not negative): a test hook, which changes nothing since no node reads another's clock; the Fault service's JumpClock moves it while leases run")
 }
 
 // startOptions are start's checked settings.
@@ -162,6 +164,8 @@ type startOptions struct {
 	pprof       string
 	// faultInjection serves the Fault service (node.Config.EnableFaultInjection).
 	faultInjection bool
+	// clockOffset is node.Config.ClockOffset.
+	clockOffset time.Duration
 	// drainTimeout bounds the drain before a signalled stop.
 	drainTimeout time.Duration
 	// placement are the placement processes' addresses, nil for none.
@@ -178,7 +182,7 @@ type startOptions struct {
 // options checks the flags and turns them into startOptions.
 func (f *startFlags) options() (startOptions, error) {
 	o := startOptions{id: f.id, listen: f.listen, dataDir: f.dataDir, gossip: f.gossip, tick: f.tick, pprof: f.pprof,
-		faultInjection: f.faultInjection, drainTimeout: f.drainTimeout, metricsAddr: f.metricsAddr}
+		faultInjection: f.faultInjection, clockOffset: f.clockOffset, drainTimeout: f.drainTimeout, metricsAddr: f.metricsAddr}
 	var err error
 	switch {
 	case f.id == 0:
@@ -189,6 +193,8 @@ func (f *startFlags) options() (startOptions, error) {
 		return o, usagef("--tick must be positive, not %v", f.tick)
 	case f.drainTimeout < 0:
 		return o, usagef("--drain-timeout must not be negative, not %v", f.drainTimeout)
+	case f.clockOffset < 0:
+		return o, usagef("--clock-offset must not be negative, not %v", f.clockOffset)
 	case f.memTableSize < 1<<20 || f.memTableSize >= 4<<30:
 		return o, usagef("--memtable-size must be at least 1MiB and below 4GiB, not %s", f.memTableSize.String())
 	}
@@ -308,6 +314,7 @@ func (o startOptions) nodeConfig(logger *slog.Logger) node.Config {
 		WaitReady: len(o.placement) > 0,
 
 		EnableFaultInjection: o.faultInjection,
+		ClockOffset:          o.clockOffset,
 		MemTableSize:         o.memTableSize,
 		WALPreallocation:     o.walPreallocation,
 	}

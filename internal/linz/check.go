@@ -32,6 +32,14 @@ type Result struct {
 // not linearizable it writes porcupine's visualization of the illegal
 // keys into dir (created if missing) and explains the violations.
 func Check(ops []porcupine.Operation, timeout time.Duration, dir string) (Result, error) {
+	return CheckAnnotated(ops, timeout, dir, nil)
+}
+
+// CheckAnnotated is Check whose visualization also shows annotations,
+// such as the faults a nemesis injected, on the same time axis as the
+// operations (their Start and End in nanoseconds since the history
+// began).
+func CheckAnnotated(ops []porcupine.Operation, timeout time.Duration, dir string, annotations []porcupine.Annotation) (Result, error) {
 	var res Result
 	var illegal []porcupine.Operation
 	for _, part := range partitionByKey(ops) {
@@ -62,6 +70,7 @@ func Check(ops []porcupine.Operation, timeout time.Duration, dir string) (Result
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
+	info.AddAnnotations(annotations)
 	path := filepath.Join(dir, "linearizability.html")
 	if err := porcupine.VisualizePath(Model, info, path); err != nil {
 		return res, err
@@ -78,6 +87,25 @@ func writeHistory(path string, ops []porcupine.Operation) error {
 	var b strings.Builder
 	for _, op := range ops {
 		fmt.Fprintf(&b, "%s %s\n", op.Input.(Input).Key, line(op))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// WriteRecords writes recs, one line each in their order, for reading and
+// grep: the whole history of a run, every operation with its outcome.
+func WriteRecords(path string, recs []Record) error {
+	var b strings.Builder
+	for _, r := range recs {
+		in, out := r.Input.(Input), r.Output.(Output)
+		if r.Outcome != Returned {
+			out = Output{Unknown: true} // no output: shown as "?"
+		}
+		fmt.Fprintf(&b, "%s client %d [%.3fs, %.3fs] %s: %s", in.Key, r.ClientId, time.Duration(r.Call).Seconds(),
+			time.Duration(r.Return).Seconds(), r.Outcome, describe(in, out))
+		if r.Metadata != nil {
+			fmt.Fprintf(&b, " (%v)", r.Metadata)
+		}
+		b.WriteByte('\n')
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

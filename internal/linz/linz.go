@@ -3,16 +3,20 @@
 // (github.com/anishathalye/porcupine), one register per key.
 //
 // A worker brackets each operation with History.Invoke and Call.Finish.
-// Finish files the operation by its error (see Definite):
+// Finish files the operation by its error (see Definite) and records it
+// whatever the outcome (Records):
 //
 //   - no error: the operation happened, somewhere between its invocation
 //     and its return, with the output the store reported;
-//   - a definite failure: it did not happen, and it is left out;
-//   - any other error: its outcome is unknown. A write is then kept as
-//     possibly applied, with its return moved to the end of the history,
-//     so the checker may place it anywhere after its invocation, or
-//     nowhere (last). A read with an unknown outcome changes nothing, so
-//     it is left out.
+//   - a definite failure: it did not happen (Failed);
+//   - any other error (a timeout, a lost connection, router.ErrAmbiguous):
+//     its outcome is unknown (Indeterminate), never taken for a failure.
+//     A write is checked as possibly applied, with its return moved past
+//     the end of the history (Jepsen's :info operation, open forever), so
+//     the checker may place it anywhere after its invocation, or nowhere
+//     (last). A read with an unknown outcome is counted and recorded but
+//     not given to the checker: having returned nothing, it constrains
+//     nothing, and porcupine would have to try it at every point.
 //
 // Values must be non-empty: the empty string stands for an absent key.
 package linz
@@ -20,6 +24,7 @@ package linz
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,16 +75,47 @@ func Definite(err error) bool {
 	return errors.Is(err, router.ErrNotApplied)
 }
 
+// Outcome is how an operation ended.
+type Outcome uint8
+
+const (
+	// Returned: the store answered; the operation happened with the
+	// output it reported.
+	Returned Outcome = iota
+	// Indeterminate: the outcome is unknown; a write may or may not have
+	// been applied.
+	Indeterminate
+	// Failed: the operation did not happen, for certain.
+	Failed
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Returned:
+		return "ok"
+	case Indeterminate:
+		return "indeterminate"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Record is one operation as it was recorded: its Return is when its
+// caller got the answer or gave up, also for an indeterminate one, and
+// its Metadata the error's text, if any.
+type Record struct {
+	porcupine.Operation
+	Outcome Outcome
+}
+
 // History is the record of every operation of a run. It is safe for
 // concurrent use.
 type History struct {
 	start time.Time
 
-	mu  sync.Mutex
-	ops []porcupine.Operation
-	// unknown indexes the operations in ops whose return is moved to the
-	// end of the history.
-	unknown []int
+	mu      sync.Mutex
+	records []Record
 	// last is the latest invocation or return time recorded.
 	last int64
 }
@@ -104,9 +140,10 @@ type Call struct {
 }
 
 // Invoke records that client invokes in now. client numbers the process
-// in porcupine's visualization; a worker whose operation's outcome is
-// unknown should take a new one, since that operation stays open to the
-// end of the history (as Jepsen does with crashed processes).
+// in porcupine's visualization; a worker whose operation stays open to the
+// end of the history (see Finish) must take a new one, since a process's
+// operations may not overlap (Jepsen does the same with crashed
+// processes).
 func (h *History) Invoke(client int, in Input) *Call {
 	if in.Kind != Get && in.Value == "" {
 		panic("linz: a write of the empty string, which stands for an absent key")
@@ -114,26 +151,29 @@ func (h *History) Invoke(client int, in Input) *Call {
 	return &Call{h: h, client: client, in: in, at: h.now()}
 }
 
-// Finish records how the call ended: with out if err is nil, otherwise as
-// Definite decides. It returns whether the outcome is unknown.
-func (c *Call) Finish(out Output, err error) (unknown bool) {
+// Finish records how the call ended: with out if err is nil, otherwise
+// failed or indeterminate as Definite decides. It returns whether the
+// operation stays open to the end of the history: a write whose outcome
+// is unknown.
+func (c *Call) Finish(out Output, err error) (open bool) {
 	h := c.h
 	ret := h.now()
+	outcome := Returned
 	switch {
 	case err == nil:
-	case c.in.Kind == Get || Definite(err):
-		return false
+	case Definite(err):
+		outcome, out = Failed, Output{}
 	default:
-		out, unknown = Output{Unknown: true}, true
+		outcome, out = Indeterminate, Output{Unknown: true}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if unknown {
-		h.unknown = append(h.unknown, len(h.ops))
-	}
-	h.ops = append(h.ops, porcupine.Operation{ClientId: c.client, Input: c.in, Call: c.at, Output: out, Return: ret, Metadata: errText(err)})
+	h.records = append(h.records, Record{
+		Operation: porcupine.Operation{ClientId: c.client, Input: c.in, Call: c.at, Output: out, Return: ret, Metadata: errText(err)},
+		Outcome:   outcome,
+	})
 	h.last = max(h.last, ret)
-	return unknown
+	return outcome == Indeterminate && c.in.Kind != Get
 }
 
 func errText(err error) any {
@@ -143,17 +183,68 @@ func errText(err error) any {
 	return err.Error()
 }
 
-// Operations returns the history so far for porcupine, with every unknown
-// outcome's return at the end of the history.
+// Operations returns what the checker is given of the history so far:
+// the operations that returned, and the writes whose outcome is unknown
+// with their return past the end of the history.
 func (h *History) Operations() []porcupine.Operation {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ops := append([]porcupine.Operation(nil), h.ops...)
-	for _, i := range h.unknown {
-		ops[i].Return = h.last + 1
+	ops := make([]porcupine.Operation, 0, len(h.records))
+	for _, r := range h.records {
+		switch {
+		case r.Outcome == Returned:
+		case r.Outcome == Indeterminate && r.Input.(Input).Kind != Get:
+			r.Return = h.last + 1
+		default:
+			continue
+		}
+		ops = append(ops, r.Operation)
 	}
 	return ops
 }
+
+// Records returns every operation recorded so far, whatever its outcome,
+// in the order of their invocations.
+func (h *History) Records() []Record {
+	h.mu.Lock()
+	recs := slices.Clone(h.records)
+	h.mu.Unlock()
+	slices.SortStableFunc(recs, func(a, b Record) int { return cmpInt(a.Call, b.Call) })
+	return recs
+}
+
+// Tally counts operations by outcome and kind.
+type Tally struct {
+	// Checked counts what the checker is given (see History.Operations):
+	// every returned operation and every indeterminate write.
+	Checked int
+	// By outcome, then by kind (Get, Put, CAS).
+	Returned, Indeterminate, Failed [3]int
+}
+
+// Tally counts the operations recorded so far.
+func (h *History) Tally() Tally {
+	var t Tally
+	for _, r := range h.Records() {
+		k := r.Input.(Input).Kind
+		switch r.Outcome {
+		case Returned:
+			t.Returned[k]++
+			t.Checked++
+		case Indeterminate:
+			t.Indeterminate[k]++
+			if k != Get {
+				t.Checked++
+			}
+		case Failed:
+			t.Failed[k]++
+		}
+	}
+	return t
+}
+
+// Sum adds up counts by kind.
+func Sum(byKind [3]int) int { return byKind[0] + byKind[1] + byKind[2] }
 
 // Counts tallies a history's operations: by kind, how many had a known
 // outcome and how many an unknown one.

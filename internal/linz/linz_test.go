@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +34,13 @@ var unknown = Output{Unknown: true}
 // historyOf is ops as History.Operations returns them: the unknown
 // outcomes' returns moved to the end.
 func historyOf(ops []porcupine.Operation) []porcupine.Operation {
-	h := &History{ops: ops}
-	for i, o := range ops {
+	h := &History{}
+	for _, o := range ops {
+		outcome := Returned
 		if o.Output.(Output).Unknown {
-			h.unknown = append(h.unknown, i)
+			outcome = Indeterminate
 		}
+		h.records = append(h.records, Record{Operation: o, Outcome: outcome})
 		h.last = max(h.last, o.Return)
 	}
 	return h.Operations()
@@ -158,30 +161,47 @@ func TestIllegalCASOutcomes(t *testing.T) {
 	}
 }
 
-// TestFinish checks how Finish files an operation by its error.
+// TestFinish checks how Finish files an operation by its error: every
+// operation is recorded and counted; the checker gets those that
+// returned and the writes whose outcome is unknown, open to the end.
 func TestFinish(t *testing.T) {
 	h := NewHistory()
 	ambiguous := fmt.Errorf("stream broke with requests in flight: %w", router.ErrAmbiguous)
 	refused := fmt.Errorf("key too long: %w", router.ErrNotApplied)
 	if h.Invoke(0, put("k", "a")).Finish(Output{}, refused) {
-		t.Error("a refused put counted as unknown")
+		t.Error("a refused put stays open")
 	}
 	if !h.Invoke(0, put("k", "b")).Finish(Output{}, ambiguous) {
-		t.Error("a put that broke in flight is not unknown")
+		t.Error("a put that broke in flight does not stay open")
 	}
-	if h.Invoke(1, get("k")).Finish(Output{}, ambiguous) {
-		t.Error("a failed get counted as unknown")
+	if h.Invoke(1, get("k")).Finish(Output{}, context.DeadlineExceeded) {
+		t.Error("a get that timed out stays open")
 	}
 	h.Invoke(2, get("k")).Finish(read("b"), nil)
 	ops := h.Operations()
 	if len(ops) != 2 {
-		t.Fatalf("%d operations recorded, want the unknown put and the get", len(ops))
+		t.Fatalf("%d operations given to the checker, want the unknown put and the get", len(ops))
 	}
 	if ops[0].Return <= ops[1].Return {
 		t.Errorf("the unknown put returns at %d, not after the end of the history (%d)", ops[0].Return, ops[1].Return)
 	}
 	if known, unknown := Counts(ops); known != [3]int{Get: 1} || unknown != [3]int{Put: 1} {
 		t.Errorf("counts %v known, %v unknown", known, unknown)
+	}
+	want := Tally{Checked: 2, Returned: [3]int{Get: 1}, Indeterminate: [3]int{Get: 1, Put: 1}, Failed: [3]int{Put: 1}}
+	if got := h.Tally(); got != want {
+		t.Errorf("tally %+v, want %+v", got, want)
+	}
+	recs := h.Records()
+	var outcomes []Outcome
+	for _, r := range recs {
+		outcomes = append(outcomes, r.Outcome)
+	}
+	if !slices.Equal(outcomes, []Outcome{Failed, Indeterminate, Indeterminate, Returned}) {
+		t.Errorf("records' outcomes %v, want every operation in the order of invocation", outcomes)
+	}
+	if recs[2].Metadata != context.DeadlineExceeded.Error() || recs[2].Return < recs[2].Call {
+		t.Errorf("the indeterminate get's record %+v: want its error and the time it gave up", recs[2])
 	}
 	if res := check(t, ops); res.Verdict != porcupine.Ok {
 		t.Errorf("verdict %v", res.Verdict)
@@ -203,6 +223,46 @@ func TestDefinite(t *testing.T) {
 	} {
 		if got := Definite(tc.err); got != tc.want {
 			t.Errorf("Definite(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestViolationArtifacts checks what a run keeps of a violation: the
+// visualization shows the annotations (a nemesis's faults) beside the
+// operations, and WriteRecords lists every operation with its outcome,
+// the failed and indeterminate ones too.
+func TestViolationArtifacts(t *testing.T) {
+	h := NewHistory()
+	h.Invoke(0, put("k", "a")).Finish(Output{}, nil)
+	h.Invoke(1, put("k", "b")).Finish(Output{}, fmt.Errorf("refused: %w", router.ErrNotApplied))
+	h.Invoke(2, put("k", "c")).Finish(Output{}, context.DeadlineExceeded)
+	h.Invoke(3, get("k")).Finish(Output{}, context.DeadlineExceeded)
+	h.Invoke(4, get("k")).Finish(read("b"), nil) // reads the write that failed for certain
+	dir := t.TempDir()
+	res, err := CheckAnnotated(h.Operations(), 10*time.Second, dir, []porcupine.Annotation{
+		{Tag: "nemesis", Start: 0, End: int64(h.Since()), Description: "node 2 paused"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != porcupine.Illegal {
+		t.Fatalf("verdict %v, want Illegal", res.Verdict)
+	}
+	if b, err := os.ReadFile(res.Visualization); err != nil || !strings.Contains(string(b), "node 2 paused") {
+		t.Errorf("the visualization %s does not show the annotation: %v", res.Visualization, err)
+	}
+	path := filepath.Join(dir, "records.txt")
+	if err := WriteRecords(path, h.Records()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`ok: put(k, "a")`, `failed: put(k, "b") -> ? (refused: `, `indeterminate: put(k, "c") -> ? (context deadline exceeded)`,
+		"indeterminate: get(k) -> ?", `ok: get(k) -> "b"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the records lack %q:\n%s", want, b)
 		}
 	}
 }

@@ -25,7 +25,9 @@ var Model = porcupine.Model{
 func step(cur string, in Input, out Output) (bool, string) {
 	switch in.Kind {
 	case Get:
-		return out.Value == cur, cur
+		// An unknown read constrains nothing (History.Operations leaves
+		// it out).
+		return out.Unknown || out.Value == cur, cur
 	case Put:
 		return true, in.Value
 	case CAS:

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,18 @@ type Workload struct {
 	Keys []string
 	// OpTimeout bounds one operation, its retries included.
 	OpTimeout time.Duration
+	// WriteOncePercent of the operations put a key of their own, outside
+	// the history ("<key>/<value>", in the same range as key unless a
+	// split cut between them); Written lists those acknowledged, and
+	// CheckWritten reads them back. The default value is 0: none.
+	WriteOncePercent int
+	// Read, if set, serves the workers' gets instead of rc.Get: a
+	// deliberately broken client, to show that the check finds what it
+	// lets through.
+	Read func(ctx context.Context, rc *router.Client, key string) ([]byte, error)
+
+	// written are, by worker, the write-once keys acknowledged.
+	written [][]string
 
 	stop    chan struct{}
 	stopped sync.Once
@@ -43,6 +56,7 @@ type Workload struct {
 // rand.NewPCG(seed, i).
 func (w *Workload) Start(workers int, seed uint64) {
 	w.stop = make(chan struct{})
+	w.written = make([][]string, workers)
 	w.clients.Store(int64(workers))
 	for i := range workers {
 		w.wg.Go(func() { w.run(i, rand.New(rand.NewPCG(seed, uint64(i)))) })
@@ -55,7 +69,8 @@ func (w *Workload) Stop() {
 	w.wg.Wait()
 }
 
-// run is one worker: 40% gets, 35% puts, 25% compare-and-swaps.
+// run is one worker: WriteOncePercent write-once puts, and of the rest
+// 40% gets, 35% puts, 25% compare-and-swaps.
 func (w *Workload) run(worker int, rng *rand.Rand) {
 	rc := w.Routers[worker%len(w.Routers)]
 	client := worker
@@ -68,6 +83,14 @@ func (w *Workload) run(worker int, rng *rand.Rand) {
 		}
 		key := w.Keys[rng.IntN(len(w.Keys))]
 		value := fmt.Sprintf("%d.%d", worker, seq)
+		if w.WriteOncePercent > 0 && rng.IntN(100) < w.WriteOncePercent {
+			if err := w.putOnce(rc, key, value); err != nil {
+				time.Sleep(time.Duration(10+rng.IntN(40)) * time.Millisecond)
+			} else {
+				w.written[worker] = append(w.written[worker], onceKey(key, value))
+			}
+			continue
+		}
 		var in Input
 		switch p := rng.IntN(100); {
 		case p < 40:
@@ -104,7 +127,11 @@ func (w *Workload) Do(client int, rc *router.Client, in Input) (out Output, unkn
 	switch in.Kind {
 	case Get:
 		var v []byte
-		v, _, err = rc.Get(ctx, []byte(in.Key))
+		if w.Read != nil {
+			v, err = w.Read(ctx, rc, in.Key)
+		} else {
+			v, _, err = rc.Get(ctx, []byte(in.Key))
+		}
 		out.Value = string(v)
 	case Put:
 		err = rc.Put(ctx, []byte(in.Key), []byte(in.Value))
@@ -115,6 +142,37 @@ func (w *Workload) Do(client int, rc *router.Client, in Input) (out Output, unkn
 		out.Swapped, out.Value = r.Swapped, string(r.Current)
 	}
 	return out, call.Finish(out, err), err
+}
+
+// onceKey is the write-once key of value under register key.
+func onceKey(key, value string) string { return key + "/" + value }
+
+// putOnce puts the write-once key of value under key, bounded by
+// OpTimeout.
+func (w *Workload) putOnce(rc *router.Client, key, value string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.OpTimeout)
+	defer cancel()
+	return rc.Put(ctx, []byte(onceKey(key, value)), []byte(value))
+}
+
+// Written returns the write-once keys whose put was acknowledged, after
+// Stop.
+func (w *Workload) Written() []string { return slices.Concat(w.written...) }
+
+// CheckWritten reads back, after Stop, every write-once key whose put was
+// acknowledged, each within timeout, and returns a line for each that is
+// missing or holds another value: an acknowledged write lost.
+func (w *Workload) CheckWritten(timeout time.Duration) []string {
+	var lost []string
+	for _, k := range w.Written() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		v, found, err := w.Routers[0].Get(ctx, []byte(k))
+		cancel()
+		if want := k[strings.LastIndexByte(k, '/')+1:]; err != nil || !found || string(v) != want {
+			lost = append(lost, fmt.Sprintf("acknowledged write %s=%s: read %q (found %v), %v", k, want, v, found, err))
+		}
+	}
+	return lost
 }
 
 // ReadAll reads every key once more, after Stop, each on a process of its
