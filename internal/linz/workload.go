@@ -160,16 +160,32 @@ func (w *Workload) putOnce(rc *router.Client, key, value string) error {
 func (w *Workload) Written() []string { return slices.Concat(w.written...) }
 
 // CheckWritten reads back, after Stop, every write-once key whose put was
-// acknowledged, each within timeout, and returns a line for each that is
-// missing or holds another value: an acknowledged write lost.
+// acknowledged, and returns a line for each that is missing or holds
+// another value: an acknowledged write lost. It scans the write-once keys
+// of each register key (one Scan each, within timeout), not one Get per
+// key: a long run writes tens of thousands.
 func (w *Workload) CheckWritten(timeout time.Duration) []string {
 	var lost []string
-	for _, k := range w.Written() {
+	for _, key := range w.Keys {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		v, found, err := w.Routers[0].Get(ctx, []byte(k))
+		// The write-once keys of key are key + "/" + value: they sort in
+		// [key + "/", key + "0"), since '0' follows '/'.
+		kvs, _, err := w.Routers[0].Scan(ctx, []byte(onceKey(key, "")), []byte(key+"0"), 0)
 		cancel()
-		if want := k[strings.LastIndexByte(k, '/')+1:]; err != nil || !found || string(v) != want {
-			lost = append(lost, fmt.Sprintf("acknowledged write %s=%s: read %q (found %v), %v", k, want, v, found, err))
+		if err != nil {
+			return append(lost, fmt.Sprintf("scanning the write-once keys of %s: %v", key, err))
+		}
+		found := make(map[string]string, len(kvs))
+		for _, kv := range kvs {
+			found[string(kv.Key)] = string(kv.Value)
+		}
+		for _, k := range w.Written() {
+			if !strings.HasPrefix(k, onceKey(key, "")) {
+				continue
+			}
+			if v, ok := found[k]; !ok || v != k[len(key)+1:] {
+				lost = append(lost, fmt.Sprintf("acknowledged write %s=%s: read %q (found %v)", k, k[len(key)+1:], v, ok))
+			}
 		}
 	}
 	return lost
