@@ -475,7 +475,7 @@ func (r *Replica) hurryVoters(t *transfer, conf uint64) {
 	t.toldVoters = r.chosen
 	for _, id := range r.conf.Voters {
 		if p := r.lead.member(id); id != r.id && id != t.to && p != nil && p.chosen < conf {
-			r.send(pb.Message{Type: pb.MsgHeartbeat, To: id, Ballot: r.ballot, Chosen: r.chosen, Seq: r.lead.lease.seq})
+			r.sendRound(pb.MsgHeartbeat, id, r.lead.lease.seq)
 		}
 	}
 }
@@ -486,5 +486,5 @@ func (r *Replica) hurryVoters(t *transfer, conf uint64) {
 // not, brings it the ones it lacks (sendCatchUp).
 func (r *Replica) hurryTransfer(t *transfer) {
 	t.told = r.chosen
-	r.send(pb.Message{Type: pb.MsgHeartbeat, To: t.to, Ballot: r.ballot, Chosen: r.chosen, Seq: r.lead.lease.seq})
+	r.sendRound(pb.MsgHeartbeat, t.to, r.lead.lease.seq)
 }

@@ -401,7 +401,7 @@ func (r *Replica) rebind(id uint64) {
 	if r.now() >= until || slices.Contains(l.lease.bound, boundAck{id: id, epoch: e}) {
 		return
 	}
-	r.send(pb.Message{Type: pb.MsgQuiesce, To: id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.lease.quiesceSeq, Epoch: e})
+	r.sendRound(pb.MsgQuiesce, id, l.lease.quiesceSeq)
 }
 
 // boundLeaseValid reports whether the followers bound to us, whose nodes
@@ -430,12 +430,19 @@ func (r *Replica) bcastHeartbeat(quiesce bool) {
 		l.lease.quiesceSeq = l.lease.seq
 	}
 	for _, p := range l.progress {
-		m := pb.Message{Type: t, To: p.id, Ballot: r.ballot, Chosen: r.chosen, Seq: l.lease.seq}
-		if quiesce {
-			m.Epoch, _ = r.cfg.Liveness.SupportFrom(p.id)
-		}
-		r.send(m)
+		r.sendRound(t, p.id, l.lease.seq)
 	}
+}
+
+// sendRound sends member to our chosen point in lease round seq, as a
+// heartbeat or a MsgQuiesce (which names the epoch at which our node
+// believes to's node supports ours, see maybeBind).
+func (r *Replica) sendRound(t pb.MessageType, to, seq uint64) {
+	m := pb.Message{Type: t, To: to, Ballot: r.ballot, Chosen: r.chosen, Seq: seq}
+	if t == pb.MsgQuiesce {
+		m.Epoch, _ = r.cfg.Liveness.SupportFrom(to)
+	}
+	r.send(m)
 }
 
 func (l *leadership) addRound(r *Replica, rd hbRound) {
