@@ -523,6 +523,12 @@ func (s *Server) step() {
 		if err := s.createRanges(); err != nil {
 			s.retryAt = time.Now().Add(s.cfg.BalanceInterval)
 			s.log.Info("creating the first ranges on the nodes; retrying", "err", err)
+		} else {
+			// The first ranges are spread evenly: the first balancing round
+			// is a whole interval later, not at the next poll, so that a
+			// node joining just after creation is balanced onto on the
+			// interval's schedule, as every later one is.
+			s.lastBal = time.Now()
 		}
 	case boot && created && time.Since(s.lastBal) >= s.cfg.BalanceInterval:
 		s.lastBal = time.Now()
