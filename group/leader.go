@@ -12,8 +12,9 @@ type progress struct {
 	id uint64
 	// next is the next slot to send in an accept.
 	next uint64
-	// chosen is the member's reported chosen point.
-	chosen uint64
+	// chosen is the member's reported chosen point; heard, the one in its
+	// latest answer, which may be lower (it restarted knowing less).
+	chosen, heard uint64
 	// snapshotWait counts down the ticks before another snapshot may be
 	// sent, so a slow transfer isn't restarted every heartbeat.
 	snapshotWait int
@@ -37,6 +38,9 @@ type leadership struct {
 	acks    [][]uint64
 	// progress is sorted by id so that output is deterministic.
 	progress []*progress
+	// beatChosen is our chosen point at the last heartbeat tick; see
+	// beatLagging.
+	beatChosen uint64
 
 	// lease is the leader's side of its lease; see lease.go.
 	lease leaderLease
@@ -249,6 +253,7 @@ func stepLeader(r *Replica, m pb.Message) {
 	}
 	if r.role == Leader && p != nil {
 		p.chosen = max(p.chosen, m.Chosen)
+		p.heard = m.Chosen
 		if t := l.transfer; t != nil && t.to == m.From && m.Seq >= t.seq && p.chosen >= t.start {
 			t.draining = true
 		}
@@ -339,8 +344,28 @@ func (r *Replica) tickLeader() {
 		// Accepts sent since the last heartbeat renewed the lease already.
 		if l.lease.roundElapsed >= r.cfg.HeartbeatTicks {
 			r.bcastHeartbeat(r.canQuiesce())
+		} else {
+			r.beatLagging()
 		}
+		l.beatChosen = r.chosen
 		r.retransmit()
+	}
+}
+
+// beatLagging sends a heartbeat to each member whose latest answer shows
+// it below our chosen point of the last heartbeat tick: any accept sent
+// since told it that point, so it lacks chosen values it cannot learn
+// from accepts (a gap left while it was cut off or down). Only heartbeat
+// answers start a catch-up (stepLeader), and a busy leader's accepts
+// renew its lease without heartbeat rounds, so without this a lagging
+// member stays behind for as long as writes flow. A member merely slow to
+// answer costs one heartbeat a tick; its answer catches up nothing.
+func (r *Replica) beatLagging() {
+	l := r.lead
+	for _, p := range l.progress {
+		if p.heard < l.beatChosen {
+			r.sendRound(pb.MsgHeartbeat, p.id, l.lease.seq)
+		}
 	}
 }
 

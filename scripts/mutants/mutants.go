@@ -384,4 +384,11 @@ var mutants = []mutant{
 		New:  "if conf := r.lastConfSlot(); !r.quorumKnows(r.meta.Index) {",
 		Desc: "a leader hands over to a just-promoted voter before a majority know it is one, and they refuse its election",
 	},
+	{
+		Name: "group/busy-leader-no-catch-up",
+		File: "group/leader.go",
+		Old:  "if p.heard < l.beatChosen {",
+		New:  "if false {",
+		Desc: "a busy leader never heartbeats a member that lags, which stays behind for as long as writes flow",
+	},
 }
