@@ -322,12 +322,12 @@ func (cc *chaosCluster) awaitConverged(within time.Duration) {
 	cc.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		why := cc.divergence()
+		why, rangeID := cc.divergence()
 		if why == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			cc.t.Fatalf("the map did not converge within %v: %s", within, why)
+			cc.t.Fatalf("the map did not converge within %v: %s\n%s", within, why, cc.replicaStates(rangeID))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -335,24 +335,24 @@ func (cc *chaosCluster) awaitConverged(within time.Duration) {
 
 // divergence says how the map and the nodes differ from a converged
 // state, or returns "".
-func (cc *chaosCluster) divergence() string {
+func (cc *chaosCluster) divergence() (why string, rangeID uint64) {
 	all, err := cc.c.AllRanges(tctx(cc.t), 0)
 	if err != nil {
-		return fmt.Sprintf("placement's map: %v", err)
+		return fmt.Sprintf("placement's map: %v", err), 0
 	}
 	if why := tilingFault(all); why != "" {
-		return why
+		return why, 0
 	}
 	for _, d := range all {
 		if voters := voterNodes(d); len(voters) != 3 || len(d.Replicas) != 3 {
-			return fmt.Sprintf("range %d: %s, want three voters", d.RangeId, replicaList(d))
+			return fmt.Sprintf("range %d: %s, want three voters", d.RangeId, replicaList(d)), d.RangeId
 		}
 	}
 	hosted := map[uint64]map[uint64]*kvpb.RangeDescriptor{} // node -> range -> its descriptor
 	for id := range cc.dc.nodes {
 		resp, err := cc.dc.admin(id).Ranges(tctx(cc.t), &kvpb.RangesRequest{})
 		if err != nil {
-			return fmt.Sprintf("node %d: %v", id, err)
+			return fmt.Sprintf("node %d: %v", id, err), 0
 		}
 		hosted[id] = map[uint64]*kvpb.RangeDescriptor{}
 		for _, d := range resp.Ranges {
@@ -365,21 +365,40 @@ func (cc *chaosCluster) divergence() string {
 		for _, r := range d.Replicas {
 			nd := hosted[r.NodeId][d.RangeId]
 			if nd == nil {
-				return fmt.Sprintf("node %d has no replica of range %d (%s)", r.NodeId, d.RangeId, replicaList(d))
+				return fmt.Sprintf("node %d has no replica of range %d (%s)", r.NodeId, d.RangeId, replicaList(d)), d.RangeId
 			}
 			if !sameRange(nd, d) {
-				return fmt.Sprintf("node %d holds range %d as %v, the map as %v", r.NodeId, d.RangeId, nd, d)
+				return fmt.Sprintf("node %d holds range %d as %v, the map as %v", r.NodeId, d.RangeId, nd, d), d.RangeId
 			}
 		}
 	}
 	for id, rs := range hosted {
 		for rid := range rs {
 			if d := holdingID(all, rid); d == nil || !placement.Holds(d, id) {
-				return fmt.Sprintf("node %d still holds range %d, which the map gives it not (in the map: %v)", id, rid, inMap[rid])
+				return fmt.Sprintf("node %d still holds range %d, which the map gives it not (in the map: %v)", id, rid, inMap[rid]), rid
 			}
 		}
 	}
-	return ""
+	return "", 0
+}
+
+// replicaStates lists every node's replica of range id as the node's
+// status reports it (role, leader, chosen and applied points, asleep or
+// not): what a failure to converge needs to be read.
+func (cc *chaosCluster) replicaStates(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for nid := range cc.dc.nodes {
+		resp, err := cc.dc.admin(nid).RangeStatus(tctx(cc.t), &kvpb.RangeStatusRequest{RangeId: id})
+		if err != nil {
+			fmt.Fprintf(&b, "node %d, range %d: %v\n", nid, id, err)
+			continue
+		}
+		fmt.Fprintf(&b, "node %d, range %d: %v\n", nid, id, resp.Replica)
+	}
+	return b.String()
 }
 
 func holdingID(descs []*kvpb.RangeDescriptor, id uint64) *kvpb.RangeDescriptor {
