@@ -222,7 +222,7 @@ type faultReport struct {
 	// Problems are the end-of-run checks that failed: lost writes, a
 	// final read that failed.
 	Problems []string `json:"problems,omitempty"`
-	// Dirs are where violations' histories were kept.
+	// Dirs are where the histories of runs that did not pass were kept.
 	Dirs []string `json:"dirs,omitempty"`
 }
 
@@ -284,7 +284,13 @@ func (r faultReport) format(title string) string {
 	fmt.Fprintf(&b, "  faults injected            %d (%s)\n", nFaults, counted(r.Faults))
 	fmt.Fprintf(&b, "  verdicts                   %s", counted(r.Verdicts))
 	if len(r.IllegalKeys) > 0 {
-		fmt.Fprintf(&b, "; illegal keys %v, kept in %v", r.IllegalKeys, r.Dirs)
+		fmt.Fprintf(&b, "; illegal keys %v", r.IllegalKeys)
+	}
+	if len(r.TimedOutKeys) > 0 {
+		fmt.Fprintf(&b, "; the check ran out of time on keys %v", r.TimedOutKeys)
+	}
+	if len(r.Dirs) > 0 {
+		fmt.Fprintf(&b, "; histories kept in %v", r.Dirs)
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintf(&b, "\n  problems                   %d: %s", len(r.Problems), strings.Join(r.Problems, "; "))
@@ -352,7 +358,8 @@ func runFaultSuite(t *testing.T, cfg suiteConfig) faultReport {
 		}
 	}
 	checkStart := time.Now()
-	res, err := linz.CheckAnnotated(ops, faultCheckTimeout, dir, nem.annotations())
+	// A longer run's keys take longer to check.
+	res, err := linz.CheckAnnotated(ops, max(faultCheckTimeout, cfg.duration), dir, nem.annotations())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,9 +375,10 @@ func runFaultSuite(t *testing.T, cfg suiteConfig) faultReport {
 		t.Logf("NOT LINEARIZABLE on keys %v (seed %d)\n%s", res.Illegal, cfg.seed, res.Explanation)
 	}
 	rep.IllegalKeys, rep.TimedOutKeys = res.Illegal, res.TimedOut
-	// A violation or a failed check keeps everything; a run with a dir of
-	// its own keeps its report and fault log.
-	failed := res.Verdict == porcupine.Illegal || len(rep.Problems) > 0
+	// A violation, a failed check or a check that ran out of time keeps
+	// everything; a run with a dir of its own keeps its report and fault
+	// log.
+	failed := res.Verdict != porcupine.Ok || len(rep.Problems) > 0
 	if failed {
 		rep.Dirs = []string{dir}
 	}

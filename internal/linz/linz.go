@@ -185,22 +185,60 @@ func errText(err error) any {
 
 // Operations returns what the checker is given of the history so far:
 // the operations that returned, and the writes whose outcome is unknown
-// with their return past the end of the history.
+// with their return past the end of the history, so that the checker may
+// place them anywhere after their invocation. An unknown write whose
+// value no operation reported (no read returned it, no compare-and-swap
+// expected or found it) is placed last at once instead (see observed):
+// the checker would have to try it at every point of the rest of the
+// history for nothing.
 func (h *History) Operations() []porcupine.Operation {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	seen := observed(h.records)
 	ops := make([]porcupine.Operation, 0, len(h.records))
+	var last []porcupine.Operation
 	for _, r := range h.records {
+		in := r.Input.(Input)
 		switch {
 		case r.Outcome == Returned:
-		case r.Outcome == Indeterminate && r.Input.(Input).Kind != Get:
+		case r.Outcome == Indeterminate && in.Kind != Get:
 			r.Return = h.last + 1
+			if !seen[in.Value] {
+				// Nothing else may come after it: it returns after the
+				// last invocation.
+				r.Call = h.last + 1
+				last = append(last, r.Operation)
+				continue
+			}
 		default:
 			continue
 		}
 		ops = append(ops, r.Operation)
 	}
-	return ops
+	return append(ops, last...)
+}
+
+// observed returns the values some operation reported: a read returned
+// it, a compare-and-swap found it or expected it. A write whose outcome
+// is unknown and whose value is not among them can be linearized last,
+// after every other operation, without changing the verdict. Placed
+// anywhere else, it leaves a state that no operation reports until the
+// next put overwrites it (a read would return its value, a
+// compare-and-swap would find it or expect it), so the operations
+// between it and that put are puts, and it can move last: a history with
+// it is linearizable if and only if the history without it is.
+func observed(recs []Record) map[string]bool {
+	seen := map[string]bool{}
+	for _, r := range recs {
+		in, out := r.Input.(Input), r.Output.(Output)
+		if out.Value != "" {
+			seen[out.Value] = true
+		}
+		if in.Kind == CAS && in.Expected != "" {
+			seen[in.Expected] = true
+		}
+	}
+	return seen
 }
 
 // Records returns every operation recorded so far, whatever its outcome,

@@ -266,3 +266,42 @@ func TestViolationArtifacts(t *testing.T) {
 		}
 	}
 }
+
+// TestUnobservedUnknownWritesGoLast checks how the checker is given
+// writes whose outcome is unknown: one whose value an operation reported
+// stays where it was invoked, open to the end, so that a read before its
+// invocation cannot explain its value; one whose value nobody reported
+// is placed after every other operation, which changes no verdict.
+func TestUnobservedUnknownWritesGoLast(t *testing.T) {
+	ops := historyOf([]porcupine.Operation{
+		op(0, 0, 1, put("k", "a"), Output{}),
+		op(1, 2, 3, put("k", "b"), unknown), // never reported: goes last
+		op(2, 4, 5, cas("k", "a", "c"), unknown),
+		op(3, 6, 7, get("k"), read("c")),
+		op(4, 8, 9, put("k", "d"), Output{}),
+	})
+	if len(ops) != 5 {
+		t.Fatalf("%d operations given to the checker, want 5", len(ops))
+	}
+	last := ops[len(ops)-1]
+	if in := last.Input.(Input); in.Value != "b" || last.Call <= int64(9e6) {
+		t.Errorf("the last operation is %+v, want the unreported put of b invoked after every other returned", last)
+	}
+	for _, o := range ops {
+		if in := o.Input.(Input); in.Value == "c" && o.Call != 4e6 {
+			t.Errorf("the reported CAS to c was moved to %d", o.Call)
+		}
+	}
+	if res := check(t, ops); res.Verdict != porcupine.Ok {
+		t.Errorf("verdict %v, want Ok", res.Verdict)
+	}
+	// A read of a value that an unknown write wrote only after the read
+	// returned is a violation: that write stays where it was invoked.
+	ops = historyOf([]porcupine.Operation{
+		op(0, 0, 1, get("k"), read("x")),
+		op(1, 2, 3, put("k", "x"), unknown),
+	})
+	if res := check(t, ops); res.Verdict != porcupine.Illegal {
+		t.Errorf("a read of a later unknown write's value: verdict %v, want Illegal", res.Verdict)
+	}
+}
