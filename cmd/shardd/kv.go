@@ -224,10 +224,18 @@ type kvVerb struct {
 	summary string
 	doc     string
 	// setup defines the verb's own flags on fs and returns the function
-	// that checks the command line l left after the flags (fs's and
-	// those of every verb, in f) and makes the request.
-	setup func(fs *flag.FlagSet, f *kvFlags) func(l *kvLine) (kvOp, error)
+	// that checks the command line l left after the flags and makes the
+	// request.
+	setup func(fs *flag.FlagSet) func(l *kvLine) (kvOp, error)
 }
+
+// kvRetryDoc is how the writes' help says what a retry does.
+const kvRetryDoc = `A write whose outcome a leader change or a broken connection leaves
+unknown is sent again, and applied at most once: the range remembers the
+result of each numbered write and answers a retry with it. If the outcome
+stays unknown (the retries or --timeout run out), the command fails and
+says the write may or may not have been applied; "shardd kv get" tells
+which.`
 
 var kvVerbs = []*kvVerb{kvPut, kvGet, kvDel, kvScan, kvCAS}
 
@@ -251,7 +259,7 @@ func (v *kvVerb) command() *command {
 			var tf provider.Flags
 			f.register(fs)
 			tf.Register(fs)
-			parse := v.setup(fs, &f)
+			parse := v.setup(fs)
 			return func(ctx context.Context, e *env, args []string) error {
 				target, op, err := checkKV(&f, parse, args, e.stdin)
 				if err != nil {
@@ -322,9 +330,13 @@ func explainKVError(verb string, target kvTarget, timeout time.Duration, connect
 	// A node's refusal reaches here wrapped by the router: say it once.
 	msg := nestedStatus.ReplaceAllString(st.Message(), "")
 	at := target.where()
+	// A write whose fate the router could not learn says so (router's
+	// ErrAmbiguous); every other failed write was certainly not applied.
+	ambiguous := errors.Is(err, router.ErrAmbiguous)
 	unknownFate := ""
-	if verb == "cas" {
-		unknownFate = "; the cas may or may not have been applied: read the key (shardd kv get) to find out"
+	if ambiguous {
+		msg = strings.TrimPrefix(msg, router.ErrAmbiguous.Error()+": ")
+		unknownFate = fmt.Sprintf("; the %s may or may not have been applied: read the key (shardd kv get) to find out", verb)
 	}
 	switch st.Code() {
 	case codes.Canceled:
@@ -353,8 +365,8 @@ func explainKVError(verb string, target kvTarget, timeout time.Duration, connect
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if verb == "cas" && strings.Contains(msg, "may or may not have been applied") {
-			return fmt.Errorf("lost track of the cas: %s%s", msg, unknownFate)
+		if ambiguous {
+			return fmt.Errorf("lost track of the %s: %s%s", verb, msg, unknownFate)
 		}
 		return fmt.Errorf("the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (%s)", msg)
 	case codes.DeadlineExceeded:
@@ -567,9 +579,8 @@ majority of the replicas of the range holding KEY have stored it.
 
 ` + kvBytesDoc + `
 
-A put that a leader change or a broken connection leaves in doubt is sent
-again: harmless, unless another client wrote KEY in between.`,
-	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
+` + kvRetryDoc,
+	setup: func(fs *flag.FlagSet) func(*kvLine) (kvOp, error) {
 		valueFile := fs.String("value-file", "", valueFileUsage)
 		return func(l *kvLine) (kvOp, error) {
 			names := []string{"KEY", "VALUE"}
@@ -615,7 +626,7 @@ exits 1.
 The read is linearizable (it sees every write acknowledged before it
 began), served by the range's leader, unless --stale lets any replica
 answer.`,
-	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
+	setup: func(fs *flag.FlagSet) func(*kvLine) (kvOp, error) {
 		stale := fs.Bool("stale", false, staleUsage)
 		valueFile := fs.String("value-file", "", "write the value to this `file` (created or truncated), its bytes exactly, instead of printing it")
 		return func(l *kvLine) (kvOp, error) {
@@ -672,10 +683,8 @@ var kvDel = &kvVerb{
 Del deletes KEY and prints "deleted", or "not found" if there was no such
 key (exit status 0 either way).
 
-A delete that a leader change or a broken connection leaves in doubt is
-sent again, and then reports what the last attempt found: "not found"
-although the first one may have deleted the key.`,
-	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
+` + kvRetryDoc,
+	setup: func(fs *flag.FlagSet) func(*kvLine) (kvOp, error) {
 		return func(l *kvLine) (kvOp, error) {
 			if err := l.count([]string{"KEY"}, 1); err != nil {
 				return nil, err
@@ -720,7 +729,7 @@ then (see 'shardd help kv' for "encoding").
 The keys are read by requests of up to 1,000 keys of one range each, each
 linearizable (served by the range's leader; --stale lets any replica
 answer): the result is not a snapshot of the whole span at one instant.`,
-	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
+	setup: func(fs *flag.FlagSet) func(*kvLine) (kvOp, error) {
 		limit := fs.Int("limit", 1000, "print at most `N` keys (0: no limit)")
 		stale := fs.Bool("stale", false, staleUsage)
 		return func(l *kvLine) (kvOp, error) {
@@ -817,11 +826,8 @@ swapped (current: ...)" with the value it found, quoted, or "absent"
 standard input, and --value-file from a file; --expect is written like
 the arguments (in hex with --hex).
 
-Unlike put and del, a cas is not sent again once it may have reached the
-range: if a leader change, a broken connection or --timeout leaves its
-fate unknown, cas fails and says so, and "shardd kv get" tells whether it
-was applied.`,
-	setup: func(fs *flag.FlagSet, f *kvFlags) func(*kvLine) (kvOp, error) {
+` + kvRetryDoc,
+	setup: func(fs *flag.FlagSet) func(*kvLine) (kvOp, error) {
 		expect := fs.String("expect", "", "swap only if KEY's current value is `VALUE`")
 		absent := fs.Bool("absent", false, "swap only if KEY does not exist")
 		del := fs.Bool("delete", false, "delete KEY instead of setting it to NEWVALUE")

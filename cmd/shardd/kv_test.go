@@ -106,7 +106,7 @@ func parseKVIn(stdin io.Reader, args ...string) (kvTarget, kvOp, error) {
 	fs.SetOutput(io.Discard)
 	var f kvFlags
 	f.register(fs)
-	parse := v.setup(fs, &f)
+	parse := v.setup(fs)
 	rest, err := cli.ParseInterspersed(fs, args[1:])
 	if err != nil {
 		return kvTarget{}, nil, err
@@ -374,9 +374,10 @@ func TestExplainKVError(t *testing.T) {
 			"the cluster did not serve the request: it may have lost quorum (fewer than a majority of the range's replicas running) or be electing a leader; check `shardd ranges` and `shardd status`, and retry (router: gave up after 20 attempts: node 1 does not lead range 1)"},
 		{"get", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded (last error: x)"),
 			"no answer within 2s: the cluster may have lost quorum, or be overloaded (--timeout raises the wait) (context deadline exceeded (last error: x))"},
-		{"cas", one, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "the cas may or may not have been applied: read the key (shardd kv get) to find out"},
-		{"cas", one, false, status.Error(codes.Unavailable, "leadership changed while the write was in flight: it may or may not have been applied"),
-			"lost track of the cas: leadership changed while the write was in flight: it may or may not have been applied; the cas may or may not have been applied: read the key (shardd kv get) to find out"},
+		{"cas", one, false, ambiguousErr(codes.DeadlineExceeded, "context deadline exceeded"), "the cas may or may not have been applied: read the key (shardd kv get) to find out"},
+		{"put", one, false, ambiguousErr(codes.Unavailable, "leadership changed while the write was in flight"),
+			"lost track of the put: leadership changed while the write was in flight; the put may or may not have been applied: read the key (shardd kv get) to find out"},
+		{"del", one, false, ambiguousErr(codes.Unavailable, "stream broke"), "lost track of the del: stream broke; the del may"},
 		{"cas", one, false, status.Error(codes.Unavailable, "router: gave up after 20 attempts: no leader"), "it may have lost quorum"},
 		{"del", one, false, status.Error(codes.Canceled, "context canceled"), "interrupted"},
 		{"del", one, false, status.Error(codes.Internal, "boom"), "Internal: boom"},
@@ -385,6 +386,11 @@ func TestExplainKVError(t *testing.T) {
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("%s %v %v: %q, want %q", tc.verb, tc.connecting, tc.err, got, tc.want)
 		}
+	}
+	// A write that certainly was not applied says nothing of its fate.
+	notApplied := status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	if got := explainKVError("cas", one, time.Second, false, notApplied).Error(); strings.Contains(got, "may or may not") {
+		t.Errorf("a write not applied: %q", got)
 	}
 	plain := errors.New("key not found: k")
 	if got := explainKVError("get", one, time.Second, false, plain); got != plain {
@@ -806,3 +812,16 @@ func TestKVUnreachablePlacement(t *testing.T) {
 		t.Errorf("took %v: the 10s --timeout, not a refused connection's milliseconds", took)
 	}
 }
+
+// ambiguousErr is a write's error as the router returns it when an
+// attempt may have been applied: a status error that is also
+// router.ErrAmbiguous, its message prefixed with that error's.
+func ambiguousErr(c codes.Code, msg string) error {
+	return ambiguous{status.New(c, router.ErrAmbiguous.Error()+": "+msg)}
+}
+
+type ambiguous struct{ st *status.Status }
+
+func (a ambiguous) Error() string              { return a.st.Message() }
+func (a ambiguous) GRPCStatus() *status.Status { return a.st }
+func (a ambiguous) Is(target error) bool       { return target == router.ErrAmbiguous }

@@ -82,7 +82,7 @@ func traceVerbCommands() []*command {
 			setup: func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 				var f traceFlags
 				f.register(fs)
-				parse := v.setup(fs, &f.kvFlags)
+				parse := v.setup(fs)
 				return func(ctx context.Context, e *env, args []string) error {
 					target, op, err := checkKV(&f.kvFlags, parse, args, e.stdin)
 					if err != nil {
