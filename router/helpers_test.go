@@ -45,9 +45,14 @@ func splitRanges(n, replicas int, gen uint64) []*kvpb.RangeDescriptor {
 func newCluster(t testing.TB, size int, ranges []*kvpb.RangeDescriptor) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nodes: map[uint64]*node.Node{}, dirs: map[uint64]string{}, ranges: ranges}
-	t.Cleanup(c.stop)
+	// Cleanups run last registered first: the nodes must stop before
+	// their directories are removed, or a compaction running meanwhile
+	// finds its files gone and the engine stops the process as corrupt.
 	for id := uint64(1); id <= uint64(size); id++ {
 		c.dirs[id] = t.TempDir()
+	}
+	t.Cleanup(c.stop)
+	for id := uint64(1); id <= uint64(size); id++ {
 		n, err := node.Start(node.Config{NodeID: id, Dir: c.dirs[id], ListenAddr: "127.0.0.1:0",
 			TickInterval: 20 * time.Millisecond, Logger: testLogger()})
 		if err != nil {
