@@ -19,7 +19,10 @@ import (
 // whose nodes export to an OTLP collector (a sink in this process, which
 // counts and drops the spans), written to through three routers that
 // sample none, 1% or every write at the client. The settings alternate,
-// run after run, so that the machine's drift hits all three alike.
+// run after run, each round starting with the next, so that the
+// machine's drift hits all three alike; each is compared with "off"
+// round by round, in writes/s and in CPU per write (the nodes', and this
+// process's, which holds the clients and the sink).
 //
 //	go run ./bench tracing --groups 100 --clients 64 --duration 5s --rounds 3
 func tracingCmd(args []string) error {
@@ -72,14 +75,28 @@ func tracingCmd(args []string) error {
 		*groups, *clients, *size, *rounds, *duration, runtime.NumCPU())
 	// A first run, not counted, warms the caches and the connections.
 	runWrites(ctx, clientsBySetting[0], *clients, *duration/2, *size)
+	var pids []int
+	for _, p := range c.nodes {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
 	rates := make([][]float64, len(settings))
+	cpus := make([][]float64, len(settings)) // µs per write, nodes and this process
 	for round := range *rounds {
-		for i, s := range settings {
+		// Each round starts with the next setting, so that none always
+		// follows 100% (whose spans are still being exported) or runs
+		// first.
+		for j := range settings {
+			i := (j + round) % len(settings)
+			s := settings[i]
 			spans0 := sink.spans.Load()
+			m := startCPUMeter(pids, runtime.NumCPU())
 			r := runWrites(ctx, clientsBySetting[i], *clients, *duration, *size)
+			cpu := m.stop(r.ops, r.elapsed)
 			rates[i] = append(rates[i], r.rate())
-			fmt.Printf("  round %d, sampling %-5s %8.0f writes/s, p50 %v, p99 %v, %d errors, %d spans exported\n",
-				round+1, s.name+":", r.rate(), pct(r.lat, 50), pct(r.lat, 99), r.errs, sink.spans.Load()-spans0)
+			cpus[i] = append(cpus[i], cpu.StoreMicros+cpu.LoadMicros)
+			fmt.Printf("  round %d, sampling %-5s %8.0f writes/s, p50 %v, p99 %v, CPU/write %.0f µs (nodes %.0f, client and sink %.0f), %d errors, %d spans exported\n",
+				round+1, s.name+":", r.rate(), pct(r.lat, 50), pct(r.lat, 99), cpu.StoreMicros+cpu.LoadMicros, cpu.StoreMicros, cpu.LoadMicros,
+				r.errs, sink.spans.Load()-spans0)
 		}
 	}
 	mean := func(xs []float64) float64 {
@@ -89,10 +106,10 @@ func tracingCmd(args []string) error {
 		}
 		return t / float64(len(xs))
 	}
-	off := mean(rates[0])
 	for i, s := range settings {
-		m := mean(rates[i])
-		fmt.Printf("  sampling %-5s mean %8.0f writes/s, %.3f of off\n", s.name+":", m, m/off)
+		w, cpu := ratioOf(rates[i], rates[0]), ratioOf(cpus[i], cpus[0])
+		fmt.Printf("  sampling %-5s mean %6.0f writes/s, %.0f µs CPU/write; against off, round by round: writes/s median %.3f (%.3f-%.3f), CPU/write median %.3f (%.3f-%.3f)\n",
+			s.name+":", mean(rates[i]), mean(cpus[i]), w.Median, w.Min, w.Max, cpu.Median, cpu.Min, cpu.Max)
 	}
 	return nil
 }
