@@ -302,7 +302,7 @@ func TestSplitKeepsSessions(t *testing.T) {
 // linearizable per key, every replica of every range must end with the
 // same data and sessions, and the ranges must tile the key space. It logs
 // the longest stretch without a successful operation on the split range's
-// keys around each split.
+// keys around each split, and in as long a window before it.
 func TestSplitUnderLoad(t *testing.T) {
 	forEachCrashSeed(t, 2, 1, func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 1))
@@ -326,8 +326,14 @@ func TestSplitUnderLoad(t *testing.T) {
 			resp := cc.split(d.RangeId, key, next)
 			cc.awaitSplitEverywhere(resp)
 			time.Sleep(100 * time.Millisecond)
-			t.Logf("split range %d at %q into %d: longest stretch without a successful operation on its keys %v",
-				d.RangeId, key, next, w.h.longestGap(keys, from, w.h.now()).Round(time.Millisecond))
+			// The same keys' longest stretch in as long a window just
+			// before the split is the background to compare with: fsyncs
+			// of three nodes on one disk stall for tens of milliseconds
+			// without any split.
+			to := w.h.now()
+			t.Logf("split range %d at %q into %d: longest stretch without a successful operation on its keys %v (%v in as long before it)",
+				d.RangeId, key, next, w.h.longestGap(keys, from, to).Round(time.Millisecond),
+				w.h.longestGap(keys, max(0, 2*from-to), from).Round(time.Millisecond))
 			next++
 		}
 		time.Sleep(200 * time.Millisecond)
