@@ -238,6 +238,11 @@ type TestingKnobs struct {
 	// its data is staged on disk; after, it is ingested, and the group has
 	// not yet heard of it.
 	BeforeIngest, AfterIngest func(group uint64)
+	// AfterScan is called by a scan once its engine scan returned and
+	// before its response is built, on the goroutine serving it: the
+	// engine's iterator is closed by then, so a test can reuse what it
+	// lent the scan, as another request's scan may.
+	AfterScan func()
 	// LogRetention, if not zero, replaces every group's
 	// group.Config.LogRetention, so a test can make leaders truncate past
 	// a stopped replica after a few writes.

@@ -278,7 +278,9 @@ func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error
 		var last []byte
 		err = n.eng.Scan(req.StartKey, nilIfEmpty(end), limit+1, func(k, v []byte) bool {
 			if len(resp.Kvs) == limit {
-				last = k
+				// k is the engine's only until we return: its iterator
+				// recycles the buffer for another request's scan.
+				last = bytes.Clone(k)
 				return false
 			}
 			resp.Kvs = append(resp.Kvs, &kvpb.KeyValue{Key: bytes.Clone(k), Value: bytes.Clone(v)})
@@ -288,9 +290,12 @@ func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error
 			done(nil, status.Error(codes.Internal, err.Error()))
 			return
 		}
+		if k := n.cfg.Knobs.AfterScan; k != nil {
+			k()
+		}
 		switch {
 		case last != nil:
-			resp.ResumeKey = bytes.Clone(last)
+			resp.ResumeKey = last
 		case len(end) > 0 && !bytes.Equal(end, req.EndKey):
 			resp.ResumeKey = bytes.Clone(end) // the range ended first
 		}
