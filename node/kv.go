@@ -186,13 +186,23 @@ func (n *Node) submitTracedWrite(r *replica, c kvsm.Command, cb writeCallback, r
 // (at once under the lease) and applied up to it. Either way the range
 // must still hold key by then: a split applied meanwhile hands it to
 // another range, whose writes this one no longer sees.
+// serve gets the descriptor that was found to hold key, and must bound
+// what it reads by that one and not load the replica's again: a stale
+// read is served on the caller's goroutine while the worker may apply a
+// split, so a second load could find a range that ends at or before key.
 // req is the read's handler span, nil if it is not traced.
-func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsistency, req trace.Span, serve func(error)) {
+func (n *Node) submitRead(r *replica, key []byte, consistency kvpb.ReadConsistency, req trace.Span, serve func(*kvpb.RangeDescriptor, error)) {
 	checked := func(err error) {
-		if err == nil && !contains(r.desc.Load(), key) {
-			err = n.keyMoved(r, key)
+		if err != nil {
+			serve(nil, err)
+			return
 		}
-		serve(err)
+		d := r.desc.Load()
+		if !contains(d, key) {
+			serve(nil, n.keyMoved(r, key))
+			return
+		}
+		serve(d, nil)
 	}
 	if consistency == kvpb.ReadConsistency_STALE {
 		if req != nil {
@@ -238,7 +248,7 @@ func (n *Node) doGet(req *kvpb.GetRequest, done func(*kvpb.GetResponse, error)) 
 		done(nil, err)
 		return
 	}
-	n.submitRead(r, req.Key, req.GetHeader().GetConsistency(), span, func(err error) {
+	n.submitRead(r, req.Key, req.GetHeader().GetConsistency(), span, func(_ *kvpb.RangeDescriptor, err error) {
 		if err != nil {
 			done(nil, err)
 			return
@@ -264,12 +274,11 @@ func (n *Node) doScan(req *kvpb.ScanRequest, done func(*kvpb.ScanResponse, error
 		return
 	}
 	limit := int(n.cfg.Limits.ScanLimit(req))
-	n.submitRead(r, req.StartKey, req.GetHeader().GetConsistency(), span, func(err error) {
+	n.submitRead(r, req.StartKey, req.GetHeader().GetConsistency(), span, func(d *kvpb.RangeDescriptor, err error) {
 		if err != nil {
 			done(nil, err)
 			return
 		}
-		d := r.desc.Load()
 		end := req.EndKey
 		if len(d.EndKey) > 0 && (len(end) == 0 || bytes.Compare(end, d.EndKey) > 0) {
 			end = d.EndKey // stop at the range's end; the client continues
