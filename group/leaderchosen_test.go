@@ -81,3 +81,31 @@ func TestLaggingFollowerCatchesUpUnderLoad(t *testing.T) {
 		t.Fatalf("3 is still at chosen %d under load, below the leader's %d of five heartbeats ago\n%s", f.Chosen(), behind, n.status())
 	}
 }
+
+// TestTellChosen: a leader's followers learn a value chosen only with its
+// next accept or heartbeat; TellChosen tells them at once (a split's
+// right half waits on them), and on a follower it sends nothing.
+func TestTellChosen(t *testing.T) {
+	n := newNetwork(t, voters(1, 2, 3), nil)
+	n.elect(1)
+	n.tickAll(2)
+	l := n.node(1)
+	n.propose(1, "split")
+	n.stabilize()
+	for _, id := range []uint64{2, 3} {
+		if f := n.node(id); f.Chosen() >= l.Chosen() {
+			t.Fatalf("replica %d knows chosen %d before being told, the leader %d: the test proves nothing", id, f.Chosen(), l.Chosen())
+		}
+	}
+	n.node(2).TellChosen()
+	if n.node(2).HasReady() {
+		t.Fatal("a follower's TellChosen made it send something")
+	}
+	l.TellChosen()
+	n.stabilize()
+	for _, id := range []uint64{2, 3} {
+		if f := n.node(id); f.Chosen() != l.Chosen() {
+			t.Errorf("replica %d knows chosen %d after TellChosen, the leader %d", id, f.Chosen(), l.Chosen())
+		}
+	}
+}

@@ -365,6 +365,12 @@ func (n *Node) finish(it *cycleItem, out []pb.Message) []pb.Message {
 			}
 		}
 		r.rn.Advance(it.rd)
+		if len(it.born) > 0 {
+			// A split applied: its right half's leader, campaigning now,
+			// needs the followers to apply it too, which they do once they
+			// learn it chosen.
+			r.rn.TellChosen()
+		}
 		n.traceChosen(r)
 		n.resolveConfWaiters(r)
 	}
