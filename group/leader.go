@@ -361,10 +361,15 @@ func (r *Replica) tickLeader() {
 // member stays behind for as long as writes flow. A member merely slow to
 // answer costs one heartbeat a tick; its answer catches up nothing.
 func (r *Replica) beatLagging() {
-	l := r.lead
-	for _, p := range l.progress {
-		if p.heard < l.beatChosen {
-			r.sendRound(pb.MsgHeartbeat, p.id, l.lease.seq)
+	r.beatMembers(func(p *progress) bool { return p.heard < r.lead.beatChosen })
+}
+
+// beatMembers sends the members that want says to, a heartbeat of the
+// current lease round: our chosen point now, not at the next round.
+func (r *Replica) beatMembers(want func(*progress) bool) {
+	for _, p := range r.lead.progress {
+		if want(p) {
+			r.sendRound(pb.MsgHeartbeat, p.id, r.lead.lease.seq)
 		}
 	}
 }
@@ -513,11 +518,8 @@ func (r *Replica) hurryVoters(t *transfer, conf uint64) {
 // otherwise wait up to two heartbeat intervals when its left half gets no
 // writes.
 func (r *Replica) TellChosen() {
-	if r.role != Leader {
-		return
-	}
-	for _, p := range r.lead.progress {
-		r.sendRound(pb.MsgHeartbeat, p.id, r.lead.lease.seq)
+	if r.role == Leader {
+		r.beatMembers(func(*progress) bool { return true })
 	}
 }
 

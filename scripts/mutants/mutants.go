@@ -387,8 +387,8 @@ var mutants = []mutant{
 	{
 		Name: "group/busy-leader-no-catch-up",
 		File: "group/leader.go",
-		Old:  "if p.heard < l.beatChosen {",
-		New:  "if false {",
+		Old:  "return p.heard < r.lead.beatChosen",
+		New:  "return false",
 		Desc: "a busy leader never heartbeats a member that lags, which stays behind for as long as writes flow",
 	},
 }
