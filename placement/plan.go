@@ -328,3 +328,14 @@ func Holds(d *kvpb.RangeDescriptor, node uint64) bool {
 	}
 	return false
 }
+
+// VoterNodes returns the nodes of d's voters, in d's order.
+func VoterNodes(d *kvpb.RangeDescriptor) []uint64 {
+	var out []uint64
+	for _, r := range d.GetReplicas() {
+		if r.GetRole() == kvpb.ReplicaRole_VOTER {
+			out = append(out, r.GetNodeId())
+		}
+	}
+	return out
+}

@@ -262,7 +262,7 @@ func (c *faultCluster) converged(ctx context.Context, pc *client.Client) ([]*kvp
 		}
 	}
 	for _, d := range descs {
-		voters := voterNodes(d)
+		voters := placement.VoterNodes(d)
 		if len(voters) != 3 || len(d.Replicas) != 3 {
 			return descs, fmt.Sprintf("range %d has replicas %v, want three voters", d.RangeId, d.Replicas)
 		}
@@ -278,17 +278,6 @@ func (c *faultCluster) converged(ctx context.Context, pc *client.Client) ([]*kvp
 		}
 	}
 	return descs, ""
-}
-
-// voterNodes returns the nodes of d's voters.
-func voterNodes(d *kvpb.RangeDescriptor) []uint64 {
-	var out []uint64
-	for _, r := range d.Replicas {
-		if r.Role == kvpb.ReplicaRole_VOTER {
-			out = append(out, r.NodeId)
-		}
-	}
-	return out
 }
 
 // setFaults replaces node id's faults.

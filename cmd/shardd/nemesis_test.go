@@ -401,7 +401,7 @@ func (n *nemesis) startMove(t *testing.T, ev nemesisEvent) {
 			lacking = append(lacking, id)
 		}
 	}
-	voters := voterNodes(d)
+	voters := placement.VoterNodes(d)
 	if len(lacking) == 0 || len(voters) == 0 {
 		ev.what = fmt.Sprintf("move: range %d has no voter or no node lacks it (%v)", d.RangeId, d.Replicas)
 		n.record(t, ev)
@@ -434,7 +434,7 @@ func (n *nemesis) transfer(t *testing.T) string {
 		return "transfer: " + why
 	}
 	var to []uint64
-	for _, v := range voterNodes(d) {
+	for _, v := range placement.VoterNodes(d) {
 		if v != d.LeaderNodeId {
 			to = append(to, v)
 		}

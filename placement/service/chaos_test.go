@@ -344,7 +344,7 @@ func (cc *chaosCluster) divergence() (why string, rangeID uint64) {
 		return why, 0
 	}
 	for _, d := range all {
-		if voters := voterNodes(d); len(voters) != 3 || len(d.Replicas) != 3 {
+		if voters := placement.VoterNodes(d); len(voters) != 3 || len(d.Replicas) != 3 {
 			return fmt.Sprintf("range %d: %s, want three voters", d.RangeId, replicaList(d)), d.RangeId
 		}
 	}
@@ -574,7 +574,7 @@ func (n *nemesis) move(rng *rand.Rand) chaosEvent {
 		return chaosEvent{}
 	}
 	d := all[rng.IntN(len(all))]
-	voters := voterNodes(d)
+	voters := placement.VoterNodes(d)
 	to := lacking(d)
 	if len(voters) != 3 || to == 0 {
 		return chaosEvent{} // a move is under way
@@ -600,7 +600,7 @@ func (n *nemesis) transfer(rng *rand.Rand) chaosEvent {
 	}
 	d := all[rng.IntN(len(all))]
 	var others []uint64
-	for _, v := range voterNodes(d) {
+	for _, v := range placement.VoterNodes(d) {
 		if v != d.LeaderNodeId {
 			others = append(others, v)
 		}

@@ -444,7 +444,7 @@ func (k *killer) pick(t *testing.T, kc killCase, rng *rand.Rand) *killPlan {
 	all := cc.ranges()
 	for _, i := range rng.Perm(len(all)) {
 		cand := all[i]
-		if len(voterNodes(cand)) != 3 || len(cand.Replicas) != 3 {
+		if len(placement.VoterNodes(cand)) != 3 || len(cand.Replicas) != 3 {
 			continue
 		}
 		if kc.op == "split" {
@@ -459,7 +459,7 @@ func (k *killer) pick(t *testing.T, kc killCase, rng *rand.Rand) *killPlan {
 		t.Fatalf("no range to %s", kc.op)
 	}
 	leader := cc.leaderOf(d.RangeId)
-	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: voterNodes(d), splitKey: key,
+	p := &killPlan{kc: kc, rangeID: d.RangeId, replicas: placement.VoterNodes(d), splitKey: key,
 		fired: make(chan struct{}), resume: make(chan struct{})}
 	var others []uint64 // the voters but the leader
 	for _, v := range p.replicas {

@@ -141,7 +141,7 @@ func TestMoveUnderLoadThroughPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the move: %v", err)
 	}
-	if placement.Holds(resp.Descriptor_, from) || !placement.Holds(resp.Descriptor_, 4) || len(voterNodes(resp.Descriptor_)) != 3 {
+	if placement.Holds(resp.Descriptor_, from) || !placement.Holds(resp.Descriptor_, 4) || len(placement.VoterNodes(resp.Descriptor_)) != 3 {
 		t.Fatalf("after the move: %v", resp.Descriptor_)
 	}
 

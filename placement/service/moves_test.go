@@ -16,17 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// voterNodes returns the nodes of d's voters.
-func voterNodes(d *kvpb.RangeDescriptor) []uint64 {
-	var out []uint64
-	for _, r := range d.Replicas {
-		if r.Role == kvpb.ReplicaRole_VOTER {
-			out = append(out, r.NodeId)
-		}
-	}
-	return out
-}
-
 // keyOf returns a key inside d.
 func keyOf(d *kvpb.RangeDescriptor) []byte {
 	if len(d.StartKey) == 0 {
@@ -69,15 +58,15 @@ func TestMoveReplica(t *testing.T) {
 	}
 	from := d.LeaderNodeId // the hardest case: the leader's replica moves
 	if from == 0 {
-		from = voterNodes(d)[0]
+		from = placement.VoterNodes(d)[0]
 	}
 	waitNode(t, c, 4, 10*time.Second, "live and settled", func(n *placementpb.NodeInfo) bool { return n.Live && !n.Settling })
 
 	// Refused: a move onto a node that holds a replica, from one that
 	// holds none, of an unknown range.
-	other := voterNodes(d)[0]
+	other := placement.VoterNodes(d)[0]
 	if other == from {
-		other = voterNodes(d)[1]
+		other = placement.VoterNodes(d)[1]
 	}
 	for _, bad := range []struct {
 		id, from, to uint64
@@ -98,7 +87,7 @@ func TestMoveReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("moved range %d's replica from node %d to node 4 in %v: %v", d.RangeId, from, time.Since(start).Round(time.Millisecond), resp.Descriptor_)
-	voters := voterNodes(resp.Descriptor_)
+	voters := placement.VoterNodes(resp.Descriptor_)
 	if len(voters) != 3 || !placement.Holds(resp.Descriptor_, 4) || placement.Holds(resp.Descriptor_, from) {
 		t.Fatalf("after the move: %v", resp.Descriptor_)
 	}
@@ -154,7 +143,7 @@ func TestDeadNodeRepair(t *testing.T) {
 			return false
 		}
 		for _, d := range all {
-			v := voterNodes(d)
+			v := placement.VoterNodes(d)
 			if len(v) != 3 || placement.Holds(d, 2) {
 				return false
 			}
