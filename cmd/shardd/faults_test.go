@@ -126,6 +126,14 @@ func TestFaultSuite(t *testing.T) {
 			for _, p := range rep.Problems {
 				t.Errorf("%s (seed %d)", p, cfg.seed)
 			}
+			injected := 0
+			for _, n := range rep.Faults {
+				injected += n
+			}
+			if injected == 0 {
+				// A run without faults checks nothing the suite is for.
+				t.Errorf("the nemesis injected no fault in %v (seed %d)", cfg.duration, cfg.seed)
+			}
 		})
 	}
 	t.Logf("%s", totals.format("fault suite totals"))

@@ -284,20 +284,6 @@ func (h *History) Tally() Tally {
 // Sum adds up counts by kind.
 func Sum(byKind [3]int) int { return byKind[0] + byKind[1] + byKind[2] }
 
-// Counts tallies a history's operations: by kind, how many had a known
-// outcome and how many an unknown one.
-func Counts(ops []porcupine.Operation) (known, unknown [3]int) {
-	for _, op := range ops {
-		k := op.Input.(Input).Kind
-		if op.Output.(Output).Unknown {
-			unknown[k]++
-		} else {
-			known[k]++
-		}
-	}
-	return known, unknown
-}
-
 func (k Kind) String() string {
 	switch k {
 	case Get:

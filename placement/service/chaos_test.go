@@ -271,9 +271,10 @@ func (cc *chaosCluster) checkEnd() {
 		t.Error(err)
 	}
 	ops := cc.w.History.Operations()
-	known, unknown := linz.Counts(ops)
+	tally := cc.w.History.Tally()
+	known, unknown := tally.Returned, tally.Indeterminate
 	t.Logf("history: %d operations with a known outcome (get/put/cas %v), %d unknown (%v)",
-		known[0]+known[1]+known[2], known, unknown[0]+unknown[1]+unknown[2], unknown)
+		linz.Sum(known), known, linz.Sum(unknown), unknown)
 	if known[linz.Put]+known[linz.CAS] < 20 || known[linz.Get] < 20 {
 		t.Errorf("too few operations completed to say anything: %v", known)
 	}
