@@ -59,7 +59,7 @@ func TestKillAtEachStep(t *testing.T) {
 		}
 		for _, i := range rng.Perm(len(cases))[:n] {
 			name := cases[i].String()
-			if !slices.Contains(killRegressions, name) && !slices.Contains(killOpenBugs, name) {
+			if !slices.Contains(killRegressions, name) {
 				sample = append(sample, cases[i])
 			}
 		}
@@ -91,10 +91,6 @@ func TestKillAtEachStep(t *testing.T) {
 //     follower, with a gap below the chosen point, stayed stuck before
 //     the split (group's TestLaggingFollowerCatchesUpUnderLoad).
 var killRegressions = []string{"split/applied-on-leader/placement", "move/removed/placement", "split/applied-on-leader/leader"}
-
-// killOpenBugs are cases that show a bug not fixed yet; CI's sample leaves
-// them out so that main stays green, and -chaos.all runs them.
-var killOpenBugs = []string{}
 
 var chaosAll = flag.Bool("chaos.all", false, "TestKillAtEachStep: run every case of the table, not a sample")
 
